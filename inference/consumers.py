@@ -1,0 +1,205 @@
+"""`/ws/chat/`: the websocket chat protocol of SPEC §6.
+
+The consumer only speaks the protocol: it validates frames, asks services what may run,
+hands generations to the dispatcher and forwards their events as frames.
+"""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from audit.context import RequestContext, request_context_bound, request_id_new
+from inference.cancellation import generation_cancel_request
+from inference.dispatch import generation_dispatch
+from inference.generation import GenerationJob
+from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
+
+# Close codes: 4401 is "unauthenticated" in the 4000-4999 range left to applications.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+@dataclass
+class _RunningChat:
+    generation_id: str
+    plan: ChatPlan
+    started_at: float
+    first_token_at: float | None = None
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Closing before accept() rejects the handshake (HTTP 403).
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        self.running: dict[str, _RunningChat] = {}
+        headers = dict(self.scope.get("headers", []))
+        client = self.scope.get("client") or (None, None)
+        self.request_context = RequestContext(
+            request_id=request_id_new(proposed=headers.get(b"x-request-id", b"").decode("latin-1")),
+            client_ip=client[0],
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512],
+        )
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        running = getattr(self, "running", {})
+        for client_id, chat in list(running.items()):
+            await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
+            await self._record(
+                client_id,
+                chat,
+                failed=False,
+                outcome={"finish_reason": "cancelled", "reason": "client disconnected"},
+            )
+        running.clear()
+
+    # --- client frames -------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._send_error(None, "invalid", "Frames must be JSON text, not binary.")
+            return
+        if len(text_data.encode()) > settings.GATEHOUSE_WS_MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            return
+        try:
+            frame = frame_parse(json.loads(text_data))
+        except json.JSONDecodeError:
+            await self._send_error(None, "invalid", "The frame is not valid JSON.")
+            return
+        except ProtocolError as error:
+            await self._send_error(error.client_id, error.code, error.message)
+            return
+        if isinstance(frame, CancelFrame):
+            await self._cancel(frame)
+        else:
+            await self._start(frame)
+
+    async def _start(self, frame: ChatFrame) -> None:
+        if frame.id in self.running:
+            await self._send_error(frame.id, "invalid", "A chat with this id is already running.")
+            return
+        if len(self.running) >= settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS:
+            await self._send_error(
+                frame.id,
+                "rate_limited",
+                f"At most {settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS} chats may run at once "
+                "on one connection.",
+            )
+            return
+        try:
+            plan = await database_sync_to_async(chat_prepare)(user=self.user, frame=frame)
+        except ChatRejected as rejected:
+            await self._send_error(frame.id, rejected.code, rejected.message)
+            return
+        generation_id = uuid.uuid4().hex
+        self.running[frame.id] = _RunningChat(
+            generation_id=generation_id, plan=plan, started_at=time.monotonic()
+        )
+        await self.send_json(
+            {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
+        )
+        job = GenerationJob(
+            generation_id=generation_id,
+            client_id=frame.id,
+            reply_channel=self.channel_name,
+            version_id=plan.version_id,
+            messages=[{"role": message.role, "content": message.content} for message in frame.messages],
+            params={
+                "max_tokens": plan.params.max_tokens,
+                "temperature": plan.params.temperature,
+                "top_p": plan.params.top_p,
+            },
+            request_id=self.request_context.request_id,
+        )
+        await generation_dispatch(job=job)
+
+    async def _cancel(self, frame: CancelFrame) -> None:
+        chat = self.running.get(frame.id)
+        if chat is None:
+            await self._send_error(frame.id, "not_found", "No chat with this id is running.")
+            return
+        await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
+
+    # --- generation events (from the channel layer) ----------------------------------------------
+
+    def _current(self, event: dict[str, Any]) -> _RunningChat | None:
+        chat = self.running.get(event["client_id"])
+        # A late event of an earlier chat that reused this client id is dropped.
+        return chat if chat is not None and chat.generation_id == event["generation_id"] else None
+
+    async def generation_token(self, event: dict[str, Any]) -> None:
+        chat = self._current(event)
+        if chat is None:
+            return
+        if chat.first_token_at is None:
+            chat.first_token_at = time.monotonic()
+        await self.send_json(
+            {"type": "token", "id": event["client_id"], "index": event["index"], "text": event["text"]}
+        )
+
+    async def generation_finished(self, event: dict[str, Any]) -> None:
+        chat = self._current(event)
+        if chat is None:
+            return
+        client_id = event["client_id"]
+        del self.running[client_id]
+        usage = {
+            "prompt_tokens": event["prompt_tokens"],
+            "completion_tokens": event["completion_tokens"],
+            "total_tokens": event["prompt_tokens"] + event["completion_tokens"],
+        }
+        # Audit before telling the client: a client that saw `done` can rely on the record.
+        await self._record(
+            client_id, chat, failed=False, outcome={"finish_reason": event["finish_reason"], **usage}
+        )
+        await self.send_json(
+            {"type": "done", "id": client_id, "finish_reason": event["finish_reason"], "usage": usage}
+        )
+
+    async def generation_failed(self, event: dict[str, Any]) -> None:
+        chat = self._current(event)
+        if chat is None:
+            return
+        client_id = event["client_id"]
+        del self.running[client_id]
+        await self._record(client_id, chat, failed=True, outcome={"code": event["code"]})
+        await self._send_error(client_id, event["code"], event["message"])
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _send_error(self, client_id: str | None, code: str, message: str) -> None:
+        await self.send_json(error_frame(code=code, message=message, client_id=client_id))
+
+    async def _record(
+        self, client_id: str, chat: _RunningChat, *, failed: bool, outcome: dict[str, Any]
+    ) -> None:
+        now = time.monotonic()
+        metadata = {
+            "client_id": client_id,
+            "generation_id": chat.generation_id,
+            "latency_ms": round((now - chat.started_at) * 1000, 1),
+            "time_to_first_token_ms": (
+                round((chat.first_token_at - chat.started_at) * 1000, 1) if chat.first_token_at else None
+            ),
+            **outcome,
+        }
+
+        def record() -> None:
+            with request_context_bound(self.request_context):
+                chat_record_outcome(
+                    user=self.user, version_id=chat.plan.version_id, metadata=metadata, failed=failed
+                )
+
+        await database_sync_to_async(record)()

@@ -1,0 +1,81 @@
+"""The demo model of SPEC §7: a tiny GPT-2 with a byte-level tokenizer, built offline.
+
+Deterministic (fixed seed, no download), saved as an ordinary Hugging Face model directory,
+and loaded through the same `AutoModelForCausalLM` / `AutoTokenizer` path as any other
+model. Its output is noise; everything around it is the real pipeline.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+DEMO_MODEL_NAME = "demo-tiny"
+DEMO_VERSION_LABEL = "v1"
+DEMO_CONTEXT_LENGTH = 512
+_SEED = 0
+_END_OF_TEXT = "<|endoftext|>"
+# Without a chat template a tokenizer cannot turn messages into a prompt; this one marks
+# each turn with its role, like the role markers real chat models use.
+DEMO_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _build_tokenizer(directory: Path) -> int:
+    """Save a byte-level tokenizer (256 byte tokens, no merges) and return its vocab size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {char: index for index, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab[_END_OF_TEXT] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=_END_OF_TEXT,
+        eos_token=_END_OF_TEXT,
+        pad_token=_END_OF_TEXT,
+        model_max_length=DEMO_CONTEXT_LENGTH,
+    )
+    tokenizer.chat_template = DEMO_CHAT_TEMPLATE
+    tokenizer.save_pretrained(directory)
+    return len(vocab)
+
+
+def _build_model(directory: Path, *, vocab_size: int) -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    end_of_text_id = vocab_size - 1
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=DEMO_CONTEXT_LENGTH,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=end_of_text_id,
+        eos_token_id=end_of_text_id,
+        pad_token_id=end_of_text_id,
+    )
+    torch.manual_seed(_SEED)
+    model = GPT2LMHeadModel(config)
+    model.save_pretrained(directory, safe_serialization=True)
+
+
+def demo_model_build(*, directory: Path) -> None:
+    """Write the demo model to `directory`, replacing it whole (never a half-written model)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        vocab_size = _build_tokenizer(staging)
+        _build_model(staging, vocab_size=vocab_size)
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""What every inference engine takes and gives back, independent of the backend."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 0.7
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+
+
+# Called once per generated token, in order, with the text that token adds (it may be empty
+# while a multi-byte character is still incomplete). Blocking here slows generation down:
+# that is the back-pressure a slow reader applies.
+TokenCallback = Callable[[str], None]
+# Polled between tokens; True ends the generation with finish reason "cancelled".
+StopCheck = Callable[[], bool]
+
+
+class Engine(Protocol):
+    def generate_stream(
+        self,
+        *,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        on_token: TokenCallback,
+        should_stop: StopCheck,
+    ) -> GenerationResult: ...

@@ -1,0 +1,48 @@
+"""SHA-256 manifests of model directories: computed at registration, verified before load."""
+
+import hashlib
+from pathlib import Path
+
+_CHUNK = 1024 * 1024
+
+
+class ManifestMismatch(Exception):
+    """The files on disk are not the files that were registered."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_compute(*, directory: Path) -> dict[str, str]:
+    """Hash every regular file under `directory`, keyed by its POSIX path relative to it."""
+    return {
+        path.relative_to(directory).as_posix(): file_sha256(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def manifest_verify(*, directory: Path, expected: dict[str, str]) -> None:
+    """Raise ManifestMismatch unless `directory` holds exactly the expected files and bytes."""
+    if not expected:
+        raise ManifestMismatch("no manifest was recorded for this version")
+    if not directory.is_dir():
+        raise ManifestMismatch(f"model directory {directory.name!r} does not exist")
+    actual = manifest_compute(directory=directory)
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(name for name in set(expected) & set(actual) if expected[name] != actual[name])
+    if missing or extra or changed:
+        problems = []
+        if missing:
+            problems.append(f"missing {missing}")
+        if extra:
+            problems.append(f"unexpected {extra}")
+        if changed:
+            problems.append(f"changed {changed}")
+        raise ManifestMismatch("model files do not match the manifest: " + "; ".join(problems))

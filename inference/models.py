@@ -1,0 +1,72 @@
+"""The model registry: governed models and their versions."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Model(models.Model):
+    """A name users ask for (`demo-tiny`); what answers is one of its versions."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Open models are usable by every member; others need an object-level grant.
+    open_to_all = models.BooleanField(default=False)
+    max_tokens_cap = models.PositiveIntegerField(default=512)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("use_model", "Can use the model for inference")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "Local transformers"
+        OPENAI_COMPATIBLE = "openai_compatible", "Remote OpenAI-compatible"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        STAGING = "staging", "Staging"
+        PRODUCTION = "production", "Production"
+        RETIRED = "retired", "Retired"
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
+    label = models.CharField(max_length=64)
+    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    # A local Hugging Face model directory, absolute or relative to GATEHOUSE_MODEL_ROOT.
+    source = models.CharField(max_length=500)
+    # {relative file path: sha-256 hex}; verified before every load.
+    manifest = models.JSONField(default=dict)
+    dtype = models.CharField(max_length=16, default="auto")
+    context_length = models.PositiveIntegerField(default=2048)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model__name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "label"], name="model_version_label_unique"),
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=Q(status="production"),
+                name="model_one_production_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.label}"
+
+    @property
+    def source_path(self) -> Path:
+        path = Path(self.source)
+        return path if path.is_absolute() else Path(settings.GATEHOUSE_MODEL_ROOT) / path

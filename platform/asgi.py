@@ -1,0 +1,23 @@
+"""The ASGI application: HTTP through Django, websockets through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatehouse.settings")
+
+# Django must be set up before anything imports models (the consumers do).
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from accounts.websocket_auth import WebsocketAuthMiddlewareStack  # noqa: E402
+from gatehouse.websocket_origin import BrowserOriginValidator  # noqa: E402
+from inference.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(WebsocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,50 @@
+"""Request id on every request and response, and the audit context that carries it."""
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.decorators import sync_and_async_middleware
+
+from audit.context import RequestContext, request_context_bound, request_id_new
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def _context_for(request: HttpRequest) -> RequestContext:
+    return RequestContext(
+        request_id=request_id_new(proposed=request.headers.get(REQUEST_ID_HEADER)),
+        client_ip=request.META.get("REMOTE_ADDR"),
+        user_agent=request.headers.get("User-Agent", "")[:512],
+    )
+
+
+@sync_and_async_middleware
+def RequestIdMiddleware(  # noqa: N802 - Django middleware factories are named like classes
+    get_response: Callable[[HttpRequest], HttpResponseBase]
+    | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+) -> Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
+    if iscoroutinefunction(get_response):
+        async_get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = get_response
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            context = _context_for(request)
+            request.request_id = context.request_id  # type: ignore[attr-defined]
+            with request_context_bound(context):
+                response = await async_get_response(request)
+            response[REQUEST_ID_HEADER] = context.request_id
+            return response
+
+        return async_middleware
+
+    sync_get_response: Callable[[HttpRequest], HttpResponseBase] = get_response  # type: ignore[assignment]
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        context = _context_for(request)
+        request.request_id = context.request_id  # type: ignore[attr-defined]
+        with request_context_bound(context):
+            response = sync_get_response(request)
+        response[REQUEST_ID_HEADER] = context.request_id
+        return response
+
+    return middleware

@@ -1,0 +1,241 @@
+"""Gatehouse settings: one module, driven by the environment (SPEC §3).
+
+The embedded default (no variables set) runs on SQLite, an in-memory channel layer, a
+local-memory cache and an in-process inference executor, so `make run` needs no other
+server. Setting DATABASE_URL and REDIS_URL switches to the production configuration.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import django_stubs_ext
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from gatehouse.dev_secrets import dev_secrets_load
+
+# Lets annotations such as ModelAdmin[Model] work at run time, not only under mypy.
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# --- secrets: separate keys for sessions and JWTs; production must bring its own -----------
+_secret_names = ("SECRET_KEY", "JWT_SIGNING_KEY", "API_KEY_PEPPER")
+if DEBUG:
+    _dev = dev_secrets_load(path=VAR_DIR / "dev-secrets.json")
+    _secrets = {name: env.str(name, default=_dev[name]) for name in _secret_names}
+else:
+    _missing = [name for name in ("SECRET_KEY", "JWT_SIGNING_KEY") if not env.str(name, default="")]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"{' and '.join(_missing)} must be set in the environment when DEBUG is off."
+        )
+    _secrets = {name: env.str(name, default="") for name in _secret_names}
+    if not _secrets["API_KEY_PEPPER"]:
+        _secrets["API_KEY_PEPPER"] = _secrets["SECRET_KEY"]
+    if _secrets["SECRET_KEY"] == _secrets["JWT_SIGNING_KEY"]:
+        raise ImproperlyConfigured("SECRET_KEY and JWT_SIGNING_KEY must be different keys.")
+SECRET_KEY = _secrets["SECRET_KEY"]
+JWT_SIGNING_KEY = _secrets["JWT_SIGNING_KEY"]
+API_KEY_PEPPER = _secrets["API_KEY_PEPPER"]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"]
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "channels",
+    "gatehouse.apps.GatehouseConfig",
+    "accounts",
+    "audit",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "gatehouse.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gatehouse.urls"
+WSGI_APPLICATION = "gatehouse.wsgi.application"
+ASGI_APPLICATION = "gatehouse.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database --------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and IMMEDIATE transactions let the ASGI server's threads write without
+    # "database is locked" errors under light concurrency.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Redis: cache, channel layer, Celery broker ------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "gatehouse",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gatehouse:channels", "capacity": 1000},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+# Without a broker, tasks run inline: the embedded default needs no worker process.
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL == "memory://"
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- inference ---------------------------------------------------------------------------------
+GATEHOUSE_MODEL_ROOT = Path(env.str("GATEHOUSE_MODEL_ROOT", default=str(VAR_DIR / "models")))
+GATEHOUSE_DEVICE = env.str("GATEHOUSE_DEVICE", default="auto")
+# "inprocess": generations run on a thread pool inside the web process (embedded default).
+# "celery": generations run on Celery workers (GPU nodes) and stream back over the channel layer.
+GATEHOUSE_INFERENCE_EXECUTOR = env.str("GATEHOUSE_INFERENCE_EXECUTOR", default="inprocess")
+if GATEHOUSE_INFERENCE_EXECUTOR not in ("inprocess", "celery"):
+    raise ImproperlyConfigured("GATEHOUSE_INFERENCE_EXECUTOR must be 'inprocess' or 'celery'.")
+if GATEHOUSE_INFERENCE_EXECUTOR == "celery" and CELERY_TASK_ALWAYS_EAGER:
+    raise ImproperlyConfigured(
+        "GATEHOUSE_INFERENCE_EXECUTOR=celery needs a broker: set REDIS_URL or CELERY_BROKER_URL."
+    )
+GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=4)
+# Concurrent chats one websocket connection may run (SPEC §6).
+GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)
+# Largest websocket text frame accepted, in bytes.
+GATEHOUSE_WS_MAX_FRAME_BYTES = env.int("GATEHOUSE_WS_MAX_FRAME_BYTES", default=64 * 1024)
+
+# --- REST API and JWT --------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "AUDIENCE": "gatehouse-api",
+    "ISSUER": "gatehouse",
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "LEEWAY": 0,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gatehouse API",
+    "DESCRIPTION": "Governed access to large language models.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- static files, i18n ------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- security headers (production settings pass `manage.py check --deploy`) --------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # /healthz and /readyz are probed over plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
