@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml deploy/install-torch.sh
 
 run: install
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py bootstrap --print-urls
 	$(VENV)/bin/uvicorn gatehouse.asgi:application --host 127.0.0.1 --port 8000 --lifespan off
 

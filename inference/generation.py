@@ -18,7 +18,7 @@ from inference.engines.loader import engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.manifest import ManifestMismatch
 from inference.models import ModelVersion
-from inference.relay import ChannelRelay
+from inference.relay import ChannelRelay, ReaderGone
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,15 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     close_old_connections()
     try:
         _generate(job=job, relay=relay)
+    except ReaderGone:
+        # Nobody is listening any more; the consumer audits a vanished client itself.
+        logger.info("generation %s stopped: its reader is gone", job.generation_id)
     except Exception:
         logger.exception("generation %s failed", job.generation_id)
-        relay.send(_failed(job, code="unavailable", message="The model failed while generating."))
+        try:
+            relay.send(_failed(job, code="unavailable", message="The model failed while generating."))
+        except ReaderGone:
+            logger.info("generation %s: could not report the failure, its reader is gone", job.generation_id)
     finally:
         close_old_connections()
 

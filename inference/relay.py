@@ -47,7 +47,12 @@ class ChannelRelay:
 
     def send(self, message: dict[str, Any]) -> None:
         """Send from a thread that is not running `loop`; blocks until delivered."""
-        future = asyncio.run_coroutine_threadsafe(self._send(message), self._loop)
+        sending = self._send(message)
+        try:
+            future = asyncio.run_coroutine_threadsafe(sending, self._loop)
+        except RuntimeError as exc:  # the loop has closed: its server is shutting down
+            sending.close()
+            raise ReaderGone(str(exc)) from exc
         future.result(timeout=self._full_timeout + 10)
 
 

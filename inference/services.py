@@ -178,10 +178,11 @@ def model_source_relative(*, directory: Path) -> str:
 def demo_model_ensure() -> ModelVersion:
     """Build, register and promote the demo model (SPEC §7); idempotent.
 
-    Files that still match the recorded manifest are reused. Missing or changed files are
-    rebuilt; the build is deterministic, so a rebuild normally reproduces the recorded
-    manifest, and when it does not (another transformers release) the new one is recorded
-    and audited.
+    Registration records the manifest of the directory as it is, as for any model. Once
+    registered, files that still match the manifest are reused; missing or changed files
+    are rebuilt. The build is deterministic, so a rebuild normally reproduces the recorded
+    manifest; when it does not (another transformers release) the new one is recorded and
+    audited.
     """
     from inference.demo_model import (
         DEMO_CONTEXT_LENGTH,
@@ -194,12 +195,14 @@ def demo_model_ensure() -> ModelVersion:
     directory = Path(settings.GATEHOUSE_MODEL_ROOT) / DEMO_MODEL_NAME / DEMO_VERSION_LABEL
     model = Model.objects.filter(name=DEMO_MODEL_NAME).first()
     version = model.versions.filter(label=DEMO_VERSION_LABEL).first() if model else None
-    try:
-        if version is None:
-            raise ManifestMismatch("not registered yet")
-        manifest_verify(directory=directory, expected=version.manifest)
-    except ManifestMismatch:
-        demo_model_build(directory=directory)
+    if version is None:
+        if not directory.is_dir():
+            demo_model_build(directory=directory)
+    else:
+        try:
+            manifest_verify(directory=directory, expected=version.manifest)
+        except ManifestMismatch:
+            demo_model_build(directory=directory)
 
     with transaction.atomic():
         if model is None:

@@ -1,0 +1,145 @@
+"""Fixtures shared by the whole suite: named users per role, the demo model, the worker."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from channels.layers import channel_layers
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.roles import Role
+from accounts.services import role_groups_ensure, user_create
+from inference.models import ModelVersion
+from inference.services import demo_model_ensure
+from tests.celery_worker import CeleryWorker, database_url
+from tests.profile import PRODUCTION, PROFILE
+from tests.services_check import tcp_reachable
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return [
+        f"gatehouse profile: {PROFILE} (database {database}, channel layer {layer}, "
+        f"cache {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}, "
+        f"inference executor {settings.GATEHOUSE_INFERENCE_EXECUTOR}, broker {settings.CELERY_BROKER_URL})"
+    ]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The production profile fails, never skips, when a service it needs is down."""
+    if not PRODUCTION:
+        return
+    problems = [
+        problem
+        for problem in (
+            None
+            if "postgresql" in settings.DATABASES["default"]["ENGINE"]
+            else "DATABASE_URL is not PostgreSQL",
+            None if settings.REDIS_URL else "REDIS_URL is not set",
+            tcp_reachable(database_url(settings.DATABASES["default"]), default_port=5432)
+            if "postgresql" in settings.DATABASES["default"]["ENGINE"]
+            else None,
+            tcp_reachable(settings.REDIS_URL, default_port=6379) if settings.REDIS_URL else None,
+        )
+        if problem
+    ]
+    if problems:
+        pytest.exit("production profile cannot run: " + "; ".join(problems), returncode=3)
+    import redis
+
+    # The suite owns this Redis database (see PROD_REDIS_URL in the Makefile).
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model root of the suite's own, so tests never touch a developer's var/models."""
+    root = tmp_path_factory.mktemp("models")
+    settings.GATEHOUSE_MODEL_ROOT = root
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    # Channel layers hold asyncio objects bound to the loop of the test that made them.
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def roles(db: None) -> None:
+    role_groups_ensure()
+
+
+def _user(username: str, role: Role, **flags: bool) -> User:
+    role_groups_ensure()
+    return user_create(
+        username=username, password=PASSWORD, email=f"{username}@example.com", roles=[role], **flags
+    )
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """The platform admin."""
+    return _user("alice", Role.ADMIN, is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    """A member: uses the models open to him."""
+    return _user("bob", Role.MEMBER)
+
+
+@pytest.fixture
+def carol(db: None) -> User:
+    """An auditor."""
+    return _user("carol", Role.AUDITOR)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def demo_version(db: None) -> ModelVersion:
+    """demo-tiny, built on first use in the session's model root, registered and promoted."""
+    return demo_model_ensure()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None,
+    django_db_blocker: object,
+    tmp_path_factory: pytest.TempPathFactory,
+    model_root: Path,
+) -> Iterator[CeleryWorker | None]:
+    """A real worker on the test database in the production profile; None on the embedded default."""
+    if not PRODUCTION:
+        yield None
+        return
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "REDIS_URL": settings.REDIS_URL,
+        "GATEHOUSE_MODEL_ROOT": str(model_root),
+    }
+    worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def inference_backend(celery_worker: CeleryWorker | None) -> CeleryWorker | None:
+    """Whatever runs generations in this profile: the in-process pool, or a live worker."""
+    if celery_worker is not None and celery_worker.process is not None:
+        assert celery_worker.process.poll() is None, f"the Celery worker died:\n{celery_worker.log_tail()}"
+    return celery_worker

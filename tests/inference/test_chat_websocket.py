@@ -1,0 +1,277 @@
+"""/ws/chat/ end to end through the ASGI stack (SPEC §6).
+
+Runs in both profiles: on the embedded default generations run on the in-process pool;
+in the production profile they run on a real Celery worker and stream back over Redis.
+"""
+
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
+
+from accounts.models import User
+from audit.models import AuditEvent
+from inference.models import ModelVersion
+from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
+
+
+def _assert_contiguous_stream(frames: list[dict[str, Any]], *, client_id: str) -> dict[str, Any]:
+    start, *tokens, done = frames
+    assert start == {"type": "start", "id": client_id, "model": "demo-tiny", "version": "v1"}
+    assert [token["type"] for token in tokens] == ["token"] * len(tokens)
+    assert [token["index"] for token in tokens] == list(range(len(tokens)))
+    assert done["type"] == "done"
+    usage = done["usage"]
+    assert usage["completion_tokens"] == len(tokens)
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["prompt_tokens"] > 0
+    return done
+
+
+async def test_a_jwt_client_gets_start_contiguous_tokens_and_done(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to(chat_frame("c1", max_tokens=12))
+    done = _assert_contiguous_stream(await frames_until_end(communicator, "c1"), client_id="c1")
+    assert done["finish_reason"] in ("length", "stop")
+    if done["finish_reason"] == "length":
+        assert done["usage"]["completion_tokens"] == 12
+    await communicator.disconnect()
+
+
+async def test_each_chat_is_audited_with_usage(bob: User, demo_version: ModelVersion) -> None:
+    communicator = communicator_for(token=await access_token(bob), headers=[(b"x-request-id", b"ws-trace-1")])
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1", max_tokens=6))
+    done = (await frames_until_end(communicator, "c1"))[-1]
+    await communicator.disconnect()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.completed")
+    assert event.actor_id == bob.pk
+    assert event.actor_display == "bob"
+    assert event.target_type == "inference.modelversion"
+    assert event.target_id == str(demo_version.pk)
+    assert event.request_id == "ws-trace-1"
+    assert event.metadata["completion_tokens"] == done["usage"]["completion_tokens"]
+    assert event.metadata["finish_reason"] == done["finish_reason"]
+    assert event.metadata["channel"] == "websocket"
+
+
+async def test_no_token_is_rejected_at_the_handshake(db: None) -> None:
+    connected, code = await communicator_for().connect()
+    assert not connected
+    assert code == 4401
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "", "eyJhbGciOiJub25lIn0.eyJ1c2VyX2lkIjoiMSJ9."])
+async def test_an_invalid_token_is_rejected(bob: User, token: str) -> None:
+    connected, _ = await communicator_for(token=token).connect()
+    assert not connected
+
+
+async def test_a_refresh_token_is_not_an_access_token(bob: User) -> None:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    connected, _ = await communicator_for(
+        token=str(await database_sync_to_async(RefreshToken.for_user)(bob))
+    ).connect()
+    assert not connected
+
+
+async def test_a_deactivated_users_token_is_rejected(bob: User) -> None:
+    token = await access_token(bob)
+    bob.is_active = False
+    await database_sync_to_async(bob.save)()
+    connected, _ = await communicator_for(token=token).connect()
+    assert not connected
+
+
+async def test_a_foreign_browser_origin_is_rejected(bob: User) -> None:
+    connected, _ = await communicator_for(
+        token=await access_token(bob), origin="https://evil.example"
+    ).connect()
+    assert not connected
+
+
+async def test_an_allowed_browser_origin_is_accepted(bob: User) -> None:
+    communicator = communicator_for(token=await access_token(bob), origin="http://localhost:8000")
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_a_malformed_frame_gets_an_error_and_the_connection_lives_on(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_to(text_data="{this is not json")
+    assert await communicator.receive_json_from() == {
+        "type": "error",
+        "id": None,
+        "code": "invalid",
+        "message": "The frame is not valid JSON.",
+    }
+    await communicator.send_to(bytes_data=b"\x00\x01")
+    assert (await communicator.receive_json_from())["message"] == "Frames must be JSON text, not binary."
+    await communicator.send_json_to({"type": "chat", "id": "c9", "model": "demo-tiny", "messages": []})
+    error = await communicator.receive_json_from()
+    assert (error["id"], error["code"]) == ("c9", "invalid")
+    # Still open and working.
+    await communicator.send_json_to(chat_frame("c2", max_tokens=3))
+    _assert_contiguous_stream(await frames_until_end(communicator, "c2"), client_id="c2")
+    await communicator.disconnect()
+
+
+async def test_an_unknown_model_is_not_found(bob: User, demo_version: ModelVersion) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1", model="gpt-17"))
+    error = await communicator.receive_json_from()
+    assert (error["type"], error["id"], error["code"]) == ("error", "c1", "not_found")
+    assert "gpt-17" in error["message"]
+    await communicator.disconnect()
+
+
+async def test_a_closed_model_is_not_found_for_a_member(bob: User, demo_version: ModelVersion) -> None:
+    model = demo_version.model
+    model.open_to_all = False
+    await database_sync_to_async(model.save)()
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1"))
+    assert (await communicator.receive_json_from())["code"] == "not_found"
+    await communicator.disconnect()
+
+
+async def test_max_tokens_above_the_model_cap_is_invalid(bob: User, demo_version: ModelVersion) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1", max_tokens=100_000))
+    error = await communicator.receive_json_from()
+    assert error["code"] == "invalid"
+    assert "above this model's limit of 256" in error["message"]
+    await communicator.disconnect()
+
+
+async def test_a_prompt_longer_than_the_context_is_invalid_and_audited(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1", messages=[{"role": "user", "content": "x" * 600}]))
+    frames = await frames_until_end(communicator, "c1")
+    assert frames[-1]["type"] == "error"
+    assert frames[-1]["code"] == "invalid"
+    assert "context of 512 tokens" in frames[-1]["message"]
+    await communicator.disconnect()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
+    assert event.outcome == AuditEvent.Outcome.FAILURE
+
+
+async def test_cancel_ends_the_chat_with_finish_reason_cancelled(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
+    assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
+    assert (await communicator.receive_json_from(timeout=60))["type"] == "token"
+    await communicator.send_json_to({"type": "cancel", "id": "long"})
+    frames = await frames_until_end(communicator, "long")
+    done = frames[-1]
+    assert done["type"] == "done"
+    assert done["finish_reason"] == "cancelled"
+    assert done["usage"]["completion_tokens"] < 256
+    await communicator.disconnect()
+
+
+async def test_cancelling_an_unknown_chat_is_not_found(bob: User) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "cancel", "id": "nope"})
+    assert await communicator.receive_json_from() == {
+        "type": "error",
+        "id": "nope",
+        "code": "not_found",
+        "message": "No chat with this id is running.",
+    }
+    await communicator.disconnect()
+
+
+async def test_several_chats_run_at_once_on_one_connection(bob: User, demo_version: ModelVersion) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    ids = ["a", "b", "c"]
+    for client_id in ids:
+        await communicator.send_json_to(chat_frame(client_id, max_tokens=8))
+    by_id: dict[str, list[dict[str, Any]]] = {client_id: [] for client_id in ids}
+    finished: set[str] = set()
+    while finished != set(ids):
+        frame = await communicator.receive_json_from(timeout=60)
+        by_id[frame["id"]].append(frame)
+        if frame["type"] in ("done", "error"):
+            finished.add(frame["id"])
+    for client_id in ids:
+        _assert_contiguous_stream(by_id[client_id], client_id=client_id)
+    await communicator.disconnect()
+
+
+@override_settings(GATEHOUSE_WS_MAX_CONCURRENT_CHATS=1)
+async def test_chats_beyond_the_per_connection_bound_are_refused(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("a", max_tokens=64))
+    await communicator.send_json_to(chat_frame("b", max_tokens=4))
+    refused = None
+    while refused is None:
+        frame = await communicator.receive_json_from(timeout=60)
+        if frame["id"] == "b":
+            refused = frame
+    assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+    await communicator.send_json_to({"type": "cancel", "id": "a"})
+    await frames_until_end(communicator, "a")
+    await communicator.disconnect()
+
+
+async def test_a_duplicate_running_id_is_invalid(bob: User, demo_version: ModelVersion) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("a", max_tokens=64))
+    await communicator.send_json_to(chat_frame("a", max_tokens=4))
+    duplicate = None
+    while duplicate is None:
+        frame = await communicator.receive_json_from(timeout=60)
+        if frame["type"] == "error":
+            duplicate = frame
+    assert duplicate["message"] == "A chat with this id is already running."
+    await communicator.disconnect()
+
+
+@override_settings(GATEHOUSE_WS_MAX_FRAME_BYTES=1024)
+async def test_an_oversized_frame_closes_with_1009(bob: User) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_to(text_data="x" * 2048)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 1009}
+
+
+async def test_disconnecting_mid_stream_is_audited_as_cancelled(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("a", max_tokens=200))
+    assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
+    await communicator.disconnect()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.completed")
+    assert event.metadata["finish_reason"] == "cancelled"
+    assert event.metadata["reason"] == "client disconnected"

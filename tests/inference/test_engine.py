@@ -1,0 +1,113 @@
+"""The local engine: streaming, limits, cancellation, detokenisation."""
+
+from pathlib import Path
+
+import pytest
+
+from inference.demo_model import DEMO_CONTEXT_LENGTH, demo_model_build
+from inference.engines.base import ChatMessage, FinishReason, GenerationParams
+from inference.engines.detokenize import IncrementalDetokenizer
+from inference.engines.local import LocalTransformersEngine, PromptTooLong
+from inference.manifest import manifest_compute
+
+HELLO = [ChatMessage(role="user", content="hello")]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> LocalTransformersEngine:
+    directory = tmp_path_factory.mktemp("engine") / "demo"
+    demo_model_build(directory=directory)
+    return LocalTransformersEngine(
+        directory=directory,
+        manifest=manifest_compute(directory=directory),
+        context_length=DEMO_CONTEXT_LENGTH,
+    )
+
+
+def test_cpu_machine_runs_float32_on_cpu(engine: LocalTransformersEngine) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        assert engine.device == "cuda"
+        assert engine.dtype == torch.bfloat16
+    else:
+        assert engine.device == "cpu"
+        assert engine.dtype == torch.float32
+
+
+def test_one_callback_per_token_and_text_matches_the_tokenizer(engine: LocalTransformersEngine) -> None:
+    pieces: list[str] = []
+    result = engine.generate_stream(
+        messages=HELLO,
+        params=GenerationParams(max_tokens=40, temperature=0.0),
+        on_token=pieces.append,
+        should_stop=lambda: False,
+    )
+    assert result.completion_tokens == len(pieces)
+    assert result.prompt_tokens == int(engine.encode_prompt(HELLO).shape[-1])
+    assert result.finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+    if result.finish_reason is FinishReason.LENGTH:
+        assert result.completion_tokens == 40
+
+
+def test_greedy_generation_is_reproducible(engine: LocalTransformersEngine) -> None:
+    runs = []
+    for _ in range(2):
+        pieces: list[str] = []
+        engine.generate_stream(
+            messages=HELLO,
+            params=GenerationParams(max_tokens=16, temperature=0.0),
+            on_token=pieces.append,
+            should_stop=lambda: False,
+        )
+        runs.append(pieces)
+    assert runs[0] == runs[1]
+
+
+def test_cancellation_stops_between_tokens(engine: LocalTransformersEngine) -> None:
+    pieces: list[str] = []
+    result = engine.generate_stream(
+        messages=HELLO,
+        params=GenerationParams(max_tokens=200, temperature=0.0),
+        on_token=pieces.append,
+        should_stop=lambda: len(pieces) >= 5,
+    )
+    assert result.finish_reason is FinishReason.CANCELLED
+    assert result.completion_tokens == len(pieces)
+    # generate() checks stopping criteria once per step, so at most the token in flight follows.
+    assert 5 <= len(pieces) <= 6
+
+
+def test_prompt_that_does_not_fit_the_context_is_refused(engine: LocalTransformersEngine) -> None:
+    with pytest.raises(PromptTooLong, match="exceeds the model's context of 512 tokens"):
+        engine.generate_stream(
+            messages=[ChatMessage(role="user", content="x" * 500)],
+            params=GenerationParams(max_tokens=64),
+            on_token=lambda _: None,
+            should_stop=lambda: False,
+        )
+
+
+def test_detokenizer_never_splits_a_multibyte_character(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    demo_model_build(directory=tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m", local_files_only=True)
+    text = "naïve café 😀 ok"
+    ids = tokenizer.encode(text)
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    pieces = [detokenizer.add(token_id, final=index == len(ids) - 1) for index, token_id in enumerate(ids)]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert pieces.count("") >= 5  # the 4-byte emoji and the 2-byte letters were held back
+
+
+def test_detokenizer_flushes_an_incomplete_character_on_the_last_token(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    demo_model_build(directory=tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m", local_files_only=True)
+    first_byte_of_emoji = tokenizer.encode("😀")[0]
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    assert detokenizer.add(first_byte_of_emoji) == ""
+    assert detokenizer.add(tokenizer.encode("a")[0], final=True) == "\ufffda"

@@ -1,0 +1,57 @@
+"""Helpers to drive /ws/chat/ through the project's real ASGI application."""
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import User
+from tests.profile import PRODUCTION
+
+# A Celery worker loads the model on its first task; give it room.
+FRAME_TIMEOUT = 60.0 if PRODUCTION else 20.0
+
+
+async def access_token(user: User) -> str:
+    """A fresh access token (issuing one writes the refresh token's outstanding-token row)."""
+    refresh = await database_sync_to_async(RefreshToken.for_user)(user)
+    return str(refresh.access_token)
+
+
+def communicator_for(
+    *, token: str | None = None, origin: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> WebsocketCommunicator:
+    from gatehouse.asgi import application
+
+    all_headers = list(headers or [])
+    if token is not None:
+        all_headers.append((b"authorization", f"Bearer {token}".encode()))
+    if origin is not None:
+        all_headers.append((b"origin", origin.encode()))
+    return WebsocketCommunicator(application, "/ws/chat/", headers=all_headers)
+
+
+def chat_frame(client_id: str = "c1", **overrides: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "chat",
+        "id": client_id,
+        "model": "demo-tiny",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 12,
+        "temperature": 0.7,
+    }
+    frame.update(overrides)
+    return frame
+
+
+async def frames_until_end(communicator: WebsocketCommunicator, client_id: str) -> list[dict[str, Any]]:
+    """Every frame for `client_id` up to and including its `done` or `error`."""
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=FRAME_TIMEOUT)
+        if frame.get("id") != client_id:
+            continue
+        frames.append(frame)
+        if frame["type"] in ("done", "error"):
+            return frames

@@ -1,0 +1,104 @@
+"""SPEC §3: one environment-driven settings module; production brings its own secrets."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from tests.profile import PRODUCTION
+
+_PROBE = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY[:4])"
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "JWT_SIGNING_KEY", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**base, "DJANGO_SETTINGS_MODULE": "gatehouse.settings", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_secrets() -> None:
+    result = _run(_PROBE, DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY and JWT_SIGNING_KEY must be set" in result.stderr
+
+
+def test_production_refuses_one_key_for_sessions_and_tokens() -> None:
+    result = _run(_PROBE, DEBUG="false", SECRET_KEY="k" * 60, JWT_SIGNING_KEY="k" * 60)
+    assert result.returncode != 0
+    assert "must be different keys" in result.stderr
+
+
+def test_production_starts_with_its_own_secrets() -> None:
+    result = _run(_PROBE, DEBUG="false", SECRET_KEY="s" * 60, JWT_SIGNING_KEY="j" * 60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ssss"
+
+
+def test_production_settings_pass_the_deploy_check() -> None:
+    result = _run(
+        "import sys; from django.core.management import execute_from_command_line as run;"
+        "run(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        DEBUG="false",
+        SECRET_KEY="x7#Lq9!vR2@pW4$zT6^mK8&nB1*cD3(eF5)gH0-jY2_uI4+oP6=aS8",
+        JWT_SIGNING_KEY="another-long-random-signing-key-for-jwt-0123456789abcdef",
+        ALLOWED_HOSTS="gatehouse.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_invalid_executor_is_refused_with_a_clear_message() -> None:
+    result = _run(_PROBE, GATEHOUSE_INFERENCE_EXECUTOR="gpu-magic")
+    assert result.returncode != 0
+    assert "GATEHOUSE_INFERENCE_EXECUTOR must be 'inprocess' or 'celery'" in result.stderr
+
+
+def test_celery_executor_without_a_broker_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=settings.BASE_DIR,
+        env={**env, "DJANGO_SETTINGS_MODULE": "gatehouse.settings", "GATEHOUSE_INFERENCE_EXECUTOR": "celery"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "needs a broker" in result.stderr
+
+
+@pytest.mark.skipif(
+    PRODUCTION, reason="asserts the embedded default; the production profile is asserted below"
+)
+def test_embedded_default_needs_no_other_server() -> None:
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert settings.CELERY_TASK_ALWAYS_EAGER is True
+    assert settings.GATEHOUSE_INFERENCE_EXECUTOR == "inprocess"
+
+
+@pytest.mark.skipif(
+    not PRODUCTION, reason="asserts the production profile; the embedded default is asserted above"
+)
+def test_production_profile_really_uses_postgresql_redis_and_celery(inference_backend: object) -> None:
+    from django.db import connection
+
+    from gatehouse.celery import app
+
+    assert connection.vendor == "postgresql"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings.CELERY_TASK_ALWAYS_EAGER is False
+    assert settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery"
+    assert app.control.ping(timeout=2.0), "no Celery worker answered"
