@@ -57,6 +57,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the output what the production profile really ran against."""
+    if not PRODUCTION:
+        terminalreporter.write_line(f"gatehouse: ran on the {PROFILE} profile (SQLite, in-memory layer)")
+        return
+    import psycopg
+    import redis
+
+    with psycopg.connect(database_url({**settings.DATABASES["default"], "NAME": "postgres"})) as connection:
+        row = connection.execute("SHOW server_version").fetchone()
+    redis_version = redis.Redis.from_url(settings.REDIS_URL).info("server")["redis_version"]
+    terminalreporter.write_line(
+        f"gatehouse: ran on the production profile: PostgreSQL {row[0] if row else '?'}, "
+        f"Redis {redis_version} (cache, channel layer, Celery broker), "
+        f"generations on a Celery worker process ({_WORKER_STARTS} started)"
+    )
+
+
+_WORKER_STARTS = 0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model root of the suite's own, so tests never touch a developer's var/models."""
@@ -133,6 +154,8 @@ def celery_worker(
     }
     worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
+    global _WORKER_STARTS  # noqa: PLW0603 - reported in the terminal summary
+    _WORKER_STARTS += 1
     yield worker
     worker.stop()
 

@@ -275,3 +275,25 @@ async def test_disconnecting_mid_stream_is_audited_as_cancelled(
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.completed")
     assert event.metadata["finish_reason"] == "cancelled"
     assert event.metadata["reason"] == "client disconnected"
+
+
+async def test_the_connection_answers_while_a_generation_streams(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    """Generation runs off the event loop: other frames are handled mid-stream."""
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
+    assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
+    assert (await communicator.receive_json_from(timeout=60))["type"] == "token"
+    await communicator.send_to(text_data="not json")
+    seen_after_bad_frame = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=60)
+        seen_after_bad_frame.append(frame["type"])
+        if frame["type"] == "error":
+            break
+    assert "done" not in seen_after_bad_frame, "the error waited for the generation to finish"
+    await communicator.send_json_to({"type": "cancel", "id": "long"})
+    assert (await frames_until_end(communicator, "long"))[-1]["finish_reason"] == "cancelled"
+    await communicator.disconnect()

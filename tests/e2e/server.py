@@ -1,0 +1,171 @@
+"""Run Gatehouse as `make run` does, in subprocesses, for tests that drive it from outside."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from django.conf import settings
+
+from tests.profile import PRODUCTION
+
+_PASSWORD_LINE = re.compile(r"Created admin '(?P<username>[^']+)' with password: (?P<password>\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _with_path(url: str, path: str) -> str:
+    return urlunparse(urlparse(url)._replace(path=path))
+
+
+@dataclass
+class ServedGatehouse:
+    base_url: str
+    admin_username: str
+    admin_password: str
+    env: dict[str, str]
+    bootstrap_output: str
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/ws/chat/"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+
+def _wait_until_healthy(
+    base_url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not become healthy:\n{log.read_text(errors='replace')}")
+
+
+def _production_env(workdir: Path) -> tuple[dict[str, str], str]:
+    """A PostgreSQL database and a Redis database of the e2e run's own."""
+    import psycopg
+    import redis
+
+    database = f"gatehouse_e2e_{uuid.uuid4().hex[:8]}"
+    admin_url = os.environ["DATABASE_URL"]
+    with psycopg.connect(_with_path(admin_url, "/postgres"), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    # The suite itself owns the Redis database in REDIS_URL; the served stack takes the next one down.
+    suite_db = int(urlparse(os.environ["REDIS_URL"]).path.strip("/") or 0)
+    redis_url = _with_path(os.environ["REDIS_URL"], f"/{(suite_db - 1) % 16}")
+    redis.Redis.from_url(redis_url).flushdb()
+    return {
+        "DATABASE_URL": _with_path(admin_url, f"/{database}"),
+        "REDIS_URL": redis_url,
+        "GATEHOUSE_INFERENCE_EXECUTOR": "celery",
+    }, database
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_with_path(os.environ["DATABASE_URL"], "/postgres"), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def serve(workdir: Path) -> tuple[ServedGatehouse, Callable[[], None]]:
+    """Migrate, bootstrap and start the server (and a worker in production); returns it and `stop`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "GATEHOUSE_INFERENCE_EXECUTOR")
+        and not key.startswith("GATEHOUSE_ADMIN_")
+    }
+    env.update(
+        {
+            "GATEHOUSE_MODEL_ROOT": str(workdir / "models"),
+            "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        }
+    )
+    database = None
+    if PRODUCTION:
+        extra, database = _production_env(workdir)
+        env.update(extra)
+    port = free_port()
+    served = ServedGatehouse(
+        base_url=f"http://127.0.0.1:{port}",
+        admin_username="",
+        admin_password="",
+        env=env,
+        bootstrap_output="",
+    )
+
+    def stop() -> None:
+        for process in served.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        if database:
+            _drop_database(database)
+
+    try:
+        served.manage("migrate", "--noinput")
+        served.bootstrap_output = served.manage("bootstrap", "--print-urls", "--base-url", served.base_url)
+        match = _PASSWORD_LINE.search(served.bootstrap_output)
+        if match is None:
+            raise RuntimeError(f"bootstrap printed no admin password:\n{served.bootstrap_output}")
+        served.admin_username, served.admin_password = match["username"], match["password"]
+        if PRODUCTION:
+            worker_log = workdir / "worker.log"
+            served.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", "inference,celery",
+                     "--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle",
+                     "--hostname", f"e2e-{port}@localhost"],
+                    cwd=settings.BASE_DIR, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+                )
+            )  # fmt: skip
+        server_log = workdir / "server.log"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--lifespan", "off"],
+            cwd=settings.BASE_DIR, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        served.processes.append(server)
+        _wait_until_healthy(served.base_url, server, server_log)
+    except BaseException:
+        stop()
+        raise
+    return served, stop
