@@ -44,6 +44,23 @@ def _build_tokenizer(directory: Path) -> int:
     return len(vocab)
 
 
+def _unprintable_token_ids(directory: Path) -> list[int]:
+    """Ids of the byte tokens that are not printable ASCII (newline excepted)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+
+    def readable(text: str) -> bool:
+        return text == "\n" or (len(text) == 1 and text.isascii() and text.isprintable())
+
+    # A lone byte of 0x80 or above decodes to U+FFFD, so it is suppressed too.
+    return [
+        token_id
+        for token_id in range(len(tokenizer))
+        if token_id not in tokenizer.all_special_ids and not readable(tokenizer.decode([token_id]))
+    ]
+
+
 def _build_model(directory: Path, *, vocab_size: int) -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -61,6 +78,9 @@ def _build_model(directory: Path, *, vocab_size: int) -> None:
     )
     torch.manual_seed(_SEED)
     model = GPT2LMHeadModel(config)
+    # Random weights pick any byte; most are not valid UTF-8 alone. The standard
+    # `suppress_tokens` generation setting keeps the demo's noise to readable ASCII.
+    model.generation_config.suppress_tokens = _unprintable_token_ids(directory)
     model.save_pretrained(directory, safe_serialization=True)
 
 

@@ -111,3 +111,16 @@ def test_detokenizer_flushes_an_incomplete_character_on_the_last_token(tmp_path:
     detokenizer = IncrementalDetokenizer(tokenizer)
     assert detokenizer.add(first_byte_of_emoji) == ""
     assert detokenizer.add(tokenizer.encode("a")[0], final=True) == "\ufffda"
+
+
+def test_the_demo_model_streams_readable_ascii(engine: LocalTransformersEngine) -> None:
+    pieces: list[str] = []
+    engine.generate_stream(
+        messages=HELLO,
+        params=GenerationParams(max_tokens=64, temperature=1.0),
+        on_token=pieces.append,
+        should_stop=lambda: False,
+    )
+    text = "".join(pieces)
+    assert text, "sampling produced no text"
+    assert all(char == "\n" or (char.isascii() and char.isprintable()) for char in text), repr(text)
