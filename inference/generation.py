@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from inference.cancellation import generation_cancel_requested
@@ -57,7 +58,9 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     """Generate, sending `generation.token` per token then `generation.finished` (or `.failed`)."""
     close_old_connections()
     try:
-        _generate(job=job, relay=relay)
+        # Audit rows written on the worker carry the request id of the chat that caused them.
+        with request_context_bound(RequestContext(request_id=job.request_id)):
+            _generate(job=job, relay=relay)
     except ReaderGone:
         # Nobody is listening any more; the consumer audits a vanished client itself.
         logger.info("generation %s stopped: its reader is gone", job.generation_id)

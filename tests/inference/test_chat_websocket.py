@@ -297,3 +297,21 @@ async def test_the_connection_answers_while_a_generation_streams(
     await communicator.send_json_to({"type": "cancel", "id": "long"})
     assert (await frames_until_end(communicator, "long"))[-1]["finish_reason"] == "cancelled"
     await communicator.disconnect()
+
+
+async def test_tampered_weights_are_refused_and_audited(bob: User, demo_version: ModelVersion) -> None:
+    version = await database_sync_to_async(ModelVersion.objects.get)(pk=demo_version.pk)
+    version.manifest = {**version.manifest, "model.safetensors": "0" * 64}
+    await database_sync_to_async(version.save)()
+    communicator = communicator_for(token=await access_token(bob), headers=[(b"x-request-id", b"tamper-1")])
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("c1"))
+    frames = await frames_until_end(communicator, "c1")
+    assert frames[-1]["type"] == "error"
+    assert frames[-1]["code"] == "unavailable"
+    assert frames[-1]["message"] == "The model's files failed verification."
+    await communicator.disconnect()
+    refused = await database_sync_to_async(AuditEvent.objects.get)(action="model.version.load_refused")
+    assert refused.outcome == AuditEvent.Outcome.DENIED
+    assert refused.request_id == "tamper-1"
+    assert "changed ['model.safetensors']" in refused.metadata["reason"]
