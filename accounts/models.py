@@ -1,12 +1,89 @@
-from django.contrib.auth.models import AbstractUser
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, Group
+from django.db import models
 
 
 class User(AbstractUser):
     """Gatehouse's user, custom from the first migration so identity can grow in place.
 
-    Roles are Django groups (see `accounts.roles`); teams, API keys and token
-    revocation fields arrive with the identity work.
+    Roles and teams are Django groups (see `accounts.roles` and `Team`).
     """
+
+    # Tokens issued before this instant are refused: logout-all and deactivation set it.
+    tokens_valid_after = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+
+
+class Team(models.Model):
+    """A set of users that share model grants. A user can be in several teams.
+
+    Backed by its own Django group, so django-guardian's group object permissions carry
+    a team's grants; membership is the group's membership.
+    """
+
+    name = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="team", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A long-lived credential: `gk_<prefix>_<secret>`. Only an HMAC of the secret is stored."""
+
+    class Scope(models.TextChoices):
+        CHAT = "chat", "Chat completions"
+        MODELS_READ = "models:read", "List models"
+        USAGE_READ = "usage:read", "Read usage"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # Public part of the key, used to find the row without scanning hashes.
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    # CIDR ranges the key may be used from; empty means anywhere.
+    allowed_networks = models.JSONField(default=list, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} (gk_{self.prefix}_…)"
+
+
+class RefreshFamily(models.Model):
+    """One login session: every refresh token rotated from one login shares a family.
+
+    Reusing a spent refresh token revokes the family, which kills the thief's and the
+    owner's tokens alike (the owner logs in again; the thief cannot).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="refresh_families"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        verbose_name_plural = "refresh families"
+        indexes = [models.Index(fields=["user", "revoked_at"], name="refresh_family_user_open")]
+
+    def __str__(self) -> str:
+        return f"session {self.id} of {self.user_id}"

@@ -1,21 +1,15 @@
-"""Reads for identity."""
+"""Reads for identity and access."""
 
-from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from django.db.models import QuerySet
 
-from accounts.models import User
+from accounts.models import ApiKey, User
 
 
-def user_get_from_access_token(*, raw_token: str) -> User | None:
-    """The active user an access token belongs to, or None for any invalid token.
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
+    """`user`'s own keys, newest first, revoked ones included (they show as revoked)."""
+    return ApiKey.objects.filter(user=user).order_by("-created_at")
 
-    Goes through simplejwt's own validation (signature, algorithm, audience, issuer,
-    expiry, token type), so the websocket accepts exactly what the REST API accepts.
-    """
-    authenticator = JWTAuthentication()
-    try:
-        validated = authenticator.get_validated_token(raw_token.encode())
-        user = authenticator.get_user(validated)
-    except (InvalidToken, AuthenticationFailed):
-        return None
-    return user if isinstance(user, User) and user.is_active else None
+
+def api_key_get(*, user: User, key_id: int) -> ApiKey | None:
+    """One of `user`'s own keys; None for a key that is not theirs, exactly as for none."""
+    return api_key_list(user=user).filter(pk=key_id).first()

@@ -1,42 +1,73 @@
-"""Websocket handshake authentication: session cookie, or an `Authorization: Bearer` header.
+"""Websocket handshake authentication: session cookie, `Authorization: Bearer`, or `?ticket=`.
 
-Tokens are never read from the URL: query strings end up in proxy and access logs.
+Long-lived tokens are never read from the URL, where proxies and access logs keep them;
+a browser, which cannot set headers on a websocket, first trades its session for a
+single-use ticket that lives seconds.
 """
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.selectors import user_get_from_access_token
+from accounts.client_ip import client_ip_resolve
+from accounts.principal import CredentialRejected, Principal, principal_from_bearer
+from accounts.tickets import ws_ticket_redeem
 
 
-def _bearer_token(scope: dict[str, Any]) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
     return None
 
 
-class BearerTokenAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
-    """Authenticate from an Authorization header when one is sent.
+def scope_client_ip(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client") or (None, None)
+    return client_ip_resolve(remote_addr=client[0], forwarded_for=_header(scope, b"x-forwarded-for"))
 
-    A header that is present but invalid leaves the connection anonymous even if a session
-    cookie is also present: explicit credentials that fail must not fall back silently.
+
+def _bearer(scope: dict[str, Any]) -> str | None:
+    header = _header(scope, b"authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _resolve(scope: dict[str, Any]) -> Principal | None:
+    """The principal for explicit credentials; None when they fail."""
+    bearer = _bearer(scope)
+    if bearer is not None:
+        try:
+            return principal_from_bearer(raw=bearer, client_ip=scope_client_ip(scope)) if bearer else None
+        except CredentialRejected:
+            return None
+    tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
+    return ws_ticket_redeem(ticket=tickets[0]) if tickets else None
+
+
+class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
+    """Authenticate from a bearer header or a ticket when one is sent.
+
+    Explicit credentials that fail leave the connection anonymous even if a session cookie
+    is also present: they must not fall back silently to another identity.
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        token = _bearer_token(scope)
-        if token is not None:
-            user = (
-                await database_sync_to_async(user_get_from_access_token)(raw_token=token) if token else None
-            )
-            scope = {**scope, "user": user or AnonymousUser(), "auth_method": "bearer"}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if _bearer(scope) is not None or "ticket" in query:
+            principal = await database_sync_to_async(_resolve)(scope)
+            scope = {
+                **scope,
+                "user": principal.user if principal else AnonymousUser(),
+                "principal": principal,
+            }
         return await super().__call__(scope, receive, send)
 
 
 def WebsocketAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - mirrors Channels' AuthMiddlewareStack
-    return AuthMiddlewareStack(BearerTokenAuthMiddleware(inner))
+    return AuthMiddlewareStack(CredentialAuthMiddleware(inner))

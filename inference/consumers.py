@@ -14,6 +14,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from accounts.principal import CredentialRejected, Principal, principal_recheck
+from accounts.websocket_auth import scope_client_ip
 from audit.context import RequestContext, request_context_bound, request_id_new
 from inference.cancellation import generation_cancel_request
 from inference.dispatch import generation_dispatch
@@ -23,6 +25,7 @@ from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record
 
 # Close codes: 4401 is "unauthenticated" in the 4000-4999 range left to applications.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 
@@ -41,13 +44,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # Closing before accept() rejects the handshake (HTTP 403).
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.principal: Principal = self.scope.get("principal") or Principal(user=user, method="session")
+        if not self.principal.has_scope("chat"):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.user = user
         self.running: dict[str, _RunningChat] = {}
         headers = dict(self.scope.get("headers", []))
-        client = self.scope.get("client") or (None, None)
         self.request_context = RequestContext(
             request_id=request_id_new(proposed=headers.get(b"x-request-id", b"").decode("latin-1")),
-            client_ip=client[0],
+            client_ip=scope_client_ip(self.scope),
             user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512],
         )
         await self.accept()
@@ -87,6 +93,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._start(frame)
 
     async def _start(self, frame: ChatFrame) -> None:
+        # A long-lived connection must not outlive its credentials: check them on every chat.
+        try:
+            self.principal = await database_sync_to_async(principal_recheck)(self.principal)
+        except CredentialRejected as rejected:
+            await self._send_error(frame.id, "forbidden", rejected.message)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = self.principal.user
         if frame.id in self.running:
             await self._send_error(frame.id, "invalid", "A chat with this id is already running.")
             return
@@ -199,7 +213,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         def record() -> None:
             with request_context_bound(self.request_context):
                 chat_record_outcome(
-                    user=self.user, version_id=chat.plan.version_id, metadata=metadata, failed=failed
+                    principal=self.principal,
+                    version_id=chat.plan.version_id,
+                    metadata=metadata,
+                    failed=failed,
                 )
 
         await database_sync_to_async(record)()

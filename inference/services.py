@@ -5,15 +5,17 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from guardian.shortcuts import assign_perm, remove_perm
 
-from accounts.models import User
+from accounts.models import Team, User
+from accounts.principal import Principal
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from inference.engines.base import GenerationParams
 from inference.manifest import manifest_compute
 from inference.models import Model, ModelVersion
 from inference.protocol import ChatFrame
-from inference.selectors import model_get_usable, model_version_serving
+from inference.selectors import USE_MODEL, model_get_usable, model_version_serving
 
 DEFAULT_MAX_TOKENS = 64
 DEFAULT_TEMPERATURE = 0.7
@@ -152,7 +154,7 @@ def chat_prepare(*, user: User, frame: ChatFrame) -> ChatPlan:
 
 def chat_record_outcome(
     *,
-    user: User,
+    principal: Principal,
     version_id: int,
     metadata: dict[str, object],
     failed: bool,
@@ -161,7 +163,9 @@ def chat_record_outcome(
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
     return audit_event_record(
         action="inference.failed" if failed else "inference.completed",
-        actor=user,
+        actor=principal.user,
+        actor_kind=AuditEvent.ActorKind.API_KEY if principal.api_key else None,
+        actor_display=principal.audit_display,
         target=version,
         outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,
         metadata={"channel": "websocket", "model": version.model.name, "version": version.label, **metadata},
@@ -235,3 +239,30 @@ def demo_model_ensure() -> ModelVersion:
         if version.status != ModelVersion.Status.PRODUCTION:
             version = model_version_promote(version=version, actor=None)
     return version
+
+
+def _grantee_display(grantee: User | Team) -> str:
+    return f"team {grantee.name}" if isinstance(grantee, Team) else grantee.get_username()
+
+
+@transaction.atomic
+def model_access_grant(*, model: Model, grantee: User | Team, actor: User | None) -> None:
+    """Let a user, or every member of a team, use `model` (a guardian object permission)."""
+    assign_perm(USE_MODEL, grantee.group if isinstance(grantee, Team) else grantee, model)
+    audit_event_record(
+        action="model.access.granted",
+        target=model,
+        metadata={"grantee": _grantee_display(grantee), "permission": USE_MODEL},
+        **_actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+
+
+@transaction.atomic
+def model_access_revoke(*, model: Model, grantee: User | Team, actor: User | None) -> None:
+    remove_perm(USE_MODEL, grantee.group if isinstance(grantee, Team) else grantee, model)
+    audit_event_record(
+        action="model.access.revoked",
+        target=model,
+        metadata={"grantee": _grantee_display(grantee), "permission": USE_MODEL},
+        **_actor_kwargs(actor),  # type: ignore[arg-type]
+    )

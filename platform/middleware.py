@@ -6,6 +6,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
+from accounts.client_ip import client_ip_resolve
 from audit.context import RequestContext, request_context_bound, request_id_new
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -14,7 +15,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 def _context_for(request: HttpRequest) -> RequestContext:
     return RequestContext(
         request_id=request_id_new(proposed=request.headers.get(REQUEST_ID_HEADER)),
-        client_ip=request.META.get("REMOTE_ADDR"),
+        client_ip=client_ip_resolve(
+            remote_addr=request.META.get("REMOTE_ADDR"), forwarded_for=request.headers.get("X-Forwarded-For")
+        ),
         user_agent=request.headers.get("User-Agent", "")[:512],
     )
 

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "guardian",
+    "django_celery_beat",
     "channels",
     "gatehouse.apps.GatehouseConfig",
     "accounts",
@@ -109,8 +111,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file too: an in-memory database shares one cache whose table locks fail at
+    # once under concurrent connections, which is not how a served SQLite database behaves.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    # Object permissions: the `use_model` grant on one model, to a user or a team.
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Gatehouse never grants anything to anonymous visitors; no guardian anonymous user.
+ANONYMOUS_USER_NAME = None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -177,14 +189,27 @@ GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS",
 GATEHOUSE_WS_MAX_FRAME_BYTES = env.int("GATEHOUSE_WS_MAX_FRAME_BYTES", default=64 * 1024)
 
 # --- REST API and JWT --------------------------------------------------------------------------
+# Failed logins: per account and per client IP within a window; a lockout then expires.
+GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT", default=5)
+GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", default=20)
+GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS = env.int("GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+GATEHOUSE_LOGIN_LOCKOUT_SECONDS = env.int("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+
+# Client IP comes from X-Forwarded-For only when the direct peer is one of these proxies.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.authentication.HasScope",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "gatehouse.api_errors.api_exception_handler",
 }
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",

@@ -2,11 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.api.urls import auth_urlpatterns, key_urlpatterns
+from accounts.api.views import WsTicketView
 from gatehouse import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/auth/", include("accounts.api.urls")),
+    path("api/auth/", include(auth_urlpatterns)),
+    path("api/keys/", include(key_urlpatterns)),
+    path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
+    path("v1/", include("inference.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

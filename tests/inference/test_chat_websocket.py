@@ -13,7 +13,7 @@ from django.test import override_settings
 from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
-from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -75,11 +75,8 @@ async def test_an_invalid_token_is_rejected(bob: User, token: str) -> None:
 
 
 async def test_a_refresh_token_is_not_an_access_token(bob: User) -> None:
-    from rest_framework_simplejwt.tokens import RefreshToken
-
-    connected, _ = await communicator_for(
-        token=str(await database_sync_to_async(RefreshToken.for_user)(bob))
-    ).connect()
+    pair = await database_sync_to_async(token_pair)(bob)
+    connected, _ = await communicator_for(token=pair.refresh).connect()
     assert not connected
 
 

@@ -4,19 +4,23 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
+from accounts.services import TokenPair, auth_tokens_obtain
+from tests.conftest import PASSWORD
 from tests.profile import PRODUCTION
 
 # A Celery worker loads the model on its first task; give it room.
 FRAME_TIMEOUT = 60.0 if PRODUCTION else 20.0
 
 
+def token_pair(user: User) -> TokenPair:
+    """Log `user` in as a client would (fixture users share one password)."""
+    return auth_tokens_obtain(username=user.get_username(), password=PASSWORD, client_ip="127.0.0.1")
+
+
 async def access_token(user: User) -> str:
-    """A fresh access token (issuing one writes the refresh token's outstanding-token row)."""
-    refresh = await database_sync_to_async(RefreshToken.for_user)(user)
-    return str(refresh.access_token)
+    return (await database_sync_to_async(token_pair)(user)).access
 
 
 def communicator_for(

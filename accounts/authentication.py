@@ -1,0 +1,65 @@
+"""DRF authentication and permissions built on `accounts.principal`."""
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from accounts.client_ip import client_ip_resolve
+from accounts.models import User
+from accounts.principal import CredentialRejected, Principal, principal_from_bearer
+
+
+def request_client_ip(request: Any) -> str | None:
+    return client_ip_resolve(
+        remote_addr=request.META.get("REMOTE_ADDR"), forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR")
+    )
+
+
+class BearerAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <JWT access token | gk_ API key>`; `request.auth` is the Principal."""
+
+    def authenticate(self, request: Request) -> tuple[User, Principal] | None:
+        header = get_authorization_header(request).decode("latin-1")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        credential = credential.strip()
+        if not credential:
+            raise AuthenticationFailed("The Authorization header has no token.")
+        try:
+            principal = principal_from_bearer(raw=credential, client_ip=request_client_ip(request))
+        except CredentialRejected as rejected:
+            raise AuthenticationFailed(rejected.message) from None
+        return principal.user, principal
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def request_principal(request: Request) -> Principal:
+    """The caller as a Principal, whether they came by bearer token or console session."""
+    if isinstance(request.auth, Principal):
+        return request.auth
+    return Principal(user=request.user, method="session")  # type: ignore[arg-type]
+
+
+class HasScope(BasePermission):
+    """API keys reach only the endpoints their scopes name (`required_scope` on the view)."""
+
+    message = "This API key does not have the scope this endpoint needs."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        scope = getattr(view, "required_scope", None)
+        return scope is None or request_principal(request).has_scope(scope)
+
+
+class InteractiveLoginOnly(BasePermission):
+    """Credentials management needs a login, not an API key: a leaked key cannot mint more."""
+
+    message = "Use a login session or access token for this endpoint, not an API key."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request_principal(request).api_key is None

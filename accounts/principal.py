@@ -1,0 +1,133 @@
+"""Who is calling, and with what credential. One resolver for HTTP and websockets."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+from uuid import UUID
+
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.client_ip import ip_in_networks
+from accounts.key_material import KEY_SCHEME, api_key_parse, api_key_secret_hash, api_key_secret_matches
+from accounts.models import ApiKey, RefreshFamily, User
+
+Method = Literal["jwt", "api_key", "session", "ticket"]
+# Writing last_used_at once a minute at most keeps key auth from being a write per request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Compared against when no key has the prefix, so unknown and wrong keys cost the same.
+_ABSENT_KEY_HASH = api_key_secret_hash("absent")
+
+
+class CredentialRejected(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    method: Method
+    api_key: ApiKey | None = None
+    family_id: UUID | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        """Interactive logins may do anything their role allows; API keys only their scopes."""
+        return self.api_key is None or scope in self.api_key.scopes
+
+    @property
+    def audit_display(self) -> str:
+        if self.api_key is not None:
+            return f"{self.user.get_username()} (key gk_{self.api_key.prefix})"
+        return self.user.get_username()
+
+
+def principal_from_bearer(*, raw: str, client_ip: str | None) -> Principal:
+    """Authenticate an `Authorization: Bearer` credential: an API key by its prefix, else a JWT."""
+    if raw.startswith(KEY_SCHEME):
+        return principal_from_api_key(raw=raw, client_ip=client_ip)
+    return principal_from_access_token(raw=raw)
+
+
+def principal_from_access_token(*, raw: str) -> Principal:
+    try:
+        # Checks signature, the pinned algorithm, audience, issuer, expiry and token type.
+        token = AccessToken(raw)  # type: ignore[arg-type]
+    except TokenError:
+        raise CredentialRejected("The access token is invalid or expired.") from None
+    family = (
+        RefreshFamily.objects.select_related("user")
+        .filter(pk=token.get("fam"), user_id=token.get(jwt_settings.USER_ID_CLAIM))
+        .first()
+    )
+    if family is None:
+        raise CredentialRejected("The access token is invalid or expired.")
+    if family.revoked_at is not None:
+        raise CredentialRejected("This session has ended; log in again.")
+    user = family.user
+    _check_user(user, issued_at=int(token["iat"]))
+    return Principal(user=user, method="jwt", family_id=family.id)
+
+
+def _check_user(user: User, *, issued_at: int | None) -> None:
+    if not user.is_active:
+        raise CredentialRejected("This account is disabled.")
+    # iat has whole-second resolution: compare at that resolution so a login in the same
+    # second as a logout-all still works (the logout also revoked every session family).
+    valid_after = user.tokens_valid_after
+    if issued_at is not None and valid_after is not None and issued_at < int(valid_after.timestamp()):
+        raise CredentialRejected("This session has ended; log in again.")
+
+
+def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
+    parsed = api_key_parse(raw)
+    if parsed is None:
+        raise CredentialRejected("The API key is malformed.")
+    prefix, secret = parsed
+    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    matches = api_key_secret_matches(
+        secret=secret, expected_hash=key.secret_hash if key else _ABSENT_KEY_HASH
+    )
+    if key is None or not matches:
+        raise CredentialRejected("The API key is invalid.")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise CredentialRejected("This API key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise CredentialRejected("This API key has expired.")
+    if key.allowed_networks and not ip_in_networks(address=client_ip, networks=key.allowed_networks):
+        raise CredentialRejected("This API key may not be used from this address.")
+    _check_user(key.user, issued_at=None)
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+    return Principal(user=key.user, method="api_key", api_key=key)
+
+
+def principal_recheck(principal: Principal) -> Principal:
+    """Re-validate a principal held by a long-lived connection (each websocket message).
+
+    Raises CredentialRejected once the user is deactivated, the key revoked or expired,
+    or the session logged out.
+    """
+    user = User.objects.get(pk=principal.user.pk)
+    _check_user(user, issued_at=None)
+    if principal.api_key is not None:
+        key = ApiKey.objects.get(pk=principal.api_key.pk)
+        if key.revoked_at is not None:
+            raise CredentialRejected("This API key has been revoked.")
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            raise CredentialRejected("This API key has expired.")
+        return Principal(user=user, method=principal.method, api_key=key)
+    if principal.family_id is not None:
+        revoked_at = (
+            RefreshFamily.objects.filter(pk=principal.family_id).values_list("revoked_at", flat=True).first()
+        )
+        if revoked_at is not None:
+            raise CredentialRejected("This session has ended; log in again.")
+    return Principal(user=user, method=principal.method, family_id=principal.family_id)

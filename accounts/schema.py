@@ -1,0 +1,17 @@
+"""How the OpenAPI schema describes Gatehouse's bearer authentication."""
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+    target_class = "accounts.authentication.BearerAuthentication"
+    name = "bearer"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A JWT access token from /api/auth/token/, or an API key (gk_...).",
+        }

@@ -1,0 +1,93 @@
+"""API keys: created with the secret shown once, revoked with effect on the next request."""
+
+import ipaddress
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.key_material import api_key_format, api_key_material_new, api_key_secret_hash
+from accounts.models import ApiKey, User
+from audit.services import audit_event_record
+
+MAX_KEYS_PER_USER = 50
+
+
+def _networks_normalised(entries: Iterable[str]) -> list[str]:
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise ValidationError(
+                {"allowed_networks": f"{entry!r} is not an IP address or CIDR range."}
+            ) from None
+    return networks
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    user: User,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+    allowed_networks: Iterable[str] = (),
+    actor: User,
+) -> tuple[ApiKey, str]:
+    """Create a key for `user`. Returns the row and the full key, which is never stored."""
+    scope_list = sorted(set(scopes))
+    unknown = sorted(set(scope_list) - set(ApiKey.Scope.values))
+    if not scope_list or unknown:
+        raise ValidationError({"scopes": f"Choose one or more of {', '.join(ApiKey.Scope.values)}."})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_KEYS_PER_USER:
+        raise ValidationError({"name": f"An account may hold at most {MAX_KEYS_PER_USER} active keys."})
+    prefix, secret = api_key_material_new()
+    key = ApiKey(
+        user=user,
+        name=name,
+        prefix=prefix,
+        secret_hash=api_key_secret_hash(secret),
+        scopes=scope_list,
+        allowed_networks=_networks_normalised(allowed_networks),
+        expires_at=expires_at,
+    )
+    key.full_clean()
+    key.save()
+    audit_event_record(
+        action="apikey.created",
+        actor=actor,
+        target=key,
+        metadata={
+            "owner": user.get_username(),
+            "after": {
+                "name": name,
+                "prefix": prefix,
+                "scopes": scope_list,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "allowed_networks": key.allowed_networks,
+            },
+        },
+    )
+    return key, api_key_format(prefix=prefix, secret=secret)
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
+    """Revoke a key (idempotent); the next request that presents it is refused."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is not None:
+        return api_key
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    audit_event_record(
+        action="apikey.revoked",
+        actor=actor,
+        target=api_key,
+        metadata={"owner": api_key.user.get_username(), "prefix": api_key.prefix},
+    )
+    return api_key

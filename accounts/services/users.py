@@ -1,0 +1,153 @@
+"""Users and their roles."""
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import RefreshFamily, User
+from accounts.roles import Role
+from audit.models import AuditEvent
+from audit.services import audit_event_record
+
+
+def role_groups_ensure() -> list[Group]:
+    """Create any missing role group (the data migration does this on a fresh database)."""
+    return [Group.objects.get_or_create(name=role.value)[0] for role in Role]
+
+
+def _system_or(actor: User | None) -> dict[str, object]:
+    if actor is not None:
+        return {"actor": actor}
+    return {"actor_display": "system", "actor_kind": AuditEvent.ActorKind.SYSTEM}
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    roles: Iterable[Role] = (),
+    is_staff: bool = False,
+    is_superuser: bool = False,
+    created_by: User | None = None,
+) -> User:
+    user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_superuser)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    role_names = sorted(Role(role).value for role in roles)
+    if role_names:
+        user.groups.add(*Group.objects.filter(name__in=role_names))
+    audit_event_record(
+        action="user.created",
+        target=user,
+        metadata={"after": {"username": username, "roles": role_names, "is_staff": is_staff}},
+        **_system_or(created_by),  # type: ignore[arg-type]
+    )
+    return user
+
+
+@transaction.atomic
+def user_roles_set(*, user: User, roles: Iterable[Role], actor: User | None) -> User:
+    """Make `user`'s roles exactly `roles`; each role granted or revoked is audited."""
+    wanted = {Role(role).value for role in roles}
+    current = set(user.groups.filter(name__in=[role.value for role in Role]).values_list("name", flat=True))
+    for name in sorted(wanted - current):
+        user.groups.add(Group.objects.get(name=name))
+        audit_event_record(
+            action="role.granted",
+            target=user,
+            metadata={"role": name},
+            **_system_or(actor),  # type: ignore[arg-type]
+        )
+    for name in sorted(current - wanted):
+        user.groups.remove(Group.objects.get(name=name))
+        audit_event_record(
+            action="role.revoked",
+            target=user,
+            metadata={"role": name},
+            **_system_or(actor),  # type: ignore[arg-type]
+        )
+    return user
+
+
+def sessions_revoke_all(*, user: User, reason: str) -> int:
+    """End every login session of `user`: their refresh tokens and access tokens stop working."""
+    now = timezone.now()
+    user.tokens_valid_after = now
+    user.save(update_fields=["tokens_valid_after"])
+    return RefreshFamily.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=now, revoked_reason=reason
+    )
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, actor: User | None) -> User:
+    """Disable `user`; every token and key they hold is refused from the next request on."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    was_active = user.is_active
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    ended = sessions_revoke_all(user=user, reason="deactivated")
+    audit_event_record(
+        action="user.deactivated",
+        target=user,
+        metadata={
+            "before": {"is_active": was_active},
+            "after": {"is_active": False},
+            "sessions_ended": ended,
+        },
+        **_system_or(actor),  # type: ignore[arg-type]
+    )
+    return user
+
+
+@transaction.atomic
+def user_activate(*, user: User, actor: User | None) -> User:
+    user = User.objects.select_for_update().get(pk=user.pk)
+    was_active = user.is_active
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    audit_event_record(
+        action="user.activated",
+        target=user,
+        metadata={"before": {"is_active": was_active}, "after": {"is_active": True}},
+        **_system_or(actor),  # type: ignore[arg-type]
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class AdminEnsured:
+    user: User
+    created: bool
+    # Set only when this call generated the password: shown to the operator once, never stored.
+    generated_password: str | None
+
+
+def admin_ensure(*, username: str, password: str | None) -> AdminEnsured:
+    """Make sure the platform admin exists; idempotent.
+
+    An existing admin is left untouched (its password is never reset here). A new one gets
+    `password`, or a generated one that the caller must show to the operator exactly once.
+    """
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        return AdminEnsured(user=existing, created=False, generated_password=None)
+    generated = None if password else secrets.token_urlsafe(16)
+    user = user_create(
+        username=username,
+        password=password or generated,
+        roles=[Role.ADMIN],
+        is_staff=True,
+        is_superuser=True,
+    )
+    return AdminEnsured(user=user, created=True, generated_password=generated)

@@ -1,0 +1,55 @@
+"""One exception handler for the REST API.
+
+Business rules in services raise Django's ValidationError; here it becomes a 400 in DRF's
+shape. Under /v1/ (the OpenAI-compatible surface) every error takes OpenAI's shape,
+`{"error": {"message", "type", "code"}}`, so existing clients parse it.
+"""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+_OPENAI_TYPES = {
+    status.HTTP_400_BAD_REQUEST: "invalid_request_error",
+    status.HTTP_401_UNAUTHORIZED: "authentication_error",
+    status.HTTP_403_FORBIDDEN: "permission_error",
+    status.HTTP_404_NOT_FOUND: "not_found_error",
+    status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
+}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        message = _first_message(value)
+        return message if field in ("detail", "non_field_errors") else f"{field}: {message}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    response = exception_handler(exc, context)
+    request = context.get("request")
+    if response is None or request is None or not request.path.startswith("/v1/"):
+        return response
+    code = (
+        getattr(exc, "default_code", None)
+        if not isinstance(exc, exceptions.APIException)
+        else exc.get_codes()
+    )
+    response.data = {
+        "error": {
+            "message": _first_message(response.data),
+            "type": _OPENAI_TYPES.get(response.status_code, "api_error"),
+            "code": code if isinstance(code, str) else None,
+        }
+    }
+    return response
