@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 from rest_framework_simplejwt.exceptions import TokenBackendError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -91,7 +92,7 @@ def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -
 
 def _decode_refresh(raw: str) -> dict[str, Any]:
     try:
-        payload: dict[str, Any] = jwt_settings.TOKEN_BACKEND.decode(raw, verify=True)
+        payload: dict[str, Any] = token_backend.decode(raw, verify=True)
     except TokenBackendError:
         raise AuthenticationFailed(_INVALID_REFRESH) from None
     if (
