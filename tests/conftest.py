@@ -94,6 +94,24 @@ def _fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_login_lockouts() -> None:
+    """Failed-login counters must not carry from one test to the next.
+
+    Only those keys go: in the production profile the cache shares its Redis database with
+    the Celery broker and the channel layer, which a full clear would wipe.
+    """
+    from django.core.cache import cache
+
+    backend = settings.CACHES["default"]["BACKEND"]
+    if backend.endswith("LocMemCache"):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    for key in client.scan_iter(match="*login-*"):
+        client.delete(key)
+
+
 @pytest.fixture
 def roles(db: None) -> None:
     role_groups_ensure()
