@@ -169,6 +169,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat keeps its schedule in the database (editable in the console); these entries seed it.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "object-permissions-sweep": {
+        "task": "accounts.tasks.object_permissions_sweep",
+        "schedule": timedelta(hours=24),
+    },
+}
 
 # --- inference ---------------------------------------------------------------------------------
 GATEHOUSE_MODEL_ROOT = Path(env.str("GATEHOUSE_MODEL_ROOT", default=str(VAR_DIR / "models")))

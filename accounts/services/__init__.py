@@ -2,7 +2,7 @@
 
 from accounts.services.api_keys import api_key_create, api_key_revoke
 from accounts.services.sessions import TokenPair, auth_logout, auth_tokens_obtain, auth_tokens_refresh
-from accounts.services.teams import team_create, team_member_add, team_member_remove
+from accounts.services.teams import team_create, team_delete, team_member_add, team_member_remove
 from accounts.services.users import (
     AdminEnsured,
     admin_ensure,
@@ -26,6 +26,7 @@ __all__ = [
     "role_groups_ensure",
     "sessions_revoke_all",
     "team_create",
+    "team_delete",
     "team_member_add",
     "team_member_remove",
     "user_activate",

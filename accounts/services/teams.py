@@ -33,3 +33,12 @@ def team_member_remove(*, team: Team, user: User, actor: User | None) -> None:
     audit_event_record(
         action="team.member.removed", actor=actor, target=team, metadata={"member": user.get_username()}
     )
+
+
+@transaction.atomic
+def team_delete(*, team: Team, actor: User | None) -> None:
+    """Delete a team with its group, so the team's grants and memberships go too."""
+    name, group = team.name, team.group
+    audit_event_record(action="team.deleted", actor=actor, target=team, metadata={"before": {"name": name}})
+    team.delete()
+    group.delete()
