@@ -79,6 +79,13 @@ _WORKER_STARTS = 0
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> None:
+    # PBKDF2's deliberate slowness protects stored passwords, not test data; the e2e
+    # servers still hash with the production hasher.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model root of the suite's own, so tests never touch a developer's var/models."""
     root = tmp_path_factory.mktemp("models")

@@ -1,0 +1,157 @@
+"""Every API endpoint under the permission matrix (see tests/permission_matrix.py)."""
+
+from typing import Any, ClassVar
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.permission_matrix import COVERED_ROUTES, PermissionMatrix, World, world  # noqa: F401
+
+ALL_OK = {"alice": 200, "bob": 200, "dave": 200, "carol": 200}
+
+
+class TestModelList(PermissionMatrix):
+    route = "/v1/models"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+    visible: ClassVar[dict[str, set[str]]] = {
+        "alice": {"granted-model", "open-model", "hidden-model"},
+        "bob": {"granted-model", "open-model"},
+        "dave": {"open-model"},
+        "carol": {"open-model"},
+    }
+
+    def listed(self, response: Any) -> set[str]:
+        return {entry["id"] for entry in response.json()["data"]}
+
+
+class TestApiKeyList(PermissionMatrix):
+    route = "/api/keys/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+    # Everyone sees their own key only, admins included (they manage others' in the console).
+    visible: ClassVar[dict[str, set[str]]] = {
+        persona: {f"{persona}-key"} for persona in ("alice", "bob", "dave", "carol")
+    }
+
+    def listed(self, response: Any) -> set[str]:
+        return {key["name"] for key in response.json()}
+
+
+class TestApiKeyCreate(PermissionMatrix):
+    route = "/api/keys/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 201,
+        "bob": 201,
+        "dave": 201,
+        "carol": 201,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"name": "matrix", "scopes": ["chat"]}
+
+
+class TestApiKeyRevokeBobsKey(PermissionMatrix):
+    """Only the owner revokes through the API; anyone else gets 404, not 403."""
+
+    route = "/api/keys/<int:key_id>/"
+    method = "delete"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 404,
+        "bob": 204,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/keys/{world.keys['bob'].pk}/"
+
+
+class TestWsTicket(PermissionMatrix):
+    route = "/api/ws-ticket/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 201,
+        "bob": 201,
+        "dave": 201,
+        "carol": 201,
+    }
+
+
+class TestLogout(PermissionMatrix):
+    route = "/api/auth/logout/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"all": False, "refresh": ""} if persona == "anonymous" else {"all": True}
+
+
+class TestTokenObtain(PermissionMatrix):
+    """Public: the answer depends on the credentials, not on who asks."""
+
+    route = "/api/auth/token/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 401,
+        "bob": 401,
+        "dave": 401,
+        "carol": 401,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"username": "nobody", "password": "wrong"}
+
+
+class TestTokenRefresh(PermissionMatrix):
+    route = "/api/auth/token/refresh/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 401,
+        "bob": 401,
+        "dave": 401,
+        "carol": 401,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"refresh": "not-a-token"}
+
+
+class TestSchema(PermissionMatrix):
+    route = "/api/schema/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 200, **ALL_OK}
+
+
+class TestDocs(PermissionMatrix):
+    route = "/api/docs/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 200, **ALL_OK}
+
+
+def _api_routes() -> set[str]:
+    """'METHOD /path' for every view method under /api/ and /v1/."""
+    routes: set[str] = set()
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, prefix + str(entry.pattern))
+            elif isinstance(entry, URLPattern):
+                path = "/" + prefix + str(entry.pattern)
+                if not path.startswith(("/api/", "/v1/")):
+                    continue
+                view_class = getattr(entry.callback, "cls", None)
+                methods = [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)]
+                routes.update(f"{method.upper()} {path}" for method in methods)
+
+    walk(get_resolver().url_patterns, "")
+    return routes
+
+
+@pytest.mark.django_db
+def test_every_api_route_has_a_permission_matrix() -> None:
+    uncovered = _api_routes() - COVERED_ROUTES
+    assert not uncovered, f"routes without a permission matrix: {sorted(uncovered)}"
