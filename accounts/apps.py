@@ -6,5 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Identity and access"
 
     def ready(self) -> None:
-        # Registers the bearer scheme with drf-spectacular (extensions register on import).
-        import accounts.schema  # noqa: F401
+        # Importing registers the bearer scheme with drf-spectacular and the login audit receivers.
+        from accounts import schema, signals  # noqa: F401

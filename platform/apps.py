@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class GatehouseConfig(AppConfig):
@@ -14,3 +15,9 @@ class GatehouseConfig(AppConfig):
     def ready(self) -> None:
         # Bind shared tasks to the project's Celery app in every process that loads Django.
         import gatehouse.celery  # noqa: F401
+
+
+class ConsoleAdminConfig(AdminConfig):
+    """Django's admin app with Gatehouse's console site as the default site."""
+
+    default_site = "gatehouse.admin_site.ConsoleAdminSite"

@@ -51,7 +51,7 @@ CSRF_TRUSTED_ORIGINS = env.list(
 )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "gatehouse.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "django_celery_beat",
     "channels",
     "gatehouse.apps.GatehouseConfig",
@@ -78,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -202,6 +205,10 @@ GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT = env.int("GATEHOUSE_LOGIN_MAX_FAILURES
 GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", default=20)
 GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS = env.int("GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 GATEHOUSE_LOGIN_LOCKOUT_SECONDS = env.int("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+
+# TOTP for the console: always asked of enrolled users; required of admins when this is on.
+GATEHOUSE_ADMIN_2FA_REQUIRED = env.bool("GATEHOUSE_ADMIN_2FA_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = "Gatehouse"
 
 # Client IP comes from X-Forwarded-For only when the direct peer is one of these proxies.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

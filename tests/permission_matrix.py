@@ -44,8 +44,8 @@ class World:
         return bearer_client(login(self.users[persona]).access)
 
 
-@pytest.fixture
-def world(alice: User, bob: User, carol: User) -> World:
+@pytest.fixture(name="world")
+def world_fixture(alice: User, bob: User, carol: User) -> World:
     return World(alice=alice, bob=bob, carol=carol)
 
 

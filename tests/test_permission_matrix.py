@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tests.permission_matrix import COVERED_ROUTES, PermissionMatrix, World, world  # noqa: F401
+from tests.permission_matrix import COVERED_ROUTES, PermissionMatrix, World, world_fixture  # noqa: F401
 
 ALL_OK = {"alice": 200, "bob": 200, "dave": 200, "carol": 200}
 

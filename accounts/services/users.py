@@ -151,3 +151,18 @@ def admin_ensure(*, username: str, password: str | None) -> AdminEnsured:
         is_superuser=True,
     )
     return AdminEnsured(user=user, created=True, generated_password=generated)
+
+
+@transaction.atomic
+def two_factor_enroll(*, user: User, actor: User | None, name: str = "authenticator") -> str:
+    """Give `user` a confirmed TOTP device; returns its otpauth:// URL, to show once."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name=name, confirmed=True)
+    audit_event_record(
+        action="auth.2fa.enrolled",
+        target=user,
+        metadata={"device": name, "kind": "totp"},
+        **_system_or(actor),  # type: ignore[arg-type]
+    )
+    return str(device.config_url)

@@ -1,0 +1,52 @@
+"""The console: Django's admin, behind a second factor where one is due."""
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.http import HttpRequest
+from django_otp import devices_for_user
+from django_otp.admin import OTPAdminAuthenticationForm
+
+from accounts.models import User
+from accounts.two_factor import two_factor_enrolled, two_factor_required
+
+
+class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
+    """Password, then a TOTP code for anyone enrolled and for admins when 2FA is required."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = AdminAuthenticationForm.clean(self)
+        user = self.get_user()
+        if isinstance(user, User) and (two_factor_enrolled(user) or two_factor_required(user)):
+            if not two_factor_enrolled(user):
+                raise forms.ValidationError(
+                    "Two-factor authentication is required for administrators and this account has no "
+                    "authenticator yet. Enrol one with `manage.py twofactor_enroll USERNAME`.",
+                    code="two_factor_not_enrolled",
+                )
+            self.clean_otp(user)
+        return cleaned
+
+    def _chosen_device(self, user: User) -> Any:
+        # With one authenticator (the usual case) nobody should have to pick it from a list.
+        chosen = super()._chosen_device(user)
+        if chosen is None:
+            chosen = next(iter(devices_for_user(user, confirmed=True)), None)
+        return chosen
+
+
+class ConsoleAdminSite(AdminSite):
+    site_header = "Gatehouse console"
+    site_title = "Gatehouse console"
+    index_title = "Administration"
+    login_form = ConsoleLoginForm
+    # django-otp's copy of the admin login page, which adds the code field.
+    login_template = "otp/admin111/login.html"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        if not super().has_permission(request):
+            return False
+        user = request.user
+        return not (isinstance(user, User) and two_factor_required(user)) or bool(user.is_verified())  # type: ignore[attr-defined]
