@@ -6,6 +6,7 @@ from accounts.services.teams import team_create, team_delete, team_member_add, t
 from accounts.services.users import (
     AdminEnsured,
     admin_ensure,
+    group_membership_changes_record,
     role_groups_ensure,
     sessions_revoke_all,
     two_factor_enroll,
@@ -24,6 +25,7 @@ __all__ = [
     "auth_logout",
     "auth_tokens_obtain",
     "auth_tokens_refresh",
+    "group_membership_changes_record",
     "role_groups_ensure",
     "sessions_revoke_all",
     "team_create",

@@ -55,27 +55,34 @@ def user_create(
     return user
 
 
+def group_membership_changes_record(
+    *, user: User, before: set[str], after: set[str], actor: User | None
+) -> None:
+    """Audit each role granted or revoked, and each team joined or left, between two group sets.
+
+    Used by the services and by the console's user form, so a change is recorded however it
+    was made.
+    """
+    role_names = {role.value for role in Role}
+    changes = [(name, True) for name in sorted(after - before)] + [
+        (name, False) for name in sorted(before - after)
+    ]
+    for name, added in changes:
+        if name in role_names:
+            action, detail = ("role.granted" if added else "role.revoked"), "role"
+        else:
+            action, detail = ("team.member.added" if added else "team.member.removed"), "team"
+        audit_event_record(action=action, target=user, metadata={detail: name}, **_system_or(actor))  # type: ignore[arg-type]
+
+
 @transaction.atomic
 def user_roles_set(*, user: User, roles: Iterable[Role], actor: User | None) -> User:
     """Make `user`'s roles exactly `roles`; each role granted or revoked is audited."""
     wanted = {Role(role).value for role in roles}
     current = set(user.groups.filter(name__in=[role.value for role in Role]).values_list("name", flat=True))
-    for name in sorted(wanted - current):
-        user.groups.add(Group.objects.get(name=name))
-        audit_event_record(
-            action="role.granted",
-            target=user,
-            metadata={"role": name},
-            **_system_or(actor),  # type: ignore[arg-type]
-        )
-    for name in sorted(current - wanted):
-        user.groups.remove(Group.objects.get(name=name))
-        audit_event_record(
-            action="role.revoked",
-            target=user,
-            metadata={"role": name},
-            **_system_or(actor),  # type: ignore[arg-type]
-        )
+    user.groups.add(*Group.objects.filter(name__in=wanted - current))
+    user.groups.remove(*Group.objects.filter(name__in=current - wanted))
+    group_membership_changes_record(user=user, before=current, after=wanted, actor=actor)
     return user
 
 
