@@ -24,6 +24,35 @@ class TestModelList(PermissionMatrix):
         return {entry["id"] for entry in response.json()["data"]}
 
 
+class TestModelDetailGranted(PermissionMatrix):
+    route = "/v1/models/<str:model_name>"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 200,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return "/v1/models/granted-model"
+
+
+class TestModelDetailHidden(TestModelDetailGranted):
+    """A model nobody was granted is indistinguishable from one that does not exist."""
+
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 404,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return "/v1/models/hidden-model"
+
+
 class TestApiKeyList(PermissionMatrix):
     route = "/api/keys/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

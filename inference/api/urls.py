@@ -1,7 +1,8 @@
 from django.urls import path
 
-from inference.api.views import ModelListView
+from inference.api.views import ModelDetailView, ModelListView
 
 urlpatterns = [
     path("models", ModelListView.as_view(), name="v1-models"),
+    path("models/<str:model_name>", ModelDetailView.as_view(), name="v1-model-detail"),
 ]

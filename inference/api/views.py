@@ -1,13 +1,24 @@
 """The OpenAI-compatible surface (`/v1/`). Errors here take OpenAI's shape (gatehouse.api_errors)."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from inference.selectors import model_list_usable
+from inference.api.serializers import ModelEntrySerializer, ModelListSerializer
+from inference.models import Model
+from inference.selectors import model_get_usable, model_list_usable
+
+
+def _model_entry(model: Model) -> dict[str, object]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": "gatehouse",
+    }
 
 
 class ModelListView(APIView):
@@ -15,40 +26,23 @@ class ModelListView(APIView):
 
     required_scope = "models:read"
 
-    @extend_schema(
-        responses={
-            200: inline_serializer(
-                "ModelList",
-                {
-                    "object": serializers.CharField(),
-                    "data": inline_serializer(
-                        "ModelEntry",
-                        {
-                            "id": serializers.CharField(),
-                            "object": serializers.CharField(),
-                            "created": serializers.IntegerField(),
-                            "owned_by": serializers.CharField(),
-                        },
-                        many=True,
-                    ),
-                },
-            )
-        }
-    )
+    @extend_schema(operation_id="listModels", responses={200: ModelListSerializer})
     def get(self, request: Request) -> Response:
         user: User = request.user  # type: ignore[assignment]
-        models = model_list_usable(user=user)
         return Response(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": model.name,
-                        "object": "model",
-                        "created": int(model.created_at.timestamp()),
-                        "owned_by": "gatehouse",
-                    }
-                    for model in models
-                ],
-            }
+            {"object": "list", "data": [_model_entry(model) for model in model_list_usable(user=user)]}
         )
+
+
+class ModelDetailView(APIView):
+    """One model, if the caller may use it; otherwise 404, as if it did not exist."""
+
+    required_scope = "models:read"
+
+    @extend_schema(operation_id="retrieveModel", responses={200: ModelEntrySerializer})
+    def get(self, request: Request, model_name: str) -> Response:
+        user: User = request.user  # type: ignore[assignment]
+        model = model_get_usable(user=user, name=model_name)
+        if model is None:
+            raise NotFound(f"The model '{model_name}' does not exist or you do not have access to it.")
+        return Response(_model_entry(model))
