@@ -69,11 +69,12 @@ def principal_from_access_token(*, raw: str) -> Principal:
     if family.revoked_at is not None:
         raise CredentialRejected("This session has ended; log in again.")
     user = family.user
-    _check_user(user, issued_at=int(token["iat"]))
+    user_credentials_check(user, issued_at=int(token["iat"]))
     return Principal(user=user, method="jwt", family_id=family.id)
 
 
-def _check_user(user: User, *, issued_at: int | None) -> None:
+def user_credentials_check(user: User, *, issued_at: int | None) -> None:
+    """Refuse a disabled user, or a token issued before their `tokens_valid_after`."""
     if not user.is_active:
         raise CredentialRejected("This account is disabled.")
     # iat has whole-second resolution: compare at that resolution so a login in the same
@@ -101,7 +102,7 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
         raise CredentialRejected("This API key has expired.")
     if key.allowed_networks and not ip_in_networks(address=client_ip, networks=key.allowed_networks):
         raise CredentialRejected("This API key may not be used from this address.")
-    _check_user(key.user, issued_at=None)
+    user_credentials_check(key.user, issued_at=None)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
@@ -116,7 +117,7 @@ def principal_recheck(principal: Principal) -> Principal:
     or the session logged out.
     """
     user = User.objects.get(pk=principal.user.pk)
-    _check_user(user, issued_at=None)
+    user_credentials_check(user, issued_at=None)
     if principal.api_key is not None:
         key = ApiKey.objects.get(pk=principal.api_key.pk)
         if key.revoked_at is not None:

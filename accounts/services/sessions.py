@@ -24,11 +24,13 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.login_throttle import login_failure_record, login_failures_clear, login_lockout_current
 from accounts.models import RefreshFamily, User
+from accounts.principal import CredentialRejected, user_credentials_check
 from accounts.services.users import sessions_revoke_all
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
 _INVALID_REFRESH = "The refresh token is invalid or expired."
+USER_ID_CLAIM = jwt_settings.USER_ID_CLAIM
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def auth_tokens_refresh(*, raw_refresh: str) -> TokenPair:
             .filter(pk=payload["fam"])
             .first()
         )
-        if outstanding is None or family is None or str(family.user_id) != str(payload.get("user_id")):
+        if outstanding is None or family is None or str(family.user_id) != str(payload.get(USER_ID_CLAIM)):
             raise AuthenticationFailed(_INVALID_REFRESH)
         if family.revoked_at is not None:
             raise AuthenticationFailed("This session has ended; log in again.")
@@ -137,9 +139,10 @@ def auth_tokens_refresh(*, raw_refresh: str) -> TokenPair:
             )
         else:
             user = family.user
-            valid_after = user.tokens_valid_after
-            if not user.is_active or (valid_after and int(payload["iat"]) < int(valid_after.timestamp())):
-                raise AuthenticationFailed("This session has ended; log in again.")
+            try:
+                user_credentials_check(user, issued_at=int(payload["iat"]))
+            except CredentialRejected as rejected:
+                raise AuthenticationFailed(rejected.message) from None
             BlacklistedToken.objects.create(token=outstanding)
             pair = _token_pair(user=user, family=family)
     # Raised after the block so the family's revocation and its audit row commit.
@@ -167,7 +170,7 @@ def auth_logout(
     family_id: Any = current_family_id
     if raw_refresh:
         payload = _decode_refresh(raw_refresh)
-        if str(payload.get("user_id")) != str(user.pk):
+        if str(payload.get(USER_ID_CLAIM)) != str(user.pk):
             raise ValidationError({"refresh": ["This refresh token belongs to another account."]})
         family_id = payload["fam"]
         outstanding = OutstandingToken.objects.filter(jti=payload["jti"]).first()
