@@ -1,0 +1,25 @@
+"""Writes for models and inference. Import from here; the modules group them by concern."""
+
+from inference.services.access import model_access_grant, model_access_revoke
+from inference.services.chat import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
+from inference.services.demo import demo_model_ensure
+from inference.services.registry import (
+    model_register,
+    model_source_relative,
+    model_version_promote,
+    model_version_register,
+)
+
+__all__ = [
+    "ChatPlan",
+    "ChatRejected",
+    "chat_prepare",
+    "chat_record_outcome",
+    "demo_model_ensure",
+    "model_access_grant",
+    "model_access_revoke",
+    "model_register",
+    "model_source_relative",
+    "model_version_promote",
+    "model_version_register",
+]

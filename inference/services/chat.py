@@ -1,0 +1,77 @@
+"""The chat lifecycle: deciding what serves a request, and auditing how it ended."""
+
+from dataclasses import dataclass
+
+from accounts.models import User
+from accounts.principal import Principal
+from audit.models import AuditEvent
+from audit.services import audit_event_record
+from inference.engines.base import GenerationParams
+from inference.models import ModelVersion
+from inference.protocol import ChatFrame
+from inference.selectors import model_get_usable, model_version_serving
+
+DEFAULT_MAX_TOKENS = 64
+DEFAULT_TEMPERATURE = 0.7
+
+
+class ChatRejected(Exception):
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    model_name: str
+    version_id: int
+    version_label: str
+    params: GenerationParams
+
+
+def chat_prepare(*, user: User, frame: ChatFrame) -> ChatPlan:
+    """Decide what serves a chat request, or say why it cannot run.
+
+    A model the user may not use is "not found", exactly like one that does not exist,
+    so the answer does not reveal which models exist.
+    """
+    model = model_get_usable(user=user, name=frame.model)
+    if model is None:
+        raise ChatRejected(
+            f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
+        )
+    version = model_version_serving(model=model)
+    if version is None:
+        raise ChatRejected(f"Model '{model.name}' has no version in production.", code="unavailable")
+    max_tokens = frame.max_tokens or min(DEFAULT_MAX_TOKENS, model.max_tokens_cap)
+    if max_tokens > model.max_tokens_cap:
+        raise ChatRejected(
+            f"max_tokens is {max_tokens}, above this model's limit of {model.max_tokens_cap}.", code="invalid"
+        )
+    params = GenerationParams(
+        max_tokens=max_tokens,
+        temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
+        top_p=1.0 if frame.top_p is None else frame.top_p,
+    )
+    return ChatPlan(model_name=model.name, version_id=version.pk, version_label=version.label, params=params)
+
+
+def chat_record_outcome(
+    *,
+    principal: Principal,
+    version_id: int,
+    metadata: dict[str, object],
+    failed: bool,
+) -> AuditEvent:
+    """Audit one websocket chat once it has ended, whichever way it ended."""
+    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    return audit_event_record(
+        action="inference.failed" if failed else "inference.completed",
+        actor=principal.user,
+        actor_kind=AuditEvent.ActorKind.API_KEY if principal.api_key else None,
+        actor_display=principal.audit_display,
+        target=version,
+        outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,
+        metadata={"channel": "websocket", "model": version.model.name, "version": version.label, **metadata},
+    )

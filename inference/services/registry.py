@@ -1,0 +1,102 @@
+"""The model registry: models, versions and their lifecycle."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import User
+from audit.services import audit_event_record
+from inference.manifest import manifest_compute
+from inference.models import Model, ModelVersion
+from inference.services._actors import actor_kwargs
+
+
+@transaction.atomic
+def model_register(
+    *,
+    name: str,
+    description: str = "",
+    open_to_all: bool = False,
+    max_tokens_cap: int = 512,
+    actor: User | None,
+) -> Model:
+    model = Model(name=name, description=description, open_to_all=open_to_all, max_tokens_cap=max_tokens_cap)
+    model.full_clean()
+    model.save()
+    audit_event_record(
+        action="model.registered",
+        target=model,
+        metadata={"after": {"name": name, "open_to_all": open_to_all, "max_tokens_cap": max_tokens_cap}},
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return model
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    model: Model,
+    label: str,
+    source: str,
+    context_length: int,
+    dtype: str = "auto",
+    actor: User | None,
+) -> ModelVersion:
+    """Register a local model directory as a draft version, recording its SHA-256 manifest."""
+    version = ModelVersion(
+        model=model,
+        label=label,
+        backend=ModelVersion.Backend.TRANSFORMERS,
+        source=source,
+        dtype=dtype,
+        context_length=context_length,
+        created_by=actor,
+    )
+    version.manifest = manifest_compute(directory=version.source_path)
+    if not version.manifest:
+        raise ValueError(f"model directory {version.source_path.name!r} holds no files")
+    version.full_clean()
+    version.save()
+    audit_event_record(
+        action="model.version.registered",
+        target=version,
+        metadata={"after": {"label": label, "source": source, "files": sorted(version.manifest)}},
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return version
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion, actor: User | None) -> ModelVersion:
+    """Make `version` the one that serves its model; the previous production version retires."""
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    previous = (
+        ModelVersion.objects.select_for_update()
+        .filter(model_id=version.model_id, status=ModelVersion.Status.PRODUCTION)
+        .exclude(pk=version.pk)
+        .first()
+    )
+    if previous is not None:
+        previous.status = ModelVersion.Status.RETIRED
+        previous.save(update_fields=["status"])
+    before = version.status
+    version.status = ModelVersion.Status.PRODUCTION
+    version.save(update_fields=["status"])
+    audit_event_record(
+        action="model.version.promoted",
+        target=version,
+        metadata={
+            "before": {"status": before, "production": previous.label if previous else None},
+            "after": {"status": version.status, "production": version.label},
+        },
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return version
+
+
+def model_source_relative(*, directory: Path) -> str:
+    """Store paths under the model root relative to it, so the root can move."""
+    root = Path(settings.GATEHOUSE_MODEL_ROOT).resolve()
+    resolved = directory.resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(resolved)
