@@ -113,7 +113,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
             return
         try:
-            plan = await database_sync_to_async(chat_prepare)(user=self.user, frame=frame)
+            plan = await database_sync_to_async(chat_prepare)(
+                user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{frame.conversation}"
+            )
         except ChatRejected as rejected:
             await self._send_error(frame.id, rejected.code, rejected.message)
             return

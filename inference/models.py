@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -14,7 +15,18 @@ class Model(models.Model):
     description = models.TextField(blank=True)
     # Open models are usable by every member; others need an object-level grant.
     open_to_all = models.BooleanField(default=False)
+    # Generation limits: the cap a request may not exceed, the default when it names none, and
+    # how long one generation may run.
     max_tokens_cap = models.PositiveIntegerField(default=512)
+    default_max_tokens = models.PositiveIntegerField(default=64)
+    wall_clock_limit_seconds = models.PositiveIntegerField(default=120)
+    # An optional canary: a staging version that gets this percentage of conversations.
+    canary_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    canary_weight = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)], editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,8 +52,16 @@ class ModelVersion(models.Model):
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
     label = models.CharField(max_length=64)
     backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
-    # A local Hugging Face model directory, absolute or relative to GATEHOUSE_MODEL_ROOT.
-    source = models.CharField(max_length=500)
+    # transformers: a local Hugging Face model directory (absolute, or relative to
+    # GATEHOUSE_MODEL_ROOT) or a hub id where a hub is reachable. openai_compatible: unused.
+    source = models.CharField(max_length=500, blank=True)
+    remote_base_url = models.URLField(blank=True)
+    remote_model = models.CharField(max_length=200, blank=True)
+    # The *name* of the setting or environment variable holding the remote API key; the key
+    # itself is never stored here nor shown back.
+    credential_ref = models.CharField(max_length=100, blank=True)
+    # Pickle weights can run code when loaded; only an explicit opt-in allows them.
+    allow_pickle_weights = models.BooleanField(default=False)
     # {relative file path: sha-256 hex}; verified before every load.
     manifest = models.JSONField(default=dict)
     dtype = models.CharField(max_length=16, default="auto")
@@ -51,6 +71,8 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["model__name", "-created_at"]

@@ -30,6 +30,8 @@ class ChatFrame:
     max_tokens: int | None
     temperature: float | None
     top_p: float | None
+    # Keeps a conversation on one model version while a canary runs; defaults to the chat id.
+    conversation: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,15 @@ def _messages(payload: dict[str, Any], client_id: str) -> list[ChatMessage]:
     return messages
 
 
+def _conversation(payload: dict[str, Any], client_id: str) -> str:
+    value = payload.get("conversation", client_id)
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
+        raise ProtocolError(
+            f"'conversation' must be a string of 1 to {MAX_ID_CHARS} characters.", client_id=client_id
+        )
+    return value
+
+
 def frame_parse(payload: Any) -> ChatFrame | CancelFrame:
     """Validate one decoded client frame. Unknown fields are ignored, as OpenAI does."""
     if not isinstance(payload, dict):
@@ -107,6 +118,7 @@ def frame_parse(payload: Any) -> ChatFrame | CancelFrame:
         max_tokens=_max_tokens(payload, client_id),
         temperature=_number(payload, "temperature", low=0.0, high=2.0, client_id=client_id),
         top_p=_number(payload, "top_p", low=0.0, high=1.0, client_id=client_id),
+        conversation=_conversation(payload, client_id),
     )
 
 

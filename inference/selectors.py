@@ -1,5 +1,7 @@
 """Reads of the model registry."""
 
+import hashlib
+
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
@@ -22,8 +24,26 @@ def model_list_usable(*, user: User) -> QuerySet[Model]:
 
 def model_get_usable(*, user: User, name: str) -> Model | None:
     """The model called `name` if `user` may use it; None also when it exists but is not theirs."""
-    return model_list_usable(user=user).filter(name=name).first()
+    return model_list_usable(user=user).filter(name=name).select_related("canary_version").first()
 
 
 def model_version_serving(*, model: Model) -> ModelVersion | None:
     return model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
+
+
+def route_bucket(*, model_id: int, sticky_key: str) -> int:
+    """A stable number in 0..99 for a conversation: the same key always lands in the same bucket."""
+    digest = hashlib.sha256(f"{model_id}:{sticky_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def model_version_route(*, model: Model, sticky_key: str) -> ModelVersion | None:
+    """The version that serves this conversation: the canary for its share of buckets, else production."""
+    canary = model.canary_version
+    if (
+        canary is not None
+        and canary.status == ModelVersion.Status.STAGING
+        and route_bucket(model_id=model.pk, sticky_key=sticky_key) < model.canary_weight
+    ):
+        return canary
+    return model_version_serving(model=model)

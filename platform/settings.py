@@ -193,6 +193,8 @@ if GATEHOUSE_INFERENCE_EXECUTOR == "celery" and CELERY_TASK_ALWAYS_EAGER:
     raise ImproperlyConfigured(
         "GATEHOUSE_INFERENCE_EXECUTOR=celery needs a broker: set REDIS_URL or CELERY_BROKER_URL."
     )
+# Separation of duties: whoever registered a version may not promote it or start its canary.
+GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_DUTIES", default=False)
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=4)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)

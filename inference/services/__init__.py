@@ -3,12 +3,15 @@
 from inference.services.access import model_access_grant, model_access_revoke
 from inference.services.chat import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
 from inference.services.demo import demo_model_ensure
-from inference.services.registry import (
-    model_register,
-    model_source_relative,
+from inference.services.lifecycle import (
+    model_canary_stop,
+    model_version_canary_start,
     model_version_promote,
-    model_version_register,
+    model_version_retire,
+    model_version_rollback,
+    model_version_stage,
 )
+from inference.services.registry import model_register, model_source_relative, model_version_register
 
 __all__ = [
     "ChatPlan",
@@ -18,8 +21,13 @@ __all__ = [
     "demo_model_ensure",
     "model_access_grant",
     "model_access_revoke",
+    "model_canary_stop",
     "model_register",
     "model_source_relative",
+    "model_version_canary_start",
     "model_version_promote",
     "model_version_register",
+    "model_version_retire",
+    "model_version_rollback",
+    "model_version_stage",
 ]

@@ -9,9 +9,8 @@ from audit.services import audit_event_record
 from inference.engines.base import GenerationParams
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
-from inference.selectors import model_get_usable, model_version_serving
+from inference.selectors import model_get_usable, model_version_route
 
-DEFAULT_MAX_TOKENS = 64
 DEFAULT_TEMPERATURE = 0.7
 
 
@@ -30,7 +29,7 @@ class ChatPlan:
     params: GenerationParams
 
 
-def chat_prepare(*, user: User, frame: ChatFrame) -> ChatPlan:
+def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
     """Decide what serves a chat request, or say why it cannot run.
 
     A model the user may not use is "not found", exactly like one that does not exist,
@@ -41,10 +40,10 @@ def chat_prepare(*, user: User, frame: ChatFrame) -> ChatPlan:
         raise ChatRejected(
             f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
         )
-    version = model_version_serving(model=model)
+    version = model_version_route(model=model, sticky_key=sticky_key)
     if version is None:
         raise ChatRejected(f"Model '{model.name}' has no version in production.", code="unavailable")
-    max_tokens = frame.max_tokens or min(DEFAULT_MAX_TOKENS, model.max_tokens_cap)
+    max_tokens = frame.max_tokens or min(model.default_max_tokens, model.max_tokens_cap)
     if max_tokens > model.max_tokens_cap:
         raise ChatRejected(
             f"max_tokens is {max_tokens}, above this model's limit of {model.max_tokens_cap}.", code="invalid"

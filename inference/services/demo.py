@@ -9,12 +9,8 @@ from audit.services import audit_event_record
 from inference.manifest import manifest_compute
 from inference.models import Model, ModelVersion
 from inference.services._actors import actor_kwargs
-from inference.services.registry import (
-    model_register,
-    model_source_relative,
-    model_version_promote,
-    model_version_register,
-)
+from inference.services.lifecycle import model_version_promote
+from inference.services.registry import model_register, model_source_relative, model_version_register
 
 
 def demo_model_ensure() -> ModelVersion:

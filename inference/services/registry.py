@@ -67,34 +67,6 @@ def model_version_register(
     return version
 
 
-@transaction.atomic
-def model_version_promote(*, version: ModelVersion, actor: User | None) -> ModelVersion:
-    """Make `version` the one that serves its model; the previous production version retires."""
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-    previous = (
-        ModelVersion.objects.select_for_update()
-        .filter(model_id=version.model_id, status=ModelVersion.Status.PRODUCTION)
-        .exclude(pk=version.pk)
-        .first()
-    )
-    if previous is not None:
-        previous.status = ModelVersion.Status.RETIRED
-        previous.save(update_fields=["status"])
-    before = version.status
-    version.status = ModelVersion.Status.PRODUCTION
-    version.save(update_fields=["status"])
-    audit_event_record(
-        action="model.version.promoted",
-        target=version,
-        metadata={
-            "before": {"status": before, "production": previous.label if previous else None},
-            "after": {"status": version.status, "production": version.label},
-        },
-        **actor_kwargs(actor),  # type: ignore[arg-type]
-    )
-    return version
-
-
 def model_source_relative(*, directory: Path) -> str:
     """Store paths under the model root relative to it, so the root can move."""
     root = Path(settings.GATEHOUSE_MODEL_ROOT).resolve()

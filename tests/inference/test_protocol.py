@@ -56,6 +56,8 @@ def test_a_cancel_frame_parses() -> None:
         ({**CHAT, "temperature": "hot"}, "'temperature' must be a number", "c1"),
         ({**CHAT, "top_p": -0.1}, "'top_p' must be a number from 0.0 to 1.0", "c1"),
         ({"type": "cancel"}, "'id' must be a string", None),
+        ({**CHAT, "conversation": ""}, "'conversation' must be a string", "c1"),
+        ({**CHAT, "conversation": 5}, "'conversation' must be a string", "c1"),
     ],
 )
 def test_bad_frames_say_what_is_wrong(payload: Any, message: str, client_id: str | None) -> None:
