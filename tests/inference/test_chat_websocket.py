@@ -312,3 +312,25 @@ async def test_tampered_weights_are_refused_and_audited(bob: User, demo_version:
     assert refused.outcome == AuditEvent.Outcome.DENIED
     assert refused.request_id == "tamper-1"
     assert "changed ['model.safetensors']" in refused.metadata["reason"]
+
+
+async def test_a_second_version_serves_after_promotion_and_the_first_after_rollback(
+    alice: User, bob: User, demo_version: ModelVersion
+) -> None:
+    from inference.services import model_version_promote, model_version_rollback
+    from tests.inference.test_lifecycle import register_second_version
+
+    v2 = await database_sync_to_async(register_second_version)(demo_version.model, actor=alice)
+    await database_sync_to_async(model_version_promote)(version=v2, actor=alice)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("on-v2", max_tokens=3))
+    frames = await frames_until_end(communicator, "on-v2")
+    assert frames[0]["version"] == "v2"
+    assert frames[-1]["type"] == "done"
+    await database_sync_to_async(model_version_rollback)(model=demo_version.model, actor=alice)
+    await communicator.send_json_to(chat_frame("on-v1", max_tokens=3))
+    frames = await frames_until_end(communicator, "on-v1")
+    assert frames[0]["version"] == "v1"
+    assert frames[-1]["type"] == "done"
+    await communicator.disconnect()
