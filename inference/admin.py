@@ -3,15 +3,47 @@
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
 from accounts.models import Team, User
 from inference.models import Model, ModelVersion
-from inference.services import model_access_grant, model_access_revoke
+from inference.services import (
+    model_access_grant,
+    model_access_revoke,
+    model_canary_stop,
+    model_version_canary_start,
+    model_version_promote,
+    model_version_retire,
+    model_version_rollback,
+    model_version_stage,
+)
+
+
+def _actor(request: HttpRequest) -> User:
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
+
+
+def _apply(
+    admin_view: admin.ModelAdmin[Any], request: HttpRequest, objects: Any, change: Any, done: str
+) -> None:
+    """Run a lifecycle service per object; report refusals (ValidationError) as messages."""
+    succeeded = 0
+    for obj in objects:
+        try:
+            change(obj)
+        except ValidationError as refused:
+            admin_view.message_user(request, f"{obj}: {' '.join(refused.messages)}", level=messages.ERROR)
+        else:
+            succeeded += 1
+    if succeeded:
+        admin_view.message_user(request, f"{done}: {succeeded}.")
 
 
 class ModelVersionInline(admin.TabularInline[ModelVersion, Model]):
@@ -47,15 +79,39 @@ class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
         widget=FilteredSelectMultiple("teams", is_stacked=False),
     )
 
+    canary = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        required=False,
+        help_text="A staging version to try on a share of conversations; empty stops the canary.",
+    )
+    canary_percent = forms.IntegerField(min_value=1, max_value=99, required=False)
+
     class Meta:
         model = Model
-        fields = ["name", "description", "open_to_all", "max_tokens_cap"]
+        fields = [
+            "name",
+            "description",
+            "open_to_all",
+            "max_tokens_cap",
+            "default_max_tokens",
+            "wall_clock_limit_seconds",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["users_with_access"].initial = list(_granted_users(self.instance))
             self.fields["teams_with_access"].initial = list(_granted_teams(self.instance))
+            canary_field: forms.ModelChoiceField = self.fields["canary"]  # type: ignore[assignment,type-arg]
+            canary_field.queryset = self.instance.versions.filter(status=ModelVersion.Status.STAGING)
+            self.fields["canary"].initial = self.instance.canary_version
+            self.fields["canary_percent"].initial = self.instance.canary_weight or None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("canary") and not cleaned.get("canary_percent"):
+            self.add_error("canary_percent", "Give the share of conversations the canary gets.")
+        return cleaned
 
 
 @admin.register(Model)
@@ -64,25 +120,89 @@ class ModelAdmin(admin.ModelAdmin[Model]):
     list_display = ("name", "open_to_all", "max_tokens_cap", "updated_at")
     search_fields = ("name", "description")
     inlines = [ModelVersionInline]
+    actions = ["roll_back", "stop_canary"]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        if not isinstance(request.user, User):
-            raise PermissionDenied
+        actor = _actor(request)
         model: Model = form.instance
         wanted: set[User | Team] = set(form.cleaned_data["users_with_access"]) | set(
             form.cleaned_data["teams_with_access"]
         )
         current: set[User | Team] = _granted_users(model) | _granted_teams(model)
         for grantee in wanted - current:
-            model_access_grant(model=model, grantee=grantee, actor=request.user)
+            model_access_grant(model=model, grantee=grantee, actor=actor)
         for grantee in current - wanted:
-            model_access_revoke(model=model, grantee=grantee, actor=request.user)
+            model_access_revoke(model=model, grantee=grantee, actor=actor)
+        self._canary_update(
+            request, model, form.cleaned_data.get("canary"), form.cleaned_data.get("canary_percent")
+        )
+
+    def _canary_update(
+        self, request: HttpRequest, model: Model, canary: ModelVersion | None, percent: int | None
+    ) -> None:
+        model.refresh_from_db()
+        if canary is None:
+            if model.canary_version_id is not None:
+                model_canary_stop(model=model, actor=_actor(request))
+        elif canary.pk != model.canary_version_id or percent != model.canary_weight:
+            try:
+                model_version_canary_start(version=canary, weight=percent or 0, actor=_actor(request))
+            except ValidationError as refused:
+                self.message_user(request, " ".join(refused.messages), level=messages.ERROR)
+
+    @admin.action(description="Roll back to the previous production version")
+    def roll_back(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda model: model_version_rollback(model=model, actor=_actor(request)),
+            "Rolled back",
+        )
+
+    @admin.action(description="Stop the canary")
+    def stop_canary(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda model: model_canary_stop(model=model, actor=_actor(request)),
+            "Canary stopped",
+        )
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
-    list_display = ("__str__", "backend", "status", "dtype", "created_at")
+    list_display = ("__str__", "backend", "status", "dtype", "promoted_at", "created_at")
     list_filter = ("status", "backend")
-    # Status changes go through services (audited); the manifest is set at registration.
-    readonly_fields = ("status", "manifest", "created_by", "created_at")
+    # Status changes go through the actions below (services, audited); the manifest is set at
+    # registration and the credential is a reference to a secret, never the secret.
+    readonly_fields = ("status", "manifest", "created_by", "created_at", "promoted_at", "retired_at")
+    actions = ["stage", "promote", "retire"]
+
+    @admin.action(description="Stage (draft → staging)")
+    def stage(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        _apply(
+            self, request, queryset, lambda v: model_version_stage(version=v, actor=_actor(request)), "Staged"
+        )
+
+    @admin.action(description="Promote to production")
+    def promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda v: model_version_promote(version=v, actor=_actor(request)),
+            "Promoted",
+        )
+
+    @admin.action(description="Retire")
+    def retire(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda v: model_version_retire(version=v, actor=_actor(request)),
+            "Retired",
+        )
