@@ -7,7 +7,7 @@ hands generations to the dispatcher and forwards their events as frames.
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -132,11 +132,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             reply_channel=self.channel_name,
             version_id=plan.version_id,
             messages=[{"role": message.role, "content": message.content} for message in frame.messages],
-            params={
-                "max_tokens": plan.params.max_tokens,
-                "temperature": plan.params.temperature,
-                "top_p": plan.params.top_p,
-            },
+            params=asdict(plan.params),
             request_id=self.request_context.request_id,
         )
         await generation_dispatch(job=job)

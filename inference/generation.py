@@ -17,7 +17,7 @@ from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import engine_for_version
 from inference.engines.local import PromptTooLong
-from inference.manifest import ManifestMismatch
+from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
 
@@ -88,7 +88,12 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
             outcome=AuditEvent.Outcome.DENIED,
             metadata={"reason": str(exc), "generation_id": job.generation_id},
         )
-        relay.send(_failed(job, code="unavailable", message="The model's files failed verification."))
+        message = (
+            "The model's weights are in a format this version may not load."
+            if isinstance(exc, UnsafeWeights)
+            else "The model's files failed verification."
+        )
+        relay.send(_failed(job, code="unavailable", message=message))
         return
 
     index = 0
@@ -109,7 +114,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
     try:
         result = engine.generate_stream(
             messages=[ChatMessage(**message) for message in job.messages],
-            params=GenerationParams(**job.params),
+            params=GenerationParams(**{**job.params, "stop": tuple(job.params.get("stop", ()))}),
             on_token=on_token,
             should_stop=lambda: generation_cancel_requested(generation_id=job.generation_id),
         )

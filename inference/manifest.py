@@ -10,6 +10,22 @@ class ManifestMismatch(Exception):
     """The files on disk are not the files that were registered."""
 
 
+class UnsafeWeights(ManifestMismatch):
+    """Pickle weight files, which can run code when loaded, in a version not allowed them."""
+
+
+# Formats torch loads with pickle; safetensors holds only tensors.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def weights_policy_check(*, manifest: dict[str, str], allow_pickle: bool) -> None:
+    pickled = sorted(name for name in manifest if name.endswith(PICKLE_SUFFIXES))
+    if pickled and not allow_pickle:
+        raise UnsafeWeights(
+            f"pickle weight files {pickled} are not allowed for this version (safetensors only)"
+        )
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

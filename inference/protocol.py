@@ -9,6 +9,8 @@ MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 32_000
 MAX_ID_CHARS = 64
 MAX_MODEL_NAME_CHARS = 100
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 100
 ROLES = ("system", "user", "assistant")
 
 
@@ -32,6 +34,7 @@ class ChatFrame:
     top_p: float | None
     # Keeps a conversation on one model version while a canary runs; defaults to the chat id.
     conversation: str
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,25 @@ def _messages(payload: dict[str, Any], client_id: str) -> list[ChatMessage]:
     return messages
 
 
+def _stop(payload: dict[str, Any], client_id: str) -> tuple[str, ...]:
+    """OpenAI's `stop`: one string or a list of up to four."""
+    value = payload.get("stop")
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(values, list)
+        or len(values) > MAX_STOP_SEQUENCES
+        or not all(isinstance(item, str) and 1 <= len(item) <= MAX_STOP_CHARS for item in values)
+    ):
+        raise ProtocolError(
+            f"'stop' must be a string or a list of up to {MAX_STOP_SEQUENCES} strings "
+            f"of 1 to {MAX_STOP_CHARS} characters.",
+            client_id=client_id,
+        )
+    return tuple(values)
+
+
 def _conversation(payload: dict[str, Any], client_id: str) -> str:
     value = payload.get("conversation", client_id)
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
@@ -119,6 +141,7 @@ def frame_parse(payload: Any) -> ChatFrame | CancelFrame:
         temperature=_number(payload, "temperature", low=0.0, high=2.0, client_id=client_id),
         top_p=_number(payload, "top_p", low=0.0, high=1.0, client_id=client_id),
         conversation=_conversation(payload, client_id),
+        stop=_stop(payload, client_id),
     )
 
 

@@ -23,6 +23,10 @@ class GenerationParams:
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 1.0
+    # Generation ends before any of these strings; the text never contains them.
+    stop: tuple[str, ...] = ()
+    # Wall-clock budget for one generation, in seconds (None: no limit).
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)

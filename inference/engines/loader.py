@@ -36,6 +36,7 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
                 context_length=version.context_length,
                 device=settings.GATEHOUSE_DEVICE,
                 dtype=version.dtype,
+                allow_pickle_weights=version.allow_pickle_weights,
             )
             _engines[key] = engine
     return engine

@@ -52,6 +52,8 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
         top_p=1.0 if frame.top_p is None else frame.top_p,
+        stop=frame.stop,
+        max_seconds=float(model.wall_clock_limit_seconds),
     )
     return ChatPlan(model_name=model.name, version_id=version.pk, version_label=version.label, params=params)
 

@@ -100,6 +100,8 @@ def test_team_membership_and_model_access_are_managed_in_the_console(alice: User
             "name": "private-model",
             "description": "",
             "max_tokens_cap": 512,
+            "default_max_tokens": 64,
+            "wall_clock_limit_seconds": 120,
             "teams_with_access": [team.pk],
             "users_with_access": [],
             "versions-TOTAL_FORMS": 0,

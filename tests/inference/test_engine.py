@@ -124,3 +124,35 @@ def test_the_demo_model_streams_readable_ascii(engine: LocalTransformersEngine) 
     text = "".join(pieces)
     assert text, "sampling produced no text"
     assert all(char == "\n" or (char.isascii() and char.isprintable()) for char in text), repr(text)
+
+
+def _sampled_text(engine: LocalTransformersEngine, **params: object) -> tuple[list[str], object]:
+    """Seeded sampling: two runs draw the same tokens until one of them stops."""
+    import torch
+
+    torch.manual_seed(3)
+    pieces: list[str] = []
+    result = engine.generate_stream(
+        messages=[ChatMessage(role="user", content="stop test")],
+        params=GenerationParams(temperature=1.0, **params),  # type: ignore[arg-type]
+        on_token=pieces.append,
+        should_stop=lambda: False,
+    )
+    return pieces, result
+
+
+def test_a_stop_sequence_ends_generation_and_is_not_sent(engine: LocalTransformersEngine) -> None:
+    free, _ = _sampled_text(engine, max_tokens=60)
+    text = "".join(free)
+    assert len(text) >= 10, f"the seeded sample is too short to cut: {text!r}"
+    stop = text[5:8]
+    pieces, result = _sampled_text(engine, max_tokens=60, stop=(stop,))
+    assert "".join(pieces) == text[: text.index(stop)]
+    assert result.finish_reason is FinishReason.STOP  # type: ignore[attr-defined]
+    assert result.completion_tokens == len(pieces) < len(free)  # type: ignore[attr-defined]
+
+
+def test_the_wall_clock_limit_cuts_a_long_generation(engine: LocalTransformersEngine) -> None:
+    pieces, result = _sampled_text(engine, max_tokens=460, max_seconds=0.0001)
+    assert result.finish_reason is FinishReason.LENGTH  # type: ignore[attr-defined]
+    assert len(pieces) < 460

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from inference.manifest import ManifestMismatch, manifest_compute, manifest_verify
+from inference.manifest import (
+    ManifestMismatch,
+    UnsafeWeights,
+    manifest_compute,
+    manifest_verify,
+    weights_policy_check,
+)
 
 
 @pytest.fixture
@@ -53,3 +59,17 @@ def test_an_empty_manifest_never_verifies(model_dir: Path) -> None:
 def test_a_missing_directory_does_not_verify(tmp_path: Path) -> None:
     with pytest.raises(ManifestMismatch, match="does not exist"):
         manifest_verify(directory=tmp_path / "gone", expected={"config.json": "0" * 64})
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "weights.pt", "model.pth", "x.pkl", "last.ckpt"])
+def test_pickle_weights_are_refused_unless_allowed(name: str) -> None:
+    manifest = {"config.json": "0" * 64, name: "1" * 64}
+    with pytest.raises(UnsafeWeights, match="safetensors only"):
+        weights_policy_check(manifest=manifest, allow_pickle=False)
+    weights_policy_check(manifest=manifest, allow_pickle=True)
+
+
+def test_safetensors_pass_the_weights_policy() -> None:
+    weights_policy_check(
+        manifest={"model.safetensors": "0" * 64, "config.json": "1" * 64}, allow_pickle=False
+    )

@@ -57,6 +57,10 @@ def test_a_cancel_frame_parses() -> None:
         ({**CHAT, "top_p": -0.1}, "'top_p' must be a number from 0.0 to 1.0", "c1"),
         ({"type": "cancel"}, "'id' must be a string", None),
         ({**CHAT, "conversation": ""}, "'conversation' must be a string", "c1"),
+        ({**CHAT, "stop": ""}, "'stop' must be a string or a list", "c1"),
+        ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "'stop' must be a string or a list", "c1"),
+        ({**CHAT, "stop": [1]}, "'stop' must be a string or a list", "c1"),
+        ({**CHAT, "stop": "x" * 101}, "'stop' must be a string or a list", "c1"),
         ({**CHAT, "conversation": 5}, "'conversation' must be a string", "c1"),
     ],
 )
@@ -65,3 +69,8 @@ def test_bad_frames_say_what_is_wrong(payload: Any, message: str, client_id: str
         frame_parse(payload)
     assert caught.value.code == "invalid"
     assert caught.value.client_id == client_id
+
+
+def test_stop_accepts_one_string_or_a_list() -> None:
+    assert frame_parse({**CHAT, "stop": "END"}).stop == ("END",)  # type: ignore[union-attr]
+    assert frame_parse({**CHAT, "stop": ["a", "bb"]}).stop == ("a", "bb")  # type: ignore[union-attr]
