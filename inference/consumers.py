@@ -1,7 +1,9 @@
 """`/ws/chat/`: the websocket chat protocol of SPEC §6.
 
 The consumer only speaks the protocol: it validates frames, asks services what may run,
-hands generations to the dispatcher and forwards their events as frames.
+hands generations to the dispatcher and forwards their events as frames. Generations
+write their own audit records where they run, so nothing here depends on an event
+arriving for the trail to be complete.
 """
 
 import json
@@ -16,14 +18,14 @@ from django.conf import settings
 
 from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.websocket_auth import scope_client_ip
-from audit.context import RequestContext, request_context_bound, request_id_new
+from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
 from inference.dispatch import generation_dispatch
 from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
+from inference.services import ChatPlan, ChatRejected, chat_prepare
 
-# Close codes: 4401 is "unauthenticated" in the 4000-4999 range left to applications.
+# Close codes: 4401/4403 mirror HTTP 401/403 in the 4000-4999 range left to applications.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -33,8 +35,6 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 class _RunningChat:
     generation_id: str
     plan: ChatPlan
-    started_at: float
-    first_token_at: float | None = None
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -59,15 +59,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        # Running generations see the cancel flag, stop, and audit themselves as cancelled.
         running = getattr(self, "running", {})
-        for client_id, chat in list(running.items()):
+        for chat in running.values():
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
-            await self._record(
-                client_id,
-                chat,
-                failed=False,
-                outcome={"finish_reason": "cancelled", "reason": "client disconnected"},
-            )
         running.clear()
 
     # --- client frames -------------------------------------------------------------------------
@@ -108,8 +103,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send_error(
                 frame.id,
                 "rate_limited",
-                f"At most {settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS} chats may run at once "
-                "on one connection.",
+                f"At most {settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS} chats may run at once on one connection.",
             )
             return
         try:
@@ -120,9 +114,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
         generation_id = uuid.uuid4().hex
-        self.running[frame.id] = _RunningChat(
-            generation_id=generation_id, plan=plan, started_at=time.monotonic()
-        )
+        self.running[frame.id] = _RunningChat(generation_id=generation_id, plan=plan)
         await self.send_json(
             {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
         )
@@ -132,8 +124,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             reply_channel=self.channel_name,
             version_id=plan.version_id,
             messages=[{"role": message.role, "content": message.content} for message in frame.messages],
+            user_id=self.user.pk,
+            api_key_id=self.principal.api_key.pk if self.principal.api_key else None,
             params=asdict(plan.params),
             request_id=self.request_context.request_id,
+            client_ip=self.request_context.client_ip,
+            enqueued_at=time.time(),
         )
         await generation_dispatch(job=job)
 
@@ -152,18 +148,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return chat if chat is not None and chat.generation_id == event["generation_id"] else None
 
     async def generation_token(self, event: dict[str, Any]) -> None:
-        chat = self._current(event)
-        if chat is None:
+        if self._current(event) is None:
             return
-        if chat.first_token_at is None:
-            chat.first_token_at = time.monotonic()
         await self.send_json(
             {"type": "token", "id": event["client_id"], "index": event["index"], "text": event["text"]}
         )
 
     async def generation_finished(self, event: dict[str, Any]) -> None:
-        chat = self._current(event)
-        if chat is None:
+        if self._current(event) is None:
             return
         client_id = event["client_id"]
         del self.running[client_id]
@@ -172,49 +164,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             "completion_tokens": event["completion_tokens"],
             "total_tokens": event["prompt_tokens"] + event["completion_tokens"],
         }
-        # Audit before telling the client: a client that saw `done` can rely on the record.
-        await self._record(
-            client_id, chat, failed=False, outcome={"finish_reason": event["finish_reason"], **usage}
-        )
         await self.send_json(
             {"type": "done", "id": client_id, "finish_reason": event["finish_reason"], "usage": usage}
         )
 
     async def generation_failed(self, event: dict[str, Any]) -> None:
-        chat = self._current(event)
-        if chat is None:
+        if self._current(event) is None:
             return
         client_id = event["client_id"]
         del self.running[client_id]
-        await self._record(client_id, chat, failed=True, outcome={"code": event["code"]})
         await self._send_error(client_id, event["code"], event["message"])
 
     # --- helpers -------------------------------------------------------------------------------
 
     async def _send_error(self, client_id: str | None, code: str, message: str) -> None:
         await self.send_json(error_frame(code=code, message=message, client_id=client_id))
-
-    async def _record(
-        self, client_id: str, chat: _RunningChat, *, failed: bool, outcome: dict[str, Any]
-    ) -> None:
-        now = time.monotonic()
-        metadata = {
-            "client_id": client_id,
-            "generation_id": chat.generation_id,
-            "latency_ms": round((now - chat.started_at) * 1000, 1),
-            "time_to_first_token_ms": (
-                round((chat.first_token_at - chat.started_at) * 1000, 1) if chat.first_token_at else None
-            ),
-            **outcome,
-        }
-
-        def record() -> None:
-            with request_context_bound(self.request_context):
-                chat_record_outcome(
-                    principal=self.principal,
-                    version_id=chat.plan.version_id,
-                    metadata=metadata,
-                    failed=failed,
-                )
-
-        await database_sync_to_async(record)()

@@ -5,11 +5,13 @@ Celery task on a GPU worker (production); only the relay's event loop differs.
 """
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import close_old_connections
 
+from accounts.models import User
 from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -20,6 +22,7 @@ from inference.engines.local import PromptTooLong
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
+from inference.services.chat import chat_record_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,13 @@ class GenerationJob:
     reply_channel: str
     version_id: int
     messages: list[dict[str, str]]
+    user_id: int
+    api_key_id: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    client_ip: str | None = None
+    # Wall-clock time (epoch seconds) the web tier queued the job: latency includes the queue.
+    enqueued_at: float = 0.0
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,18 +62,61 @@ def _failed(job: GenerationJob, *, code: str, message: str) -> dict[str, Any]:
     }
 
 
+class _Outcome:
+    """What the audit record of one generation says, filled in as it runs."""
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.job = job
+        self.first_token_at: float | None = None
+
+    def record(self, *, failed: bool, **details: object) -> None:
+        try:
+            self._record(failed=failed, **details)
+        except (ModelVersion.DoesNotExist, User.DoesNotExist):
+            # Versions are protected from deletion and users are deactivated, not deleted;
+            # only a wiped database (a test run ending) gets here.
+            logger.warning("generation %s: nothing to attribute its record to", self.job.generation_id)
+
+    def _record(self, *, failed: bool, **details: object) -> None:
+        now = time.time()
+        started = self.job.enqueued_at or now
+        chat_record_outcome(
+            user_id=self.job.user_id,
+            api_key_id=self.job.api_key_id,
+            version_id=self.job.version_id,
+            failed=failed,
+            metadata={
+                "client_id": self.job.client_id,
+                "generation_id": self.job.generation_id,
+                "latency_ms": round((now - started) * 1000, 1),
+                "time_to_first_token_ms": (
+                    round((self.first_token_at - started) * 1000, 1) if self.first_token_at else None
+                ),
+                **details,
+            },
+        )
+
+
 def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
-    """Generate, sending `generation.token` per token then `generation.finished` (or `.failed`)."""
+    """Generate, sending `generation.token` per token then `generation.finished` (or `.failed`).
+
+    The audit record is written here, before the final event is sent.
+    """
     close_old_connections()
+    outcome = _Outcome(job)
+    context = RequestContext(request_id=job.request_id, client_ip=job.client_ip)
     try:
-        # Audit rows written on the worker carry the request id of the chat that caused them.
-        with request_context_bound(RequestContext(request_id=job.request_id)):
-            _generate(job=job, relay=relay)
+        with request_context_bound(context):
+            _generate(job=job, relay=relay, outcome=outcome)
     except ReaderGone:
-        # Nobody is listening any more; the consumer audits a vanished client itself.
+        # Nobody is listening any more: the client left or stopped reading.
         logger.info("generation %s stopped: its reader is gone", job.generation_id)
+        with request_context_bound(context):
+            outcome.record(failed=False, finish_reason="cancelled", reason="client gone")
     except Exception:
         logger.exception("generation %s failed", job.generation_id)
+        with request_context_bound(context):
+            outcome.record(failed=True, code="unavailable")
         try:
             relay.send(_failed(job, code="unavailable", message="The model failed while generating."))
         except ReaderGone:
@@ -74,12 +125,12 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
         close_old_connections()
 
 
-def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
+def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> None:
     version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
         engine = engine_for_version(version=version)
     except ManifestMismatch as exc:
-        # Refusing to load tampered weights is a security event, recorded like one.
+        # Refusing to load tampered or unsafe weights is a security event, recorded like one.
         audit_event_record(
             action="model.version.load_refused",
             actor_display="system",
@@ -88,6 +139,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
             outcome=AuditEvent.Outcome.DENIED,
             metadata={"reason": str(exc), "generation_id": job.generation_id},
         )
+        outcome.record(failed=True, code="unavailable")
         message = (
             "The model's weights are in a format this version may not load."
             if isinstance(exc, UnsafeWeights)
@@ -100,6 +152,8 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
 
     def on_token(text: str) -> None:
         nonlocal index
+        if outcome.first_token_at is None:
+            outcome.first_token_at = time.time()
         relay.send(
             {
                 "type": "generation.token",
@@ -119,15 +173,17 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay) -> None:
             should_stop=lambda: generation_cancel_requested(generation_id=job.generation_id),
         )
     except PromptTooLong as exc:
+        outcome.record(failed=True, code="invalid")
         relay.send(_failed(job, code="invalid", message=str(exc)))
         return
+    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     relay.send(
         {
             "type": "generation.finished",
             "generation_id": job.generation_id,
             "client_id": job.client_id,
             "finish_reason": result.finish_reason.value,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
+            **usage,
         }
     )

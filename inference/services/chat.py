@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from accounts.models import User
+from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -60,17 +60,25 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
 
 def chat_record_outcome(
     *,
-    principal: Principal,
+    user_id: int,
+    api_key_id: int | None,
     version_id: int,
     metadata: dict[str, object],
     failed: bool,
 ) -> AuditEvent:
-    """Audit one websocket chat once it has ended, whichever way it ended."""
+    """Audit one chat once it has ended, whichever way it ended.
+
+    Called where the generation ran (a web-process thread or a Celery worker), before the
+    client is told: the record never depends on the channel layer delivering an event.
+    """
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    user = User.objects.get(pk=user_id)
+    api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
+    principal = Principal(user=user, method="api_key" if api_key else "jwt", api_key=api_key)
     return audit_event_record(
         action="inference.failed" if failed else "inference.completed",
-        actor=principal.user,
-        actor_kind=AuditEvent.ActorKind.API_KEY if principal.api_key else None,
+        actor=user,
+        actor_kind=AuditEvent.ActorKind.API_KEY if api_key else None,
         actor_display=principal.audit_display,
         target=version,
         outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,

@@ -86,6 +86,7 @@ async def test_revoking_a_key_refuses_its_open_connection_on_the_next_message(
     assert (error["type"], error["code"]) == ("error", "forbidden")
     assert error["message"] == "This API key has been revoked."
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
 
 
 async def test_deactivating_a_user_refuses_their_open_connection_on_the_next_message(
@@ -99,6 +100,7 @@ async def test_deactivating_a_user_refuses_their_open_connection_on_the_next_mes
     error = await communicator.receive_json_from(timeout=10)
     assert error["code"] == "forbidden"
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
 
 
 async def test_a_revoked_key_cannot_open_a_connection(bob: User) -> None:
