@@ -6,6 +6,7 @@ write their own audit records where they run, so nothing here depends on an even
 arriving for the trail to be complete.
 """
 
+import asyncio
 import json
 import time
 import uuid
@@ -23,18 +24,23 @@ from inference.cancellation import generation_cancel_request
 from inference.dispatch import generation_dispatch
 from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
-from inference.services import ChatPlan, ChatRejected, chat_prepare
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
 
 # Close codes: 4401/4403 mirror HTTP 401/403 in the 4000-4999 range left to applications.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_MESSAGE_TOO_BIG = 1009
+WATCHDOG_INTERVAL_SECONDS = 0.5
 
 
 @dataclass
 class _RunningChat:
     generation_id: str
     plan: ChatPlan
+    job: GenerationJob
+    # When the last event for this chat arrived (or when it was dispatched, before any).
+    last_event_at: float
+    started: bool = False
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -50,6 +56,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user = user
         self.running: dict[str, _RunningChat] = {}
+        self.watchdog = asyncio.create_task(self._watch())
         headers = dict(self.scope.get("headers", []))
         self.request_context = RequestContext(
             request_id=request_id_new(proposed=headers.get(b"x-request-id", b"").decode("latin-1")),
@@ -60,6 +67,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         # Running generations see the cancel flag, stop, and audit themselves as cancelled.
+        if hasattr(self, "watchdog"):
+            self.watchdog.cancel()
         running = getattr(self, "running", {})
         for chat in running.values():
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
@@ -114,7 +123,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
         generation_id = uuid.uuid4().hex
-        self.running[frame.id] = _RunningChat(generation_id=generation_id, plan=plan)
         await self.send_json(
             {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
         )
@@ -123,6 +131,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             client_id=frame.id,
             reply_channel=self.channel_name,
             version_id=plan.version_id,
+            model_name=plan.model_name,
             messages=[{"role": message.role, "content": message.content} for message in frame.messages],
             user_id=self.user.pk,
             api_key_id=self.principal.api_key.pk if self.principal.api_key else None,
@@ -130,6 +139,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             request_id=self.request_context.request_id,
             client_ip=self.request_context.client_ip,
             enqueued_at=time.time(),
+        )
+        self.running[frame.id] = _RunningChat(
+            generation_id=generation_id, plan=plan, job=job, last_event_at=time.monotonic()
         )
         await generation_dispatch(job=job)
 
@@ -144,8 +156,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     def _current(self, event: dict[str, Any]) -> _RunningChat | None:
         chat = self.running.get(event["client_id"])
-        # A late event of an earlier chat that reused this client id is dropped.
-        return chat if chat is not None and chat.generation_id == event["generation_id"] else None
+        # A late event of an earlier chat that reused this client id (or of one given up) is dropped.
+        if chat is None or chat.generation_id != event["generation_id"]:
+            return None
+        chat.last_event_at = time.monotonic()
+        chat.started = True
+        return chat
 
     async def generation_token(self, event: dict[str, Any]) -> None:
         if self._current(event) is None:
@@ -174,6 +190,42 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         client_id = event["client_id"]
         del self.running[client_id]
         await self._send_error(client_id, event["code"], event["message"])
+
+    # --- lost generations ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Give up on generations that went silent: no worker took them, or it died mid-stream."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
+            now = time.monotonic()
+            for client_id, chat in list(self.running.items()):
+                allowed = (
+                    settings.GATEHOUSE_GENERATION_STALL_TIMEOUT
+                    if chat.started
+                    else settings.GATEHOUSE_GENERATION_START_TIMEOUT
+                )
+                if now - chat.last_event_at > allowed:
+                    await self._give_up(client_id, chat)
+
+    async def _give_up(self, client_id: str, chat: _RunningChat) -> None:
+        del self.running[client_id]
+        await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
+        # The generation cannot audit itself (it may never have run): the record is written here.
+        await database_sync_to_async(chat_record_outcome)(
+            user_id=chat.job.user_id,
+            api_key_id=chat.job.api_key_id,
+            version_id=chat.job.version_id,
+            failed=True,
+            metadata={
+                "client_id": client_id,
+                "generation_id": chat.generation_id,
+                "code": "unavailable",
+                "reason": "the model worker stopped responding"
+                if chat.started
+                else "no model worker took the request",
+            },
+        )
+        await self._send_error(client_id, "unavailable", "The model did not respond in time; try again.")
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ from inference.generation import GenerationJob, generation_run
 from inference.relay import ChannelRelay
 
 
+def inference_queue(*, model_name: str) -> str:
+    """The Celery queue of one model: `celery -A gatehouse worker -Q inference.<model>` serves it."""
+    return f"inference.{model_name}"
+
+
 @cache
 def _inprocess_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(
@@ -27,6 +32,12 @@ async def generation_dispatch(*, job: GenerationJob) -> None:
     if settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery":
         from inference.tasks import inference_generate
 
-        await sync_to_async(inference_generate.delay, thread_sensitive=False)(job.to_payload())
+        await sync_to_async(inference_generate.apply_async, thread_sensitive=False)(
+            args=(job.to_payload(),),
+            queue=inference_queue(model_name=job.model_name),
+            # The consumer gives up after the start timeout; a worker arriving later must not
+            # run a generation nobody waits for.
+            expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+        )
         return
     _inprocess_pool().submit(_run_inprocess, job, asyncio.get_running_loop())

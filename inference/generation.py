@@ -35,6 +35,7 @@ class GenerationJob:
     client_id: str
     reply_channel: str
     version_id: int
+    model_name: str
     messages: list[dict[str, str]]
     user_id: int
     api_key_id: int | None = None

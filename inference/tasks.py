@@ -1,4 +1,4 @@
-"""Celery tasks of the inference app (they run on the `inference` queue, on GPU nodes)."""
+"""Celery tasks of the inference app (each model's on its own queue, `inference.<model>`)."""
 
 from typing import Any
 

@@ -170,7 +170,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
+# Generations go to a queue per model, `inference.<model name>` (see inference.dispatch):
+# a GPU worker consumes the queues of the models it serves.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Beat keeps its schedule in the database (editable in the console); these entries seed it.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -195,6 +196,10 @@ if GATEHOUSE_INFERENCE_EXECUTOR == "celery" and CELERY_TASK_ALWAYS_EAGER:
     )
 # Separation of duties: whoever registered a version may not promote it or start its canary.
 GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_DUTIES", default=False)
+# A generation that sends nothing for this long is given up as lost (worker dead, or no worker
+# serving the model): the client gets `unavailable`. The first event allows for a model load.
+GATEHOUSE_GENERATION_START_TIMEOUT = env.float("GATEHOUSE_GENERATION_START_TIMEOUT", default=120.0)
+GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEOUT", default=30.0)
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=4)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)

@@ -38,7 +38,7 @@ class CeleryWorker:
                 "gatehouse",
                 "worker",
                 "--queues",
-                "inference,celery",
+                "inference.demo-tiny,celery",
                 "--pool",
                 "threads",
                 "--concurrency",

@@ -151,7 +151,7 @@ def serve(workdir: Path) -> tuple[ServedGatehouse, Callable[[], None]]:
             worker_log = workdir / "worker.log"
             served.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", "inference,celery",
+                    [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", "inference.demo-tiny,celery",
                      "--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle",
                      "--hostname", f"e2e-{port}@localhost"],
                     cwd=settings.BASE_DIR, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,

@@ -14,6 +14,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
+from tests.profile import PRODUCTION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -350,4 +351,47 @@ async def test_a_second_version_serves_after_promotion_and_the_first_after_rollb
     frames = await frames_until_end(communicator, "on-v1")
     assert frames[0]["version"] == "v1"
     assert frames[-1]["type"] == "done"
+    await communicator.disconnect()
+
+
+@override_settings(GATEHOUSE_GENERATION_START_TIMEOUT=1.0)
+async def test_a_generation_nothing_runs_ends_unavailable_and_audited(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def lost(*, job: object) -> None:
+        """A job that no worker will ever take (a dead worker, a dropped message)."""
+
+    monkeypatch.setattr("inference.consumers.generation_dispatch", lost)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("lost"))
+    frames = await frames_until_end(communicator, "lost")
+    assert frames[-1] == {
+        "type": "error",
+        "id": "lost",
+        "code": "unavailable",
+        "message": "The model did not respond in time; try again.",
+    }
+    await communicator.disconnect()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
+    assert event.metadata["reason"] == "no model worker took the request"
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="queues per model exist only with Celery (production profile)")
+@override_settings(GATEHOUSE_GENERATION_START_TIMEOUT=3.0)
+async def test_a_model_no_worker_serves_answers_unavailable_promptly(alice: User, bob: User) -> None:
+    from inference.services import model_register, model_version_promote
+    from tests.inference.test_lifecycle import register_second_version
+
+    def orphan() -> None:
+        model = model_register(name="orphan-model", open_to_all=True, actor=alice)
+        model_version_promote(version=register_second_version(model, actor=alice, label="v1"), actor=alice)
+
+    await database_sync_to_async(orphan)()
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("nobody", model="orphan-model"))
+    frames = await frames_until_end(communicator, "nobody")
+    assert frames[0]["type"] == "start"
+    assert frames[-1]["code"] == "unavailable"
     await communicator.disconnect()
