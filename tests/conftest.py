@@ -183,25 +183,6 @@ def celery_worker(
     _WORKER_STARTS += 1
     yield worker
     worker.stop()
-    _wait_for_other_sessions_to_close()
-
-
-def _wait_for_other_sessions_to_close(timeout: float = 5.0) -> None:
-    """PostgreSQL reaps an exited worker's sessions a moment later; dropping the test database
-    before then fails with "being accessed by other users"."""
-    import time
-
-    from django.db import connection
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-        time.sleep(0.1)
 
 
 @pytest.fixture
