@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, GenerationParams
-from inference.engines.loader import engine_for_version
+from inference.engines.loader import EngineTooLarge, engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
@@ -130,6 +130,13 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
     version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
         engine = engine_for_version(version=version)
+    except EngineTooLarge as exc:
+        logger.error("generation %s: %s", job.generation_id, exc)
+        outcome.record(failed=True, code="unavailable", reason="model over the memory budget")
+        relay.send(
+            _failed(job, code="unavailable", message="The model does not fit this server's memory budget.")
+        )
+        return
     except ManifestMismatch as exc:
         # Refusing to load tampered or unsafe weights is a security event, recorded like one.
         audit_event_record(

@@ -1,11 +1,17 @@
 """Celery tasks of the inference app (each model's on its own queue, `inference.<model>`)."""
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
+from inference.engines.loader import engines_warm_up
 from inference.generation import GenerationJob, generation_run
 from inference.relay import ChannelRelay, background_loop
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="inference.tasks.inference_generate", ignore_result=True)
@@ -17,3 +23,10 @@ def inference_generate(job_payload: dict[str, Any]) -> None:
     """
     job = GenerationJob.from_payload(job_payload)
     generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=background_loop()))
+
+
+@worker_ready.connect
+def _warm_up_at_start(**kwargs: Any) -> None:
+    names = [name for name in settings.GATEHOUSE_WARM_MODELS if name]
+    if names:
+        logger.info("warmed %s", ", ".join(engines_warm_up(model_names=names)) or "nothing")

@@ -200,6 +200,11 @@ GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_D
 # serving the model): the client gets `unavailable`. The first event allows for a model load.
 GATEHOUSE_GENERATION_START_TIMEOUT = env.float("GATEHOUSE_GENERATION_START_TIMEOUT", default=120.0)
 GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEOUT", default=30.0)
+# Loaded models share this much memory (weights, estimated from their files); least recently
+# used ones are unloaded first.
+GATEHOUSE_ENGINE_MEMORY_BUDGET_MB = env.int("GATEHOUSE_ENGINE_MEMORY_BUDGET_MB", default=16 * 1024)
+# Models a worker loads and exercises as it starts, so the first request does not wait.
+GATEHOUSE_WARM_MODELS = env.list("GATEHOUSE_WARM_MODELS", default=[])
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=4)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)

@@ -1,19 +1,58 @@
-"""Loaded engines, one per model version per process, loaded on first use."""
+"""Loaded engines, one per model version per process: an LRU cache under a memory budget.
 
+A version's size is estimated from its weight files before loading (weights dominate
+memory), so the least recently used engines are evicted first and a load never overshoots
+the budget. Celery workers warm the models they serve at start-up (GATEHOUSE_WARM_MODELS).
+"""
+
+import logging
 import threading
+from collections import OrderedDict
+from pathlib import Path
 
 from django.conf import settings
 
-from inference.engines.base import Engine
+from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.local import LocalTransformersEngine
 from inference.models import ModelVersion
 
-_engines: dict[tuple[int, str], Engine] = {}
+logger = logging.getLogger(__name__)
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_engines: "OrderedDict[tuple[int, str], tuple[Engine, int]]" = OrderedDict()
 _lock = threading.Lock()
+
+
+class EngineTooLarge(Exception):
+    """One model alone does not fit the memory budget."""
 
 
 def _manifest_key(manifest: dict[str, str]) -> str:
     return ",".join(f"{name}={digest}" for name, digest in sorted(manifest.items()))
+
+
+def weights_bytes(*, directory: Path, manifest: dict[str, str]) -> int:
+    return sum(
+        (directory / name).stat().st_size
+        for name in manifest
+        if name.endswith(_WEIGHT_SUFFIXES) and (directory / name).is_file()
+    )
+
+
+def _evict_for(needed: int, budget: int) -> None:
+    while _engines and sum(size for _, size in _engines.values()) + needed > budget:
+        key, (engine, size) = _engines.popitem(last=False)
+        logger.info(
+            "evicting engine for version %s (%d bytes) to stay within the memory budget", key[0], size
+        )
+        del engine
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
 
 
 def engine_for_version(*, version: ModelVersion) -> Engine:
@@ -22,27 +61,59 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
     Keyed by the manifest too, so re-registered files are never served from a stale load.
     """
     key = (version.pk, _manifest_key(version.manifest))
-    engine = _engines.get(key)
-    if engine is not None:
-        return engine
     with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            if version.backend != ModelVersion.Backend.TRANSFORMERS:
-                raise NotImplementedError(f"backend {version.backend!r} is not served yet")
-            engine = LocalTransformersEngine(
-                directory=version.source_path,
-                manifest=version.manifest,
-                context_length=version.context_length,
-                device=settings.GATEHOUSE_DEVICE,
-                dtype=version.dtype,
-                allow_pickle_weights=version.allow_pickle_weights,
+        cached = _engines.get(key)
+        if cached is not None:
+            _engines.move_to_end(key)
+            return cached[0]
+        if version.backend != ModelVersion.Backend.TRANSFORMERS:
+            raise NotImplementedError(f"backend {version.backend!r} is not served yet")
+        budget = settings.GATEHOUSE_ENGINE_MEMORY_BUDGET_MB * 1024 * 1024
+        size = weights_bytes(directory=version.source_path, manifest=version.manifest)
+        if size > budget:
+            raise EngineTooLarge(
+                f"{version} needs about {size // 2**20} MiB, over the {budget // 2**20} MiB budget"
             )
-            _engines[key] = engine
-    return engine
+        _evict_for(size, budget)
+        engine = LocalTransformersEngine(
+            directory=version.source_path,
+            manifest=version.manifest,
+            context_length=version.context_length,
+            device=settings.GATEHOUSE_DEVICE,
+            dtype=version.dtype,
+            allow_pickle_weights=version.allow_pickle_weights,
+        )
+        _engines[key] = (engine, size)
+        return engine
+
+
+def engines_loaded() -> list[int]:
+    """Version ids with a loaded engine, least recently used first."""
+    with _lock:
+        return [version_id for version_id, _ in _engines]
 
 
 def engines_clear() -> None:
     """Forget every loaded engine (tests; a future admin 'unload' action)."""
     with _lock:
         _engines.clear()
+
+
+def engines_warm_up(*, model_names: list[str]) -> list[str]:
+    """Load and exercise the production version of each named model; returns what warmed."""
+    warmed = []
+    for name in model_names:
+        version = ModelVersion.objects.filter(model__name=name, status=ModelVersion.Status.PRODUCTION).first()
+        if version is None:
+            logger.warning("warm-up: model %r has no production version", name)
+            continue
+        engine = engine_for_version(version=version)
+        # One token through the whole path: first-request latency no longer pays for lazy init.
+        engine.generate_stream(
+            messages=[ChatMessage(role="user", content="warm-up")],
+            params=GenerationParams(max_tokens=1, temperature=0.0),
+            on_token=lambda _: None,
+            should_stop=lambda: False,
+        )
+        warmed.append(str(version))
+    return warmed
