@@ -19,6 +19,7 @@ from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import EngineTooLarge, engine_for_version
 from inference.engines.local import PromptTooLong
+from inference.engines.remote import RemoteUnavailable
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
@@ -180,6 +181,15 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             on_token=on_token,
             should_stop=lambda: generation_cancel_requested(generation_id=job.generation_id),
         )
+    except RemoteUnavailable as exc:
+        logger.warning("generation %s: %s", job.generation_id, exc)
+        outcome.record(failed=True, code="unavailable", reason=str(exc))
+        relay.send(
+            _failed(
+                job, code="unavailable", message="The model's server is not answering; try again shortly."
+            )
+        )
+        return
     except PromptTooLong as exc:
         outcome.record(failed=True, code="invalid")
         relay.send(_failed(job, code="invalid", message=str(exc)))

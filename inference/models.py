@@ -62,8 +62,9 @@ class ModelVersion(models.Model):
     credential_ref = models.CharField(max_length=100, blank=True)
     # Pickle weights can run code when loaded; only an explicit opt-in allows them.
     allow_pickle_weights = models.BooleanField(default=False)
-    # {relative file path: sha-256 hex}; verified before every load.
-    manifest = models.JSONField(default=dict)
+    # {relative file path: sha-256 hex}; verified before every load. Empty only for remote
+    # versions, which have no files here (model_version_register refuses an empty one).
+    manifest = models.JSONField(default=dict, blank=True)
     dtype = models.CharField(max_length=16, default="auto")
     context_length = models.PositiveIntegerField(default=2048)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)

@@ -38,7 +38,7 @@ class CeleryWorker:
                 "gatehouse",
                 "worker",
                 "--queues",
-                "inference.demo-tiny,celery",
+                "inference.demo-tiny,inference.remote-model,celery",
                 "--pool",
                 "threads",
                 "--concurrency",

@@ -6,6 +6,7 @@ the budget. Celery workers warm the models they serve at start-up (GATEHOUSE_WAR
 """
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -14,6 +15,7 @@ from django.conf import settings
 
 from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.local import LocalTransformersEngine
+from inference.engines.remote import OpenAICompatibleEngine, circuit_breaker_for
 from inference.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -66,8 +68,10 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
         if cached is not None:
             _engines.move_to_end(key)
             return cached[0]
-        if version.backend != ModelVersion.Backend.TRANSFORMERS:
-            raise NotImplementedError(f"backend {version.backend!r} is not served yet")
+        if version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE:
+            remote = _remote_engine(version)
+            _engines[key] = (remote, 0)  # nothing loaded here: no memory to budget
+            return remote
         budget = settings.GATEHOUSE_ENGINE_MEMORY_BUDGET_MB * 1024 * 1024
         size = weights_bytes(directory=version.source_path, manifest=version.manifest)
         if size > budget:
@@ -85,6 +89,24 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
         )
         _engines[key] = (engine, size)
         return engine
+
+
+def _remote_engine(version: ModelVersion) -> Engine:
+    # The version names where its key lives (an environment variable); the key is never stored.
+    api_key = os.environ.get(version.credential_ref) if version.credential_ref else None
+    return OpenAICompatibleEngine(
+        base_url=version.remote_base_url,
+        model=version.remote_model,
+        api_key=api_key,
+        connect_timeout=settings.GATEHOUSE_REMOTE_CONNECT_TIMEOUT,
+        read_timeout=settings.GATEHOUSE_REMOTE_READ_TIMEOUT,
+        max_retries=settings.GATEHOUSE_REMOTE_MAX_RETRIES,
+        breaker=circuit_breaker_for(
+            base_url=version.remote_base_url,
+            threshold=settings.GATEHOUSE_REMOTE_BREAKER_THRESHOLD,
+            reset_seconds=settings.GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS,
+        ),
+    )
 
 
 def engines_loaded() -> list[int]:

@@ -11,7 +11,12 @@ from inference.services.lifecycle import (
     model_version_rollback,
     model_version_stage,
 )
-from inference.services.registry import model_register, model_source_relative, model_version_register
+from inference.services.registry import (
+    model_register,
+    model_source_relative,
+    model_version_register,
+    model_version_register_remote,
+)
 
 __all__ = [
     "ChatPlan",
@@ -27,6 +32,7 @@ __all__ = [
     "model_version_canary_start",
     "model_version_promote",
     "model_version_register",
+    "model_version_register_remote",
     "model_version_retire",
     "model_version_rollback",
     "model_version_stage",

@@ -67,6 +67,50 @@ def model_version_register(
     return version
 
 
+@transaction.atomic
+def model_version_register_remote(
+    *,
+    model: Model,
+    label: str,
+    base_url: str,
+    remote_model: str,
+    credential_ref: str = "",
+    context_length: int = 8192,
+    actor: User | None,
+) -> ModelVersion:
+    """Register a model served elsewhere by an OpenAI-compatible server, as a draft.
+
+    `credential_ref` names the environment variable that holds the upstream's API key; the
+    key itself is never stored or shown.
+    """
+    version = ModelVersion(
+        model=model,
+        label=label,
+        backend=ModelVersion.Backend.OPENAI_COMPATIBLE,
+        remote_base_url=base_url,
+        remote_model=remote_model,
+        credential_ref=credential_ref,
+        context_length=context_length,
+        created_by=actor,
+    )
+    version.full_clean()
+    version.save()
+    audit_event_record(
+        action="model.version.registered",
+        target=version,
+        metadata={
+            "after": {
+                "label": label,
+                "backend": "openai_compatible",
+                "base_url": base_url,
+                "model": remote_model,
+            }
+        },
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return version
+
+
 def model_source_relative(*, directory: Path) -> str:
     """Store paths under the model root relative to it, so the root can move."""
     root = Path(settings.GATEHOUSE_MODEL_ROOT).resolve()

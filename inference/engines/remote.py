@@ -1,0 +1,230 @@
+"""The remote engine: an OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp) over HTTP.
+
+Streaming chat completions with connect and read timeouts, retries only before the first
+token (after it, a retry would send the client a second, different answer), and a circuit
+breaker per upstream so a dead server is failed fast instead of waited on by every request.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from inference.engines.base import (
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    StopCheck,
+    TokenCallback,
+)
+
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+class RemoteUnavailable(Exception):
+    """The upstream could not serve this request (down, refusing, timing out, circuit open)."""
+
+
+class _RetryBeforeFirstToken(Exception):
+    pass
+
+
+@dataclass
+class CircuitBreaker:
+    """Open after `threshold` consecutive failures; after `reset_seconds` let one request try."""
+
+    threshold: int = 5
+    reset_seconds: float = 30.0
+    failures: int = 0
+    opened_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if time.monotonic() - self.opened_at >= self.reset_seconds:
+                self.opened_at = time.monotonic()  # half-open: this caller tries, others wait again
+                return True
+            return False
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.opened_at = time.monotonic()
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def circuit_breaker_for(*, base_url: str, threshold: int, reset_seconds: float) -> CircuitBreaker:
+    with _breakers_lock:
+        breaker = _breakers.get(base_url)
+        if breaker is None:
+            breaker = _breakers[base_url] = CircuitBreaker(threshold=threshold, reset_seconds=reset_seconds)
+        return breaker
+
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+
+
+class OpenAICompatibleEngine:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_retries: int = 2,
+        retry_backoff: float = 0.2,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.breaker = breaker or CircuitBreaker()
+
+    def _body(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return body
+
+    def generate_stream(
+        self,
+        *,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        on_token: TokenCallback,
+        should_stop: StopCheck,
+    ) -> GenerationResult:
+        body = self._body(messages, params)
+        for attempt in range(self.max_retries + 1):
+            if not self.breaker.allow():
+                raise RemoteUnavailable(
+                    "the upstream is failing; requests are paused for a moment (circuit open)"
+                )
+            try:
+                result = self._stream_once(body, params=params, on_token=on_token, should_stop=should_stop)
+            except _RetryBeforeFirstToken as exc:
+                self.breaker.failed()
+                if attempt == self.max_retries:
+                    raise RemoteUnavailable(
+                        f"the upstream did not answer after {attempt + 1} tries: {exc}"
+                    ) from None
+                time.sleep(self.retry_backoff * 2**attempt)
+            except RemoteUnavailable:
+                self.breaker.failed()
+                raise
+            else:
+                self.breaker.succeeded()
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream_once(
+        self,
+        body: dict[str, Any],
+        *,
+        params: GenerationParams,
+        on_token: TokenCallback,
+        should_stop: StopCheck,
+    ) -> GenerationResult:
+        deadline = time.monotonic() + params.max_seconds if params.max_seconds else None
+        stream = _SseStream(on_token=on_token)
+        ended = False
+        try:
+            with httpx.stream(
+                "POST", self.url, json=body, headers=self.headers, timeout=self.timeout
+            ) as response:
+                if response.status_code in RETRYABLE_STATUS:
+                    raise _RetryBeforeFirstToken(f"HTTP {response.status_code}")
+                if response.status_code >= 400:  # noqa: PLR2004 - HTTP client errors
+                    raise RemoteUnavailable(f"the upstream refused the request (HTTP {response.status_code})")
+                for line in response.iter_lines():
+                    if should_stop():
+                        stream.finish = FinishReason.CANCELLED
+                        break  # leaving the block closes the stream: the upstream aborts
+                    if deadline is not None and time.monotonic() > deadline:
+                        stream.finish = FinishReason.LENGTH
+                        break
+                    if stream.feed(line):
+                        ended = True
+                        break
+        except httpx.TransportError as exc:
+            if stream.chunks == 0:
+                raise _RetryBeforeFirstToken(type(exc).__name__) from exc
+            raise RemoteUnavailable(
+                f"the upstream connection failed mid-stream ({type(exc).__name__})"
+            ) from exc
+        if not ended and stream.finish is None:
+            # The connection closed without `[DONE]` or a finish reason: a cut-off answer.
+            if stream.chunks == 0:
+                raise _RetryBeforeFirstToken("the stream ended before any token")
+            raise RemoteUnavailable("the upstream connection failed mid-stream (the stream ended early)")
+        return stream.result()
+
+
+@dataclass
+class _SseStream:
+    """The state of one server-sent-events chat completion stream."""
+
+    on_token: TokenCallback
+    chunks: int = 0
+    finish: FinishReason | None = None
+    usage: dict[str, int] | None = None
+
+    def feed(self, line: str) -> bool:
+        """Take one line of the stream; True at its end (`data: [DONE]`)."""
+        if not line.startswith("data:"):
+            return False
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            return True
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise RemoteUnavailable("the upstream sent a malformed stream") from exc
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content") or ""
+            if text:
+                self.on_token(text)
+                self.chunks += 1
+            if choice.get("finish_reason"):
+                self.finish = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
+        return False
+
+    def result(self) -> GenerationResult:
+        # The upstream's own usage counts tokens exactly; without it, each chunk is one token.
+        complete = self.usage is not None and self.finish != FinishReason.CANCELLED
+        return GenerationResult(
+            prompt_tokens=int(self.usage["prompt_tokens"]) if self.usage else 0,
+            completion_tokens=int(self.usage["completion_tokens"])
+            if complete and self.usage
+            else self.chunks,
+            finish_reason=self.finish or FinishReason.STOP,
+        )

@@ -1,0 +1,90 @@
+"""A small OpenAI-compatible streaming server on loopback, with switchable misbehaviour."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeUpstream:
+    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.words = [f"word{index} " for index in range(8)]
+        self.delay = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+                """Quiet: the tests read `upstream.requests` instead."""
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                upstream.requests.append({"body": body, "authorization": self.headers.get("Authorization")})
+                upstream.respond(self, len(upstream.requests))
+
+        return Handler
+
+    def _chunk(self, handler: BaseHTTPRequestHandler, payload: dict[str, Any] | str) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        handler.wfile.write(f"data: {data}\n\n".encode())
+        handler.wfile.flush()
+
+    def respond(self, handler: BaseHTTPRequestHandler, nth: int) -> None:
+        mode = self.mode
+        if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
+            handler.send_response(503)
+            handler.end_headers()
+            return
+        if mode == "bad_request":
+            handler.send_response(400)
+            handler.end_headers()
+            return
+        if mode == "hang":
+            time.sleep(5)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        for index, word in enumerate(self.words):
+            if mode == "reset_mid_stream" and index == 2:
+                handler.connection.shutdown(2)  # drop the connection mid-answer
+                return
+            time.sleep(self.delay)
+            self._chunk(
+                handler, {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            )
+        self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        self._chunk(
+            handler,
+            {
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": len(self.words),
+                    "total_tokens": 11 + len(self.words),
+                },
+            },
+        )
+        self._chunk(handler, "[DONE]")
+
+
+@contextmanager
+def fake_upstream() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    thread = threading.Thread(target=upstream.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield upstream
+    finally:
+        upstream.server.shutdown()
+        upstream.server.server_close()
