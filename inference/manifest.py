@@ -1,6 +1,7 @@
 """SHA-256 manifests of model directories: computed at registration, verified before load."""
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 _CHUNK = 1024 * 1024
@@ -26,20 +27,29 @@ def weights_policy_check(*, manifest: dict[str, str], allow_pickle: bool) -> Non
         )
 
 
-def file_sha256(path: Path) -> str:
+# Called with the number of bytes just hashed (drives a progress bar for large weights).
+Progress = Callable[[int], None]
+
+
+def file_sha256(path: Path, *, progress: Progress | None = None) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
     return digest.hexdigest()
 
 
-def manifest_compute(*, directory: Path) -> dict[str, str]:
+def model_files(*, directory: Path) -> list[Path]:
+    return [path for path in sorted(directory.rglob("*")) if path.is_file()]
+
+
+def manifest_compute(*, directory: Path, progress: Progress | None = None) -> dict[str, str]:
     """Hash every regular file under `directory`, keyed by its POSIX path relative to it."""
     return {
-        path.relative_to(directory).as_posix(): file_sha256(path)
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
+        path.relative_to(directory).as_posix(): file_sha256(path, progress=progress)
+        for path in model_files(directory=directory)
     }
 
 

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from accounts.models import User
 from audit.services import audit_event_record
-from inference.manifest import manifest_compute
+from inference.manifest import Progress, manifest_compute
 from inference.models import Model, ModelVersion
 from inference.services._actors import actor_kwargs
 
@@ -41,7 +41,9 @@ def model_version_register(
     source: str,
     context_length: int,
     dtype: str = "auto",
+    allow_pickle_weights: bool = False,
     actor: User | None,
+    progress: Progress | None = None,
 ) -> ModelVersion:
     """Register a local model directory as a draft version, recording its SHA-256 manifest."""
     version = ModelVersion(
@@ -51,9 +53,10 @@ def model_version_register(
         source=source,
         dtype=dtype,
         context_length=context_length,
+        allow_pickle_weights=allow_pickle_weights,
         created_by=actor,
     )
-    version.manifest = manifest_compute(directory=version.source_path)
+    version.manifest = manifest_compute(directory=version.source_path, progress=progress)
     if not version.manifest:
         raise ValueError(f"model directory {version.source_path.name!r} holds no files")
     version.full_clean()
