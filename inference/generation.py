@@ -70,8 +70,13 @@ class _Outcome:
     def __init__(self, job: GenerationJob) -> None:
         self.job = job
         self.first_token_at: float | None = None
+        self.recorded = False
 
     def record(self, *, failed: bool, **details: object) -> None:
+        """Write the generation's one audit record; later calls (a failed final send) do nothing."""
+        if self.recorded:
+            return
+        self.recorded = True
         try:
             self._record(failed=failed, **details)
         except (ModelVersion.DoesNotExist, User.DoesNotExist):

@@ -395,3 +395,31 @@ async def test_a_model_no_worker_serves_answers_unavailable_promptly(alice: User
     assert frames[0]["type"] == "start"
     assert frames[-1]["code"] == "unavailable"
     await communicator.disconnect()
+
+
+def test_a_generation_is_recorded_once_even_if_its_final_event_is_lost(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    from inference.generation import GenerationJob, generation_run
+    from inference.relay import ReaderGone
+
+    class ClientLeftAtTheEnd:
+        def send(self, message: dict[str, Any]) -> None:
+            if message["type"] == "generation.finished":
+                raise ReaderGone("gone")
+
+    job = GenerationJob(
+        generation_id="g1",
+        client_id="c1",
+        reply_channel="nobody",
+        version_id=demo_version.pk,
+        model_name="demo-tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        user_id=bob.pk,
+        params={"max_tokens": 3},
+    )
+    generation_run(job=job, relay=ClientLeftAtTheEnd())  # type: ignore[arg-type]
+    records = list(AuditEvent.objects.filter(action__startswith="inference."))
+    assert [event.action for event in records] == ["inference.completed"]
+    assert records[0].metadata["completion_tokens"] >= 1
+    assert "reason" not in records[0].metadata  # not also recorded as "client gone"
