@@ -7,10 +7,10 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.authentication import console_user
 from accounts.models import ApiKey, Team, User
 from accounts.services import (
     api_key_create,
@@ -25,13 +25,6 @@ from accounts.services import (
 )
 from accounts.services.teams import TEAM_GROUP_PREFIX
 from audit.services import audit_event_record
-
-
-def _actor(request: HttpRequest) -> User:
-    """The console user making a change (the admin lets only authenticated staff this far)."""
-    if not isinstance(request.user, User):
-        raise PermissionDenied
-    return request.user
 
 
 def _group_names(user: User) -> set[str]:
@@ -56,7 +49,7 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
             obj.is_active = not wanted
             super().save_model(request, obj, form, change)
             service = user_activate if wanted else user_deactivate
-            service(user=obj, actor=_actor(request))
+            service(user=obj, actor=console_user(request))
             obj.refresh_from_db()
             return
         super().save_model(request, obj, form, change)
@@ -66,19 +59,19 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
         before = _group_names(user) if change else set()
         super().save_related(request, form, formsets, change)
         group_membership_changes_record(
-            user=user, before=before, after=_group_names(user), actor=_actor(request)
+            user=user, before=before, after=_group_names(user), actor=console_user(request)
         )
 
     @admin.action(description="Deactivate selected users (ends their sessions and keys)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            user_deactivate(user=user, actor=_actor(request))
+            user_deactivate(user=user, actor=console_user(request))
         self.message_user(request, f"Deactivated {queryset.count()} user(s).")
 
     @admin.action(description="Activate selected users")
     def activate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            user_activate(user=user, actor=_actor(request))
+            user_activate(user=user, actor=console_user(request))
         self.message_user(request, f"Activated {queryset.count()} user(s).")
 
 
@@ -100,7 +93,7 @@ class RoleAdmin(GroupAdmin):
         if before != after:
             audit_event_record(
                 action="role.permissions.changed",
-                actor=_actor(request),
+                actor=console_user(request),
                 target=group,
                 metadata={"added": sorted(after - before), "removed": sorted(before - after)},
             )
@@ -164,7 +157,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
             scopes=form.cleaned_data["scopes"],
             expires_at=form.cleaned_data.get("expires_at"),
             allowed_networks=form.cleaned_data["allowed_networks"],
-            actor=_actor(request),
+            actor=console_user(request),
         )
         obj.pk = key.pk
         messages.warning(request, f"The new key, shown only this once: {raw}")
@@ -175,7 +168,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
-            api_key_revoke(api_key=key, actor=_actor(request))
+            api_key_revoke(api_key=key, actor=console_user(request))
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
@@ -208,7 +201,7 @@ class TeamAdmin(admin.ModelAdmin[Team]):
         return team.group.user_set.count()
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
-        actor = _actor(request)
+        actor = console_user(request)
         if change:
             obj.save(update_fields=["description"])
             team = obj
@@ -223,8 +216,8 @@ class TeamAdmin(admin.ModelAdmin[Team]):
             team_member_remove(team=team, user=user, actor=actor)
 
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
-        team_delete(team=obj, actor=_actor(request))
+        team_delete(team=obj, actor=console_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
-            team_delete(team=team, actor=_actor(request))
+            team_delete(team=team, actor=console_user(request))

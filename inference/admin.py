@@ -5,11 +5,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
+from accounts.authentication import console_user
 from accounts.models import Team, User
 from inference.models import Model, ModelVersion
 from inference.services import (
@@ -22,12 +23,6 @@ from inference.services import (
     model_version_rollback,
     model_version_stage,
 )
-
-
-def _actor(request: HttpRequest) -> User:
-    if not isinstance(request.user, User):
-        raise PermissionDenied
-    return request.user
 
 
 def _apply(
@@ -124,7 +119,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        actor = _actor(request)
+        actor = console_user(request)
         model: Model = form.instance
         wanted: set[User | Team] = set(form.cleaned_data["users_with_access"]) | set(
             form.cleaned_data["teams_with_access"]
@@ -144,10 +139,10 @@ class ModelAdmin(admin.ModelAdmin[Model]):
         model.refresh_from_db()
         if canary is None:
             if model.canary_version_id is not None:
-                model_canary_stop(model=model, actor=_actor(request))
+                model_canary_stop(model=model, actor=console_user(request))
         elif canary.pk != model.canary_version_id or percent != model.canary_weight:
             try:
-                model_version_canary_start(version=canary, weight=percent or 0, actor=_actor(request))
+                model_version_canary_start(version=canary, weight=percent or 0, actor=console_user(request))
             except ValidationError as refused:
                 self.message_user(request, " ".join(refused.messages), level=messages.ERROR)
 
@@ -157,7 +152,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
             self,
             request,
             queryset,
-            lambda model: model_version_rollback(model=model, actor=_actor(request)),
+            lambda model: model_version_rollback(model=model, actor=console_user(request)),
             "Rolled back",
         )
 
@@ -167,7 +162,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
             self,
             request,
             queryset,
-            lambda model: model_canary_stop(model=model, actor=_actor(request)),
+            lambda model: model_canary_stop(model=model, actor=console_user(request)),
             "Canary stopped",
         )
 
@@ -184,7 +179,11 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
     @admin.action(description="Stage (draft → staging)")
     def stage(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         _apply(
-            self, request, queryset, lambda v: model_version_stage(version=v, actor=_actor(request)), "Staged"
+            self,
+            request,
+            queryset,
+            lambda v: model_version_stage(version=v, actor=console_user(request)),
+            "Staged",
         )
 
     @admin.action(description="Promote to production")
@@ -193,7 +192,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
             self,
             request,
             queryset,
-            lambda v: model_version_promote(version=v, actor=_actor(request)),
+            lambda v: model_version_promote(version=v, actor=console_user(request)),
             "Promoted",
         )
 
@@ -203,6 +202,6 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
             self,
             request,
             queryset,
-            lambda v: model_version_retire(version=v, actor=_actor(request)),
+            lambda v: model_version_retire(version=v, actor=console_user(request)),
             "Retired",
         )

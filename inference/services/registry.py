@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
@@ -33,6 +34,19 @@ def model_register(
     return model
 
 
+def _version_save(version: ModelVersion, *, actor: User | None, after: dict[str, object]) -> ModelVersion:
+    """Validate, save and audit a newly registered version (a draft)."""
+    version.full_clean()
+    version.save()
+    audit_event_record(
+        action="model.version.registered",
+        target=version,
+        metadata={"after": after},
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return version
+
+
 @transaction.atomic
 def model_version_register(
     *,
@@ -58,16 +72,10 @@ def model_version_register(
     )
     version.manifest = manifest_compute(directory=version.source_path, progress=progress)
     if not version.manifest:
-        raise ValueError(f"model directory {version.source_path.name!r} holds no files")
-    version.full_clean()
-    version.save()
-    audit_event_record(
-        action="model.version.registered",
-        target=version,
-        metadata={"after": {"label": label, "source": source, "files": sorted(version.manifest)}},
-        **actor_kwargs(actor),  # type: ignore[arg-type]
+        raise ValidationError(f"The model directory {version.source_path.name!r} holds no files.")
+    return _version_save(
+        version, actor=actor, after={"label": label, "source": source, "files": sorted(version.manifest)}
     )
-    return version
 
 
 @transaction.atomic
@@ -96,22 +104,11 @@ def model_version_register_remote(
         context_length=context_length,
         created_by=actor,
     )
-    version.full_clean()
-    version.save()
-    audit_event_record(
-        action="model.version.registered",
-        target=version,
-        metadata={
-            "after": {
-                "label": label,
-                "backend": "openai_compatible",
-                "base_url": base_url,
-                "model": remote_model,
-            }
-        },
-        **actor_kwargs(actor),  # type: ignore[arg-type]
+    return _version_save(
+        version,
+        actor=actor,
+        after={"label": label, "backend": "openai_compatible", "base_url": base_url, "model": remote_model},
     )
-    return version
 
 
 def model_source_relative(*, directory: Path) -> str:
