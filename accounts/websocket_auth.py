@@ -69,5 +69,36 @@ class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
         return await super().__call__(scope, receive, send)
 
 
+# Close codes mirroring HTTP 401 and 403, in the 4000-4999 range left to applications.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class RequireChatCredentials:
+    """Refuse the handshake of anyone not authenticated, or of a key without the `chat` scope.
+
+    Refusing here, before the consumer exists, means a rejected client never gets a consumer
+    nor a channel-layer subscription (a blocking Redis read each) only to be closed at once.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        user = scope.get("user")
+        principal: Principal | None = scope.get("principal")
+        code = None
+        if user is None or not user.is_authenticated:
+            code = CLOSE_UNAUTHENTICATED
+        elif principal is not None and not principal.has_scope("chat"):
+            code = CLOSE_FORBIDDEN
+        if code is None:
+            return await self.inner(scope, receive, send)
+        await receive()  # the websocket.connect event
+        # A close before accept rejects the handshake (HTTP 403 to the client).
+        await send({"type": "websocket.close", "code": code})
+        return None
+
+
 def WebsocketAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - mirrors Channels' AuthMiddlewareStack
-    return AuthMiddlewareStack(CredentialAuthMiddleware(inner))
+    return AuthMiddlewareStack(CredentialAuthMiddleware(RequireChatCredentials(inner)))

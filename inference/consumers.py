@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from accounts.principal import CredentialRejected, Principal, principal_recheck
-from accounts.websocket_auth import scope_client_ip
+from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
 from inference.dispatch import generation_dispatch
@@ -26,9 +26,6 @@ from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
 
-# Close codes: 4401/4403 mirror HTTP 401/403 in the 4000-4999 range left to applications.
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 CLOSE_MESSAGE_TOO_BIG = 1009
 WATCHDOG_INTERVAL_SECONDS = 0.5
 
@@ -45,15 +42,10 @@ class _RunningChat:
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            # Closing before accept() rejects the handshake (HTTP 403).
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+        # accounts.websocket_auth.RequireChatCredentials admitted only authenticated callers
+        # allowed to chat; they arrive here with a user and, for bearer credentials, a principal.
+        user = self.scope["user"]
         self.principal: Principal = self.scope.get("principal") or Principal(user=user, method="session")
-        if not self.principal.has_scope("chat"):
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
         self.user = user
         self.running: dict[str, _RunningChat] = {}
         self.watchdog = asyncio.create_task(self._watch())
