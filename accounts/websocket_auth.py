@@ -38,16 +38,14 @@ def _bearer(scope: dict[str, Any]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _resolve(scope: dict[str, Any]) -> Principal | None:
-    """The principal for explicit credentials; None when they fail."""
-    bearer = _bearer(scope)
+def _resolve(scope: dict[str, Any], *, bearer: str | None, ticket: str | None) -> Principal | None:
+    """The principal for the explicit credentials sent; None when they fail."""
     if bearer is not None:
         try:
             return principal_from_bearer(raw=bearer, client_ip=scope_client_ip(scope)) if bearer else None
         except CredentialRejected:
             return None
-    tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
-    return ws_ticket_redeem(ticket=tickets[0]) if tickets else None
+    return ws_ticket_redeem(ticket=ticket) if ticket is not None else None
 
 
 class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
@@ -58,9 +56,11 @@ class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if _bearer(scope) is not None or "ticket" in query:
-            principal = await database_sync_to_async(_resolve)(scope)
+        bearer = _bearer(scope)
+        tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
+        ticket = tickets[0] if tickets else None
+        if bearer is not None or ticket is not None:
+            principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=ticket)
             scope = {
                 **scope,
                 "user": principal.user if principal else AnonymousUser(),

@@ -24,7 +24,7 @@ from inference.cancellation import generation_cancel_request
 from inference.dispatch import generation_dispatch
 from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
+from inference.services import ChatRejected, chat_prepare, chat_record_outcome
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 WATCHDOG_INTERVAL_SECONDS = 0.5
@@ -33,7 +33,6 @@ WATCHDOG_INTERVAL_SECONDS = 0.5
 @dataclass
 class _RunningChat:
     generation_id: str
-    plan: ChatPlan
     job: GenerationJob
     # When the last event for this chat arrived (or when it was dispatched, before any).
     last_event_at: float
@@ -133,7 +132,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             enqueued_at=time.time(),
         )
         self.running[frame.id] = _RunningChat(
-            generation_id=generation_id, plan=plan, job=job, last_event_at=time.monotonic()
+            generation_id=generation_id, job=job, last_event_at=time.monotonic()
         )
         await generation_dispatch(job=job)
 
