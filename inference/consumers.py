@@ -21,7 +21,7 @@ from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
-from inference.dispatch import generation_dispatch
+from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.services import ChatRejected, chat_prepare, chat_record_outcome
@@ -114,9 +114,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
         generation_id = uuid.uuid4().hex
-        await self.send_json(
-            {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
-        )
         job = GenerationJob(
             generation_id=generation_id,
             client_id=frame.id,
@@ -134,7 +131,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.running[frame.id] = _RunningChat(
             generation_id=generation_id, job=job, last_event_at=time.monotonic()
         )
-        await generation_dispatch(job=job)
+        try:
+            await generation_dispatch(job=job)
+        except InferenceBusy as busy:
+            del self.running[frame.id]
+            await self._record_lost(job, reason=f"queue full: {busy}")
+            await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
+            return
+        # Events of this generation are handled only after this handler returns, so `start`
+        # still reaches the client before the first token.
+        await self.send_json(
+            {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
+        )
 
     async def _cancel(self, frame: CancelFrame) -> None:
         chat = self.running.get(frame.id)
@@ -201,22 +209,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def _give_up(self, client_id: str, chat: _RunningChat) -> None:
         del self.running[client_id]
         await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
-        # The generation cannot audit itself (it may never have run): the record is written here.
-        await database_sync_to_async(chat_record_outcome)(
-            user_id=chat.job.user_id,
-            api_key_id=chat.job.api_key_id,
-            version_id=chat.job.version_id,
-            failed=True,
-            metadata={
-                "client_id": client_id,
-                "generation_id": chat.generation_id,
-                "code": "unavailable",
-                "reason": "the model worker stopped responding"
-                if chat.started
-                else "no model worker took the request",
-            },
+        await self._record_lost(
+            chat.job,
+            reason="the model worker stopped responding"
+            if chat.started
+            else "no model worker took the request",
         )
         await self._send_error(client_id, "unavailable", "The model did not respond in time; try again.")
+
+    async def _record_lost(self, job: GenerationJob, *, reason: str) -> None:
+        """Audit a generation that cannot audit itself: it never ran, or its worker went silent."""
+        await database_sync_to_async(chat_record_outcome)(
+            user_id=job.user_id,
+            api_key_id=job.api_key_id,
+            version_id=job.version_id,
+            failed=True,
+            metadata={
+                "client_id": job.client_id,
+                "generation_id": job.generation_id,
+                "code": "unavailable",
+                "reason": reason,
+            },
+        )
 
     # --- helpers -------------------------------------------------------------------------------
 

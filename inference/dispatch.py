@@ -1,8 +1,16 @@
-"""Send a generation to where it runs: a thread pool here, or a Celery worker."""
+"""Send a generation to where it runs: a thread pool here, or a Celery worker.
+
+Each model's waiting line is bounded (GATEHOUSE_INFERENCE_MAX_QUEUE): past it a request
+is refused at once with `InferenceBusy`, which clients see as `unavailable` (HTTP 503),
+instead of waiting behind a queue that grows without limit.
+"""
 
 import asyncio
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -11,24 +19,75 @@ from inference.generation import GenerationJob, generation_run
 from inference.relay import ChannelRelay
 
 
+class InferenceBusy(Exception):
+    """The model's queue is full; the request was not queued."""
+
+
 def inference_queue(*, model_name: str) -> str:
     """The Celery queue of one model: `celery -A gatehouse worker -Q inference.<model>` serves it."""
     return f"inference.{model_name}"
 
 
+class InprocessExecutor:
+    """The embedded default's executor: a thread pool that knows how many jobs wait, per model."""
+
+    def __init__(self, *, max_workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gatehouse-generate")
+        self._waiting: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def waiting(self, *, model_name: str) -> int:
+        with self._lock:
+            return self._waiting[model_name]
+
+    def submit(self, job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._waiting[job.model_name] += 1
+        self._pool.submit(self._run, job, loop)
+
+    def _run(self, job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._waiting[job.model_name] -= 1
+        generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=loop))
+
+
 @cache
-def _inprocess_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(
-        max_workers=settings.GATEHOUSE_INPROCESS_WORKERS, thread_name_prefix="gatehouse-generate"
-    )
+def _inprocess_executor() -> InprocessExecutor:
+    return InprocessExecutor(max_workers=settings.GATEHOUSE_INPROCESS_WORKERS)
 
 
-def _run_inprocess(job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
-    generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=loop))
+def inference_queue_depth(*, model_name: str) -> int:
+    """Generations waiting for the model, as seen by every web replica for Celery."""
+    if settings.GATEHOUSE_INFERENCE_EXECUTOR != "celery":
+        return _inprocess_executor().waiting(model_name=model_name)
+    from kombu import Connection
+
+    from gatehouse.celery import app
+
+    # The app's pool holds broker connections (the stubs call them producers).
+    with cast(Connection, app.pool.acquire(block=True)) as connection:
+        try:
+            # A passive declare reads the broker's message count without creating the queue.
+            declared = connection.default_channel.queue_declare(  # type: ignore[attr-defined]
+                queue=inference_queue(model_name=model_name), passive=True
+            )
+        except connection.channel_errors:
+            # No such queue (Redis drops an emptied one): nothing waits. AMQP closes the
+            # channel on this error; the connection opens a fresh one next time.
+            if connection.transport.driver_type == "amqp":
+                connection.close()
+            return 0
+        return int(declared.message_count)
 
 
 async def generation_dispatch(*, job: GenerationJob) -> None:
-    """Start `job` without blocking the event loop; its events arrive on `job.reply_channel`."""
+    """Start `job` without blocking the event loop; its events arrive on `job.reply_channel`.
+
+    Raises `InferenceBusy` when the model's queue is full; nothing was queued then.
+    """
+    depth = await sync_to_async(inference_queue_depth, thread_sensitive=False)(model_name=job.model_name)
+    if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:
+        raise InferenceBusy(f"{depth} generations are already waiting for {job.model_name}")
     if settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery":
         from inference.tasks import inference_generate
 
@@ -40,4 +99,4 @@ async def generation_dispatch(*, job: GenerationJob) -> None:
             expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
         )
         return
-    _inprocess_pool().submit(_run_inprocess, job, asyncio.get_running_loop())
+    _inprocess_executor().submit(job, asyncio.get_running_loop())

@@ -173,6 +173,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Generations go to a queue per model, `inference.<model name>` (see inference.dispatch):
 # a GPU worker consumes the queues of the models it serves.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A generation is long: a worker takes one at a time per thread, so tasks it cannot start yet
+# stay in the broker, where the queue bound (GATEHOUSE_INFERENCE_MAX_QUEUE) counts them.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Beat keeps its schedule in the database (editable in the console); these entries seed it.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
@@ -211,7 +214,17 @@ GATEHOUSE_REMOTE_READ_TIMEOUT = env.float("GATEHOUSE_REMOTE_READ_TIMEOUT", defau
 GATEHOUSE_REMOTE_MAX_RETRIES = env.int("GATEHOUSE_REMOTE_MAX_RETRIES", default=2)
 GATEHOUSE_REMOTE_BREAKER_THRESHOLD = env.int("GATEHOUSE_REMOTE_BREAKER_THRESHOLD", default=5)
 GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS = env.float("GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS", default=30.0)
-GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=4)
+# Concurrent requests to one local model are batched: up to this many rows per batch, this
+# many batches at once, and a batch waits this long for companions before it starts.
+GATEHOUSE_ENGINE_MAX_BATCH_SIZE = env.int("GATEHOUSE_ENGINE_MAX_BATCH_SIZE", default=8)
+GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCHES", default=2)
+GATEHOUSE_ENGINE_BATCH_GATHER_MS = env.float("GATEHOUSE_ENGINE_BATCH_GATHER_MS", default=10.0)
+# Threads running generations in the web process (embedded default). Enough to fill the
+# batches above; each mostly waits on its batch and relays tokens.
+GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=16)
+# Generations waiting for a worker, per model; past it a request is refused at once with
+# `unavailable` (HTTP 503) instead of queueing without bound.
+GATEHOUSE_INFERENCE_MAX_QUEUE = env.int("GATEHOUSE_INFERENCE_MAX_QUEUE", default=64)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)
 # Largest websocket text frame accepted, in bytes.

@@ -42,7 +42,7 @@ class CeleryWorker:
                 "--pool",
                 "threads",
                 "--concurrency",
-                "4",
+                "16",
                 "--hostname",
                 self.hostname,
                 "--loglevel",

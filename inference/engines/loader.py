@@ -47,6 +47,7 @@ def _evict_for(needed: int, budget: int) -> None:
         logger.info(
             "evicting engine for version %s (%d bytes) to stay within the memory budget", key[0], size
         )
+        _engine_close(engine)
         del engine
     try:
         import torch
@@ -55,6 +56,13 @@ def _evict_for(needed: int, budget: int) -> None:
             torch.cuda.empty_cache()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+def _engine_close(engine: Engine) -> None:
+    # Local engines own batch threads; remote ones hold nothing to release.
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
 
 
 def engine_for_version(*, version: ModelVersion) -> Engine:
@@ -86,6 +94,9 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
             device=settings.GATEHOUSE_DEVICE,
             dtype=version.dtype,
             allow_pickle_weights=version.allow_pickle_weights,
+            max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
+            max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
+            batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,
         )
         _engines[key] = (engine, size)
         return engine
@@ -118,6 +129,8 @@ def engines_loaded() -> list[int]:
 def engines_clear() -> None:
     """Forget every loaded engine (tests; a future admin 'unload' action)."""
     with _lock:
+        for engine, _ in _engines.values():
+            _engine_close(engine)
         _engines.clear()
 
 

@@ -1,6 +1,11 @@
-"""The local engine: a Hugging Face model directory run with transformers + torch."""
+"""The local engine: a Hugging Face model directory run with transformers + torch.
 
-import threading
+Concurrent requests are batched (see `inference.engines.batching`): each batch is one
+left-padded `generate()` call in which every row keeps its own limits, sampling settings,
+stop sequences and cancel flag.
+"""
+
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +17,11 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
 )
+from inference.engines.batching import BatchRequest, BatchScheduler
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.device import device_resolve, dtype_resolve
+from inference.engines.sampling import PerRowSampling
+from inference.engines.streaming import BatchStreamer, RowStreamer
 from inference.manifest import manifest_verify, weights_policy_check
 
 
@@ -33,6 +41,9 @@ class LocalTransformersEngine:
         device: str = "auto",
         dtype: str = "auto",
         allow_pickle_weights: bool = False,
+        max_batch_size: int = 8,
+        max_concurrent_batches: int = 2,
+        batch_gather_seconds: float = 0.01,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as transformers_logging
@@ -56,14 +67,27 @@ class LocalTransformersEngine:
         )
         self.model = model.to(self.device).eval()
         self.eos_token_id: int | None = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
+        self.scheduler = BatchScheduler(
+            run_batch=self._run_batch,
+            max_batch_size=max_batch_size,
+            max_concurrent_batches=max_concurrent_batches,
+            gather_seconds=batch_gather_seconds,
+            name=directory.name,
+        )
 
-    def encode_prompt(self, messages: list[ChatMessage]) -> Any:
-        """The prompt as a (1, n) tensor of ids, built by the tokenizer's chat template."""
+    def close(self) -> None:
+        """Stop the batch threads (called when the engine is unloaded)."""
+        self.scheduler.close()
+
+    def encode_prompt(self, messages: list[ChatMessage]) -> list[int]:
+        """The prompt's token ids, built by the tokenizer's chat template."""
         conversation = [{"role": message.role, "content": message.content} for message in messages]
         encoded = self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            conversation, add_generation_prompt=True, return_dict=True
         )
-        return encoded["input_ids"].to(self.device)
+        return [int(token_id) for token_id in encoded["input_ids"]]
 
     def generate_stream(
         self,
@@ -73,121 +97,105 @@ class LocalTransformersEngine:
         on_token: TokenCallback,
         should_stop: StopCheck,
     ) -> GenerationResult:
+        prompt_ids = self.encode_prompt(messages)
+        if len(prompt_ids) + params.max_tokens > self.context_length:
+            raise PromptTooLong(
+                f"The prompt is {len(prompt_ids)} tokens; with max_tokens={params.max_tokens} it exceeds "
+                f"the model's context of {self.context_length} tokens."
+            )
+        request = BatchRequest(prompt_ids=prompt_ids, params=params)
+        return self.scheduler.run(request, on_token=on_token, should_stop=should_stop)
+
+    def batch_inputs(self, prompts: list[list[int]]) -> tuple[Any, Any]:
+        """Prompts left-padded to one width, and the mask that hides the padding.
+
+        Left, so every row's next token comes from the last column.
+        """
+        import torch
+
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.tensor(
+            [[self.pad_token_id] * (width - len(prompt)) + prompt for prompt in prompts], device=self.device
+        )
+        attention_mask = torch.tensor(
+            [[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts], device=self.device
+        )
+        return input_ids, attention_mask
+
+    def _run_batch(self, requests: list[BatchRequest]) -> None:
+        """One left-padded `generate()` for all of `requests`; every row ends on its own terms."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        input_ids = self.encode_prompt(messages)
-        prompt_tokens = int(input_ids.shape[-1])
-        if prompt_tokens + params.max_tokens > self.context_length:
-            raise PromptTooLong(
-                f"The prompt is {prompt_tokens} tokens; with max_tokens={params.max_tokens} it exceeds "
-                f"the model's context of {self.context_length} tokens."
+        input_ids, attention_mask = self.batch_inputs([request.prompt_ids for request in requests])
+        width = int(input_ids.shape[1])
+        rows = [
+            RowStreamer(
+                request=request,
+                detokenizer=IncrementalDetokenizer(self.tokenizer),
+                eos_token_id=self.eos_token_id,
             )
-        streamer = _CallbackStreamer(
-            detokenizer=IncrementalDetokenizer(self.tokenizer),
-            on_token=on_token,
-            max_tokens=params.max_tokens,
-            eos_token_id=self.eos_token_id,
-            stop=params.stop,
-        )
-        cancelled = threading.Event()
+            for request in requests
+        ]
+        started = time.monotonic()
 
-        class _StopWhenAsked(StoppingCriteria):  # type: ignore[misc]
-            """Checked every step: a cancel request, or a stop sequence the streamer saw."""
+        class _EachRowsLimits(StoppingCriteria):  # type: ignore[misc]
+            """Checked every step, per row: cancel, a stop string seen, max tokens, wall clock."""
 
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                if should_stop():
-                    cancelled.set()
-                done = cancelled.is_set() or streamer.saw_stop
-                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+                generated = int(input_ids.shape[1]) - width
+                elapsed = time.monotonic() - started
+                for row in rows:
+                    params = row.request.params
+                    if row.request.cancelled.is_set():
+                        row.end(after=generated, because=FinishReason.CANCELLED)
+                    elif row.saw_stop:
+                        row.end(after=generated, because=FinishReason.STOP)
+                    elif generated >= params.max_tokens or (
+                        params.max_seconds is not None and elapsed > params.max_seconds
+                    ):
+                        row.end(after=generated, because=FinishReason.LENGTH)
+                ended = [row.ended_after is not None for row in rows]
+                return torch.tensor(ended, dtype=torch.bool, device=input_ids.device)
 
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-            if params.temperature > 0
-            else {"do_sample": False}
-        )
         with torch.inference_mode():
             self.model.generate(
                 input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=params.max_tokens,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
-                pad_token_id=self.eos_token_id,
-                # transformers' own wall-clock stopping criterion, checked every step.
-                max_time=params.max_seconds,
-                **sampling,
+                attention_mask=attention_mask,
+                max_new_tokens=max(request.params.max_tokens for request in requests),
+                streamer=BatchStreamer(rows),
+                stopping_criteria=StoppingCriteriaList([_EachRowsLimits()]),
+                pad_token_id=self.pad_token_id,
+                **self._sampling(requests),
             )
-        if cancelled.is_set():
-            finish = FinishReason.CANCELLED
-        elif streamer.saw_eos or streamer.saw_stop:
-            finish = FinishReason.STOP
-        else:
-            # max_tokens, or the wall-clock limit: either way the answer was cut at a limit.
-            finish = FinishReason.LENGTH
-        return GenerationResult(
-            prompt_tokens=prompt_tokens, completion_tokens=streamer.count, finish_reason=finish
-        )
+        for row in rows:
+            row.request.finish(
+                result=GenerationResult(
+                    prompt_tokens=len(row.request.prompt_ids),
+                    completion_tokens=row.count,
+                    finish_reason=row.finish_reason,
+                )
+            )
 
+    def _sampling(self, requests: list[BatchRequest]) -> dict[str, Any]:
+        """Greedy when every row is; otherwise each row samples with its own settings."""
+        from transformers import LogitsProcessorList
 
-class _CallbackStreamer:
-    """A `generate()` streamer that hands each new token's text to a callback, in order.
-
-    One callback per token. With stop sequences, the last few characters are held back
-    (they might begin a stop string) and go out with a later token; the text before a stop
-    string goes out with the token that completed it, and nothing after it does. A stream
-    cut short by cancel or the time limit drops what was held back (at most one stop
-    string's length); without stop sequences nothing is held back.
-    """
-
-    def __init__(
-        self,
-        *,
-        detokenizer: IncrementalDetokenizer,
-        on_token: TokenCallback,
-        max_tokens: int,
-        eos_token_id: int | None,
-        stop: tuple[str, ...] = (),
-    ) -> None:
-        self._detokenizer = detokenizer
-        self._on_token = on_token
-        self._max_tokens = max_tokens
-        self._eos_token_id = eos_token_id
-        self._stop = tuple(text for text in stop if text)
-        self._hold = max((len(text) for text in self._stop), default=1) - 1
-        self._pending = ""
-        self._prompt_seen = False
-        self.count = 0
-        self.saw_eos = False
-        self.saw_stop = False
-
-    def _release(self, text: str, *, final: bool) -> str:
-        """The part of the decoded text that may go out now."""
-        if self.saw_stop:
-            return ""
-        self._pending += text
-        for stop in self._stop:
-            at = self._pending.find(stop)
-            if at != -1:
-                self.saw_stop = True
-                released, self._pending = self._pending[:at], ""
-                return released
-        cut = len(self._pending) if final else max(0, len(self._pending) - self._hold)
-        released, self._pending = self._pending[:cut], self._pending[cut:]
-        return released
-
-    def put(self, value: Any) -> None:
-        # generate() first puts the prompt, then each new token.
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        for token_id in value.reshape(-1).tolist():
-            self.count += 1
-            is_eos = token_id == self._eos_token_id
-            self.saw_eos = self.saw_eos or is_eos
-            # The last token flushes any pending partial character with it.
-            final = is_eos or self.count >= self._max_tokens
-            self._on_token(self._release(self._detokenizer.add(int(token_id), final=final), final=final))
-
-    def end(self) -> None:
-        """Nothing to flush: the last token carried any pending text (see the class docstring)."""
+        if all(request.params.temperature <= 0 for request in requests):
+            return {"do_sample": False}
+        return {
+            "do_sample": True,
+            # transformers' own warpers apply one setting to every row: off, PerRowSampling instead.
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
+            "logits_processor": LogitsProcessorList(
+                [
+                    PerRowSampling(
+                        temperatures=[request.params.temperature for request in requests],
+                        top_ps=[request.params.top_p for request in requests],
+                        device=self.device,
+                    )
+                ]
+            ),
+        }

@@ -377,6 +377,30 @@ async def test_a_generation_nothing_runs_ends_unavailable_and_audited(
     assert event.metadata["reason"] == "no model worker took the request"
 
 
+@override_settings(GATEHOUSE_INFERENCE_MAX_QUEUE=0)
+async def test_a_full_queue_refuses_at_once_without_start_and_is_audited(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("busy"))
+    assert await frames_until_end(communicator, "busy") == [
+        {
+            "type": "error",
+            "id": "busy",
+            "code": "unavailable",
+            "message": "The model is busy; try again shortly.",
+        }
+    ]
+    # The connection lives on and answers the next frame.
+    await communicator.send_json_to({"type": "cancel", "id": "busy"})
+    assert (await communicator.receive_json_from())["code"] == "not_found"
+    await communicator.disconnect()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
+    assert event.metadata["code"] == "unavailable"
+    assert event.metadata["reason"].startswith("queue full")
+
+
 @pytest.mark.skipif(not PRODUCTION, reason="queues per model exist only with Celery (production profile)")
 @override_settings(GATEHOUSE_GENERATION_START_TIMEOUT=3.0)
 async def test_a_model_no_worker_serves_answers_unavailable_promptly(alice: User, bob: User) -> None:

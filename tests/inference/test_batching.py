@@ -1,0 +1,254 @@
+"""Concurrent requests to one model run as batches, and every row keeps its own terms."""
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from inference.demo_model import DEMO_CONTEXT_LENGTH
+from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
+from inference.engines.batching import BatchRequest, BatchScheduler
+from inference.engines.local import LocalTransformersEngine
+from inference.engines.sampling import PerRowSampling
+from inference.manifest import manifest_compute
+
+
+class ReaderGone(Exception):
+    pass
+
+
+def _concurrently(calls: list[Callable[[], object]]) -> list[object]:
+    """Run each call on its own thread, all released at once; results (or errors) in order."""
+    results: list[object] = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as exc:  # noqa: BLE001 - handed back to the test to assert on
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+@pytest.fixture
+def patient_engine(demo_directory: Path) -> Iterator[LocalTransformersEngine]:
+    """An engine whose batches wait long enough that concurrent test threads always share one."""
+    engine = LocalTransformersEngine(
+        directory=demo_directory,
+        manifest=manifest_compute(directory=demo_directory),
+        context_length=DEMO_CONTEXT_LENGTH,
+        batch_gather_seconds=0.5,
+        max_concurrent_batches=1,
+    )
+    yield engine
+    engine.close()
+
+
+def _generate(
+    engine: LocalTransformersEngine,
+    pieces: list[str],
+    *,
+    content: str = "hello",
+    should_stop: Callable[[], bool] = lambda: False,
+    on_token: Callable[[str], None] | None = None,
+    **params: object,
+) -> Callable[[], GenerationResult]:
+    def call() -> GenerationResult:
+        return engine.generate_stream(
+            messages=[ChatMessage(role="user", content=content)],
+            params=GenerationParams(**params),  # type: ignore[arg-type]
+            on_token=on_token or pieces.append,
+            should_stop=should_stop,
+        )
+
+    return call
+
+
+def test_eight_concurrent_requests_run_as_one_batch(patient_engine: LocalTransformersEngine) -> None:
+    outputs: list[list[str]] = [[] for _ in range(8)]
+    results = _concurrently(
+        [_generate(patient_engine, pieces, max_tokens=12, temperature=0.7) for pieces in outputs]
+    )
+    assert patient_engine.scheduler.batch_sizes == {8: 1}
+    for pieces, result in zip(outputs, results, strict=True):
+        assert isinstance(result, GenerationResult)
+        assert result.completion_tokens == len(pieces)
+
+
+def test_each_row_keeps_its_own_limits_stop_and_cancel(patient_engine: LocalTransformersEngine) -> None:
+    short, long, stopped, cancelled = [], [], [], []  # type: ignore[var-annotated]
+    results = _concurrently(
+        [
+            _generate(patient_engine, short, max_tokens=5, temperature=0.0),
+            _generate(patient_engine, long, max_tokens=40, temperature=0.0, content="a longer prompt"),
+            # The demo model's greedy answer is a run of newlines, so this stop string ends it at once.
+            _generate(patient_engine, stopped, max_tokens=40, temperature=0.0, stop=("\n\n",)),
+            _generate(
+                patient_engine,
+                cancelled,
+                max_tokens=200,
+                temperature=0.0,
+                should_stop=lambda: len(cancelled) >= 3,
+            ),
+        ]
+    )
+    assert patient_engine.scheduler.batch_sizes == {4: 1}
+    short_result, long_result, stopped_result, cancelled_result = results
+    assert (len(short), short_result.finish_reason) == (5, FinishReason.LENGTH)  # type: ignore[union-attr]
+    assert (len(long), long_result.finish_reason) == (40, FinishReason.LENGTH)  # type: ignore[union-attr]
+    assert "".join(stopped) == ""
+    assert stopped_result.finish_reason is FinishReason.STOP  # type: ignore[union-attr]
+    assert cancelled_result.finish_reason is FinishReason.CANCELLED  # type: ignore[union-attr]
+    assert cancelled_result.completion_tokens == len(cancelled) == 3  # type: ignore[union-attr]
+
+
+def test_a_failing_reader_ends_only_its_own_row(patient_engine: LocalTransformersEngine) -> None:
+    gone: list[str] = []
+    kept: list[str] = []
+
+    def vanish(text: str) -> None:
+        gone.append(text)
+        if len(gone) == 3:
+            raise ReaderGone
+
+    results = _concurrently(
+        [
+            _generate(patient_engine, gone, max_tokens=30, temperature=0.0, on_token=vanish),
+            _generate(patient_engine, kept, max_tokens=30, temperature=0.0),
+        ]
+    )
+    assert isinstance(results[0], ReaderGone)
+    assert len(kept) == 30
+    assert isinstance(results[1], GenerationResult)
+    assert results[1].finish_reason is FinishReason.LENGTH
+
+
+def test_left_padding_leaves_each_rows_logits_unchanged(engine: LocalTransformersEngine) -> None:
+    """A short prompt padded beside a long one scores its tokens as it would alone."""
+    import torch
+
+    long_prompt = engine.encode_prompt([ChatMessage(role="user", content="a much longer prompt here")])
+    short_prompt = engine.encode_prompt([ChatMessage(role="user", content="hi")])
+    batch_ids, batch_mask = engine.batch_inputs([long_prompt, short_prompt])
+    alone_ids, alone_mask = engine.batch_inputs([short_prompt])
+    assert batch_mask[1].tolist() == [0] * (len(long_prompt) - len(short_prompt)) + [1] * len(short_prompt)
+
+    def step_logits(ids: object, mask: object) -> list[object]:
+        with torch.inference_mode():
+            output = engine.model.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=6,
+                do_sample=False,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=engine.pad_token_id,
+            )
+        return list(output.logits)
+
+    batched, alone = step_logits(batch_ids, batch_mask), step_logits(alone_ids, alone_mask)
+    for step in range(6):
+        assert torch.allclose(batched[step][1], alone[step][0], atol=1e-4), f"step {step} differs"
+
+
+def test_per_row_sampling_applies_each_rows_settings() -> None:
+    import torch
+
+    probabilities = torch.tensor([0.6, 0.3, 0.1])
+    scores = probabilities.log().repeat(3, 1)
+    processed = PerRowSampling(temperatures=[0.0, 1.0, 2.0], top_ps=[1.0, 0.5, 1.0], device="cpu")(
+        None, scores
+    )
+    finite = torch.isfinite(processed)
+    assert finite[0].tolist() == [True, False, False]  # greedy: the best token only
+    assert finite[1].tolist() == [True, False, False]  # top_p 0.5: 0.6 alone covers it
+    assert finite[2].all()
+    assert torch.allclose(processed[2], scores[2] / 2)
+
+
+def _blocking_scheduler(release: threading.Event, seen: list[list[BatchRequest]]) -> BatchScheduler:
+    def run_batch(batch: list[BatchRequest]) -> None:
+        seen.append(batch)
+        release.wait(timeout=30)
+        for request in batch:
+            request.emit("x")
+            request.finish(result=GenerationResult(len(request.prompt_ids), 1, FinishReason.STOP))
+
+    return BatchScheduler(
+        run_batch=run_batch, max_batch_size=8, max_concurrent_batches=1, gather_seconds=0.0, name="test"
+    )
+
+
+def test_a_request_cancelled_while_waiting_never_takes_a_row() -> None:
+    release, seen = threading.Event(), []  # type: ignore[var-annotated]
+    scheduler = _blocking_scheduler(release, seen)
+    params = GenerationParams(max_tokens=4)
+    first = threading.Thread(
+        target=scheduler.run,
+        args=(BatchRequest(prompt_ids=[1, 2], params=params),),
+        kwargs={"on_token": lambda _: None, "should_stop": lambda: False},
+    )
+    first.start()
+    while not seen:
+        threading.Event().wait(0.01)
+    waiting = BatchRequest(prompt_ids=[1, 2, 3], params=params)
+    asked = threading.Event()
+
+    def cancel_after_asked() -> bool:
+        asked.set()
+        return True
+
+    runner = threading.Thread(
+        target=scheduler.run,
+        args=(waiting,),
+        kwargs={"on_token": lambda _: None, "should_stop": cancel_after_asked},
+    )
+    runner.start()
+    asked.wait(timeout=10)
+    release.set()
+    first.join(timeout=10)
+    runner.join(timeout=10)
+    assert waiting.result == GenerationResult(3, 0, FinishReason.CANCELLED)
+    assert all(waiting not in batch for batch in seen)
+    scheduler.close()
+
+
+def test_closing_the_scheduler_fails_what_still_waits() -> None:
+    release, seen = threading.Event(), []  # type: ignore[var-annotated]
+    scheduler = _blocking_scheduler(release, seen)
+    params = GenerationParams(max_tokens=4)
+    running = BatchRequest(prompt_ids=[1], params=params)
+    threading.Thread(
+        target=scheduler.run,
+        args=(running,),
+        kwargs={"on_token": lambda _: None, "should_stop": lambda: False},
+    ).start()
+    while not seen:
+        threading.Event().wait(0.01)
+    waiting = BatchRequest(prompt_ids=[1], params=params)
+    errors: list[BaseException] = []
+
+    def run_waiting() -> None:
+        try:
+            scheduler.run(waiting, on_token=lambda _: None, should_stop=lambda: False)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=run_waiting)
+    waiter.start()
+    while not scheduler._pending:
+        threading.Event().wait(0.01)
+    scheduler.close()
+    release.set()
+    waiter.join(timeout=10)
+    assert errors
+    assert "unloaded" in str(errors[0])
+    assert running.result == GenerationResult(1, 1, FinishReason.STOP)

@@ -1,0 +1,79 @@
+"""The waiting line of each model is measured where it lives, so a bound can hold."""
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from inference.dispatch import InprocessExecutor, inference_queue, inference_queue_depth
+from inference.generation import GenerationJob
+from tests.profile import PRODUCTION
+
+
+def _job(model_name: str) -> GenerationJob:
+    return GenerationJob(
+        generation_id=uuid.uuid4().hex,
+        client_id="c1",
+        reply_channel="nowhere",
+        version_id=1,
+        model_name=model_name,
+        messages=[{"role": "user", "content": "hi"}],
+        user_id=1,
+    )
+
+
+def test_the_inprocess_executor_counts_jobs_waiting_for_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def run_blocked(*, job: GenerationJob, relay: object) -> None:
+        started.append(job.generation_id)
+        release.wait(timeout=30)
+
+    monkeypatch.setattr("inference.dispatch.generation_run", run_blocked)
+    executor = InprocessExecutor(max_workers=1)
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):
+            executor.submit(_job("busy-model"), loop)
+        while not started:
+            threading.Event().wait(0.01)
+        # One runs, two wait; another model's line is its own.
+        assert executor.waiting(model_name="busy-model") == 2
+        assert executor.waiting(model_name="other-model") == 0
+        release.set()
+        for _ in range(500):
+            if executor.waiting(model_name="busy-model") == 0:
+                break
+            threading.Event().wait(0.01)
+        assert executor.waiting(model_name="busy-model") == 0
+    finally:
+        release.set()
+        loop.close()
+
+
+@pytest.fixture
+def unserved_model() -> Iterator[str]:
+    """A model whose queue no worker consumes; deleted afterwards."""
+    from gatehouse.celery import app
+
+    name = f"unserved-{uuid.uuid4().hex[:8]}"
+    yield name
+    with app.pool.acquire(block=True) as connection:
+        connection.default_channel.queue_delete(inference_queue(model_name=name))
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker's queues exist only with Celery (production profile)")
+def test_the_broker_queue_depth_counts_tasks_no_worker_took(unserved_model: str) -> None:
+    from inference.tasks import inference_generate
+
+    assert inference_queue_depth(model_name=unserved_model) == 0  # never declared
+    for _ in range(3):
+        inference_generate.apply_async(
+            args=(_job(unserved_model).to_payload(),),
+            queue=inference_queue(model_name=unserved_model),
+            expires=60,
+        )
+    assert inference_queue_depth(model_name=unserved_model) == 3
