@@ -162,12 +162,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         chat.started = True
         return chat
 
-    async def generation_token(self, event: dict[str, Any]) -> None:
+    async def generation_tokens(self, event: dict[str, Any]) -> None:
+        """One channel-layer event may carry several tokens; each is its own frame (SPEC §6)."""
         if self._current(event) is None:
             return
-        await self.send_json(
-            {"type": "token", "id": event["client_id"], "index": event["index"], "text": event["text"]}
-        )
+        client_id, first = event["client_id"], event["index"]
+        for offset, text in enumerate(event["texts"]):
+            await self.send_json({"type": "token", "id": client_id, "index": first + offset, "text": text})
 
     async def generation_finished(self, event: dict[str, Any]) -> None:
         if self._current(event) is None:

@@ -105,7 +105,7 @@ class _Outcome:
 
 
 def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
-    """Generate, sending `generation.token` per token then `generation.finished` (or `.failed`).
+    """Generate, sending `generation.tokens` (one or more tokens each) then `generation.finished` (or `.failed`).
 
     The audit record is written here, before the final event is sent.
     """
@@ -164,20 +164,20 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
 
     index = 0
 
-    def on_token(text: str) -> None:
+    def on_token(texts: list[str]) -> None:
         nonlocal index
         if outcome.first_token_at is None:
             outcome.first_token_at = time.time()
         relay.send(
             {
-                "type": "generation.token",
+                "type": "generation.tokens",
                 "generation_id": job.generation_id,
                 "client_id": job.client_id,
                 "index": index,
-                "text": text,
+                "texts": texts,
             }
         )
-        index += 1
+        index += len(texts)
 
     try:
         result = engine.generate_stream(

@@ -214,11 +214,15 @@ GATEHOUSE_REMOTE_READ_TIMEOUT = env.float("GATEHOUSE_REMOTE_READ_TIMEOUT", defau
 GATEHOUSE_REMOTE_MAX_RETRIES = env.int("GATEHOUSE_REMOTE_MAX_RETRIES", default=2)
 GATEHOUSE_REMOTE_BREAKER_THRESHOLD = env.int("GATEHOUSE_REMOTE_BREAKER_THRESHOLD", default=5)
 GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS = env.float("GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS", default=30.0)
-# Concurrent requests to one local model are batched: up to this many rows per batch, this
-# many batches at once, and a batch waits this long for companions before it starts.
+# Concurrent requests to one local model are batched (inference.engines.batching): up to this
+# many rows per batch; a batch starts once no new request arrived for the gather time (at most
+# ten times that after the first); requests that
+# arrive while a batch runs wait for the next one, unless they have waited the overflow time,
+# which starts another batch alongside, up to this many at once.
 GATEHOUSE_ENGINE_MAX_BATCH_SIZE = env.int("GATEHOUSE_ENGINE_MAX_BATCH_SIZE", default=8)
-GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCHES", default=2)
 GATEHOUSE_ENGINE_BATCH_GATHER_MS = env.float("GATEHOUSE_ENGINE_BATCH_GATHER_MS", default=10.0)
+GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS = env.float("GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS", default=250.0)
+GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCHES", default=2)
 # Threads running generations in the web process (embedded default). Enough to fill the
 # batches above; each mostly waits on its batch and relays tokens.
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=16)

@@ -36,10 +36,11 @@ class GenerationResult:
     finish_reason: FinishReason
 
 
-# Called once per generated token, in order, with the text that token adds (it may be empty
-# while a multi-byte character is still incomplete). Blocking here slows generation down:
-# that is the back-pressure a slow reader applies.
-TokenCallback = Callable[[str], None]
+# Called with the texts of one or more new tokens, in order: one text per token (it may be
+# empty while a multi-byte character is still incomplete). Several arrive at once when the
+# reader fell behind, so a slow hop (the channel layer) is paid per call, not per token.
+# Blocking here slows generation down: that is the back-pressure a slow reader applies.
+TokenCallback = Callable[[list[str]], None]
 # Polled between tokens; True ends the generation with finish reason "cancelled".
 StopCheck = Callable[[], bool]
 

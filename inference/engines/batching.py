@@ -3,11 +3,14 @@
 A GPU (and even a CPU) does one forward pass for eight sequences in about the time it
 takes for one, so eight streams batched together get close to eight times the tokens per
 second of eight streams taking turns. Each engine owns a scheduler: requests wait in a
-list, and each of `max_concurrent_batches` threads takes up to `max_batch_size` of them,
-after waiting `gather_seconds` for companions, and runs them as one batch.
+list, and a batch thread takes up to `max_batch_size` of them once no new one has arrived
+for `gather_seconds` (at most ten such gaps after it began gathering), and runs them as
+one batch (static batching: a batch runs until its last row ends).
 
-A request that arrives while every batch thread is busy waits for the next free one; a
-second batch thread means it rarely waits for a long generation to finish.
+While a batch runs, new requests wait for it, so they can share the next one. Only a
+request that has waited `overflow_after_seconds` (or a full batch of them) starts a second
+concurrent batch, up to `max_concurrent_batches`: two half-full batches on one device are
+slower than one full one, but nobody waits behind a long generation for long.
 
 The thread that submitted a request does the request's own I/O: it receives the token
 texts through a bounded queue, hands them to its callback (which sends them to the
@@ -35,8 +38,23 @@ logger = logging.getLogger(__name__)
 
 # How far a row's generation may run ahead of its reader, in tokens.
 _ROW_BUFFER_TOKENS = 256
+# A batch gathers companions for at most this many quiet gaps (`gather_seconds`).
+_GATHER_CAP_GAPS = 10
 # How often a waiting request asks whether it was cancelled.
 _CANCEL_POLL_SECONDS = 0.02
+
+
+def _drain(texts: "queue.Queue[str]") -> list[str]:
+    """Wait briefly for one text, then take every other one already queued behind it."""
+    try:
+        drained = [texts.get(timeout=_CANCEL_POLL_SECONDS)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            drained.append(texts.get_nowait())
+        except queue.Empty:
+            return drained
 
 
 @dataclass(eq=False)
@@ -45,6 +63,7 @@ class BatchRequest:
 
     prompt_ids: list[int]
     params: GenerationParams
+    submitted_at: float = field(default_factory=time.monotonic)
     texts: "queue.Queue[str]" = field(default_factory=lambda: queue.Queue(maxsize=_ROW_BUFFER_TOKENS))
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -80,12 +99,15 @@ class BatchScheduler:
         max_batch_size: int,
         max_concurrent_batches: int,
         gather_seconds: float,
+        overflow_after_seconds: float,
         name: str,
     ) -> None:
         self._run_batch = run_batch
         self._max_batch_size = max(1, max_batch_size)
         self._max_concurrent_batches = max(1, max_concurrent_batches)
         self._gather_seconds = max(0.0, gather_seconds)
+        self._overflow_after_seconds = max(0.0, overflow_after_seconds)
+        self._running = 0
         self._name = name
         self._pending: list[BatchRequest] = []
         self._ready = threading.Condition()
@@ -108,17 +130,14 @@ class BatchScheduler:
         delivered = 0
         try:
             while not request.cancelled.is_set():
-                try:
-                    text = request.texts.get(timeout=_CANCEL_POLL_SECONDS)
-                except queue.Empty:
-                    if request.finished.is_set() and request.texts.empty():
-                        break
-                    text = None
+                texts = _drain(request.texts)
+                if not texts and request.finished.is_set() and request.texts.empty():
+                    break
                 if should_stop():
                     request.cancelled.set()
-                elif text is not None:
-                    on_token(text)
-                    delivered += 1
+                elif texts:
+                    on_token(texts)
+                    delivered += len(texts)
             request.finished.wait()
         except BaseException:
             request.cancelled.set()
@@ -152,23 +171,48 @@ class BatchScheduler:
                 )
                 self._threads.append(thread)
                 thread.start()
-            self._ready.notify()
+            self._ready.notify_all()
+
+    def _startable(self, now: float) -> bool:
+        """Whether a batch may start now: nothing else runs, a batch is full, or someone waited long."""
+        if not self._pending:
+            return False
+        return (
+            self._running == 0
+            or len(self._pending) >= self._max_batch_size
+            or now - self._pending[0].submitted_at >= self._overflow_after_seconds
+        )
 
     def _take(self) -> list[BatchRequest] | None:
-        """Wait for work, then gather companions for up to `gather_seconds`; None once closed."""
+        """Wait until a batch may start, gather companions, take them; None once closed."""
         with self._ready:
-            while not self._pending and not self._closed:
-                self._ready.wait()
-            if self._closed:
-                return None
-            deadline = time.monotonic() + self._gather_seconds
-            while len(self._pending) < self._max_batch_size and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            while True:
+                while not self._closed and not self._startable(time.monotonic()):
+                    oldest = self._pending[0].submitted_at if self._pending else None
+                    # Wake when the oldest request's overflow wait ends, or when notified.
+                    self._ready.wait(
+                        None
+                        if oldest is None
+                        else max(0.001, oldest + self._overflow_after_seconds - time.monotonic())
+                    )
+                if self._closed:
+                    return None
+                # Gather while requests keep arriving (a burst from many clients trickles in
+                # over tens of milliseconds), up to a cap; a lone request waits one quiet gap.
+                cap = time.monotonic() + _GATHER_CAP_GAPS * self._gather_seconds
+                while 0 < len(self._pending) < self._max_batch_size and not self._closed:
+                    quiet_until = self._pending[-1].submitted_at + self._gather_seconds
+                    remaining = min(cap, quiet_until) - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                if self._closed:
+                    return None
+                if self._pending:  # another batch thread may have taken them meanwhile
                     break
-                self._ready.wait(remaining)
             batch = self._pending[: self._max_batch_size]
             del self._pending[: len(batch)]
+            self._running += 1
         # Cancelled while waiting (the client left): end them without spending a batch row.
         for request in batch:
             if request.cancelled.is_set():
@@ -177,16 +221,19 @@ class BatchScheduler:
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:
-            if not batch:
-                continue
-            self.batch_sizes[len(batch)] += 1
             try:
-                self._run_batch(batch)
+                if batch:
+                    self.batch_sizes[len(batch)] += 1
+                    self._run_batch(batch)
             except Exception as exc:
                 logger.exception("a batch of %d generations failed", len(batch))
                 for request in batch:
                     if not request.finished.is_set():
                         request.finish(error=exc)
+            finally:
+                with self._ready:
+                    self._running -= 1
+                    self._ready.notify_all()
             for request in batch:
                 if not request.finished.is_set():  # pragma: no cover - a runner must finish every row
                     request.finish(error=RuntimeError("the batch ended without a result for this request"))

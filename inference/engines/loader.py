@@ -97,6 +97,7 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
             max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
             max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
             batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,
+            batch_overflow_after_seconds=settings.GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS / 1000,
         )
         _engines[key] = (engine, size)
         return engine

@@ -44,6 +44,7 @@ class LocalTransformersEngine:
         max_batch_size: int = 8,
         max_concurrent_batches: int = 2,
         batch_gather_seconds: float = 0.01,
+        batch_overflow_after_seconds: float = 0.25,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as transformers_logging
@@ -74,6 +75,7 @@ class LocalTransformersEngine:
             max_batch_size=max_batch_size,
             max_concurrent_batches=max_concurrent_batches,
             gather_seconds=batch_gather_seconds,
+            overflow_after_seconds=batch_overflow_after_seconds,
             name=directory.name,
         )
 

@@ -212,7 +212,7 @@ class _SseStream:
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content") or ""
             if text:
-                self.on_token(text)
+                self.on_token([text])
                 self.chunks += 1
             if choice.get("finish_reason"):
                 self.finish = _FINISH.get(choice["finish_reason"], FinishReason.STOP)

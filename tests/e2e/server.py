@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from django.conf import settings
-
 from tests.profile import PRODUCTION
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _PASSWORD_LINE = re.compile(r"Created admin '(?P<username>[^']+)' with password: (?P<password>\S+)")
 
@@ -47,7 +47,7 @@ class ServedGatehouse:
     def manage(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=settings.BASE_DIR,
+            cwd=REPO_ROOT,
             env=self.env,
             capture_output=True,
             text=True,
@@ -102,8 +102,18 @@ def _drop_database(name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def serve(workdir: Path) -> tuple[ServedGatehouse, Callable[[], None]]:
-    """Migrate, bootstrap and start the server (and a worker in production); returns it and `stop`."""
+def serve(
+    workdir: Path,
+    *,
+    production: bool = PRODUCTION,
+    worker_concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[ServedGatehouse, Callable[[], None]]:
+    """Migrate, bootstrap and start the server (and a worker in production); returns it and `stop`.
+
+    Production needs DATABASE_URL (a PostgreSQL server it may create databases on) and
+    REDIS_URL in the environment; the served stack gets a database of its own.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
@@ -114,10 +124,11 @@ def serve(workdir: Path) -> tuple[ServedGatehouse, Callable[[], None]]:
         {
             "GATEHOUSE_MODEL_ROOT": str(workdir / "models"),
             "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+            **(extra_env or {}),
         }
     )
     database = None
-    if PRODUCTION:
+    if production:
         extra, database = _production_env(workdir)
         env.update(extra)
     port = free_port()
@@ -147,21 +158,21 @@ def serve(workdir: Path) -> tuple[ServedGatehouse, Callable[[], None]]:
         if match is None:
             raise RuntimeError(f"bootstrap printed no admin password:\n{served.bootstrap_output}")
         served.admin_username, served.admin_password = match["username"], match["password"]
-        if PRODUCTION:
+        if production:
             worker_log = workdir / "worker.log"
             served.processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", "inference.demo-tiny,celery",
-                     "--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle",
+                     "--pool", "threads", "--concurrency", str(worker_concurrency), "--without-gossip", "--without-mingle",
                      "--hostname", f"e2e-{port}@localhost"],
-                    cwd=settings.BASE_DIR, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+                    cwd=REPO_ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
                 )
             )  # fmt: skip
         server_log = workdir / "server.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "off"],
-            cwd=settings.BASE_DIR, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         served.processes.append(server)
         _wait_until_healthy(served.base_url, server, server_log)

@@ -58,14 +58,14 @@ def _generate(
     *,
     content: str = "hello",
     should_stop: Callable[[], bool] = lambda: False,
-    on_token: Callable[[str], None] | None = None,
+    on_token: Callable[[list[str]], None] | None = None,
     **params: object,
 ) -> Callable[[], GenerationResult]:
     def call() -> GenerationResult:
         return engine.generate_stream(
             messages=[ChatMessage(role="user", content=content)],
             params=GenerationParams(**params),  # type: ignore[arg-type]
-            on_token=on_token or pieces.append,
+            on_token=on_token or pieces.extend,
             should_stop=should_stop,
         )
 
@@ -107,16 +107,18 @@ def test_each_row_keeps_its_own_limits_stop_and_cancel(patient_engine: LocalTran
     assert "".join(stopped) == ""
     assert stopped_result.finish_reason is FinishReason.STOP  # type: ignore[union-attr]
     assert cancelled_result.finish_reason is FinishReason.CANCELLED  # type: ignore[union-attr]
-    assert cancelled_result.completion_tokens == len(cancelled) == 3  # type: ignore[union-attr]
+    # Cancel is seen before the next delivery; what the reader got is what is counted.
+    assert cancelled_result.completion_tokens == len(cancelled)  # type: ignore[union-attr]
+    assert 3 <= len(cancelled) < 40
 
 
 def test_a_failing_reader_ends_only_its_own_row(patient_engine: LocalTransformersEngine) -> None:
     gone: list[str] = []
     kept: list[str] = []
 
-    def vanish(text: str) -> None:
-        gone.append(text)
-        if len(gone) == 3:
+    def vanish(texts: list[str]) -> None:
+        gone.extend(texts)
+        if len(gone) >= 3:
             raise ReaderGone
 
     results = _concurrently(
@@ -183,7 +185,12 @@ def _blocking_scheduler(release: threading.Event, seen: list[list[BatchRequest]]
             request.finish(result=GenerationResult(len(request.prompt_ids), 1, FinishReason.STOP))
 
     return BatchScheduler(
-        run_batch=run_batch, max_batch_size=8, max_concurrent_batches=1, gather_seconds=0.0, name="test"
+        run_batch=run_batch,
+        max_batch_size=8,
+        max_concurrent_batches=1,
+        gather_seconds=0.0,
+        overflow_after_seconds=0.0,
+        name="test",
     )
 
 

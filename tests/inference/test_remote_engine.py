@@ -35,7 +35,7 @@ def _run(engine: OpenAICompatibleEngine, **params: object) -> tuple[list[str], o
     result = engine.generate_stream(
         messages=HELLO,
         params=GenerationParams(max_tokens=16, **params),  # type: ignore[arg-type]
-        on_token=pieces.append,
+        on_token=pieces.extend,
         should_stop=lambda: False,
     )
     return pieces, result
@@ -90,7 +90,7 @@ def test_a_reset_after_the_first_token_is_not_retried(upstream: FakeUpstream) ->
         _engine(upstream).generate_stream(
             messages=HELLO,
             params=GenerationParams(max_tokens=16),
-            on_token=pieces.append,
+            on_token=pieces.extend,
             should_stop=lambda: False,
         )
     assert pieces == upstream.words[:2]
@@ -126,7 +126,7 @@ def test_cancel_stops_reading(upstream: FakeUpstream) -> None:
     result = _engine(upstream).generate_stream(
         messages=HELLO,
         params=GenerationParams(max_tokens=16),
-        on_token=pieces.append,
+        on_token=pieces.extend,
         should_stop=lambda: len(pieces) >= 2,
     )
     assert result.finish_reason is FinishReason.CANCELLED

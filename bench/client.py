@@ -1,0 +1,87 @@
+"""What the benchmark client does to the served stack: log in, and stream chats over the websocket."""
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+
+def login(base_url: str, *, username: str, password: str) -> str:
+    request = urllib.request.Request(
+        f"{base_url}/api/auth/token/",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["access"])
+
+
+@dataclass
+class StreamRecord:
+    """One chat as the client saw it."""
+
+    indices: list[int] = field(default_factory=list)
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return len(self.indices)
+
+    @property
+    def complete(self) -> bool:
+        """Every token arrived, once, in order, and `done` counted the same number."""
+        return (
+            self.done is not None
+            and self.indices == list(range(len(self.indices)))
+            and self.done["usage"]["completion_tokens"] == len(self.indices)
+        )
+
+
+async def chat_stream(ws_url: str, token: str, *, max_tokens: int, client_id: str = "bench") -> StreamRecord:
+    """Open a connection, run one chat to its end, and record what arrived."""
+    record = StreamRecord()
+    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        record.started_at = time.perf_counter()
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "id": client_id,
+                    "model": "demo-tiny",
+                    "messages": [{"role": "user", "content": "Benchmark, please stream."}],
+                    "max_tokens": max_tokens,
+                    "temperature": 0.0,
+                }
+            )
+        )
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            if frame["type"] == "token":
+                record.indices.append(frame["index"])
+            elif frame["type"] == "done":
+                record.done = frame
+                break
+            elif frame["type"] == "error":
+                record.error = frame
+                break
+        record.ended_at = time.perf_counter()
+    return record
+
+
+async def chat_streams(
+    ws_url: str, token: str, *, count: int, max_tokens: int
+) -> tuple[list[StreamRecord], float]:
+    """`count` chats at once, each on its own connection; returns them and the wall time of all."""
+    started = time.perf_counter()
+    records = await asyncio.gather(
+        *(chat_stream(ws_url, token, max_tokens=max_tokens, client_id=f"s{index}") for index in range(count))
+    )
+    return list(records), time.perf_counter() - started

@@ -1,0 +1,120 @@
+"""Engine-level batching, without the stack: which way of running 8 streams at once wins.
+
+Three ways, each timed for 1 stream and for 8 concurrent streams of the same length:
+- separate `generate()` calls on 8 threads (no batching: what the engine did before);
+- this engine's batches (one left-padded `generate()` for all rows);
+- transformers' continuous batching (`init_continuous_batching`, streaming requests).
+"""
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from inference.engines.base import ChatMessage, GenerationParams
+
+PROMPT = [ChatMessage(role="user", content="Benchmark, please stream.")]
+
+
+def _concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda: counts.append(run_one())) for _ in range(streams)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def _engine_rates(directory: Path, *, max_tokens: int, rounds: int, **batching: object) -> dict[str, float]:
+    from inference.demo_model import DEMO_CONTEXT_LENGTH
+    from inference.engines.local import LocalTransformersEngine
+    from inference.manifest import manifest_compute
+
+    engine = LocalTransformersEngine(
+        directory=directory,
+        manifest=manifest_compute(directory=directory),
+        context_length=DEMO_CONTEXT_LENGTH,
+        **batching,  # type: ignore[arg-type]
+    )
+
+    def run_one() -> int:
+        return engine.generate_stream(
+            messages=PROMPT,
+            params=GenerationParams(max_tokens=max_tokens, temperature=0.7),
+            on_token=lambda _: None,
+            should_stop=lambda: False,
+        ).completion_tokens
+
+    run_one()
+    one = statistics.median(_concurrent_rate(run_one, 1) for _ in range(rounds))
+    eight = statistics.median(_concurrent_rate(run_one, 8) for _ in range(rounds))
+    engine.close()
+    return {"one": round(one), "eight": round(eight), "ratio": round(eight / one, 2)}
+
+
+def _continuous_batching_rates(directory: Path, *, max_tokens: int, rounds: int) -> dict[str, float]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).eval()
+    prompt = tokenizer.apply_chat_template(
+        [{"role": message.role, "content": message.content} for message in PROMPT],
+        add_generation_prompt=True,
+        return_dict=True,
+    )["input_ids"]
+    config = GenerationConfig(
+        max_new_tokens=max_tokens,
+        do_sample=True,
+        temperature=0.7,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=model.generation_config.suppress_tokens,
+    )
+    manager = model.init_continuous_batching(generation_config=config)
+    manager.start()
+
+    def rate(streams: int) -> float:
+        ids = [
+            manager.add_request(list(prompt), max_new_tokens=max_tokens, streaming=True)
+            for _ in range(streams)
+        ]
+        started, finished, tokens = time.perf_counter(), 0, 0
+        while finished < len(ids):
+            result = manager.get_result(timeout=30)
+            if result is None:
+                raise RuntimeError("continuous batching stopped answering")
+            if result.is_finished():
+                finished += 1
+                tokens += len(result.generated_tokens)
+        return tokens / (time.perf_counter() - started)
+
+    try:
+        rate(1)
+        one = statistics.median(rate(1) for _ in range(rounds))
+        eight = statistics.median(rate(8) for _ in range(rounds))
+    finally:
+        manager.stop(block=True, timeout=10)
+    return {"one": round(one), "eight": round(eight), "ratio": round(eight / one, 2)}
+
+
+def engine_batching_compare(directory: Path, *, max_tokens: int, rounds: int) -> dict[str, object]:
+    """Tokens/s for 1 and 8 streams, per way of batching; a way that fails says why."""
+    ways: dict[str, Callable[[], dict[str, float]]] = {
+        "threads_without_batching": lambda: _engine_rates(
+            directory, max_tokens=max_tokens, rounds=rounds, max_batch_size=1, max_concurrent_batches=8
+        ),
+        "padded_generate_batches": lambda: _engine_rates(directory, max_tokens=max_tokens, rounds=rounds),
+        "transformers_continuous_batching": lambda: _continuous_batching_rates(
+            directory, max_tokens=max_tokens, rounds=rounds
+        ),
+    }
+    results: dict[str, object] = {}
+    for name, measure in ways.items():
+        try:
+            results[name] = measure()
+        except Exception as exc:  # noqa: BLE001 - a failing way is reported, not fatal
+            results[name] = f"failed: {exc}"
+    return results

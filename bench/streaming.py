@@ -1,0 +1,104 @@
+"""P3 and P5: tokens per second through the served stack, against raw `generate()` and itself."""
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+from bench.client import StreamRecord, chat_stream, chat_streams
+from bench.report import Goal
+
+PROMPT = "Benchmark, please stream."
+
+
+class RawGenerate:
+    """The baseline: the same model and prompt through `generate()` in this process, no stack."""
+
+    def __init__(self, directory: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        self._model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).eval()
+        encoded = tokenizer.apply_chat_template(
+            [{"role": "user", "content": PROMPT}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        self._input_ids = encoded["input_ids"]
+        self._pad = tokenizer.pad_token_id
+
+    def tokens_per_second(self, *, max_tokens: int) -> float:
+        started = time.perf_counter()
+        with self._torch.inference_mode():
+            output = self._model.generate(
+                self._input_ids,
+                attention_mask=self._torch.ones_like(self._input_ids),
+                max_new_tokens=max_tokens,
+                min_new_tokens=max_tokens,
+                do_sample=True,
+                temperature=0.7,
+                pad_token_id=self._pad,
+            )
+        elapsed = time.perf_counter() - started
+        return (output.shape[-1] - self._input_ids.shape[-1]) / elapsed
+
+
+def _rate(record: StreamRecord) -> float:
+    return record.tokens / (record.ended_at - record.started_at)
+
+
+def measure_p3(
+    *, ws_url: str, token: str, model_directory: Path, max_tokens: int, rounds: int, streams: int
+) -> Goal:
+    goal = Goal(
+        id="P3",
+        measure="tokens/s of one websocket stream vs raw generate() (demo model); completeness at concurrency",
+        goal="≥ 0.9×; 0 lost or reordered",
+        anchor="—",
+    )
+    raw = RawGenerate(model_directory)
+    raw.tokens_per_second(max_tokens=8)  # first-call set-up is not what is measured
+    asyncio.run(chat_stream(ws_url, token, max_tokens=8))
+    raw_rates, ws_rates = [], []
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+        raw_rates.append(raw.tokens_per_second(max_tokens=max_tokens))
+        ws_rates.append(_rate(asyncio.run(chat_stream(ws_url, token, max_tokens=max_tokens))))
+    records, _ = asyncio.run(chat_streams(ws_url, token, count=streams, max_tokens=32))
+    incomplete = [record.error or "incomplete" for record in records if not record.complete]
+    goal.measured = statistics.median(ws_rates) / statistics.median(raw_rates)
+    goal.met = goal.measured >= 0.9 and not incomplete
+    goal.details = {
+        "raw_tokens_per_s": [round(rate) for rate in raw_rates],
+        "websocket_tokens_per_s": [round(rate) for rate in ws_rates],
+        "max_tokens": max_tokens,
+        "concurrent_streams": streams,
+        "streams_lost_or_reordered": len(incomplete),
+        "failures": incomplete[:3],
+    }
+    return goal
+
+
+def measure_p5(*, ws_url: str, token: str, max_tokens: int, rounds: int) -> Goal:
+    goal = Goal(
+        id="P5",
+        measure="aggregate tokens/s of 8 concurrent websocket streams vs 1 (local engine batching)",
+        goal="≥ 3×",
+        anchor="vLLM continuous batching",
+    )
+    single, eight = [], []
+    for _ in range(rounds):
+        records, elapsed = asyncio.run(chat_streams(ws_url, token, count=1, max_tokens=max_tokens))
+        single.append(sum(record.tokens for record in records) / elapsed)
+        records, elapsed = asyncio.run(chat_streams(ws_url, token, count=8, max_tokens=max_tokens))
+        eight.append(sum(record.tokens for record in records) / elapsed)
+    goal.measured = statistics.median(eight) / statistics.median(single)
+    goal.met = goal.measured >= 3
+    goal.details = {
+        "one_stream_tokens_per_s": [round(rate) for rate in single],
+        "eight_streams_tokens_per_s": [round(rate) for rate in eight],
+        "max_tokens": max_tokens,
+    }
+    return goal
