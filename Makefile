@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gatehouse
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run bootstrap test test-embedded test-production lint format clean
+.PHONY: install run bootstrap test test-embedded test-production lint format bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ test-production: install
 	REDIS_URL=$(PROD_REDIS_URL) \
 	GATEHOUSE_INFERENCE_EXECUTOR=celery \
 	$(PY) -m pytest
+
+# SPEC §8 side by side; production-like where PostgreSQL and Redis answer, embedded otherwise.
+bench: install
+	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m bench
 
 format: install
 	$(VENV)/bin/ruff format .

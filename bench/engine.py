@@ -2,7 +2,8 @@
 
 Three ways, each timed for 1 stream and for 8 concurrent streams of the same length:
 - separate `generate()` calls on 8 threads (no batching: what the engine did before);
-- this engine's batches (one left-padded `generate()` for all rows);
+- this engine's static batches (one left-padded `generate()` for all rows);
+- this engine's continuous batches (its own decoding loop; rows join between steps);
 - transformers' continuous batching (`init_continuous_batching`, streaming requests).
 """
 
@@ -43,7 +44,7 @@ def _engine_rates(directory: Path, *, max_tokens: int, rounds: int, **batching: 
     def run_one() -> int:
         return engine.generate_stream(
             messages=PROMPT,
-            params=GenerationParams(max_tokens=max_tokens, temperature=0.7),
+            params=GenerationParams(max_tokens=max_tokens, temperature=0.0),
             on_token=lambda _: None,
             should_stop=lambda: False,
         ).completion_tokens
@@ -67,8 +68,7 @@ def _continuous_batching_rates(directory: Path, *, max_tokens: int, rounds: int)
     )["input_ids"]
     config = GenerationConfig(
         max_new_tokens=max_tokens,
-        do_sample=True,
-        temperature=0.7,
+        do_sample=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         suppress_tokens=model.generation_config.suppress_tokens,
@@ -104,9 +104,19 @@ def engine_batching_compare(directory: Path, *, max_tokens: int, rounds: int) ->
     """Tokens/s for 1 and 8 streams, per way of batching; a way that fails says why."""
     ways: dict[str, Callable[[], dict[str, float]]] = {
         "threads_without_batching": lambda: _engine_rates(
-            directory, max_tokens=max_tokens, rounds=rounds, max_batch_size=1, max_concurrent_batches=8
+            directory,
+            max_tokens=max_tokens,
+            rounds=rounds,
+            batching="static",
+            max_batch_size=1,
+            max_concurrent_batches=8,
         ),
-        "padded_generate_batches": lambda: _engine_rates(directory, max_tokens=max_tokens, rounds=rounds),
+        "static_padded_generate_batches": lambda: _engine_rates(
+            directory, max_tokens=max_tokens, rounds=rounds, batching="static"
+        ),
+        "continuous_batches_own_loop": lambda: _engine_rates(
+            directory, max_tokens=max_tokens, rounds=rounds, batching="continuous"
+        ),
         "transformers_continuous_batching": lambda: _continuous_batching_rates(
             directory, max_tokens=max_tokens, rounds=rounds
         ),

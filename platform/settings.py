@@ -214,11 +214,16 @@ GATEHOUSE_REMOTE_READ_TIMEOUT = env.float("GATEHOUSE_REMOTE_READ_TIMEOUT", defau
 GATEHOUSE_REMOTE_MAX_RETRIES = env.int("GATEHOUSE_REMOTE_MAX_RETRIES", default=2)
 GATEHOUSE_REMOTE_BREAKER_THRESHOLD = env.int("GATEHOUSE_REMOTE_BREAKER_THRESHOLD", default=5)
 GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS = env.float("GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS", default=30.0)
-# Concurrent requests to one local model are batched (inference.engines.batching): up to this
-# many rows per batch; a batch starts once no new request arrived for the gather time (at most
-# ten times that after the first); requests that
-# arrive while a batch runs wait for the next one, unless they have waited the overflow time,
-# which starts another batch alongside, up to this many at once.
+# Concurrent requests to one local model are batched, up to this many rows at once.
+# "continuous": requests join and leave the running batch between decoding steps (models
+# whose cache allows it; others fall back to static). "static": whole batches, each one
+# `generate()` call; a batch starts once no new request arrived for the gather time (at most
+# ten times that after the first); requests that arrive while a batch runs wait for the next
+# one, unless they have waited the overflow time, which starts another batch alongside, up to
+# the concurrent-batches bound.
+GATEHOUSE_ENGINE_BATCHING = env.str("GATEHOUSE_ENGINE_BATCHING", default="continuous")
+if GATEHOUSE_ENGINE_BATCHING not in ("continuous", "static"):
+    raise ImproperlyConfigured("GATEHOUSE_ENGINE_BATCHING must be 'continuous' or 'static'.")
 GATEHOUSE_ENGINE_MAX_BATCH_SIZE = env.int("GATEHOUSE_ENGINE_MAX_BATCH_SIZE", default=8)
 GATEHOUSE_ENGINE_BATCH_GATHER_MS = env.float("GATEHOUSE_ENGINE_BATCH_GATHER_MS", default=10.0)
 GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS = env.float("GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS", default=250.0)

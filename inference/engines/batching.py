@@ -91,29 +91,22 @@ class BatchRequest:
 BatchRunner = Callable[[list[BatchRequest]], None]
 
 
-class BatchScheduler:
-    def __init__(
-        self,
-        *,
-        run_batch: BatchRunner,
-        max_batch_size: int,
-        max_concurrent_batches: int,
-        gather_seconds: float,
-        overflow_after_seconds: float,
-        name: str,
-    ) -> None:
-        self._run_batch = run_batch
+class RequestScheduler:
+    """Requests waiting for a model, and the readers serving them; subclasses run the model.
+
+    `_loop` runs on up to `_thread_count` daemon threads, started on the first requests.
+    """
+
+    _thread_count = 1
+
+    def __init__(self, *, max_batch_size: int, name: str) -> None:
         self._max_batch_size = max(1, max_batch_size)
-        self._max_concurrent_batches = max(1, max_concurrent_batches)
-        self._gather_seconds = max(0.0, gather_seconds)
-        self._overflow_after_seconds = max(0.0, overflow_after_seconds)
-        self._running = 0
         self._name = name
         self._pending: list[BatchRequest] = []
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        # How many batches of each size ran: what batching achieves under real traffic.
+        # How many batches (static) or admissions (continuous) of each size ran.
         self.batch_sizes: Counter[int] = Counter()
 
     def run(
@@ -165,13 +158,44 @@ class BatchScheduler:
             if self._closed:
                 raise RuntimeError("the model was unloaded")
             self._pending.append(request)
-            if len(self._threads) < self._max_concurrent_batches:
+            if len(self._threads) < self._thread_count:
                 thread = threading.Thread(
                     target=self._loop, name=f"{self._name}-batch-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
             self._ready.notify_all()
+
+    def _take_ready(self, batch: list[BatchRequest]) -> list[BatchRequest]:
+        """End the requests cancelled while they waited (the client left) without running them."""
+        for request in batch:
+            if request.cancelled.is_set():
+                request.finish(result=GenerationResult(len(request.prompt_ids), 0, FinishReason.CANCELLED))
+        return [request for request in batch if not request.finished.is_set()]
+
+    def _loop(self) -> None:  # pragma: no cover - every scheduler defines its own
+        raise NotImplementedError
+
+
+class StaticBatchScheduler(RequestScheduler):
+    """Batches that run whole: `run_batch` gets the rows and must finish every one of them."""
+
+    def __init__(
+        self,
+        *,
+        run_batch: BatchRunner,
+        max_batch_size: int,
+        max_concurrent_batches: int,
+        gather_seconds: float,
+        overflow_after_seconds: float,
+        name: str,
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, name=name)
+        self._run_batch = run_batch
+        self._thread_count = max(1, max_concurrent_batches)
+        self._gather_seconds = max(0.0, gather_seconds)
+        self._overflow_after_seconds = max(0.0, overflow_after_seconds)
+        self._running = 0
 
     def _startable(self, now: float) -> bool:
         """Whether a batch may start now: nothing else runs, a batch is full, or someone waited long."""
@@ -213,11 +237,7 @@ class BatchScheduler:
             batch = self._pending[: self._max_batch_size]
             del self._pending[: len(batch)]
             self._running += 1
-        # Cancelled while waiting (the client left): end them without spending a batch row.
-        for request in batch:
-            if request.cancelled.is_set():
-                request.finish(result=GenerationResult(len(request.prompt_ids), 0, FinishReason.CANCELLED))
-        return [request for request in batch if not request.finished.is_set()]
+        return self._take_ready(batch)
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:

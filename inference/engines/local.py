@@ -1,8 +1,9 @@
 """The local engine: a Hugging Face model directory run with transformers + torch.
 
-Concurrent requests are batched (see `inference.engines.batching`): each batch is one
-left-padded `generate()` call in which every row keeps its own limits, sampling settings,
-stop sequences and cancel flag.
+Concurrent requests are batched, each row keeping its own limits, sampling settings, stop
+sequences and cancel flag: continuously where the model's cache allows it (requests join
+and leave between steps, `inference.engines.continuous`), otherwise in static batches of
+one left-padded `generate()` call each (`inference.engines.batching`).
 """
 
 import time
@@ -17,7 +18,12 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
 )
-from inference.engines.batching import BatchRequest, BatchScheduler
+from inference.engines.batching import BatchRequest, RequestScheduler, StaticBatchScheduler
+from inference.engines.continuous import (
+    ContinuousBatch,
+    ContinuousBatchScheduler,
+    continuous_batching_supported,
+)
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.device import device_resolve, dtype_resolve
 from inference.engines.sampling import PerRowSampling
@@ -41,6 +47,7 @@ class LocalTransformersEngine:
         device: str = "auto",
         dtype: str = "auto",
         allow_pickle_weights: bool = False,
+        batching: str = "continuous",
         max_batch_size: int = 8,
         max_concurrent_batches: int = 2,
         batch_gather_seconds: float = 0.01,
@@ -70,14 +77,30 @@ class LocalTransformersEngine:
         self.eos_token_id: int | None = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
-        self.scheduler = BatchScheduler(
-            run_batch=self._run_batch,
-            max_batch_size=max_batch_size,
-            max_concurrent_batches=max_concurrent_batches,
-            gather_seconds=batch_gather_seconds,
-            overflow_after_seconds=batch_overflow_after_seconds,
-            name=directory.name,
-        )
+        self.scheduler: RequestScheduler
+        if batching == "continuous" and continuous_batching_supported(self.model):
+            self.batching = "continuous"
+            self.scheduler = ContinuousBatchScheduler(
+                new_batch=lambda: ContinuousBatch(
+                    model=self.model,
+                    tokenizer=self.tokenizer,
+                    device=self.device,
+                    pad_token_id=self.pad_token_id,
+                ),
+                max_batch_size=max_batch_size,
+                name=directory.name,
+            )
+        else:
+            # Static batches run through `generate()` itself, so they serve any architecture.
+            self.batching = "static"
+            self.scheduler = StaticBatchScheduler(
+                run_batch=self._run_batch,
+                max_batch_size=max_batch_size,
+                max_concurrent_batches=max_concurrent_batches,
+                gather_seconds=batch_gather_seconds,
+                overflow_after_seconds=batch_overflow_after_seconds,
+                name=directory.name,
+            )
 
     def close(self) -> None:
         """Stop the batch threads (called when the engine is unloaded)."""

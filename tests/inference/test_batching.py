@@ -1,4 +1,4 @@
-"""Concurrent requests to one model run as batches, and every row keeps its own terms."""
+"""Concurrent requests to one model run as batches (static or continuous); every row keeps its own terms."""
 
 import threading
 from collections.abc import Callable, Iterator
@@ -8,7 +8,7 @@ import pytest
 
 from inference.demo_model import DEMO_CONTEXT_LENGTH
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
-from inference.engines.batching import BatchRequest, BatchScheduler
+from inference.engines.batching import BatchRequest, StaticBatchScheduler
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.sampling import PerRowSampling
 from inference.manifest import manifest_compute
@@ -38,16 +38,18 @@ def _concurrently(calls: list[Callable[[], object]]) -> list[object]:
     return results
 
 
-@pytest.fixture
-def patient_engine(demo_directory: Path) -> Iterator[LocalTransformersEngine]:
-    """An engine whose batches wait long enough that concurrent test threads always share one."""
+@pytest.fixture(params=["static", "continuous"])
+def patient_engine(request: pytest.FixtureRequest, demo_directory: Path) -> Iterator[LocalTransformersEngine]:
+    """Either kind of batching; static batches wait long enough that concurrent test threads share one."""
     engine = LocalTransformersEngine(
         directory=demo_directory,
         manifest=manifest_compute(directory=demo_directory),
         context_length=DEMO_CONTEXT_LENGTH,
+        batching=request.param,
         batch_gather_seconds=0.5,
         max_concurrent_batches=1,
     )
+    assert engine.batching == request.param
     yield engine
     engine.close()
 
@@ -77,7 +79,9 @@ def test_eight_concurrent_requests_run_as_one_batch(patient_engine: LocalTransfo
     results = _concurrently(
         [_generate(patient_engine, pieces, max_tokens=12, temperature=0.7) for pieces in outputs]
     )
-    assert patient_engine.scheduler.batch_sizes == {8: 1}
+    if patient_engine.batching == "static":
+        assert patient_engine.scheduler.batch_sizes == {8: 1}
+    assert sum(size * count for size, count in patient_engine.scheduler.batch_sizes.items()) == 8
     for pieces, result in zip(outputs, results, strict=True):
         assert isinstance(result, GenerationResult)
         assert result.completion_tokens == len(pieces)
@@ -100,7 +104,8 @@ def test_each_row_keeps_its_own_limits_stop_and_cancel(patient_engine: LocalTran
             ),
         ]
     )
-    assert patient_engine.scheduler.batch_sizes == {4: 1}
+    if patient_engine.batching == "static":
+        assert patient_engine.scheduler.batch_sizes == {4: 1}
     short_result, long_result, stopped_result, cancelled_result = results
     assert (len(short), short_result.finish_reason) == (5, FinishReason.LENGTH)  # type: ignore[union-attr]
     assert (len(long), long_result.finish_reason) == (40, FinishReason.LENGTH)  # type: ignore[union-attr]
@@ -176,7 +181,7 @@ def test_per_row_sampling_applies_each_rows_settings() -> None:
     assert torch.allclose(processed[2], scores[2] / 2)
 
 
-def _blocking_scheduler(release: threading.Event, seen: list[list[BatchRequest]]) -> BatchScheduler:
+def _blocking_scheduler(release: threading.Event, seen: list[list[BatchRequest]]) -> StaticBatchScheduler:
     def run_batch(batch: list[BatchRequest]) -> None:
         seen.append(batch)
         release.wait(timeout=30)
@@ -184,7 +189,7 @@ def _blocking_scheduler(release: threading.Event, seen: list[list[BatchRequest]]
             request.emit("x")
             request.finish(result=GenerationResult(len(request.prompt_ids), 1, FinishReason.STOP))
 
-    return BatchScheduler(
+    return StaticBatchScheduler(
         run_batch=run_batch,
         max_batch_size=8,
         max_concurrent_batches=1,
