@@ -173,7 +173,17 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
     list_filter = ("status", "backend")
     # Status changes go through the actions below (services, audited); the manifest is set at
     # registration and the credential is a reference to a secret, never the secret.
-    readonly_fields = ("status", "manifest", "created_by", "created_at", "promoted_at", "retired_at")
+    # Hub origin is recorded at registration: the files are what the manifest says, not the hub.
+    readonly_fields = (
+        "status",
+        "manifest",
+        "hub_repo",
+        "hub_revision",
+        "created_by",
+        "created_at",
+        "promoted_at",
+        "retired_at",
+    )
     actions = ["stage", "promote", "retire"]
 
     @admin.action(description="Stage (draft → staging)")

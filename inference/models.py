@@ -53,8 +53,12 @@ class ModelVersion(models.Model):
     label = models.CharField(max_length=64)
     backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
     # transformers: a local Hugging Face model directory (absolute, or relative to
-    # GATEHOUSE_MODEL_ROOT) or a hub id where a hub is reachable. openai_compatible: unused.
+    # GATEHOUSE_MODEL_ROOT); a hub id is fetched into one at registration (inference.hub).
+    # openai_compatible: unused.
     source = models.CharField(max_length=500, blank=True)
+    # Versions fetched from a hub: where from, and the exact commit (the files are local).
+    hub_repo = models.CharField(max_length=200, blank=True)
+    hub_revision = models.CharField(max_length=64, blank=True)
     remote_base_url = models.URLField(blank=True)
     remote_model = models.CharField(max_length=200, blank=True)
     # The *name* of the setting or environment variable holding the remote API key; the key

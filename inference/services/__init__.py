@@ -15,6 +15,7 @@ from inference.services.registry import (
     model_register,
     model_source_relative,
     model_version_register,
+    model_version_register_from_hub,
     model_version_register_remote,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "model_version_canary_start",
     "model_version_promote",
     "model_version_register",
+    "model_version_register_from_hub",
     "model_version_register_remote",
     "model_version_retire",
     "model_version_rollback",

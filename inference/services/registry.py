@@ -1,5 +1,6 @@
 """The model registry: models, versions and their lifecycle."""
 
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -8,6 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from audit.services import audit_event_record
+from inference.hub import HubUnavailable, hub_snapshot_fetch
 from inference.manifest import Progress, manifest_compute
 from inference.models import Model, ModelVersion
 from inference.services._actors import actor_kwargs
@@ -58,6 +60,8 @@ def model_version_register(
     allow_pickle_weights: bool = False,
     actor: User | None,
     progress: Progress | None = None,
+    hub_repo: str = "",
+    hub_revision: str = "",
 ) -> ModelVersion:
     """Register a local model directory as a draft version, recording its SHA-256 manifest."""
     version = ModelVersion(
@@ -65,6 +69,8 @@ def model_version_register(
         label=label,
         backend=ModelVersion.Backend.TRANSFORMERS,
         source=source,
+        hub_repo=hub_repo,
+        hub_revision=hub_revision,
         dtype=dtype,
         context_length=context_length,
         allow_pickle_weights=allow_pickle_weights,
@@ -73,9 +79,65 @@ def model_version_register(
     version.manifest = manifest_compute(directory=version.source_path, progress=progress)
     if not version.manifest:
         raise ValidationError(f"The model directory {version.source_path.name!r} holds no files.")
-    return _version_save(
-        version, actor=actor, after={"label": label, "source": source, "files": sorted(version.manifest)}
-    )
+    after: dict[str, object] = {"label": label, "source": source, "files": sorted(version.manifest)}
+    if hub_repo:
+        after |= {"hub_repo": hub_repo, "hub_revision": hub_revision}
+    return _version_save(version, actor=actor, after=after)
+
+
+def model_version_register_from_hub(
+    *,
+    model_name: str,
+    label: str,
+    repo_id: str,
+    revision: str = "main",
+    context_length: int,
+    dtype: str = "auto",
+    allow_pickle_weights: bool = False,
+    open_to_all: bool = False,
+    actor: User | None,
+    progress: Progress | None = None,
+) -> ModelVersion:
+    """Fetch a hub repository into the model root and register it as a draft version.
+
+    The model is created (with `open_to_all`) if it does not exist yet. The download runs
+    before any database write and outside any transaction (it can take long); the model and
+    version are then written together, and if that fails the downloaded files are removed:
+    nothing is left half-registered.
+    """
+    model = Model.objects.filter(name=model_name).first()
+    if model is not None and ModelVersion.objects.filter(model=model, label=label).exists():
+        raise ValidationError(f"{model_name} already has a version labelled {label!r}.")
+    directory = Path(settings.GATEHOUSE_MODEL_ROOT) / model_name / label
+    if directory.exists():
+        raise ValidationError(f"{model_name}/{label} already exists under the model root.")
+    try:
+        commit = hub_snapshot_fetch(
+            repo_id=repo_id, revision=revision, directory=directory, allow_pickle_weights=allow_pickle_weights
+        )
+        if not (directory / "config.json").is_file():
+            raise ValidationError(f"{repo_id} is not a transformers model (it has no config.json).")
+        with transaction.atomic():
+            if model is None:
+                model = model_register(name=model_name, open_to_all=open_to_all, actor=actor)
+            return model_version_register(
+                model=model,
+                label=label,
+                source=model_source_relative(directory=directory),
+                context_length=context_length,
+                dtype=dtype,
+                allow_pickle_weights=allow_pickle_weights,
+                actor=actor,
+                progress=progress,
+                hub_repo=repo_id,
+                hub_revision=commit,
+            )
+    except HubUnavailable as unavailable:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise ValidationError(str(unavailable)) from unavailable
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 @transaction.atomic

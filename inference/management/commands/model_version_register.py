@@ -1,4 +1,4 @@
-"""`manage.py model_version_register`: register a local Hugging Face directory as a new version."""
+"""`manage.py model_version_register`: register a local directory, or a hub repository, as a new version."""
 
 from pathlib import Path
 from typing import Any
@@ -8,22 +8,30 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
-from inference.manifest import model_files
-from inference.models import Model
-from inference.services import model_register, model_source_relative, model_version_register
+from inference.manifest import Progress, model_files
+from inference.models import Model, ModelVersion
+from inference.services import (
+    model_register,
+    model_source_relative,
+    model_version_register,
+    model_version_register_from_hub,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Register a local Hugging Face model directory as a draft version of MODEL (created if new), "
-        "recording the SHA-256 of every file. Stage and promote it in the console."
+        "Register a local Hugging Face model directory (or, where a hub is reachable, a hub "
+        "repository, fetched once into the model root) as a draft version of MODEL (created if "
+        "new), recording the SHA-256 of every file. Stage and promote it in the console."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model", help="model name users ask for, e.g. llama-3-8b")
         parser.add_argument(
-            "directory", type=Path, help="the model directory (config.json, weights, tokenizer)"
+            "directory", type=Path, nargs="?", help="the model directory (config.json, weights, tokenizer)"
         )
+        parser.add_argument("--hub-id", help="instead of a directory: a hub repository, e.g. org/model")
+        parser.add_argument("--revision", default="main", help="with --hub-id: branch, tag or commit")
         parser.add_argument("--label", required=True, help="version label, e.g. v2")
         parser.add_argument("--context-length", type=int, default=4096)
         parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
@@ -35,28 +43,49 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if (options["directory"] is None) == (options["hub_id"] is None):
+            raise CommandError("Give either a model directory or --hub-id, not both and not neither.")
+        try:
+            version = self._from_hub(options) if options["hub_id"] else self._from_directory(options)
+        except ValidationError as invalid:
+            raise CommandError("; ".join(invalid.messages)) from None
+        self.stdout.write(f"Registered {version} as a draft ({len(version.manifest)} files).")
+
+    def _common(self, options: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        return {
+            "label": options["label"],
+            "context_length": options["context_length"],
+            "dtype": options["dtype"],
+            "allow_pickle_weights": options["allow_pickle_weights"],
+            "actor": None,
+            "progress": progress,
+        }
+
+    def _from_directory(self, options: dict[str, Any]) -> ModelVersion:
         directory: Path = options["directory"].resolve()
         if not (directory / "config.json").is_file():
             raise CommandError(f"{directory} is not a Hugging Face model directory (no config.json).")
         total = sum(path.stat().st_size for path in model_files(directory=directory))
-        try:
-            with (
-                transaction.atomic(),
-                tqdm(total=total, unit="B", unit_scale=True, desc="hashing", file=self.stderr) as bar,
-            ):
-                model = Model.objects.filter(name=options["model"]).first() or model_register(
-                    name=options["model"], open_to_all=options["open_to_all"], actor=None
-                )
-                version = model_version_register(
-                    model=model,
-                    label=options["label"],
-                    source=model_source_relative(directory=directory),
-                    context_length=options["context_length"],
-                    dtype=options["dtype"],
-                    allow_pickle_weights=options["allow_pickle_weights"],
-                    actor=None,
-                    progress=bar.update,
-                )
-        except ValidationError as invalid:
-            raise CommandError("; ".join(invalid.messages)) from None
-        self.stdout.write(f"Registered {version} as a draft ({len(version.manifest)} files, {total} bytes).")
+        with (
+            transaction.atomic(),
+            tqdm(total=total, unit="B", unit_scale=True, desc="hashing", file=self.stderr) as bar,
+        ):
+            model = Model.objects.filter(name=options["model"]).first() or model_register(
+                name=options["model"], open_to_all=options["open_to_all"], actor=None
+            )
+            return model_version_register(
+                model=model,
+                source=model_source_relative(directory=directory),
+                **self._common(options, bar.update),
+            )
+
+    def _from_hub(self, options: dict[str, Any]) -> ModelVersion:
+        self.stderr.write(f"fetching {options['hub_id']}@{options['revision']} from the hub...")
+        with tqdm(unit="B", unit_scale=True, desc="hashing", file=self.stderr) as bar:
+            return model_version_register_from_hub(
+                model_name=options["model"],
+                repo_id=options["hub_id"],
+                revision=options["revision"],
+                open_to_all=options["open_to_all"],
+                **self._common(options, bar.update),
+            )
