@@ -163,7 +163,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return chat
 
     async def generation_tokens(self, event: dict[str, Any]) -> None:
-        """One channel-layer event may carry several tokens; each is its own frame (SPEC §6)."""
+        """One event may carry several tokens, each its own frame (SPEC §6), or none: a heartbeat."""
         if self._current(event) is None:
             return
         client_id, first = event["client_id"], event["index"]

@@ -165,8 +165,9 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
     index = 0
 
     def on_token(texts: list[str]) -> None:
+        # An empty `texts` is a heartbeat: sent on, so the consumer knows this worker is alive.
         nonlocal index
-        if outcome.first_token_at is None:
+        if texts and outcome.first_token_at is None:
             outcome.first_token_at = time.time()
         relay.send(
             {

@@ -202,7 +202,9 @@ GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_D
 # A generation that sends nothing for this long is given up as lost (worker dead, or no worker
 # serving the model): the client gets `unavailable`. The first event allows for a model load.
 GATEHOUSE_GENERATION_START_TIMEOUT = env.float("GATEHOUSE_GENERATION_START_TIMEOUT", default=120.0)
-GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEOUT", default=30.0)
+# Local generations send a heartbeat every 2 s even while they wait, so 10 s of silence means
+# the worker is gone.
+GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEOUT", default=10.0)
 # Loaded models share this much memory (weights, estimated from their files); least recently
 # used ones are unloaded first.
 GATEHOUSE_ENGINE_MEMORY_BUDGET_MB = env.int("GATEHOUSE_ENGINE_MEMORY_BUDGET_MB", default=16 * 1024)

@@ -19,10 +19,18 @@ def database_url(database: dict[str, Any]) -> str:
 
 
 class CeleryWorker:
-    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        queues: str = "inference.demo-tiny,inference.remote-model,celery",
+        name: str = "gatehouse-test",
+    ) -> None:
         self.env = env
         self.log_path = log_path
-        self.hostname = f"gatehouse-test-{os.getpid()}@localhost"
+        self.queues = queues
+        self.hostname = f"{name}-{os.getpid()}@localhost"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 90.0) -> None:
@@ -38,7 +46,7 @@ class CeleryWorker:
                 "gatehouse",
                 "worker",
                 "--queues",
-                "inference.demo-tiny,inference.remote-model,celery",
+                self.queues,
                 "--pool",
                 "threads",
                 "--concurrency",

@@ -39,6 +39,7 @@ class GenerationResult:
 # Called with the texts of one or more new tokens, in order: one text per token (it may be
 # empty while a multi-byte character is still incomplete). Several arrive at once when the
 # reader fell behind, so a slow hop (the channel layer) is paid per call, not per token.
+# An empty list is a heartbeat: the generation is alive but has nothing new yet.
 # Blocking here slows generation down: that is the back-pressure a slow reader applies.
 TokenCallback = Callable[[list[str]], None]
 # Polled between tokens; True ends the generation with finish reason "cancelled".

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 _ROW_BUFFER_TOKENS = 256
 # A batch gathers companions for at most this many quiet gaps (`gather_seconds`).
 _GATHER_CAP_GAPS = 10
+# A request that waits (for a batch row, or a slow step) tells its reader it is alive this
+# often, so watchers can tell a dead worker from a busy one within seconds.
+HEARTBEAT_SECONDS = 2.0
 # How often a waiting request asks whether it was cancelled.
 _CANCEL_POLL_SECONDS = 0.02
 
@@ -114,6 +117,7 @@ class RequestScheduler:
     ) -> GenerationResult:
         """Submit `request` and serve its reader until it ends; the calling thread does the I/O.
 
+        `on_token` gets an empty list every HEARTBEAT_SECONDS while nothing else arrives.
         Cancellation is polled before every token and between tokens; once cancelled, what
         the batch already queued is dropped, and the result counts the tokens delivered.
         If `on_token` raises (the reader is gone), the request is cancelled and the error
@@ -121,6 +125,7 @@ class RequestScheduler:
         """
         self._submit(request)
         delivered = 0
+        last_call = time.monotonic()
         try:
             while not request.cancelled.is_set():
                 texts = _drain(request.texts)
@@ -128,9 +133,11 @@ class RequestScheduler:
                     break
                 if should_stop():
                     request.cancelled.set()
-                elif texts:
+                elif texts or time.monotonic() - last_call >= HEARTBEAT_SECONDS:
+                    # An empty call is a heartbeat: the generation is alive, only waiting.
                     on_token(texts)
                     delivered += len(texts)
+                    last_call = time.monotonic()
             request.finished.wait()
         except BaseException:
             request.cancelled.set()

@@ -264,3 +264,21 @@ def test_closing_the_scheduler_fails_what_still_waits() -> None:
     assert errors
     assert "unloaded" in str(errors[0])
     assert running.result == GenerationResult(1, 1, FinishReason.STOP)
+
+
+def test_a_waiting_request_sends_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While it waits for a row, the reader hears empty batches: alive, nothing new."""
+    monkeypatch.setattr("inference.engines.batching.HEARTBEAT_SECONDS", 0.05)
+    release, seen = threading.Event(), []  # type: ignore[var-annotated]
+    scheduler = _blocking_scheduler(release, seen)
+    calls: list[list[str]] = []
+    threading.Timer(0.5, release.set).start()
+    result = scheduler.run(
+        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=4)),
+        on_token=calls.append,
+        should_stop=lambda: False,
+    )
+    assert result.completion_tokens == 1
+    assert calls[-1] == ["x"]
+    assert [] in calls[:-1]
+    scheduler.close()

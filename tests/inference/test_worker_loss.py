@@ -1,0 +1,89 @@
+"""A worker killed mid-stream: the client hears `unavailable` within seconds, and it is audited.
+
+Production profile only: it kills a real Celery worker process (one of its own, serving a
+model of its own, so the suite's shared worker lives on).
+"""
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.test import override_settings
+
+from accounts.models import User
+from audit.models import AuditEvent
+from tests.celery_worker import CeleryWorker, database_url
+from tests.inference.websocket import access_token, chat_frame, communicator_for
+from tests.profile import PRODUCTION
+
+pytestmark = [
+    pytest.mark.skipif(not PRODUCTION, reason="kills a Celery worker process (production profile)"),
+    pytest.mark.django_db(transaction=True),
+]
+
+STALL_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def mortal_worker(tmp_path: Path, model_root: Path) -> Iterator[CeleryWorker]:
+    worker = CeleryWorker(
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url(settings.DATABASES["default"]),
+            "REDIS_URL": settings.REDIS_URL,
+            "GATEHOUSE_MODEL_ROOT": str(model_root),
+        },
+        log_path=tmp_path / "mortal-worker.log",
+        queues="inference.mortal-model",
+        name="mortal",
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def _mortal_model(alice: User) -> None:
+    from inference.services import model_register, model_version_promote
+    from tests.inference.test_lifecycle import register_second_version
+
+    model = model_register(name="mortal-model", open_to_all=True, actor=alice)
+    model_version_promote(version=register_second_version(model, actor=alice, label="v1"), actor=alice)
+
+
+@override_settings(GATEHOUSE_GENERATION_STALL_TIMEOUT=STALL_TIMEOUT)
+async def test_a_worker_killed_mid_stream_ends_the_chat_unavailable_promptly(
+    alice: User, bob: User, mortal_worker: CeleryWorker
+) -> None:
+    await database_sync_to_async(_mortal_model)(alice)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    # Greedy: the demo model never ends early, so 480 tokens keep it busy past the kill.
+    await communicator.send_json_to(
+        chat_frame("doomed", model="mortal-model", max_tokens=480, temperature=0.0)
+    )
+    frames = [await communicator.receive_json_from(timeout=60)]
+    while frames[-1]["type"] != "token":
+        frames.append(await communicator.receive_json_from(timeout=60))
+    assert mortal_worker.process is not None
+    mortal_worker.process.kill()
+    killed_at = time.monotonic()
+    while frames[-1]["type"] not in ("done", "error"):
+        frames.append(await communicator.receive_json_from(timeout=STALL_TIMEOUT + 10))
+    waited = time.monotonic() - killed_at
+    await communicator.disconnect()
+    assert frames[-1] == {
+        "type": "error",
+        "id": "doomed",
+        "code": "unavailable",
+        "message": "The model did not respond in time; try again.",
+    }
+    assert waited < STALL_TIMEOUT + 2
+    tokens = [frame for frame in frames if frame["type"] == "token"]
+    assert [frame["index"] for frame in tokens] == list(range(len(tokens)))
+    assert len(tokens) < 480
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
+    assert event.metadata["reason"] == "the model worker stopped responding"
