@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 from bench.client import login
 from bench.engine import engine_batching_compare
@@ -26,7 +27,10 @@ def _reachable(database_url: str | None, redis_url: str | None) -> bool:
         import psycopg
         import redis
 
-        psycopg.connect(database_url, connect_timeout=3).close()
+        # The stack gets a database of its own; the server's maintenance database proves it is up.
+        psycopg.connect(
+            urlunparse(urlparse(database_url)._replace(path="/postgres")), connect_timeout=3
+        ).close()
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except Exception:  # noqa: BLE001 - any failure means "not available here"
         return False
