@@ -24,7 +24,7 @@ from inference.cancellation import generation_cancel_request
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.generation import GenerationJob
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
-from inference.services import ChatRejected, chat_prepare, chat_record_outcome
+from inference.services import ChatRejected, chat_prepare, chat_record_lost
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 WATCHDOG_INTERVAL_SECONDS = 0.5
@@ -220,18 +220,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _record_lost(self, job: GenerationJob, *, reason: str) -> None:
         """Audit a generation that cannot audit itself: it never ran, or its worker went silent."""
-        await database_sync_to_async(chat_record_outcome)(
-            user_id=job.user_id,
-            api_key_id=job.api_key_id,
-            version_id=job.version_id,
-            failed=True,
-            metadata={
-                "client_id": job.client_id,
-                "generation_id": job.generation_id,
-                "code": "unavailable",
-                "reason": reason,
-            },
-        )
+        await database_sync_to_async(chat_record_lost)(job=job, reason=reason)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ class GenerationJob:
     client_ip: str | None = None
     # Wall-clock time (epoch seconds) the web tier queued the job: latency includes the queue.
     enqueued_at: float = 0.0
+    # Which door the request came through: "websocket" or "api" (/v1/chat/completions).
+    channel: str = "websocket"
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +94,7 @@ class _Outcome:
             api_key_id=self.job.api_key_id,
             version_id=self.job.version_id,
             failed=failed,
+            channel=self.job.channel,
             metadata={
                 "client_id": self.job.client_id,
                 "generation_id": self.job.generation_id,

@@ -18,6 +18,7 @@ _OPENAI_TYPES = {
     status.HTTP_403_FORBIDDEN: "permission_error",
     status.HTTP_404_NOT_FOUND: "not_found_error",
     status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "server_error",
 }
 
 

@@ -51,6 +51,7 @@ def test_openapi_schema_and_docs_are_public(client: Client) -> None:
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/auth/token/" in schema.content
+    assert b"/v1/chat/completions" in schema.content
     assert client.get("/api/docs/").status_code == 200
 
 

@@ -53,6 +53,36 @@ class TestModelDetailHidden(TestModelDetailGranted):
         return "/v1/models/hidden-model"
 
 
+class TestChatCompletionGranted(PermissionMatrix):
+    """Object-level access before anything runs: the matrix models have no production version,
+    so whoever may use the model hears 503, and whoever may not hears 404, like a missing one."""
+
+    route = "/v1/chat/completions"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 503,
+        "bob": 503,
+        "dave": 404,
+        "carol": 404,
+    }
+    model = "granted-model"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"model": self.model, "messages": [{"role": "user", "content": "hi"}]}
+
+
+class TestChatCompletionHidden(TestChatCompletionGranted):
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 503,
+        "bob": 404,
+        "dave": 404,
+        "carol": 404,
+    }
+    model = "hidden-model"
+
+
 class TestApiKeyList(PermissionMatrix):
     route = "/api/keys/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

@@ -14,3 +14,52 @@ class ModelListSerializer(serializers.Serializer):  # type: ignore[type-arg]
     object = serializers.CharField(default="list")
     # DRF moves declared fields off the class, so this does not shadow `Serializer.data` at run time.
     data = ModelEntrySerializer(many=True)  # type: ignore[assignment]
+
+
+class ChatMessageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant"])
+    content = serializers.CharField(help_text="Text, or a list of {type: text, text} parts.")
+
+
+class StreamOptionsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    include_usage = serializers.BooleanField(default=False)
+
+
+class ChatCompletionRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    messages = ChatMessageSerializer(many=True)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, help_text="Capped per model.")
+    max_completion_tokens = serializers.IntegerField(required=False, min_value=1)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    stop = serializers.ListField(child=serializers.CharField(), required=False, max_length=4)
+    stream = serializers.BooleanField(default=False)
+    stream_options = StreamOptionsSerializer(required=False)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=1)
+
+
+class CompletionMessageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    role = serializers.CharField(default="assistant")
+    content = serializers.CharField()
+
+
+class CompletionChoiceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    index = serializers.IntegerField()
+    message = CompletionMessageSerializer()
+    finish_reason = serializers.ChoiceField(choices=["stop", "length"])
+
+
+class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class ChatCompletionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.CharField()
+    object = serializers.CharField(default="chat.completion")
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    system_fingerprint = serializers.CharField(help_text="model@version that answered")
+    choices = CompletionChoiceSerializer(many=True)
+    usage = UsageSerializer()

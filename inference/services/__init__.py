@@ -1,7 +1,13 @@
 """Writes for models and inference. Import from here; the modules group them by concern."""
 
 from inference.services.access import model_access_grant, model_access_revoke
-from inference.services.chat import ChatPlan, ChatRejected, chat_prepare, chat_record_outcome
+from inference.services.chat import (
+    ChatPlan,
+    ChatRejected,
+    chat_prepare,
+    chat_record_lost,
+    chat_record_outcome,
+)
 from inference.services.demo import demo_model_ensure
 from inference.services.lifecycle import (
     model_canary_stop,
@@ -23,6 +29,7 @@ __all__ = [
     "ChatPlan",
     "ChatRejected",
     "chat_prepare",
+    "chat_record_lost",
     "chat_record_outcome",
     "demo_model_ensure",
     "model_access_grant",

@@ -1,6 +1,7 @@
 """The chat lifecycle: deciding what serves a request, and auditing how it ended."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
@@ -10,6 +11,9 @@ from inference.engines.base import GenerationParams
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_get_usable, model_version_route
+
+if TYPE_CHECKING:  # generation imports these services; only the type is needed here
+    from inference.generation import GenerationJob
 
 DEFAULT_TEMPERATURE = 0.7
 
@@ -65,6 +69,7 @@ def chat_record_outcome(
     version_id: int,
     metadata: dict[str, object],
     failed: bool,
+    channel: str = "websocket",
 ) -> AuditEvent:
     """Audit one chat once it has ended, whichever way it ended.
 
@@ -82,5 +87,22 @@ def chat_record_outcome(
         actor_display=principal.audit_display,
         target=version,
         outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,
-        metadata={"channel": "websocket", "model": version.model.name, "version": version.label, **metadata},
+        metadata={"channel": channel, "model": version.model.name, "version": version.label, **metadata},
+    )
+
+
+def chat_record_lost(*, job: "GenerationJob", reason: str) -> AuditEvent:
+    """Audit a generation that cannot audit itself: it never ran, or its worker went silent."""
+    return chat_record_outcome(
+        user_id=job.user_id,
+        api_key_id=job.api_key_id,
+        version_id=job.version_id,
+        failed=True,
+        channel=job.channel,
+        metadata={
+            "client_id": job.client_id,
+            "generation_id": job.generation_id,
+            "code": "unavailable",
+            "reason": reason,
+        },
     )

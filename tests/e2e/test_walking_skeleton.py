@@ -9,23 +9,15 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
-from tests.e2e.server import ServedGatehouse, serve
+from tests.e2e.server import ServedGatehouse
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGatehouse]:
-    served, stop = serve(tmp_path_factory.mktemp("served"))
-    yield served
-    stop()
 
 
 def _post_json(url: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,143 @@
+"""Validate an OpenAI chat completion request body, as OpenAI does, into a chat frame.
+
+What Gatehouse honours: model, messages, max_tokens / max_completion_tokens, temperature,
+top_p, stop, stream, stream_options.include_usage. Accepted at their neutral values only
+(anything else is refused, never silently ignored): n, presence_penalty,
+frequency_penalty, logprobs, logit_bias, response_format, tools. Accepted and not used:
+user, seed, metadata, store. Any other field is refused, with OpenAI's message.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from inference.protocol import ChatFrame, ProtocolError, frame_parse
+
+_NEUTRAL: dict[str, tuple[object, ...]] = {
+    "n": (None, 1),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "parallel_tool_calls": (None, True, False),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "store": (None, False),
+}
+_UNUSED = ("user", "seed", "metadata")
+_HONOURED = (
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+)
+_WHY_NOT: dict[str, str] = {
+    "n": "Only one choice per request is supported (n must be 1).",
+    "tools": "Tool calling is not supported.",
+    "tool_choice": "Tool calling is not supported.",
+    "functions": "Function calling is not supported.",
+    "function_call": "Function calling is not supported.",
+    "logprobs": "Log probabilities are not supported.",
+    "top_logprobs": "Log probabilities are not supported.",
+}
+# OpenAI's newer name for the system role.
+_ROLE_ALIASES = {"developer": "system"}
+
+
+class CompletionRequestInvalid(Exception):
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    frame: ChatFrame
+    stream: bool
+    include_usage: bool
+
+
+def _content_text(content: Any, position: int) -> Any:
+    """A message's content: a string, or OpenAI's list of text parts joined into one."""
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise CompletionRequestInvalid(
+                f"messages[{position}].content: only text parts are supported.", param=f"messages[{position}]"
+            )
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _messages(raw: Any) -> Any:
+    if not isinstance(raw, list):
+        return raw  # frame_parse explains what a messages list must be
+    messages = []
+    for position, message in enumerate(raw):
+        if not isinstance(message, dict):
+            messages.append(message)
+            continue
+        role = message.get("role")
+        role = _ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
+        messages.append({"role": role, "content": _content_text(message.get("content"), position)})
+    return messages
+
+
+def _stream_options(body: dict[str, Any], stream: bool) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not stream:
+        raise CompletionRequestInvalid(
+            "stream_options is only allowed when stream is true.", param="stream_options"
+        )
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise CompletionRequestInvalid(
+            "stream_options must be an object with a boolean include_usage.", param="stream_options"
+        )
+    return bool(options.get("include_usage", False))
+
+
+def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest:
+    if not isinstance(body, dict):
+        raise CompletionRequestInvalid("The request body must be a JSON object.")
+    for name in body:
+        if name not in _HONOURED and name not in _NEUTRAL and name not in _UNUSED:
+            raise CompletionRequestInvalid(f"Unrecognized request argument supplied: {name}", param=name)
+    for name, neutral in _NEUTRAL.items():
+        if body.get(name) not in neutral:
+            message = _WHY_NOT.get(name, f"{name} is not supported; leave it out or at its default.")
+            raise CompletionRequestInvalid(message, param=name)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise CompletionRequestInvalid("stream must be a boolean.", param="stream")
+    include_usage = _stream_options(body, stream)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    try:
+        frame = frame_parse(
+            {
+                "type": "chat",
+                "id": request_id[:64],
+                "model": body.get("model"),
+                "messages": _messages(body.get("messages")),
+                "max_tokens": max_tokens,
+                "temperature": body.get("temperature"),
+                "top_p": body.get("top_p"),
+                "stop": body.get("stop"),
+            }
+        )
+    except ProtocolError as invalid:
+        raise CompletionRequestInvalid(invalid.message) from None
+    assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
+    return CompletionRequest(frame=frame, stream=stream, include_usage=include_usage)

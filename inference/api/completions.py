@@ -1,0 +1,166 @@
+"""`POST /v1/chat/completions`: OpenAI's chat completions, whole or streamed as server-sent events.
+
+An async view: it awaits the generation's events on a channel of its own instead of holding
+a thread. The generation audits itself where it runs; a client that hangs up mid-stream
+cancels it (it then records itself as cancelled).
+"""
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from adrf.views import APIView
+from asgiref.sync import sync_to_async
+from django.http import HttpResponseBase, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.authentication import request_principal
+from accounts.models import User
+from audit.context import request_context_current
+from inference.api.completion_request import CompletionRequestInvalid, completion_request_parse
+from inference.api.openai_format import CompletionFormat, error_object, sse
+from inference.api.serializers import ChatCompletionRequestSerializer, ChatCompletionSerializer
+from inference.dispatch import InferenceBusy
+from inference.generation import GenerationJob
+from inference.generation_session import GenerationLost, GenerationSession
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The model is not available right now; try again shortly."
+    default_code = "unavailable"
+
+
+class TooManyRequests(APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "rate_limited"
+
+
+_REJECTIONS: dict[str, type[APIException]] = {
+    "not_found": NotFound,
+    "invalid": ValidationError,
+    "forbidden": PermissionDenied,
+    "unavailable": ServiceUnavailable,
+    "rate_limited": TooManyRequests,
+    "quota_exceeded": TooManyRequests,
+}
+
+
+def _rejection(code: str, message: str) -> APIException:
+    return _REJECTIONS.get(code, ServiceUnavailable)(message)
+
+
+class ChatCompletionView(APIView):  # type: ignore[misc]
+    required_scope = "chat"
+
+    @extend_schema(
+        operation_id="createChatCompletion",
+        request=ChatCompletionRequestSerializer,
+        responses={200: ChatCompletionSerializer},
+        description=(
+            "OpenAI-compatible chat completion. With `stream: true` the answer is a "
+            "`text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`."
+        ),
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        context = request_context_current()
+        request_id = context.request_id if context else uuid.uuid4().hex
+        try:
+            completion = completion_request_parse(request.data, request_id=request_id)
+        except CompletionRequestInvalid as invalid:
+            raise ValidationError({invalid.param or "detail": invalid.message}) from None
+        user: User = request.user  # type: ignore[assignment]
+        principal = request_principal(request)
+        try:
+            plan = await sync_to_async(chat_prepare)(
+                user=user, frame=completion.frame, sticky_key=f"{user.pk}:{request_id}"
+            )
+        except ChatRejected as rejected:
+            raise _rejection(rejected.code, rejected.message) from None
+        generation_id = uuid.uuid4().hex
+        session = GenerationSession(
+            lambda channel: GenerationJob(
+                generation_id=generation_id,
+                client_id=request_id[:64],
+                reply_channel=channel,
+                version_id=plan.version_id,
+                model_name=plan.model_name,
+                messages=[{"role": m.role, "content": m.content} for m in completion.frame.messages],
+                user_id=user.pk,
+                api_key_id=principal.api_key.pk if principal.api_key else None,
+                params=asdict(plan.params),
+                request_id=request_id,
+                client_ip=context.client_ip if context else None,
+                enqueued_at=time.time(),
+                channel="api",
+            )
+        )
+        try:
+            await session.start()
+        except InferenceBusy as busy:
+            assert session.job is not None  # noqa: S101 - the job exists before dispatch
+            await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
+            raise ServiceUnavailable("The model is busy; try again shortly.") from None
+        answer = CompletionFormat(
+            generation_id=generation_id, model=plan.model_name, version=plan.version_label
+        )
+        if completion.stream:
+            response = StreamingHttpResponse(
+                _stream(session, answer, include_usage=completion.include_usage),
+                content_type="text/event-stream",
+            )
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"  # proxies must pass each chunk on at once
+            return response
+        return Response(await _whole(session, answer, plan))
+
+
+async def _whole(session: GenerationSession, answer: CompletionFormat, plan: ChatPlan) -> dict[str, Any]:
+    texts: list[str] = []
+    try:
+        async for event in session.events():
+            if event["type"] == "generation.tokens":
+                texts.extend(event["texts"])
+            elif event["type"] == "generation.failed":
+                raise _rejection(event["code"], event["message"])
+            else:
+                return answer.completion(text="".join(texts), finished=event)
+    except GenerationLost:
+        raise ServiceUnavailable("The model did not respond in time; try again.") from None
+    finally:
+        await session.cancel()  # the client left while we waited; nothing if it ended
+    raise ServiceUnavailable("The generation ended without a result.")
+
+
+async def _stream(
+    session: GenerationSession, answer: CompletionFormat, *, include_usage: bool
+) -> AsyncIterator[str]:
+    """SSE chunks: the role, one per token, the finish reason, usage if asked, then [DONE]."""
+    try:
+        yield answer.chunk(delta={"role": "assistant", "content": ""}, include_usage=include_usage)
+        async for event in session.events():
+            if event["type"] == "generation.tokens":
+                for text in event["texts"]:
+                    yield answer.chunk(delta={"content": text}, include_usage=include_usage)
+            elif event["type"] == "generation.failed":
+                yield sse(error_object(message=event["message"], code=event["code"]))
+                return
+            else:
+                yield answer.chunk(
+                    delta={}, finish_reason=event["finish_reason"], include_usage=include_usage
+                )
+                if include_usage:
+                    yield answer.usage_chunk(event)
+                yield sse("[DONE]")
+    except GenerationLost:
+        yield sse(error_object(message="The model did not respond in time; try again.", code="unavailable"))
+    finally:
+        # Reached early when the client hangs up: the generation stops and records itself.
+        await session.cancel()

@@ -1,0 +1,67 @@
+"""OpenAI's response objects for chat completions: the whole answer, and streamed chunks."""
+
+import json
+import time
+from typing import Any
+
+
+def _usage(event: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = int(event["prompt_tokens"]), int(event["completion_tokens"])
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class CompletionFormat:
+    """Builds every object of one completion; they share its id, creation time and model."""
+
+    def __init__(self, *, generation_id: str, model: str, version: str) -> None:
+        self.id = f"chatcmpl-{generation_id}"
+        self.created = int(time.time())
+        self.model = model
+        # Which version answered, where OpenAI names the backend configuration.
+        self.fingerprint = f"{model}@{version}"
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+        }
+
+    def completion(self, *, text: str, finished: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **self._base("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finished["finish_reason"],
+                }
+            ],
+            "usage": _usage(finished),
+        }
+
+    def chunk(
+        self, *, delta: dict[str, str], finish_reason: str | None = None, include_usage: bool = False
+    ) -> str:
+        body: dict[str, Any] = {
+            **self._base("chat.completion.chunk"),
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            body["usage"] = None  # OpenAI sends null here; the totals come in a last chunk
+        return sse(body)
+
+    def usage_chunk(self, finished: dict[str, Any]) -> str:
+        return sse({**self._base("chat.completion.chunk"), "choices": [], "usage": _usage(finished)})
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event carrying `data` (a JSON object, or a literal like [DONE])."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def error_object(*, message: str, code: str, kind: str = "server_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}

@@ -1,0 +1,78 @@
+"""One generation driven from one coroutine: dispatch it, then read its events in order.
+
+The websocket consumer multiplexes many generations on its connection's channel. An HTTP
+request (/v1/chat/completions) runs one generation on a channel of its own, read here,
+with the same watchdog rules: a generation nobody starts, or that goes silent, is given up
+as lost, audited, and reported as `GenerationLost`.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from inference.cancellation import generation_cancel_request
+from inference.dispatch import generation_dispatch
+from inference.generation import GenerationJob
+from inference.services import chat_record_lost
+
+_FINAL_EVENTS = ("generation.finished", "generation.failed")
+
+
+class GenerationLost(Exception):
+    """No worker took the generation, or its worker stopped answering."""
+
+
+class GenerationSession:
+    def __init__(self, make_job: Callable[[str], GenerationJob]) -> None:
+        """`make_job` builds the job for the reply channel this session reads."""
+        self._make_job = make_job
+        self._layer = get_channel_layer()
+        self.job: GenerationJob | None = None
+        self.ended = False
+
+    async def start(self) -> GenerationJob:
+        """Dispatch the generation; raises `InferenceBusy` when the model's queue is full."""
+        channel = await self._layer.new_channel()
+        self.job = self._make_job(channel)
+        await generation_dispatch(job=self.job)
+        return self.job
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The generation's events up to its final one (`generation.finished` or `.failed`)."""
+        job = self.job
+        assert job is not None, "start() first"  # noqa: S101 - a programming error, not input
+        started = False
+        while True:
+            allowed = (
+                settings.GATEHOUSE_GENERATION_STALL_TIMEOUT
+                if started
+                else settings.GATEHOUSE_GENERATION_START_TIMEOUT
+            )
+            try:
+                event = await asyncio.wait_for(self._layer.receive(job.reply_channel), allowed)
+            except TimeoutError:
+                self.ended = True
+                await database_sync_to_async(generation_cancel_request)(generation_id=job.generation_id)
+                reason = (
+                    "the model worker stopped responding" if started else "no model worker took the request"
+                )
+                await database_sync_to_async(chat_record_lost)(job=job, reason=reason)
+                raise GenerationLost(reason) from None
+            if event.get("generation_id") != job.generation_id:
+                continue
+            started = True
+            if event["type"] in _FINAL_EVENTS:
+                self.ended = True
+            yield event
+            if self.ended:
+                return
+
+    async def cancel(self) -> None:
+        """Stop a generation whose reader left before its end (the client hung up)."""
+        if self.job is not None and not self.ended:
+            self.ended = True
+            await database_sync_to_async(generation_cancel_request)(generation_id=self.job.generation_id)
