@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
@@ -54,12 +55,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             client_ip=scope_client_ip(self.scope),
             user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512],
         )
+        # Revoking a key, ending sessions or deactivating the account reaches this group.
+        self.user_group = user_group(user_id=user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         # Running generations see the cancel flag, stop, and audit themselves as cancelled.
         if hasattr(self, "watchdog"):
             self.watchdog.cancel()
+        if hasattr(self, "user_group"):
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
         running = getattr(self, "running", {})
         for chat in running.values():
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
@@ -190,6 +196,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         client_id = event["client_id"]
         del self.running[client_id]
         await self._send_error(client_id, event["code"], event["message"])
+
+    async def credentials_changed(self, event: dict[str, Any]) -> None:
+        """A key was revoked or sessions ended for this user: re-check now, close if refused."""
+        try:
+            self.principal = await database_sync_to_async(principal_recheck)(self.principal)
+        except CredentialRejected as rejected:
+            await self._send_error(None, "forbidden", rejected.message)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            # disconnect() cancels what was running once the close completes.
 
     # --- lost generations ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.credential_events import credentials_changed_notify
 from accounts.key_material import api_key_format, api_key_material_new, api_key_secret_hash
 from accounts.models import ApiKey, User
 from audit.services import audit_event_record
@@ -84,6 +85,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
         return api_key
     api_key.revoked_at = timezone.now()
     api_key.save(update_fields=["revoked_at"])
+    credentials_changed_notify(user_id=api_key.user_id)
     audit_event_record(
         action="apikey.revoked",
         actor=actor,

@@ -22,6 +22,7 @@ from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.credential_events import credentials_changed_notify
 from accounts.login_throttle import login_failure_record, login_failures_clear, login_lockout_current
 from accounts.models import RefreshFamily, User
 from accounts.principal import CredentialRejected, user_credentials_check
@@ -183,5 +184,6 @@ def auth_logout(
     ended = RefreshFamily.objects.filter(pk=family_id, user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_reason="logout"
     )
+    credentials_changed_notify(user_id=user.pk)
     audit_event_record(action="auth.logout", actor=user, target=user, metadata={"session": str(family_id)})
     return ended

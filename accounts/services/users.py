@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.credential_events import credentials_changed_notify
 from accounts.models import RefreshFamily, User
 from accounts.roles import Role
 from audit.models import AuditEvent
@@ -91,6 +92,7 @@ def sessions_revoke_all(*, user: User, reason: str) -> int:
     now = timezone.now()
     user.tokens_valid_after = now
     user.save(update_fields=["tokens_valid_after"])
+    credentials_changed_notify(user_id=user.pk)
     return RefreshFamily.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=now, revoked_reason=reason
     )

@@ -1,14 +1,18 @@
 """The websocket accepts the same credentials as HTTP, plus single-use tickets."""
 
+import asyncio
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.services import api_key_create, api_key_revoke, user_deactivate
+from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.accounts.helpers import bearer_client, login
-from tests.inference.websocket import chat_frame, communicator_for, frames_until_end
+from tests.inference.websocket import FRAME_TIMEOUT, chat_frame, communicator_for, frames_until_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -74,32 +78,63 @@ async def test_an_api_key_without_the_chat_scope_is_refused(bob: User) -> None:
     assert code == 4403
 
 
-async def test_revoking_a_key_refuses_its_open_connection_on_the_next_message(
+async def _frames_until_error(communicator: Any) -> list[dict[str, Any]]:
+    frames = [await communicator.receive_json_from(timeout=10)]
+    while frames[-1]["type"] != "error":
+        frames.append(await communicator.receive_json_from(timeout=10))
+    return frames
+
+
+async def test_revoking_a_key_closes_its_open_connection_at_once_mid_stream(
     bob: User, demo_version: ModelVersion
 ) -> None:
     key, raw = await database_sync_to_async(api_key_create)(user=bob, name="ws", scopes=["chat"], actor=bob)
     communicator = communicator_for(token=raw)
     assert (await communicator.connect())[0]
+    # Greedy and at the model's cap: still streaming when the key is revoked.
+    await communicator.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
+    assert (await communicator.receive_json_from(timeout=FRAME_TIMEOUT))["type"] == "start"
     await database_sync_to_async(api_key_revoke)(api_key=key, actor=bob)
-    await communicator.send_json_to(chat_frame("after-revoke"))
-    error = await communicator.receive_json_from(timeout=10)
-    assert (error["type"], error["code"]) == ("error", "forbidden")
-    assert error["message"] == "This API key has been revoked."
+    # No frame from the client: the revocation itself reaches the connection.
+    *streamed, error = await _frames_until_error(communicator)
+    assert all(frame["type"] == "token" for frame in streamed)
+    assert (error["code"], error["message"]) == ("forbidden", "This API key has been revoked.")
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     await communicator.disconnect()
+    # The generation was cancelled with the connection and audited as such.
+    for _ in range(100):
+        events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events[0].metadata["finish_reason"] == "cancelled"
+    assert events[0].metadata["completion_tokens"] < 256
 
 
-async def test_deactivating_a_user_refuses_their_open_connection_on_the_next_message(
+async def test_deactivating_a_user_closes_their_open_connection_at_once(
     alice: User, bob: User, demo_version: ModelVersion
 ) -> None:
     pair = await database_sync_to_async(login)(bob)
     communicator = communicator_for(token=pair.access)
     assert (await communicator.connect())[0]
     await database_sync_to_async(user_deactivate)(user=bob, actor=alice)
-    await communicator.send_json_to(chat_frame("after-deactivation"))
-    error = await communicator.receive_json_from(timeout=10)
+    (error,) = await _frames_until_error(communicator)
     assert error["code"] == "forbidden"
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()
+
+
+async def test_another_users_revocation_leaves_a_connection_alone(
+    alice: User, bob: User, demo_version: ModelVersion
+) -> None:
+    communicator = communicator_for(token=(await database_sync_to_async(login)(bob)).access)
+    assert (await communicator.connect())[0]
+    key, _ = await database_sync_to_async(api_key_create)(
+        user=alice, name="other", scopes=["chat"], actor=alice
+    )
+    await database_sync_to_async(api_key_revoke)(api_key=key, actor=alice)
+    await communicator.send_json_to(chat_frame("still-fine", max_tokens=3))
+    assert (await frames_until_end(communicator, "still-fine"))[-1]["type"] == "done"
     await communicator.disconnect()
 
 

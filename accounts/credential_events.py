@@ -1,0 +1,40 @@
+"""Tell a user's open websocket connections that their credentials changed.
+
+A websocket outlives the request that opened it. When a key is revoked, sessions end or the
+account is deactivated, every connection of that user is told (through its per-user channel
+layer group) to re-check its credentials at once, instead of at its next frame.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+CREDENTIALS_CHANGED = "credentials.changed"
+
+
+def user_group(*, user_id: int) -> str:
+    """The channel layer group every websocket connection of one user joins."""
+    return f"user.{user_id}"
+
+
+def credentials_changed_notify(*, user_id: int) -> None:
+    """After the change commits, ask the user's connections to re-check their credentials.
+
+    Best effort by design: if the channel layer is down, connections still re-check on their
+    next frame, so a failure here is logged and never undoes the revocation.
+    """
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(user_group(user_id=user_id), {"type": CREDENTIALS_CHANGED})
+        except Exception:
+            logger.exception("could not tell user %s's websockets that their credentials changed", user_id)
+
+    transaction.on_commit(send)
