@@ -24,10 +24,13 @@ from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.generation import GenerationJob
+from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.services import ChatRejected, chat_prepare, chat_record_lost
 
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_POLICY_VIOLATION = 1008  # a message flood
+CLOSE_IDLE = 4408  # no frame and nothing running for GATEHOUSE_WS_IDLE_TIMEOUT seconds
 WATCHDOG_INTERVAL_SECONDS = 0.5
 
 
@@ -48,6 +51,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.principal: Principal = self.scope.get("principal") or Principal(user=user, method="session")
         self.user = user
         self.running: dict[str, _RunningChat] = {}
+        self.budget = MessageBudget(
+            per_window=settings.GATEHOUSE_WS_MESSAGES_PER_WINDOW,
+            window_seconds=settings.GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS,
+        )
+        self.last_frame_at = time.monotonic()
         self.watchdog = asyncio.create_task(self._watch())
         headers = dict(self.scope.get("headers", []))
         self.request_context = RequestContext(
@@ -74,6 +82,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # --- client frames -------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_frame_at = time.monotonic()
+        verdict = self.budget.spend()
+        if verdict is Verdict.FLOOD:
+            await self.close(code=CLOSE_POLICY_VIOLATION)
+            return
+        if verdict is Verdict.REFUSE:
+            await self._send_error(None, "rate_limited", "Too many messages on this connection; slow down.")
+            return
         if text_data is None:
             await self._send_error(None, "invalid", "Frames must be JSON text, not binary.")
             return
@@ -209,10 +225,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # --- lost generations ----------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Give up on generations that went silent: no worker took them, or it died mid-stream."""
+        """Give up on generations that went silent (no worker took them, or it died
+        mid-stream), and close a connection idle for too long."""
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
             now = time.monotonic()
+            if not self.running and now - self.last_frame_at > settings.GATEHOUSE_WS_IDLE_TIMEOUT:
+                await self.close(code=CLOSE_IDLE)
+                return
             for client_id, chat in list(self.running.items()):
                 allowed = (
                     settings.GATEHOUSE_GENERATION_STALL_TIMEOUT

@@ -240,6 +240,13 @@ GATEHOUSE_INFERENCE_MAX_QUEUE = env.int("GATEHOUSE_INFERENCE_MAX_QUEUE", default
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)
 # Largest websocket text frame accepted, in bytes.
 GATEHOUSE_WS_MAX_FRAME_BYTES = env.int("GATEHOUSE_WS_MAX_FRAME_BYTES", default=64 * 1024)
+# Messages one connection may send per window: past it `rate_limited` errors; a client that
+# keeps sending a whole window's worth more is a flood and is closed (1008).
+GATEHOUSE_WS_MESSAGES_PER_WINDOW = env.int("GATEHOUSE_WS_MESSAGES_PER_WINDOW", default=30)
+GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS = env.float("GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS", default=10.0)
+# A connection with no client frame and no running chat for this long is closed (4408).
+# Dead peers are found sooner by the server's protocol pings (uvicorn: every 20 s).
+GATEHOUSE_WS_IDLE_TIMEOUT = env.float("GATEHOUSE_WS_IDLE_TIMEOUT", default=300.0)
 
 # --- REST API and JWT --------------------------------------------------------------------------
 # Failed logins: per account and per client IP within a window; a lockout then expires.

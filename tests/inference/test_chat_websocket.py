@@ -264,6 +264,34 @@ async def test_an_oversized_frame_closes_with_1009(bob: User) -> None:
     await communicator.disconnect()
 
 
+@override_settings(GATEHOUSE_WS_MESSAGES_PER_WINDOW=3, GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS=60)
+async def test_a_burst_past_the_message_budget_is_refused_and_a_flood_closes(bob: User) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    for index in range(3):  # within budget: answered (a cancel of nothing is "not_found")
+        await communicator.send_json_to({"type": "cancel", "id": f"c{index}"})
+        assert (await communicator.receive_json_from())["code"] == "not_found"
+    await communicator.send_json_to({"type": "cancel", "id": "over"})
+    refused = await communicator.receive_json_from()
+    assert (refused["code"], refused["message"]) == (
+        "rate_limited",
+        "Too many messages on this connection; slow down.",
+    )
+    for _ in range(2):  # still sending while refused: a whole budget refused in a row is a flood
+        await communicator.send_json_to({"type": "cancel", "id": "more"})
+    assert (await communicator.receive_json_from())["code"] == "rate_limited"
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 1008}
+    await communicator.disconnect()
+
+
+@override_settings(GATEHOUSE_WS_IDLE_TIMEOUT=0.5)
+async def test_an_idle_connection_is_closed(bob: User) -> None:
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4408}
+    await communicator.disconnect()
+
+
 async def test_disconnecting_mid_stream_is_audited_as_cancelled(
     bob: User, demo_version: ModelVersion
 ) -> None:
