@@ -23,9 +23,11 @@ from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
 from inference.dispatch import InferenceBusy, generation_dispatch
+from inference.engines.base import ChatMessage
 from inference.generation import GenerationJob
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
+from inference.selectors import conversation_get_own, conversation_history
 from inference.services import ChatRejected, chat_prepare, chat_record_lost
 
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -41,6 +43,12 @@ class _RunningChat:
     # When the last event for this chat arrived (or when it was dispatched, before any).
     last_event_at: float
     started: bool = False
+
+
+@dataclass(frozen=True)
+class _History:
+    model_name: str
+    messages: list[ChatMessage]
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -129,11 +137,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
             return
         try:
+            conversation_id, history = await database_sync_to_async(self._conversation)(frame)
             plan = await database_sync_to_async(chat_prepare)(
-                user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{frame.conversation}"
+                user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{conversation_id}"
             )
         except ChatRejected as rejected:
             await self._send_error(frame.id, rejected.code, rejected.message)
+            return
+        if history is not None and history.model_name != plan.model_name:
+            await self._send_error(
+                frame.id, "invalid", f"This conversation is with {history.model_name}; continue it there."
+            )
             return
         generation_id = uuid.uuid4().hex
         job = GenerationJob(
@@ -142,13 +156,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             reply_channel=self.channel_name,
             version_id=plan.version_id,
             model_name=plan.model_name,
-            messages=[{"role": message.role, "content": message.content} for message in frame.messages],
+            messages=[
+                {"role": message.role, "content": message.content}
+                for message in (history.messages if history else []) + frame.messages
+            ],
             user_id=self.user.pk,
             api_key_id=self.principal.api_key.pk if self.principal.api_key else None,
             params=asdict(plan.params),
             request_id=self.request_context.request_id,
             client_ip=self.request_context.client_ip,
             enqueued_at=time.time(),
+            conversation_id=conversation_id,
+            new_messages_from=len(history.messages) if history else 0,
         )
         self.running[frame.id] = _RunningChat(
             generation_id=generation_id, job=job, last_event_at=time.monotonic()
@@ -163,7 +182,26 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         # Events of this generation are handled only after this handler returns, so `start`
         # still reaches the client before the first token.
         await self.send_json(
-            {"type": "start", "id": frame.id, "model": plan.model_name, "version": plan.version_label}
+            {
+                "type": "start",
+                "id": frame.id,
+                "model": plan.model_name,
+                "version": plan.version_label,
+                "conversation": conversation_id,
+            }
+        )
+
+    def _conversation(self, frame: ChatFrame) -> tuple[str, "_History | None"]:
+        """The conversation this chat belongs to: a stored one to continue, or a new id."""
+        if frame.conversation is None:
+            return str(uuid.uuid4()), None
+        conversation = conversation_get_own(user=self.user, conversation_id=frame.conversation)
+        if conversation is None:
+            raise ChatRejected(
+                f"Conversation '{frame.conversation}' does not exist or is not yours.", code="not_found"
+            )
+        return str(conversation.pk), _History(
+            model_name=conversation.model.name, messages=conversation_history(conversation=conversation)
         )
 
     async def _cancel(self, frame: CancelFrame) -> None:

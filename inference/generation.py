@@ -24,6 +24,7 @@ from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
 from inference.services.chat import chat_record_outcome
+from inference.services.conversations import conversation_exchange_record
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class GenerationJob:
     enqueued_at: float = 0.0
     # Which door the request came through: "websocket" or "api" (/v1/chat/completions).
     channel: str = "websocket"
+    # Where the exchange is stored (None: not stored), and which of `messages` are new in
+    # this request (the ones before are the conversation's stored history).
+    conversation_id: str | None = None
+    new_messages_from: int = 0
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,12 +171,15 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         return
 
     index = 0
+    reply: list[str] = []
 
     def on_token(texts: list[str]) -> None:
         # An empty `texts` is a heartbeat: sent on, so the consumer knows this worker is alive.
         nonlocal index
         if texts and outcome.first_token_at is None:
             outcome.first_token_at = time.time()
+        if job.conversation_id:
+            reply.extend(texts)
         relay.send(
             {
                 "type": "generation.tokens",
@@ -204,6 +212,18 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         relay.send(_failed(job, code="invalid", message=str(exc)))
         return
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    if job.conversation_id:
+        # Before the audit record: if storing fails, the generation is recorded as failed.
+        conversation_exchange_record(
+            conversation_id=job.conversation_id,
+            owner_id=job.user_id,
+            version_id=job.version_id,
+            channel=job.channel,
+            new_messages=job.messages[job.new_messages_from :],
+            reply="".join(reply),
+            finish_reason=result.finish_reason.value,
+            **usage,
+        )
     outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     relay.send(
         {

@@ -1,5 +1,6 @@
 """The model registry: governed models and their versions."""
 
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -97,3 +98,50 @@ class ModelVersion(models.Model):
     def source_path(self) -> Path:
         path = Path(self.source)
         return path if path.is_absolute() else Path(settings.GATEHOUSE_MODEL_ROOT) / path
+
+
+class Conversation(models.Model):
+    """A chat kept for its owner: websocket chats always, API chats when storage is on."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="conversations")
+    # The opening of the first user message, so a list is readable.
+    title = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=16, default="websocket")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.title or self.pk} ({self.owner_id})"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system", "System"
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    # Assistant messages: which version answered, with what usage, and how it ended.
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"

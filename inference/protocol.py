@@ -32,8 +32,9 @@ class ChatFrame:
     max_tokens: int | None
     temperature: float | None
     top_p: float | None
-    # Keeps a conversation on one model version while a canary runs; defaults to the chat id.
-    conversation: str
+    # A stored conversation (its id, from an earlier `start` frame) to continue; None begins a
+    # new one. It also keeps the conversation on one model version while a canary runs.
+    conversation: str | None
     stop: tuple[str, ...] = ()
 
 
@@ -111,8 +112,10 @@ def _stop(payload: dict[str, Any], client_id: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _conversation(payload: dict[str, Any], client_id: str) -> str:
-    value = payload.get("conversation", client_id)
+def _conversation(payload: dict[str, Any], client_id: str) -> str | None:
+    value = payload.get("conversation")
+    if value is None:
+        return None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
         raise ProtocolError(
             f"'conversation' must be a string of 1 to {MAX_ID_CHARS} characters.", client_id=client_id

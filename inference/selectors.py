@@ -1,12 +1,14 @@
-"""Reads of the model registry."""
+"""Reads of the model registry and of conversations."""
 
 import hashlib
+import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import User
-from inference.models import Model, ModelVersion
+from inference.engines.base import ChatMessage
+from inference.models import Conversation, Model, ModelVersion
 
 USE_MODEL = "inference.use_model"
 
@@ -47,3 +49,27 @@ def model_version_route(*, model: Model, sticky_key: str) -> ModelVersion | None
     ):
         return canary
     return model_version_serving(model=model)
+
+
+def conversation_list_own(*, user: User) -> QuerySet[Conversation]:
+    """The caller's conversations, newest first; nobody else's, admins included."""
+    return (
+        Conversation.objects.filter(owner=user)
+        .select_related("model")
+        .annotate(message_count=Count("messages"))
+    )
+
+
+def conversation_get_own(*, user: User, conversation_id: str) -> Conversation | None:
+    """One of the caller's conversations; None for a missing one or another's (indistinguishable)."""
+    try:
+        key = uuid.UUID(conversation_id)
+    except (ValueError, TypeError):
+        return None
+    return Conversation.objects.filter(owner=user, pk=key).select_related("model").first()
+
+
+def conversation_history(*, conversation: Conversation) -> list[ChatMessage]:
+    return [
+        ChatMessage(role=message.role, content=message.content) for message in conversation.messages.all()
+    ]

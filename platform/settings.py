@@ -236,6 +236,10 @@ GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=16)
 # Generations waiting for a worker, per model; past it a request is refused at once with
 # `unavailable` (HTTP 503) instead of queueing without bound.
 GATEHOUSE_INFERENCE_MAX_QUEUE = env.int("GATEHOUSE_INFERENCE_MAX_QUEUE", default=64)
+# Websocket chats are stored as conversations their owners can continue, read and delete.
+# Chats through /v1/chat/completions are stored only when this is on (default: metadata only,
+# in the audit trail).
+GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS", default=False)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)
 # Largest websocket text frame accepted, in bytes.

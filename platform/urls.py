@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/auth/", include(auth_urlpatterns)),
     path("api/keys/", include(key_urlpatterns)),
     path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
+    path("api/conversations/", include("inference.api.conversation_urls")),
     path("v1/", include("inference.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(

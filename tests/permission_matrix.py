@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey, User
 from accounts.roles import Role
 from accounts.services import api_key_create, user_create
+from inference.models import Conversation
 from inference.services import model_access_grant, model_register
 from tests.accounts.helpers import bearer_client, login
 from tests.conftest import PASSWORD
@@ -33,6 +34,10 @@ class World:
         self.open_model = model_register(name="open-model", open_to_all=True, actor=alice)
         self.hidden_model = model_register(name="hidden-model", actor=alice)
         model_access_grant(model=self.granted_model, grantee=bob, actor=alice)
+        # bob's conversation with the granted model: nobody else may see or delete it.
+        self.bobs_conversation = Conversation.objects.create(
+            owner=bob, model=self.granted_model, title="bob's"
+        )
         self.keys: dict[str, ApiKey] = {
             name: api_key_create(user=user, name=f"{name}-key", scopes=["chat"], actor=user)[0]
             for name, user in self.users.items()

@@ -83,6 +83,41 @@ class TestChatCompletionHidden(TestChatCompletionGranted):
     model = "hidden-model"
 
 
+class TestConversationList(PermissionMatrix):
+    route = "/api/conversations/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+    # Own conversations only, admins included.
+    visible: ClassVar[dict[str, set[str]]] = {"alice": set(), "bob": {"bob's"}, "dave": set(), "carol": set()}
+
+    def listed(self, response: Any) -> set[str]:
+        return {entry["title"] for entry in response.json()["results"]}
+
+
+class TestConversationDetail(PermissionMatrix):
+    route = "/api/conversations/<str:conversation_id>/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 404,
+        "bob": 200,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/conversations/{world.bobs_conversation.pk}/"
+
+
+class TestConversationDelete(TestConversationDetail):
+    method = "delete"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 404,
+        "bob": 204,
+        "dave": 404,
+        "carol": 404,
+    }
+
+
 class TestApiKeyList(PermissionMatrix):
     route = "/api/keys/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

@@ -13,6 +13,7 @@ from typing import Any
 
 from adrf.views import APIView
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -30,6 +31,9 @@ from inference.dispatch import InferenceBusy
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
 from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost
+
+# Where a stored API chat can be found later (/api/conversations/<id>/).
+CONVERSATION_HEADER = "X-Gatehouse-Conversation"
 
 
 class ServiceUnavailable(APIException):
@@ -85,6 +89,8 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         except ChatRejected as rejected:
             raise _rejection(rejected.code, rejected.message) from None
         generation_id = uuid.uuid4().hex
+        # Stored only when the operator chose to keep API chat content.
+        conversation_id = str(uuid.uuid4()) if settings.GATEHOUSE_STORE_API_CONVERSATIONS else None
         session = GenerationSession(
             lambda channel: GenerationJob(
                 generation_id=generation_id,
@@ -100,6 +106,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
                 client_ip=context.client_ip if context else None,
                 enqueued_at=time.time(),
                 channel="api",
+                conversation_id=conversation_id,
             )
         )
         try:
@@ -111,6 +118,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         answer = CompletionFormat(
             generation_id=generation_id, model=plan.model_name, version=plan.version_label
         )
+        response: HttpResponseBase
         if completion.stream:
             response = StreamingHttpResponse(
                 _stream(session, answer, include_usage=completion.include_usage),
@@ -118,8 +126,11 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
             )
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # proxies must pass each chunk on at once
-            return response
-        return Response(await _whole(session, answer, plan))
+        else:
+            response = Response(await _whole(session, answer, plan))
+        if conversation_id:
+            response[CONVERSATION_HEADER] = conversation_id
+        return response
 
 
 async def _whole(session: GenerationSession, answer: CompletionFormat, plan: ChatPlan) -> dict[str, Any]:

@@ -8,6 +8,11 @@ from inference.services.chat import (
     chat_record_lost,
     chat_record_outcome,
 )
+from inference.services.conversations import (
+    conversation_delete,
+    conversation_exchange_record,
+    conversation_model_check,
+)
 from inference.services.demo import demo_model_ensure
 from inference.services.lifecycle import (
     model_canary_stop,
@@ -31,6 +36,9 @@ __all__ = [
     "chat_prepare",
     "chat_record_lost",
     "chat_record_outcome",
+    "conversation_delete",
+    "conversation_exchange_record",
+    "conversation_model_check",
     "demo_model_ensure",
     "model_access_grant",
     "model_access_revoke",

@@ -9,6 +9,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ async def _chat(gatehouse: ServedGatehouse, token: str) -> list[dict[str, Any]]:
 def test_a_token_from_the_api_streams_a_chat_over_the_websocket(gatehouse: ServedGatehouse) -> None:
     frames = asyncio.run(_chat(gatehouse, _login(gatehouse)))
     start, *tokens, done = frames
+    conversation = start.pop("conversation")
     assert start == {"type": "start", "id": "e2e", "model": "demo-tiny", "version": "v1"}
+    assert uuid.UUID(conversation)
     assert [frame["index"] for frame in tokens] == list(range(len(tokens)))
     assert done["type"] == "done", done
     assert done["usage"]["completion_tokens"] == len(tokens)

@@ -4,6 +4,7 @@ Runs in both profiles: on the embedded default generations run on the in-process
 in the production profile they run on a real Celery worker and stream back over Redis.
 """
 
+import uuid
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 def _assert_contiguous_stream(frames: list[dict[str, Any]], *, client_id: str) -> dict[str, Any]:
     start, *tokens, done = frames
+    conversation = start.pop("conversation")
     assert start == {"type": "start", "id": client_id, "model": "demo-tiny", "version": "v1"}
+    assert uuid.UUID(conversation)
     assert [token["type"] for token in tokens] == ["token"] * len(tokens)
     assert [token["index"] for token in tokens] == list(range(len(tokens)))
     assert done["type"] == "done"
