@@ -36,8 +36,10 @@ from inference.engines.base import (
 
 logger = logging.getLogger(__name__)
 
-# How far a row's generation may run ahead of its reader, in tokens.
-_ROW_BUFFER_TOKENS = 256
+# How far a row's generation may run ahead of its reader, in tokens, before the reader is
+# judged too slow. Readers are slowed in turn by the channel layer's bounded channels and
+# the websocket's write buffer, so memory is bounded all the way to the client.
+_ROW_BUFFER_TOKENS = 1024
 # A batch gathers companions for at most this many quiet gaps (`gather_seconds`).
 _GATHER_CAP_GAPS = 10
 # A request that waits (for a batch row, or a slow step) tells its reader it is alive this
@@ -76,15 +78,19 @@ class BatchRequest:
     def emit(self, text: str) -> bool:
         """Queue one token's text for the reader; False once the request was cancelled.
 
-        Blocks while the reader is a full buffer behind: back-pressure, bounded memory.
+        Never blocks: the batch thread serves every row, and one slow reader must not stall
+        the others. A reader a whole buffer behind is too slow to serve; its request is
+        cancelled (memory stays bounded by the buffer).
         """
-        while not self.cancelled.is_set():
-            try:
-                self.texts.put(text, timeout=0.1)
-            except queue.Full:
-                continue
-            return True
-        return False
+        if self.cancelled.is_set():
+            return False
+        try:
+            self.texts.put_nowait(text)
+        except queue.Full:
+            logger.warning("a reader fell %d tokens behind; its generation is cancelled", _ROW_BUFFER_TOKENS)
+            self.cancelled.set()
+            return False
+        return True
 
     def finish(self, *, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error

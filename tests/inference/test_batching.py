@@ -282,3 +282,29 @@ def test_a_waiting_request_sends_heartbeats(monkeypatch: pytest.MonkeyPatch) -> 
     assert calls[-1] == ["x"]
     assert [] in calls[:-1]
     scheduler.close()
+
+
+def test_a_slow_reader_is_cancelled_without_holding_back_the_batch(
+    patient_engine: LocalTransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("inference.engines.batching._ROW_BUFFER_TOKENS", 4)
+    slow: list[str] = []
+    fast: list[str] = []
+    release = threading.Event()
+
+    def stuck(texts: list[str]) -> None:
+        slow.extend(texts)
+        release.wait(timeout=30)  # a client that stopped reading
+
+    results = _concurrently(
+        [
+            _generate(patient_engine, slow, max_tokens=200, temperature=0.0, on_token=stuck),
+            lambda: (_generate(patient_engine, fast, max_tokens=200, temperature=0.0)(), release.set())[0],
+        ]
+    )
+    slow_result, fast_result = results
+    assert isinstance(fast_result, GenerationResult)
+    assert (fast_result.finish_reason, len(fast)) == (FinishReason.LENGTH, 200)
+    assert isinstance(slow_result, GenerationResult)
+    assert slow_result.finish_reason is FinishReason.CANCELLED
+    assert slow_result.completion_tokens == len(slow) < 200
