@@ -85,3 +85,37 @@ async def chat_streams(
         *(chat_stream(ws_url, token, max_tokens=max_tokens, client_id=f"s{index}") for index in range(count))
     )
     return list(records), time.perf_counter() - started
+
+
+async def sse_stream(base_url: str, token: str, *, max_tokens: int) -> StreamRecord:
+    """One streamed /v1/chat/completions, recorded like a websocket chat (one index per token)."""
+    import httpx
+
+    record = StreamRecord()
+    body = {
+        "model": "demo-tiny",
+        "messages": [{"role": "user", "content": "Benchmark, please stream."}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with httpx.AsyncClient(timeout=120) as client:
+        record.started_at = time.perf_counter()
+        async with client.stream(
+            "POST", f"{base_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: ") :])
+                if chunk.get("error"):
+                    record.error = chunk["error"]
+                    break
+                if chunk.get("usage"):
+                    record.done = {"usage": chunk["usage"]}
+                for choice in chunk.get("choices", []):
+                    if "content" in choice["delta"] and "role" not in choice["delta"]:
+                        record.indices.append(len(record.indices))
+        record.ended_at = time.perf_counter()
+    return record

@@ -5,7 +5,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.client import StreamRecord, chat_stream, chat_streams
+from bench.client import StreamRecord, chat_stream, chat_streams, sse_stream
 from bench.report import Goal
 
 PROMPT = "Benchmark, please stream."
@@ -53,28 +53,43 @@ def _rate(record: StreamRecord) -> float:
 
 
 def measure_p3(
-    *, ws_url: str, token: str, model_directory: Path, max_tokens: int, rounds: int, streams: int
+    *,
+    base_url: str,
+    ws_url: str,
+    token: str,
+    model_directory: Path,
+    max_tokens: int,
+    rounds: int,
+    streams: int,
 ) -> Goal:
     goal = Goal(
         id="P3",
-        measure="tokens/s of one websocket stream vs raw generate() (demo model); completeness at concurrency",
+        measure="tokens/s of one stream, websocket and SSE, vs raw generate() (demo model); completeness",
         goal=f">= {P3_GOAL}x; 0 lost or reordered",
         anchor="-",
     )
     raw = RawGenerate(model_directory)
     raw.tokens_per_second(max_tokens=8)  # first-call set-up is not what is measured
     asyncio.run(chat_stream(ws_url, token, max_tokens=8))
-    raw_rates, ws_rates = [], []
-    for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+    asyncio.run(sse_stream(base_url, token, max_tokens=8))
+    raw_rates, ws_rates, sse_rates = [], [], []
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits all three alike
         raw_rates.append(raw.tokens_per_second(max_tokens=max_tokens))
         ws_rates.append(_rate(asyncio.run(chat_stream(ws_url, token, max_tokens=max_tokens))))
+        sse_rates.append(_rate(asyncio.run(sse_stream(base_url, token, max_tokens=max_tokens))))
     records, _ = asyncio.run(chat_streams(ws_url, token, count=streams, max_tokens=32))
     incomplete = [record.error or "incomplete" for record in records if not record.complete]
-    goal.measured = statistics.median(ws_rates) / statistics.median(raw_rates)
+    websocket = statistics.median(ws_rates) / statistics.median(raw_rates)
+    server_sent = statistics.median(sse_rates) / statistics.median(raw_rates)
+    # The goal holds for both doors, so the weaker one is the figure.
+    goal.measured = min(websocket, server_sent)
     goal.met = goal.measured >= P3_GOAL and not incomplete
     goal.details = {
         "raw_tokens_per_s": [round(rate) for rate in raw_rates],
         "websocket_tokens_per_s": [round(rate) for rate in ws_rates],
+        "sse_tokens_per_s": [round(rate) for rate in sse_rates],
+        "websocket_ratio": round(websocket, 2),
+        "sse_ratio": round(server_sent, 2),
         "max_tokens": max_tokens,
         "concurrent_streams": streams,
         "streams_lost_or_reordered": len(incomplete),
