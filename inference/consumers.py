@@ -22,13 +22,14 @@ from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
+from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.engines.base import ChatMessage
 from inference.generation import GenerationJob
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.selectors import conversation_get_own, conversation_history
-from inference.services import ChatRejected, chat_prepare, chat_record_lost
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
@@ -82,10 +83,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.watchdog.cancel()
         if hasattr(self, "user_group"):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
-        running = getattr(self, "running", {})
-        for chat in running.values():
+        for client_id, chat in list(getattr(self, "running", {}).items()):
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
-        running.clear()
+            await self._forget(client_id)
 
     # --- client frames -------------------------------------------------------------------------
 
@@ -126,28 +126,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = self.principal.user
-        if frame.id in self.running:
-            await self._send_error(frame.id, "invalid", "A chat with this id is already running.")
-            return
-        if len(self.running) >= settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS:
-            await self._send_error(
-                frame.id,
-                "rate_limited",
-                f"At most {settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS} chats may run at once on one connection.",
-            )
-            return
         try:
-            conversation_id, history = await database_sync_to_async(self._conversation)(frame)
-            plan = await database_sync_to_async(chat_prepare)(
-                user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{conversation_id}"
-            )
+            conversation_id, history, plan = await database_sync_to_async(self._admit)(frame)
         except ChatRejected as rejected:
             await self._send_error(frame.id, rejected.code, rejected.message)
-            return
-        if history is not None and history.model_name != plan.model_name:
-            await self._send_error(
-                frame.id, "invalid", f"This conversation is with {history.model_name}; continue it there."
-            )
             return
         generation_id = uuid.uuid4().hex
         job = GenerationJob(
@@ -175,7 +157,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             await generation_dispatch(job=job)
         except InferenceBusy as busy:
-            del self.running[frame.id]
+            await self._forget(frame.id)
             await self._record_lost(job, reason=f"queue full: {busy}")
             await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
             return
@@ -190,6 +172,32 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 "conversation": conversation_id,
             }
         )
+
+    def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatPlan]:
+        """Everything that decides whether a chat may start, in one trip to the database.
+
+        Raises ChatRejected with the error code the client gets. The user's chat slot is
+        taken last, once nothing else can refuse the chat.
+        """
+        if frame.id in self.running:
+            raise ChatRejected("A chat with this id is already running.", code="invalid")
+        per_connection = settings.GATEHOUSE_WS_MAX_CONCURRENT_CHATS
+        if len(self.running) >= per_connection:
+            raise ChatRejected(
+                f"At most {per_connection} chats may run at once on one connection.", code="rate_limited"
+            )
+        conversation_id, history = self._conversation(frame)
+        plan = chat_prepare(user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{conversation_id}")
+        if history is not None and history.model_name != plan.model_name:
+            raise ChatRejected(
+                f"This conversation is with {history.model_name}; continue it there.", code="invalid"
+            )
+        per_user = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
+        if not chat_slot_acquire(user_id=self.user.pk, limit=per_user):
+            raise ChatRejected(
+                f"You already have {per_user} chats running; wait for one to end.", code="rate_limited"
+            )
+        return conversation_id, history, plan
 
     def _conversation(self, frame: ChatFrame) -> tuple[str, "_History | None"]:
         """The conversation this chat belongs to: a stored one to continue, or a new id."""
@@ -234,7 +242,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if self._current(event) is None:
             return
         client_id = event["client_id"]
-        del self.running[client_id]
+        await self._forget(client_id)
         usage = {
             "prompt_tokens": event["prompt_tokens"],
             "completion_tokens": event["completion_tokens"],
@@ -248,7 +256,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if self._current(event) is None:
             return
         client_id = event["client_id"]
-        del self.running[client_id]
+        await self._forget(client_id)
         await self._send_error(client_id, event["code"], event["message"])
 
     async def credentials_changed(self, event: dict[str, Any]) -> None:
@@ -281,7 +289,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     await self._give_up(client_id, chat)
 
     async def _give_up(self, client_id: str, chat: _RunningChat) -> None:
-        del self.running[client_id]
+        await self._forget(client_id)
         await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
         await self._record_lost(
             chat.job,
@@ -296,6 +304,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await database_sync_to_async(chat_record_lost)(job=job, reason=reason)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    async def _forget(self, client_id: str) -> None:
+        """A chat ended (or never started): stop tracking it and give back the user's slot."""
+        if self.running.pop(client_id, None) is not None:
+            await database_sync_to_async(chat_slot_release)(user_id=self.user.pk)
 
     async def _send_error(self, client_id: str | None, code: str, message: str) -> None:
         await self.send_json(error_frame(code=code, message=message, client_id=client_id))

@@ -15,6 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from inference.cancellation import generation_cancel_request
+from inference.chat_slots import chat_slot_release
 from inference.dispatch import generation_dispatch
 from inference.generation import GenerationJob
 from inference.services import chat_record_lost
@@ -33,6 +34,7 @@ class GenerationSession:
         self._layer = get_channel_layer()
         self.job: GenerationJob | None = None
         self.ended = False
+        self.released = False
 
     async def start(self) -> GenerationJob:
         """Dispatch the generation; raises `InferenceBusy` when the model's queue is full."""
@@ -70,6 +72,12 @@ class GenerationSession:
             yield event
             if self.ended:
                 return
+
+    async def release(self) -> None:
+        """Give back the user's chat slot taken for this generation (once)."""
+        if self.job is not None and not self.released:
+            self.released = True
+            await database_sync_to_async(chat_slot_release)(user_id=self.job.user_id)
 
     async def cancel(self) -> None:
         """Stop a generation whose reader left before its end (the client hung up)."""

@@ -27,6 +27,7 @@ from audit.context import request_context_current
 from inference.api.completion_request import CompletionRequestInvalid, completion_request_parse
 from inference.api.openai_format import CompletionFormat, error_object, sse
 from inference.api.serializers import ChatCompletionRequestSerializer, ChatCompletionSerializer
+from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
@@ -88,6 +89,9 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
             )
         except ChatRejected as rejected:
             raise _rejection(rejected.code, rejected.message) from None
+        limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
+        if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
+            raise TooManyRequests(f"You already have {limit} chats running; wait for one to end.")
         generation_id = uuid.uuid4().hex
         # Stored only when the operator chose to keep API chat content.
         conversation_id = str(uuid.uuid4()) if settings.GATEHOUSE_STORE_API_CONVERSATIONS else None
@@ -113,6 +117,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
             await session.start()
         except InferenceBusy as busy:
             assert session.job is not None  # noqa: S101 - the job exists before dispatch
+            await sync_to_async(chat_slot_release)(user_id=user.pk)
             await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
             raise ServiceUnavailable("The model is busy; try again shortly.") from None
         answer = CompletionFormat(
@@ -147,6 +152,7 @@ async def _whole(session: GenerationSession, answer: CompletionFormat, plan: Cha
         raise ServiceUnavailable("The model did not respond in time; try again.") from None
     finally:
         await session.cancel()  # the client left while we waited; nothing if it ended
+        await session.release()
     raise ServiceUnavailable("The generation ended without a result.")
 
 
@@ -175,3 +181,4 @@ async def _stream(
     finally:
         # Reached early when the client hangs up: the generation stops and records itself.
         await session.cancel()
+        await session.release()

@@ -267,6 +267,40 @@ async def test_an_oversized_frame_closes_with_1009(bob: User) -> None:
     await communicator.disconnect()
 
 
+@override_settings(GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER=1)
+async def test_the_per_user_bound_holds_across_connections_and_doors(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    from django.test import AsyncClient
+
+    token = await access_token(bob)
+    first, second = communicator_for(token=token), communicator_for(token=token)
+    await first.connect()
+    await second.connect()
+    await first.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
+    assert (await first.receive_json_from(timeout=30))["type"] == "start"
+    await second.send_json_to(chat_frame("more"))
+    refused = await second.receive_json_from(timeout=10)
+    assert (refused["code"], refused["message"]) == (
+        "rate_limited",
+        "You already have 1 chats running; wait for one to end.",
+    )
+    busy = await AsyncClient().post(
+        "/v1/chat/completions",
+        {"model": "demo-tiny", "messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert busy.status_code == 429
+    # The first chat ends: its slot comes back, and the second connection may chat.
+    await first.send_json_to({"type": "cancel", "id": "long"})
+    assert (await frames_until_end(first, "long"))[-1]["finish_reason"] == "cancelled"
+    await second.send_json_to(chat_frame("now", max_tokens=3))
+    assert (await frames_until_end(second, "now"))[-1]["type"] == "done"
+    await first.disconnect()
+    await second.disconnect()
+
+
 @override_settings(GATEHOUSE_WS_MESSAGES_PER_WINDOW=3, GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS=60)
 async def test_a_burst_past_the_message_budget_is_refused_and_a_flood_closes(bob: User) -> None:
     communicator = communicator_for(token=await access_token(bob))

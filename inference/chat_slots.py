@@ -1,0 +1,39 @@
+"""How many chats each user has running, across connections, doors and web replicas.
+
+A counter per user in the cache (Redis in production, so every replica shares it). A slot
+is taken when a chat is dispatched and given back when it ends. If a web process dies with
+chats running, their slots expire with the counter's time-to-live instead of leaking forever.
+"""
+
+from django.core.cache import cache
+
+# Longer than any chat may run (a model's wall-clock limit is at most a few minutes).
+_TTL_SECONDS = 15 * 60
+
+
+def _key(user_id: int) -> str:
+    return f"inference:chats:{user_id}"
+
+
+def chat_slot_acquire(*, user_id: int, limit: int) -> bool:
+    """Take one of the user's `limit` slots; False (nothing taken) when all are in use."""
+    key = _key(user_id)
+    cache.add(key, 0, timeout=_TTL_SECONDS)
+    try:
+        taken = cache.incr(key)
+    except ValueError:  # expired between add and incr: start again from zero
+        cache.add(key, 0, timeout=_TTL_SECONDS)
+        taken = cache.incr(key)
+    if taken > limit:
+        chat_slot_release(user_id=user_id)
+        return False
+    cache.touch(key, _TTL_SECONDS)
+    return True
+
+
+def chat_slot_release(*, user_id: int) -> None:
+    try:
+        if cache.decr(_key(user_id)) < 0:  # never below zero, whatever the races
+            cache.set(_key(user_id), 0, timeout=_TTL_SECONDS)
+    except ValueError:  # expired: nothing to give back
+        pass
