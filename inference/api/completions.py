@@ -7,7 +7,8 @@ cancels it (it then records itself as cancelled).
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import asdict
 from typing import Any
 
@@ -35,6 +36,28 @@ from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record
 
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
+
+
+class ClosingStreamingResponse(StreamingHttpResponse):
+    """A streaming response whose source generator is closed as soon as the client hangs up.
+
+    Django's ASGI handler closes the iterator it takes from `__aiter__` when the client
+    disconnects, but the base class hands it a wrapper that does not close the view's own
+    generator: that one lingered until garbage collection, and the generation ran on. Here the
+    wrapper closes its source, so the generator's `finally` (cancel the generation) runs then.
+    """
+
+    def __init__(self, source: AsyncGenerator[str], **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
+        self._source = source
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._closing_iterator()
+
+    async def _closing_iterator(self) -> AsyncIterator[bytes]:
+        async with aclosing(self._source) as parts:
+            async for part in parts:
+                yield self.make_bytes(part)
 
 
 class ServiceUnavailable(APIException):
@@ -125,7 +148,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         )
         response: HttpResponseBase
         if completion.stream:
-            response = StreamingHttpResponse(
+            response = ClosingStreamingResponse(
                 _stream(session, answer, include_usage=completion.include_usage),
                 content_type="text/event-stream",
             )
@@ -158,7 +181,7 @@ async def _whole(session: GenerationSession, answer: CompletionFormat, plan: Cha
 
 async def _stream(
     session: GenerationSession, answer: CompletionFormat, *, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str]:
     """SSE chunks: the role, one per token, the finish reason, usage if asked, then [DONE]."""
     try:
         yield answer.chunk(delta={"role": "assistant", "content": ""}, include_usage=include_usage)

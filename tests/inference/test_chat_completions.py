@@ -4,6 +4,7 @@ Runs in both profiles: in the production profile the generation runs on the Cele
 and its events come back over Redis to the view's own channel.
 """
 
+import asyncio
 import json
 from typing import Any
 
@@ -169,3 +170,22 @@ async def test_a_full_queue_answers_503_at_once_and_is_audited(bob: User, demo_v
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert event.metadata["channel"] == "api"
     assert event.metadata["reason"].startswith("queue full")
+
+
+async def test_a_client_that_hangs_up_mid_stream_cancels_the_generation(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    """As Django's ASGI handler does on a disconnect: close the iterator taken from the response."""
+    response = await _post(bob, _body(stream=True, max_tokens=256))
+    assert response.status_code == 200
+    content = aiter(response)
+    assert (await anext(content)).startswith(b"data: ")
+    await content.aclose()
+    for _ in range(200):
+        events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    (event,) = events
+    assert event.metadata["finish_reason"] == "cancelled"
+    assert event.metadata["completion_tokens"] < 256
