@@ -227,6 +227,8 @@ GATEHOUSE_ENGINE_BATCHING = env.str("GATEHOUSE_ENGINE_BATCHING", default="contin
 if GATEHOUSE_ENGINE_BATCHING not in ("continuous", "static"):
     raise ImproperlyConfigured("GATEHOUSE_ENGINE_BATCHING must be 'continuous' or 'static'.")
 GATEHOUSE_ENGINE_MAX_BATCH_SIZE = env.int("GATEHOUSE_ENGINE_MAX_BATCH_SIZE", default=8)
+# torch's threads for models on the CPU; 0: every core but one, left to the rest of the process.
+GATEHOUSE_ENGINE_CPU_THREADS = env.int("GATEHOUSE_ENGINE_CPU_THREADS", default=0)
 GATEHOUSE_ENGINE_BATCH_GATHER_MS = env.float("GATEHOUSE_ENGINE_BATCH_GATHER_MS", default=10.0)
 GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS = env.float("GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS", default=250.0)
 GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCHES", default=2)

@@ -124,22 +124,27 @@ class RequestScheduler:
         """Submit `request` and serve its reader until it ends; the calling thread does the I/O.
 
         `on_token` gets an empty list every HEARTBEAT_SECONDS while nothing else arrives.
-        Cancellation is polled before every token and between tokens; once cancelled, what
+        Cancellation is polled every poll interval, before delivering; once cancelled, what
         the batch already queued is dropped, and the result counts the tokens delivered.
         If `on_token` raises (the reader is gone), the request is cancelled and the error
         propagates once its batch row has stopped.
         """
         self._submit(request)
         delivered = 0
-        last_call = time.monotonic()
+        last_call = next_poll = time.monotonic()
         try:
             while not request.cancelled.is_set():
                 texts = _drain(request.texts)
                 if not texts and request.finished.is_set() and request.texts.empty():
                     break
-                if should_stop():
-                    request.cancelled.set()
-                elif texts or time.monotonic() - last_call >= HEARTBEAT_SECONDS:
+                # Asking is a cache read (Redis in production): at most once per poll interval.
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + _CANCEL_POLL_SECONDS
+                    if should_stop():
+                        request.cancelled.set()
+                        continue
+                if texts or time.monotonic() - last_call >= HEARTBEAT_SECONDS:
                     # An empty call is a heartbeat: the generation is alive, only waiting.
                     on_token(texts)
                     delivered += len(texts)

@@ -95,6 +95,7 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
             dtype=version.dtype,
             allow_pickle_weights=version.allow_pickle_weights,
             batching=settings.GATEHOUSE_ENGINE_BATCHING,
+            cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
             max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
             max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
             batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,

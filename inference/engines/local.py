@@ -25,7 +25,7 @@ from inference.engines.continuous import (
     continuous_batching_supported,
 )
 from inference.engines.detokenize import IncrementalDetokenizer
-from inference.engines.device import device_resolve, dtype_resolve
+from inference.engines.device import cpu_threads_apply, device_resolve, dtype_resolve
 from inference.engines.sampling import PerRowSampling
 from inference.engines.streaming import BatchStreamer, RowStreamer
 from inference.manifest import manifest_verify, weights_policy_check
@@ -48,6 +48,7 @@ class LocalTransformersEngine:
         dtype: str = "auto",
         allow_pickle_weights: bool = False,
         batching: str = "continuous",
+        cpu_threads: int = 0,
         max_batch_size: int = 8,
         max_concurrent_batches: int = 2,
         batch_gather_seconds: float = 0.01,
@@ -61,6 +62,8 @@ class LocalTransformersEngine:
         manifest_verify(directory=directory, expected=manifest)
         self.device = device_resolve(preference=device)
         self.dtype = dtype_resolve(preference=dtype, device=self.device)
+        if self.device == "cpu":
+            cpu_threads_apply(preference=cpu_threads)
         self.context_length = context_length
         self.tokenizer = AutoTokenizer.from_pretrained(
             directory, trust_remote_code=False, local_files_only=True
