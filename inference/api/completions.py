@@ -139,10 +139,14 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         try:
             await session.start()
         except InferenceBusy as busy:
+            await session.release()
             assert session.job is not None  # noqa: S101 - the job exists before dispatch
-            await sync_to_async(chat_slot_release)(user_id=user.pk)
             await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
             raise ServiceUnavailable("The model is busy; try again shortly.") from None
+        except BaseException:
+            # The broker refused the job, say: nothing runs, so the slot goes back now.
+            await sync_to_async(chat_slot_release)(user_id=user.pk)
+            raise
         answer = CompletionFormat(
             generation_id=generation_id, model=plan.model_name, version=plan.version_label
         )
