@@ -30,7 +30,7 @@ def cpu_threads_apply(*, preference: int) -> int:
     A serving process is never only torch: the event loop, token relays and the database
     need CPU too. Giving torch every core makes its threads spin against them, which on a
     small machine costs more than the extra core gains (measured: one stream on two cores
-    went from about 240 to about 390 tokens per second with one torch thread instead of two).
+    went from about 240 to about 370 tokens per second with one torch thread instead of two).
     """
     import os
 
