@@ -25,7 +25,11 @@ from rest_framework.response import Response
 from accounts.authentication import request_principal
 from accounts.models import User
 from audit.context import request_context_current
-from inference.api.completion_request import CompletionRequestInvalid, completion_request_parse
+from inference.api.completion_request import (
+    CompletionRequest,
+    CompletionRequestInvalid,
+    completion_request_parse,
+)
 from inference.api.openai_format import CompletionFormat, error_object, sse
 from inference.api.serializers import ChatCompletionRequestSerializer, ChatCompletionSerializer
 from inference.chat_slots import chat_slot_acquire, chat_slot_release
@@ -105,16 +109,8 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         except CompletionRequestInvalid as invalid:
             raise ValidationError({invalid.param or "detail": invalid.message}) from None
         user: User = request.user  # type: ignore[assignment]
+        plan = await _admit(user=user, completion=completion, request_id=request_id)
         principal = request_principal(request)
-        try:
-            plan = await sync_to_async(chat_prepare)(
-                user=user, frame=completion.frame, sticky_key=f"{user.pk}:{request_id}"
-            )
-        except ChatRejected as rejected:
-            raise _rejection(rejected.code, rejected.message) from None
-        limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
-        if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
-            raise TooManyRequests(f"You already have {limit} chats running; wait for one to end.")
         generation_id = uuid.uuid4().hex
         # Stored only when the operator chose to keep API chat content.
         conversation_id = str(uuid.uuid4()) if settings.GATEHOUSE_STORE_API_CONVERSATIONS else None
@@ -136,17 +132,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
                 conversation_id=conversation_id,
             )
         )
-        try:
-            await session.start()
-        except InferenceBusy as busy:
-            await session.release()
-            assert session.job is not None  # noqa: S101 - the job exists before dispatch
-            await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
-            raise ServiceUnavailable("The model is busy; try again shortly.") from None
-        except BaseException:
-            # The broker refused the job, say: nothing runs, so the slot goes back now.
-            await sync_to_async(chat_slot_release)(user_id=user.pk)
-            raise
+        await _start(session, user=user)
         answer = CompletionFormat(
             generation_id=generation_id, model=plan.model_name, version=plan.version_label
         )
@@ -159,13 +145,42 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # proxies must pass each chunk on at once
         else:
-            response = Response(await _whole(session, answer, plan))
+            response = Response(await _whole(session, answer))
         if conversation_id:
             response[CONVERSATION_HEADER] = conversation_id
         return response
 
 
-async def _whole(session: GenerationSession, answer: CompletionFormat, plan: ChatPlan) -> dict[str, Any]:
+async def _admit(*, user: User, completion: CompletionRequest, request_id: str) -> ChatPlan:
+    """What serves the request, or the API error saying why nothing will; takes a chat slot."""
+    try:
+        plan = await sync_to_async(chat_prepare)(
+            user=user, frame=completion.frame, sticky_key=f"{user.pk}:{request_id}"
+        )
+    except ChatRejected as rejected:
+        raise _rejection(rejected.code, rejected.message) from None
+    limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
+    if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
+        raise TooManyRequests(f"You already have {limit} chats running; wait for one to end.")
+    return plan
+
+
+async def _start(session: GenerationSession, *, user: User) -> None:
+    """Dispatch the generation; if it cannot be queued, give the slot back and say why."""
+    try:
+        await session.start()
+    except InferenceBusy as busy:
+        await session.release()
+        assert session.job is not None  # noqa: S101 - the job exists before dispatch
+        await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
+        raise ServiceUnavailable("The model is busy; try again shortly.") from None
+    except BaseException:
+        # The broker refused the job, say: nothing runs, so the slot goes back now.
+        await sync_to_async(chat_slot_release)(user_id=user.pk)
+        raise
+
+
+async def _whole(session: GenerationSession, answer: CompletionFormat) -> dict[str, Any]:
     texts: list[str] = []
     try:
         async for event in session.events():

@@ -1,21 +1,24 @@
-"""Group concurrent requests to one model into batches, run by a few batch threads.
+"""Requests waiting for a model, the readers that serve them, and static batches.
 
 A GPU (and even a CPU) does one forward pass for eight sequences in about the time it
 takes for one, so eight streams batched together get close to eight times the tokens per
-second of eight streams taking turns. Each engine owns a scheduler: requests wait in a
-list, and a batch thread takes up to `max_batch_size` of them once no new one has arrived
-for `gather_seconds` (at most ten such gaps after it began gathering), and runs them as
-one batch (static batching: a batch runs until its last row ends).
+second of eight streams taking turns. Each engine owns a scheduler. `RequestScheduler`
+holds what every kind shares: the waiting list, and the readers. `StaticBatchScheduler`
+runs whole batches; continuous batches (requests joining between steps) are in
+`inference.engines.continuous`.
 
-While a batch runs, new requests wait for it, so they can share the next one. Only a
-request that has waited `overflow_after_seconds` (or a full batch of them) starts a second
-concurrent batch, up to `max_concurrent_batches`: two half-full batches on one device are
-slower than one full one, but nobody waits behind a long generation for long.
+Static batches: a batch thread takes up to `max_batch_size` waiting requests once no new
+one has arrived for `gather_seconds` (at most ten such gaps after it began gathering), and
+runs them as one batch until its last row ends. While a batch runs, new requests wait for
+it, so they can share the next one. Only a request that has waited
+`overflow_after_seconds` (or a full batch of them) starts a second concurrent batch, up to
+`max_concurrent_batches`: two half-full batches on one device are slower than one full
+one, but nobody waits behind a long generation for long.
 
 The thread that submitted a request does the request's own I/O: it receives the token
 texts through a bounded queue, hands them to its callback (which sends them to the
-client) and polls for cancellation. The batch thread only computes, so one slow reader
-does not hold back the other rows until its queue is full.
+client) and polls for cancellation. The batch thread only computes and never waits for a
+reader: one a whole buffer behind is cancelled, so a slow client never holds back a batch.
 """
 
 import logging
