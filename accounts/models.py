@@ -87,3 +87,33 @@ class RefreshFamily(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.id} of {self.user_id}"
+
+
+class QuotaCounter(models.Model):
+    """One quota counter of the SQL ledger (accounts.quotas.sql_ledger); its key names its window."""
+
+    key = models.CharField(max_length=200, unique=True)
+    used = models.BigIntegerField(default=0)
+    # The end of the counter's window: rows past it are only history, and may be swept.
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.used}"
+
+
+class QuotaLease(models.Model):
+    """An unsettled reservation on one counter; given back by whoever finds it expired."""
+
+    reservation_id = models.CharField(max_length=32)
+    counter = models.ForeignKey(QuotaCounter, on_delete=models.CASCADE, related_name="leases")
+    amount = models.BigIntegerField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reservation_id", "counter"], name="quota_lease_once_per_counter")
+        ]
+        indexes = [models.Index(fields=["counter", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.reservation_id}:{self.amount}"

@@ -1,0 +1,88 @@
+"""The quota ledger in the database: a conditional UPDATE per counter, in one transaction.
+
+`UPDATE ... SET used = used + n WHERE used + n <= limit` either moves a counter or touches
+no row, atomically, on SQLite and PostgreSQL alike; if any counter refuses, the transaction
+rolls back the ones already moved. This is the embedded default's ledger.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import QuotaCounter, QuotaLease
+from accounts.quotas.ledger import CounterSpec, QuotaExceeded, Reservation
+
+
+class SqlQuotaLedger:
+    def reserve(self, *, counters: list[CounterSpec], amount: int, lease_seconds: float) -> Reservation:
+        now = timezone.now()
+        reservation = Reservation(counters=tuple(counters), amount=amount)
+        with transaction.atomic():
+            rows = self._counters(counters, now=now)
+            for spec in counters:
+                counter = rows[spec.key]
+                self._reclaim_expired(counter, now=now)
+                moved = QuotaCounter.objects.filter(pk=counter.pk, used__lte=spec.limit - amount).update(
+                    used=F("used") + amount
+                )
+                if not moved:
+                    used = QuotaCounter.objects.values_list("used", flat=True).get(pk=counter.pk)
+                    raise QuotaExceeded(key=spec.key, limit=spec.limit, used=used)
+            expires_at = now + timedelta(seconds=lease_seconds)
+            QuotaLease.objects.bulk_create(
+                QuotaLease(
+                    reservation_id=reservation.id,
+                    counter=rows[spec.key],
+                    amount=amount,
+                    expires_at=expires_at,
+                )
+                for spec in counters
+            )
+        return reservation
+
+    @transaction.atomic
+    def settle(self, *, reservation: Reservation, actual: int) -> None:
+        self._end(reservation, charge=actual)
+
+    @transaction.atomic
+    def release(self, *, reservation: Reservation) -> None:
+        self._end(reservation, charge=0)
+
+    def used(self, *, key: str) -> int:
+        return QuotaCounter.objects.filter(key=key).values_list("used", flat=True).first() or 0
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _counters(self, counters: list[CounterSpec], *, now: datetime) -> dict[str, QuotaCounter]:
+        """The counters' rows, created where missing (a concurrent creator is not an error)."""
+        QuotaCounter.objects.bulk_create(
+            [QuotaCounter(key=c.key, expires_at=now + timedelta(seconds=c.ttl_seconds)) for c in counters],
+            ignore_conflicts=True,
+        )
+        return {row.key: row for row in QuotaCounter.objects.filter(key__in=[c.key for c in counters])}
+
+    def _reclaim_expired(self, counter: QuotaCounter, *, now: datetime) -> None:
+        """Give back leases whose holder never settled them (its worker died)."""
+        for lease in QuotaLease.objects.select_for_update().filter(counter=counter, expires_at__lte=now):
+            # Only whoever deletes the lease gives its amount back, so it is given back once.
+            if QuotaLease.objects.filter(pk=lease.pk).delete()[0]:
+                QuotaCounter.objects.filter(pk=counter.pk).update(used=F("used") - lease.amount)
+
+    def _end(self, reservation: Reservation, *, charge: int) -> None:
+        leases = {
+            lease.counter.key: lease
+            for lease in QuotaLease.objects.select_for_update()
+            .select_related("counter")
+            .filter(reservation_id=reservation.id)
+        }
+        for spec in reservation.counters:
+            lease = leases.get(spec.key)
+            if lease is not None and QuotaLease.objects.filter(pk=lease.pk).delete()[0]:
+                delta = charge - lease.amount
+            else:
+                # The lease expired and was given back already: what was used is still charged.
+                delta = charge
+            if delta:
+                QuotaCounter.objects.filter(key=spec.key).update(used=F("used") + delta)
