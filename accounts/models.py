@@ -117,3 +117,54 @@ class QuotaLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reservation_id}:{self.amount}"
+
+
+class QuotaPolicy(models.Model):
+    """Limits for one user, team, API key, or everyone holding a role (a role's default).
+
+    Every policy that applies is enforced at once, each on its own counter: a team's daily
+    tokens are shared by its members, a user's are their own. So the tightest one wins, and
+    a refusal names the policy that hit. An empty limit means none.
+    """
+
+    name = models.CharField(max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="quota_policies",
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="quota_policies"
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="quota_policies"
+    )
+    role = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.CASCADE, related_name="quota_policies",
+        help_text="A role's default: applies to each holder of the role, per user.",
+    )  # fmt: skip
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    concurrent_streams = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "quota policies"
+        constraints = [
+            models.CheckConstraint(
+                name="quota_policy_one_subject",
+                condition=(
+                    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True, role__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True, role__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False, role__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=True, role__isnull=False)
+                ),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
+from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit, quota_release
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
@@ -29,7 +30,7 @@ from inference.generation import GenerationJob
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.selectors import conversation_get_own, conversation_history
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost, chat_token_estimate
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
@@ -127,7 +128,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user = self.principal.user
         try:
-            conversation_id, history, plan = await database_sync_to_async(self._admit)(frame)
+            conversation_id, history, plan, quota = await database_sync_to_async(self._admit)(frame)
         except ChatRejected as rejected:
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
@@ -150,6 +151,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             enqueued_at=time.time(),
             conversation_id=conversation_id,
             new_messages_from=len(history.messages) if history else 0,
+            quota=quota.to_payload(),
         )
         self.running[frame.id] = _RunningChat(
             generation_id=generation_id, job=job, last_event_at=time.monotonic()
@@ -158,6 +160,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await generation_dispatch(job=job)
         except InferenceBusy as busy:
             await self._forget(frame.id)
+            await database_sync_to_async(quota_release)(admission=quota)
             await self._record_lost(job, reason=f"queue full: {busy}")
             await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
             return
@@ -173,11 +176,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             }
         )
 
-    def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatPlan]:
+    def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatPlan, QuotaAdmission]:
         """Everything that decides whether a chat may start, in one trip to the database.
 
-        Raises ChatRejected with the error code the client gets. The user's chat slot is
-        taken last, once nothing else can refuse the chat.
+        Raises ChatRejected with the error code the client gets. The user's chat slot and
+        quota reservations are taken last, once nothing else can refuse the chat.
         """
         if frame.id in self.running:
             raise ChatRejected("A chat with this id is already running.", code="invalid")
@@ -197,7 +200,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             raise ChatRejected(
                 f"You already have {per_user} chats running; wait for one to end.", code="rate_limited"
             )
-        return conversation_id, history, plan
+        messages = (history.messages if history else []) + frame.messages
+        try:
+            quota = quota_admit(
+                user=self.user,
+                api_key=self.principal.api_key,
+                token_estimate=chat_token_estimate(messages=messages, max_tokens=plan.params.max_tokens),
+                lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+            )
+        except QuotaRefused as refused:
+            chat_slot_release(user_id=self.user.pk)
+            raise ChatRejected(refused.message, code=refused.code) from None
+        return conversation_id, history, plan, quota
 
     def _conversation(self, frame: ChatFrame) -> tuple[str, "_History | None"]:
         """The conversation this chat belongs to: a stored one to continue, or a new id."""
@@ -290,6 +304,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _give_up(self, client_id: str, chat: _RunningChat) -> None:
         await self._forget(client_id)
+        # The worker is gone (or never came): its reservations go back now, not at lease end.
+        await database_sync_to_async(quota_release)(admission=QuotaAdmission.from_payload(chat.job.quota))
         await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
         await self._record_lost(
             chat.job,

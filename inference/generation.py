@@ -12,6 +12,8 @@ from typing import Any
 from django.db import close_old_connections
 
 from accounts.models import User
+from accounts.quotas.ledger import LedgerUnavailable
+from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -52,6 +54,8 @@ class GenerationJob:
     # this request (the ones before are the conversation's stored history).
     conversation_id: str | None = None
     new_messages_from: int = 0
+    # The quota reservations this generation settles when it ends (QuotaAdmission payload).
+    quota: dict[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +82,26 @@ class _Outcome:
         self.job = job
         self.first_token_at: float | None = None
         self.recorded = False
+        self.delivered = 0
+        self.quota_ended = False
+
+    def quota_end(self, *, used_tokens: int | None) -> None:
+        """Settle the quota reservations with what was used, or release them (None); once.
+
+        A store that cannot be reached here must not turn a finished generation into a
+        failed one: the reservations are leases, and expire.
+        """
+        if self.quota_ended or not self.job.quota:
+            return
+        self.quota_ended = True
+        admission = QuotaAdmission.from_payload(self.job.quota)
+        try:
+            if used_tokens is None:
+                quota_release(admission=admission)
+            else:
+                quota_settle(admission=admission, used_tokens=used_tokens)
+        except LedgerUnavailable:
+            logger.exception("generation %s: could not settle its quota", self.job.generation_id)
 
     def record(self, *, failed: bool, **details: object) -> None:
         """Write the generation's one audit record; later calls (a failed final send) do nothing."""
@@ -124,8 +148,10 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
         with request_context_bound(context):
             _generate(job=job, relay=relay, outcome=outcome)
     except ReaderGone:
-        # Nobody is listening any more: the client left or stopped reading.
+        # Nobody is listening any more: the client left or stopped reading. What it was
+        # sent is charged (the prompt's count is not known on this path).
         logger.info("generation %s stopped: its reader is gone", job.generation_id)
+        outcome.quota_end(used_tokens=outcome.delivered)
         with request_context_bound(context):
             outcome.record(failed=False, finish_reason="cancelled", reason="client gone")
     except Exception:
@@ -137,6 +163,8 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
         except ReaderGone:
             logger.info("generation %s: could not report the failure, its reader is gone", job.generation_id)
     finally:
+        # Every path that did not settle (a failure, or one not foreseen) gives it all back.
+        outcome.quota_end(used_tokens=None)
         close_old_connections()
 
 
@@ -190,6 +218,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             }
         )
         index += len(texts)
+        outcome.delivered = index
 
     try:
         result = engine.generate_stream(
@@ -224,6 +253,8 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             finish_reason=result.finish_reason.value,
             **usage,
         )
+    # Settled before the client hears `done`, so what it reads next is already up to date.
+    outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
     outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     relay.send(
         {

@@ -242,6 +242,9 @@ GATEHOUSE_INFERENCE_MAX_QUEUE = env.int("GATEHOUSE_INFERENCE_MAX_QUEUE", default
 # Chats through /v1/chat/completions are stored only when this is on (default: metadata only,
 # in the audit trail).
 GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS", default=False)
+# Quotas (accounts.services.quotas): when their store is down, token quotas always fail
+# closed (503); request-rate limits fail open only with this on.
+GATEHOUSE_RATE_LIMIT_FAIL_OPEN = env.bool("GATEHOUSE_RATE_LIMIT_FAIL_OPEN", default=False)
 # Chats one user may have running at once, over every connection and /v1 (SPEC §6).
 GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER = env.int("GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER", default=8)
 # Concurrent chats one websocket connection may run (SPEC §6).

@@ -23,7 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_principal
-from accounts.models import User
+from accounts.models import ApiKey, User
+from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit, quota_release
 from audit.context import request_context_current
 from inference.api.completion_request import (
     CompletionRequest,
@@ -36,7 +37,7 @@ from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost
+from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost, chat_token_estimate
 
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
@@ -62,6 +63,16 @@ class ClosingStreamingResponse(StreamingHttpResponse):
         async with aclosing(self._source) as parts:
             async for part in parts:
                 yield self.make_bytes(part)
+
+
+class QuotaRefusedError(APIException):
+    """A quota or rate limit refused the request: 429 with Retry-After (503 if unverifiable)."""
+
+    def __init__(self, refused: QuotaRefused) -> None:
+        super().__init__(detail=refused.message, code=refused.code)
+        self.status_code = refused.status
+        # DRF's exception handler turns `wait` into the Retry-After header.
+        self.wait = refused.retry_after
 
 
 class ServiceUnavailable(APIException):
@@ -109,8 +120,10 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         except CompletionRequestInvalid as invalid:
             raise ValidationError({invalid.param or "detail": invalid.message}) from None
         user: User = request.user  # type: ignore[assignment]
-        plan = await _admit(user=user, completion=completion, request_id=request_id)
         principal = request_principal(request)
+        plan, quota = await _admit(
+            user=user, api_key=principal.api_key, completion=completion, request_id=request_id
+        )
         generation_id = uuid.uuid4().hex
         # Stored only when the operator chose to keep API chat content.
         conversation_id = str(uuid.uuid4()) if settings.GATEHOUSE_STORE_API_CONVERSATIONS else None
@@ -130,9 +143,10 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
                 enqueued_at=time.time(),
                 channel="api",
                 conversation_id=conversation_id,
+                quota=quota.to_payload(),
             )
         )
-        await _start(session, user=user)
+        await _start(session, user=user, quota=quota)
         answer = CompletionFormat(
             generation_id=generation_id, model=plan.model_name, version=plan.version_label
         )
@@ -148,11 +162,18 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
             response = Response(await _whole(session, answer))
         if conversation_id:
             response[CONVERSATION_HEADER] = conversation_id
+        for header, value in quota.headers.items():
+            response[header] = value
         return response
 
 
-async def _admit(*, user: User, completion: CompletionRequest, request_id: str) -> ChatPlan:
-    """What serves the request, or the API error saying why nothing will; takes a chat slot."""
+async def _admit(
+    *, user: User, api_key: ApiKey | None, completion: CompletionRequest, request_id: str
+) -> tuple[ChatPlan, QuotaAdmission]:
+    """What serves the request, or the API error saying why nothing will.
+
+    Takes a chat slot and the request's quota reservations, last, once nothing else refuses.
+    """
     try:
         plan = await sync_to_async(chat_prepare)(
             user=user, frame=completion.frame, sticky_key=f"{user.pk}:{request_id}"
@@ -162,21 +183,35 @@ async def _admit(*, user: User, completion: CompletionRequest, request_id: str) 
     limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
     if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
         raise TooManyRequests(f"You already have {limit} chats running; wait for one to end.")
-    return plan
+    try:
+        quota = await sync_to_async(quota_admit)(
+            user=user,
+            api_key=api_key,
+            token_estimate=chat_token_estimate(
+                messages=completion.frame.messages, max_tokens=plan.params.max_tokens
+            ),
+            lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+        )
+    except QuotaRefused as refused:
+        await sync_to_async(chat_slot_release)(user_id=user.pk)
+        raise QuotaRefusedError(refused) from None
+    return plan, quota
 
 
-async def _start(session: GenerationSession, *, user: User) -> None:
-    """Dispatch the generation; if it cannot be queued, give the slot back and say why."""
+async def _start(session: GenerationSession, *, user: User, quota: QuotaAdmission) -> None:
+    """Dispatch the generation; if it cannot be queued, give slot and quota back and say why."""
     try:
         await session.start()
     except InferenceBusy as busy:
         await session.release()
+        await sync_to_async(quota_release)(admission=quota)
         assert session.job is not None  # noqa: S101 - the job exists before dispatch
         await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
         raise ServiceUnavailable("The model is busy; try again shortly.") from None
     except BaseException:
-        # The broker refused the job, say: nothing runs, so the slot goes back now.
+        # The broker refused the job, say: nothing runs, so slot and quota go back now.
         await sync_to_async(chat_slot_release)(user_id=user.pk)
+        await sync_to_async(quota_release)(admission=quota)
         raise
 
 

@@ -7,6 +7,7 @@ from inference.services.chat import (
     chat_prepare,
     chat_record_lost,
     chat_record_outcome,
+    chat_token_estimate,
 )
 from inference.services.conversations import (
     conversation_delete,
@@ -36,6 +37,7 @@ __all__ = [
     "chat_prepare",
     "chat_record_lost",
     "chat_record_outcome",
+    "chat_token_estimate",
     "conversation_delete",
     "conversation_exchange_record",
     "conversation_model_check",

@@ -7,7 +7,7 @@ from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from audit.models import AuditEvent
 from audit.services import audit_event_record
-from inference.engines.base import GenerationParams
+from inference.engines.base import ChatMessage, GenerationParams
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_get_usable, model_version_route
@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # generation imports these services; only the type is needed 
     from inference.generation import GenerationJob
 
 DEFAULT_TEMPERATURE = 0.7
+# Tokens a chat template may add per message (role markers, separators), generously.
+_TEMPLATE_MARGIN = 16
 
 
 class ChatRejected(Exception):
@@ -106,3 +108,14 @@ def chat_record_lost(*, job: "GenerationJob", reason: str) -> AuditEvent:
             "reason": reason,
         },
     )
+
+
+def chat_token_estimate(*, messages: list[ChatMessage], max_tokens: int) -> int:
+    """An upper bound of the tokens a chat can use, known before its prompt is tokenized.
+
+    Tokenizers spend at least one byte per token (byte-level BPE, SentencePiece with byte
+    fallback), so a prompt's bytes bound its tokens; the margin covers each turn's role
+    markers in the chat template. The reservation is settled with the real count after.
+    """
+    prompt_bytes = sum(len(message.content.encode()) + _TEMPLATE_MARGIN for message in messages)
+    return prompt_bytes + _TEMPLATE_MARGIN + max_tokens

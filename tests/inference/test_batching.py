@@ -287,7 +287,9 @@ def test_a_waiting_request_sends_heartbeats(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_slow_reader_is_cancelled_without_holding_back_the_batch(
     patient_engine: LocalTransformersEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("inference.engines.batching._ROW_BUFFER_TOKENS", 4)
+    # Small enough that the stuck reader overflows it well before 200 tokens; a reader that
+    # keeps up never comes close.
+    monkeypatch.setattr("inference.engines.batching._ROW_BUFFER_TOKENS", 64)
     slow: list[str] = []
     fast: list[str] = []
     release = threading.Event()

@@ -1,0 +1,106 @@
+"""Which quota counters a request is held to: every applicable policy's, per window.
+
+Counter keys name the dimension, the window, the subject and the policy, e.g.
+`tokens:day:20261121:team:3:p7`, so each window starts from zero with a new key and each
+policy counts on its own (two policies on one subject amount to the tighter of the two).
+"""
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q
+
+from accounts.models import ApiKey, QuotaPolicy, User
+from accounts.quotas.ledger import CounterSpec
+
+# Counters outlive their window a little, so a late settle still finds them.
+_GRACE_SECONDS = 3600
+# A stream slot is a lease; this only bounds how long an idle counter key lingers.
+_STREAMS_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Limit:
+    spec: CounterSpec
+    # What the client is told when this limit refuses: "team 'ml' tokens per day".
+    label: str
+    # When the window starts over (epoch seconds); None for concurrent streams.
+    resets_at: float | None
+
+
+@dataclass(frozen=True)
+class QuotaPlan:
+    # When the plan was made (epoch seconds): windows and resets are reckoned from it.
+    now: float = 0.0
+    requests: tuple[Limit, ...] = ()
+    tokens: tuple[Limit, ...] = ()
+    streams: tuple[Limit, ...] = ()
+
+    def label_of(self, key: str) -> str:
+        return next(
+            limit.label for limit in (*self.requests, *self.tokens, *self.streams) if limit.spec.key == key
+        )
+
+
+def _subject(policy: QuotaPolicy, user: User) -> tuple[str, str]:
+    """The counter's owner (a role's default counts per user) and how to name it to a person."""
+    if policy.team_id is not None:
+        return f"team:{policy.team_id}", f"team '{policy.team}'"
+    if policy.api_key_id is not None:
+        return f"key:{policy.api_key_id}", "this API key's"
+    return f"user:{user.pk}", "your"
+
+
+def _windows(now: datetime) -> dict[str, tuple[str, datetime]]:
+    """Each window's id and end, in UTC."""
+    minute = now.replace(second=0, microsecond=0)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    days_in_month = calendar.monthrange(month.year, month.month)[1]
+    return {
+        "minute": (minute.strftime("%Y%m%d%H%M"), minute + timedelta(minutes=1)),
+        "day": (day.strftime("%Y%m%d"), day + timedelta(days=1)),
+        "month": (month.strftime("%Y%m"), month + timedelta(days=days_in_month)),
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def quota_plan_for(*, user: User, api_key: ApiKey | None, now: datetime | None = None) -> QuotaPlan:
+    now = now or _now()
+    windows = _windows(now)
+    groups = user.groups.all()
+    applicable = QuotaPolicy.objects.filter(
+        Q(user=user)
+        | Q(role__in=groups)
+        | Q(team__group__in=groups)
+        | (Q(api_key=api_key) if api_key else Q(pk__in=[]))
+    ).select_related("team")
+    requests: list[Limit] = []
+    tokens: list[Limit] = []
+    streams: list[Limit] = []
+    for policy in applicable:
+        subject, whose = _subject(policy, user)
+        windowed = (
+            (requests, "requests", "minute", policy.requests_per_minute, "requests per minute"),
+            (tokens, "tokens", "day", policy.tokens_per_day, "tokens per day"),
+            (tokens, "tokens", "month", policy.tokens_per_month, "tokens per month"),
+        )
+        for bucket, dimension, window, limit, what in windowed:
+            if limit is None:
+                continue
+            window_id, ends = windows[window]
+            ttl = int((ends - now).total_seconds()) + _GRACE_SECONDS
+            key = f"{dimension}:{window}:{window_id}:{subject}:p{policy.pk}"
+            bucket.append(Limit(CounterSpec(key, limit, ttl), f"{whose} {what}", ends.timestamp()))
+        if policy.concurrent_streams is not None:
+            spec = CounterSpec(
+                f"streams:{subject}:p{policy.pk}", policy.concurrent_streams, _STREAMS_TTL_SECONDS
+            )
+            streams.append(Limit(spec, f"{whose} concurrent streams", None))
+    return QuotaPlan(
+        now=now.timestamp(), requests=tuple(requests), tokens=tuple(tokens), streams=tuple(streams)
+    )

@@ -1,0 +1,194 @@
+"""Quota enforcement for one request: admit it (reserve), then settle or release.
+
+Requests per minute are counted as they arrive. Concurrent streams take a slot for the
+generation's life. Tokens are reserved before generating (an upper bound of the prompt
+plus `max_tokens`) and settled with the real count after, or released on failure; a
+reservation whose worker died is a lease that expires.
+"""
+
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+
+from accounts.models import ApiKey, User
+from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, QuotaLedger, Reservation
+from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
+from accounts.quotas.sql_ledger import SqlQuotaLedger
+
+# A token reservation or stream slot outlives the longest generation by this much.
+_LEASE_MARGIN_SECONDS = 60
+
+
+class QuotaRefused(Exception):
+    """The request may not run now. `code` is the protocol's: rate_limited or quota_exceeded."""
+
+    def __init__(self, *, code: str, message: str, retry_after: int | None, status: int = 429) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass
+class QuotaAdmission:
+    """What a running request holds; JSON-safe, so a worker can settle it."""
+
+    tokens: dict[str, Any] | None = None
+    streams: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any] | None) -> "QuotaAdmission":
+        return cls(**payload) if payload else cls()
+
+
+@cache
+def quota_ledger() -> QuotaLedger:
+    """Redis wherever REDIS_URL is set (shared by every replica), the database otherwise."""
+    if settings.REDIS_URL:
+        import redis
+
+        from accounts.quotas.redis_ledger import RedisQuotaLedger
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        return RedisQuotaLedger(client=client)
+    return SqlQuotaLedger()
+
+
+def _reservation_payload(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "id": reservation.id,
+        "amount": reservation.amount,
+        "counters": [[c.key, c.limit, c.ttl_seconds] for c in reservation.counters],
+    }
+
+
+def _reservation(payload: dict[str, Any]) -> Reservation:
+    counters = tuple(CounterSpec(key, limit, ttl) for key, limit, ttl in payload["counters"])
+    return Reservation(counters=counters, amount=payload["amount"], id=payload["id"])
+
+
+def _reset_text(seconds: float) -> str:
+    """OpenAI's reset format: 1s, 6m0s, 2h3m4s."""
+    whole = max(0, int(seconds + 0.999))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _tightest(ledger: QuotaLedger, limits: tuple[Limit, ...]) -> tuple[Limit, int] | None:
+    """The limit with the least left, and what is left of it."""
+    left = [(limit, limit.spec.limit - ledger.used(key=limit.spec.key)) for limit in limits]
+    return min(left, key=lambda pair: pair[1]) if left else None
+
+
+def _headers(ledger: QuotaLedger, plan: QuotaPlan) -> dict[str, str]:
+    """The x-ratelimit-* headers; none when the store cannot say (the request was admitted)."""
+    try:
+        return _headers_read(ledger, plan)
+    except LedgerUnavailable:
+        return {}
+
+
+def _headers_read(ledger: QuotaLedger, plan: QuotaPlan) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, limits in (("requests", plan.requests), ("tokens", plan.tokens)):
+        tightest = _tightest(ledger, limits)
+        if tightest is None:
+            continue
+        limit, left = tightest
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit.spec.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
+        if limit.resets_at is not None:
+            headers[f"x-ratelimit-reset-{kind}"] = _reset_text(limit.resets_at - plan.now)
+    return headers
+
+
+def _refusal(
+    plan: QuotaPlan, exceeded: QuotaExceeded, *, code: str, limits: tuple[Limit, ...]
+) -> QuotaRefused:
+    limit = next(item for item in limits if item.spec.key == exceeded.key)
+    retry = int(limit.resets_at - plan.now) + 1 if limit.resets_at is not None else None
+    message = f"Limit reached: {plan.label_of(exceeded.key)} ({exceeded.limit})."
+    if retry is not None:
+        message += f" Try again in {_reset_text(retry)}."
+    return QuotaRefused(code=code, message=message, retry_after=retry)
+
+
+def _unavailable() -> QuotaRefused:
+    return QuotaRefused(
+        code="unavailable",
+        message="Quotas cannot be checked right now, so the request was not run; try again shortly.",
+        retry_after=None,
+        status=503,
+    )
+
+
+def quota_admit(
+    *, user: User, api_key: ApiKey | None, token_estimate: int, lease_seconds: float
+) -> QuotaAdmission:
+    """Count the request and reserve its stream slot and tokens, or raise QuotaRefused.
+
+    Nothing is held after a refusal. With the store down, token quotas fail closed (503)
+    and request-rate limits fail open only where GATEHOUSE_RATE_LIMIT_FAIL_OPEN is on.
+    """
+    plan = quota_plan_for(user=user, api_key=api_key)
+    if not (plan.requests or plan.tokens or plan.streams):
+        return QuotaAdmission()
+    ledger = quota_ledger()
+    lease = lease_seconds + _LEASE_MARGIN_SECONDS
+    if plan.requests:
+        try:
+            # Requests count as they arrive, whatever becomes of them.
+            counted = ledger.reserve(
+                counters=[limit.spec for limit in plan.requests], amount=1, lease_seconds=lease
+            )
+            ledger.settle(reservation=counted, actual=1)
+        except QuotaExceeded as exceeded:
+            raise _refusal(plan, exceeded, code="rate_limited", limits=plan.requests) from None
+        except LedgerUnavailable:
+            if not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
+                raise _unavailable() from None
+    admission = QuotaAdmission()
+    try:
+        if plan.streams:
+            streams = ledger.reserve(
+                counters=[limit.spec for limit in plan.streams], amount=1, lease_seconds=lease
+            )
+            admission.streams = _reservation_payload(streams)
+        if plan.tokens:
+            tokens = ledger.reserve(
+                counters=[limit.spec for limit in plan.tokens], amount=token_estimate, lease_seconds=lease
+            )
+            admission.tokens = _reservation_payload(tokens)
+        admission.headers = _headers(ledger, plan)
+    except QuotaExceeded as exceeded:
+        quota_release(admission=admission)
+        code = "rate_limited" if exceeded.key.startswith("streams:") else "quota_exceeded"
+        raise _refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens)) from None
+    except LedgerUnavailable:
+        # Whatever was reserved before the store went away is a lease: it expires.
+        raise _unavailable() from None
+    return admission
+
+
+def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
+    """The request ended having used `used_tokens`: charge them, free the stream slot."""
+    ledger = quota_ledger()
+    if admission.tokens:
+        ledger.settle(reservation=_reservation(admission.tokens), actual=used_tokens)
+    if admission.streams:
+        ledger.release(reservation=_reservation(admission.streams))
+
+
+def quota_release(*, admission: QuotaAdmission) -> None:
+    """The request ended without using anything (refused downstream, failed, never ran)."""
+    quota_settle(admission=admission, used_tokens=0)
