@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.authentication import console_user
-from accounts.models import ApiKey, Team, User
+from accounts.models import ApiKey, QuotaPolicy, Team, User
 from accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -23,6 +23,7 @@ from accounts.services import (
     user_activate,
     user_deactivate,
 )
+from accounts.services.quotas import quota_policy_delete, quota_policy_save
 from accounts.services.teams import TEAM_GROUP_PREFIX
 from audit.services import audit_event_record
 
@@ -221,3 +222,33 @@ class TeamAdmin(admin.ModelAdmin[Team]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
             team_delete(team=team, actor=console_user(request))
+
+
+@admin.register(QuotaPolicy)
+class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
+    """Quota policies; every change is audited with before and after (accounts.services.quotas)."""
+
+    list_display = (
+        "name",
+        "user",
+        "team",
+        "api_key",
+        "role",
+        "requests_per_minute",
+        "tokens_per_day",
+        "tokens_per_month",
+        "concurrent_streams",
+    )
+    list_filter = ("role", "team")
+    search_fields = ("name", "user__username", "team__name")
+    autocomplete_fields = ("user",)
+
+    def save_model(self, request: HttpRequest, obj: QuotaPolicy, form: Any, change: bool) -> None:
+        quota_policy_save(policy=obj, actor=console_user(request))
+
+    def delete_model(self, request: HttpRequest, obj: QuotaPolicy) -> None:
+        quota_policy_delete(policy=obj, actor=console_user(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[QuotaPolicy]) -> None:
+        for policy in queryset:
+            quota_policy_delete(policy=policy, actor=console_user(request))

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, Group
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -154,6 +155,7 @@ class QuotaPolicy(models.Model):
 
     class Meta:
         verbose_name_plural = "quota policies"
+        ordering = ["name"]
         constraints = [
             models.CheckConstraint(
                 name="quota_policy_one_subject",
@@ -168,3 +170,16 @@ class QuotaPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        subjects = [self.user_id, self.team_id, self.api_key_id, self.role_id]
+        if sum(subject is not None for subject in subjects) != 1:
+            raise ValidationError("A policy applies to exactly one of: a user, a team, an API key, a role.")
+        limits = [
+            self.requests_per_minute,
+            self.tokens_per_day,
+            self.tokens_per_month,
+            self.concurrent_streams,
+        ]
+        if all(limit is None for limit in limits):
+            raise ValidationError("Set at least one limit.")

@@ -11,11 +11,13 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, QuotaPolicy, User
 from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, QuotaLedger, Reservation
 from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.sql_ledger import SqlQuotaLedger
+from audit.services import audit_event_record
 
 # A token reservation or stream slot outlives the longest generation by this much.
 _LEASE_MARGIN_SECONDS = 60
@@ -192,3 +194,43 @@ def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
 def quota_release(*, admission: QuotaAdmission) -> None:
     """The request ended without using anything (refused downstream, failed, never ran)."""
     quota_settle(admission=admission, used_tokens=0)
+
+
+_POLICY_FIELDS = (
+    "name",
+    "user_id",
+    "team_id",
+    "api_key_id",
+    "role_id",
+    "requests_per_minute",
+    "tokens_per_day",
+    "tokens_per_month",
+    "concurrent_streams",
+)
+
+
+def _policy_state(policy: QuotaPolicy) -> dict[str, object]:
+    return {field: getattr(policy, field) for field in _POLICY_FIELDS}
+
+
+@transaction.atomic
+def quota_policy_save(*, policy: QuotaPolicy, actor: User) -> QuotaPolicy:
+    """Create or change a policy (validated: exactly one subject), audited with before and after."""
+    before = _policy_state(QuotaPolicy.objects.select_for_update().get(pk=policy.pk)) if policy.pk else None
+    policy.full_clean()
+    policy.save()
+    audit_event_record(
+        action="quota.policy.changed" if before else "quota.policy.created",
+        actor=actor,
+        target=policy,
+        metadata={"before": before, "after": _policy_state(policy)},
+    )
+    return policy
+
+
+@transaction.atomic
+def quota_policy_delete(*, policy: QuotaPolicy, actor: User) -> None:
+    audit_event_record(
+        action="quota.policy.deleted", actor=actor, target=policy, metadata={"before": _policy_state(policy)}
+    )
+    policy.delete()
