@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.urls import auth_urlpatterns, key_urlpatterns
+from accounts.api.usage import UsageView
 from accounts.api.views import WsTicketView
 from gatehouse import health
 
@@ -11,6 +12,7 @@ urlpatterns = [
     path("api/auth/", include(auth_urlpatterns)),
     path("api/keys/", include(key_urlpatterns)),
     path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
+    path("api/usage/", UsageView.as_view(), name="usage"),
     path("api/conversations/", include("inference.api.conversation_urls")),
     path("v1/", include("inference.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),

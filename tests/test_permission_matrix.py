@@ -118,6 +118,13 @@ class TestConversationDelete(TestConversationDetail):
     }
 
 
+class TestUsage(PermissionMatrix):
+    """Everyone reads their own standing only: the response names no one else's counters."""
+
+    route = "/api/usage/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+
 class TestApiKeyList(PermissionMatrix):
     route = "/api/keys/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

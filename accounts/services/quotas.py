@@ -234,3 +234,31 @@ def quota_policy_delete(*, policy: QuotaPolicy, actor: User) -> None:
         action="quota.policy.deleted", actor=actor, target=policy, metadata={"before": _policy_state(policy)}
     )
     policy.delete()
+
+
+def quota_standing(*, user: User, api_key: ApiKey | None) -> list[dict[str, object]]:
+    """Every limit the caller is held to, with what is used and left and when it resets.
+
+    Read from the live counters (reservations of running requests included).
+    """
+    plan = quota_plan_for(user=user, api_key=api_key)
+    ledger = quota_ledger()
+    standing: list[dict[str, object]] = []
+    for dimension, limits in (
+        ("requests", plan.requests),
+        ("tokens", plan.tokens),
+        ("streams", plan.streams),
+    ):
+        for limit in limits:
+            used = ledger.used(key=limit.spec.key)
+            standing.append(
+                {
+                    "limit": limit.label,
+                    "dimension": dimension,
+                    "max": limit.spec.limit,
+                    "used": used,
+                    "remaining": max(0, limit.spec.limit - used),
+                    "resets_at": limit.resets_at,
+                }
+            )
+    return standing
