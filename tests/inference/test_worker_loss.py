@@ -14,7 +14,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import override_settings
 
-from accounts.models import User
+from accounts.models import QuotaPolicy, User
+from accounts.quotas.plan import quota_plan_for
+from accounts.services.quotas import quota_ledger
 from audit.models import AuditEvent
 from tests.celery_worker import CeleryWorker, database_url
 from tests.inference.websocket import access_token, chat_frame, communicator_for
@@ -59,6 +61,7 @@ async def test_a_worker_killed_mid_stream_ends_the_chat_unavailable_promptly(
     alice: User, bob: User, mortal_worker: CeleryWorker
 ) -> None:
     await database_sync_to_async(_mortal_model)(alice)
+    await database_sync_to_async(QuotaPolicy.objects.create)(name="bob", user=bob, tokens_per_day=100_000)
     communicator = communicator_for(token=await access_token(bob))
     await communicator.connect()
     # Greedy: the demo model never ends early, so 480 tokens keep it busy past the kill.
@@ -87,3 +90,10 @@ async def test_a_worker_killed_mid_stream_ends_the_chat_unavailable_promptly(
     assert len(tokens) < 480
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert event.metadata["reason"] == "the model worker stopped responding"
+    # The dead worker's token reservation went back when the chat was given up, not at lease end.
+    assert await database_sync_to_async(_tokens_reserved)(bob) == 0
+
+
+def _tokens_reserved(user: User) -> int:
+    (limit,) = quota_plan_for(user=user, api_key=None).tokens
+    return quota_ledger().used(key=limit.spec.key)
