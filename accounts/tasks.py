@@ -19,3 +19,11 @@ def object_permissions_sweep() -> int:
             metadata={"removed": removed},
         )
     return removed
+
+
+@shared_task(name="accounts.tasks.quota_counters_sweep", ignore_result=True)
+def quota_counters_sweep() -> int:
+    """Drop the SQL ledger's counters of windows long over (Redis expires its own)."""
+    from accounts.quotas.sql_ledger import quota_counters_sweep as sweep
+
+    return sweep()

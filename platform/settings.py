@@ -183,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.object_permissions_sweep",
         "schedule": timedelta(hours=24),
     },
+    "quota-counters-sweep": {
+        "task": "accounts.tasks.quota_counters_sweep",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # --- inference ---------------------------------------------------------------------------------

@@ -102,3 +102,14 @@ def test_production_profile_really_uses_postgresql_redis_and_celery(inference_ba
     assert settings.CELERY_TASK_ALWAYS_EAGER is False
     assert settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery"
     assert app.control.ping(timeout=2.0), "no Celery worker answered"
+
+
+def test_every_scheduled_task_is_a_registered_task() -> None:
+    """A typo in CELERY_BEAT_SCHEDULE would fail silently at run time; it fails here."""
+    from django.conf import settings
+
+    from gatehouse.celery import app
+
+    app.loader.import_default_modules()
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks, entry["task"]

@@ -86,3 +86,15 @@ class SqlQuotaLedger:
                 delta = charge
             if delta:
                 QuotaCounter.objects.filter(key=spec.key).update(used=F("used") + delta)
+
+
+def quota_counters_sweep(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete counters whose window ended more than `older_than` ago (their leases go too).
+
+    Their keys name past windows, so nothing reads them again. Returns how many went.
+    """
+    return int(
+        QuotaCounter.objects.filter(expires_at__lt=timezone.now() - older_than)
+        .delete()[1]
+        .get(QuotaCounter._meta.label, 0)
+    )

@@ -152,3 +152,20 @@ def test_any_sequence_of_operations_keeps_the_counter_exact(kind: str, steps: li
     for reservation in open_reservations:  # every path ends settled or released: nothing leaks
         ledger.release(reservation=reservation)
     assert ledger.used(key=counter.key) == charged
+
+
+def test_counters_of_windows_long_over_are_swept_with_their_leases() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import QuotaCounter, QuotaLease
+    from accounts.quotas.sql_ledger import quota_counters_sweep
+
+    ledger = SqlQuotaLedger()
+    old, current = _counter(10), _counter(10)
+    ledger.reserve(counters=[old, current], amount=1, lease_seconds=60)
+    QuotaCounter.objects.filter(key=old.key).update(expires_at=timezone.now() - timedelta(days=2))
+    assert quota_counters_sweep() == 1
+    assert list(QuotaCounter.objects.values_list("key", flat=True)) == [current.key]
+    assert QuotaLease.objects.count() == 1
