@@ -183,3 +183,37 @@ class QuotaPolicy(models.Model):
         ]
         if all(limit is None for limit in limits):
             raise ValidationError("Set at least one limit.")
+
+
+class UsageRecord(models.Model):
+    """One request's usage: who, through which key, on which version, how much, how it went.
+
+    Written in bulk, off the request's path (accounts.services.usage). A log, so it keeps
+    ids rather than foreign keys: records outlive the users, keys and versions they name,
+    and a bulk write never fails on a row whose user was deleted meanwhile.
+    """
+
+    class Outcome(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    created_at = models.DateTimeField(db_index=True)
+    user_id = models.BigIntegerField(db_index=True)
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    # The user's teams at the time (team quotas and reports group by them).
+    team_ids = models.JSONField(default=list)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    channel = models.CharField(max_length=16)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(null=True, blank=True)
+    time_to_first_token_ms = models.FloatField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user_id", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.outcome} {self.prompt_tokens}+{self.completion_tokens}"

@@ -27,3 +27,11 @@ def quota_counters_sweep() -> int:
     from accounts.quotas.sql_ledger import quota_counters_sweep as sweep
 
     return sweep()
+
+
+@shared_task(name="accounts.tasks.usage_records_flush", ignore_result=True)
+def usage_records_flush() -> int:
+    """Write buffered usage records in bulk."""
+    from accounts.services.usage import usage_records_flush as flush
+
+    return flush()

@@ -183,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.object_permissions_sweep",
         "schedule": timedelta(hours=24),
     },
+    "usage-records-flush": {
+        "task": "accounts.tasks.usage_records_flush",
+        "schedule": timedelta(seconds=10),
+    },
     "quota-counters-sweep": {
         "task": "accounts.tasks.quota_counters_sweep",
         "schedule": timedelta(hours=1),
@@ -249,6 +253,9 @@ GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS"
 # Quotas (accounts.services.quotas): when their store is down, token quotas always fail
 # closed (503); request-rate limits fail open only with this on.
 GATEHOUSE_RATE_LIMIT_FAIL_OPEN = env.bool("GATEHOUSE_RATE_LIMIT_FAIL_OPEN", default=False)
+# Usage records wait in a buffer and are written in bulk: by Celery beat (every 10 s) where
+# REDIS_URL is set, by a thread of the process this often otherwise (0: only when asked).
+GATEHOUSE_USAGE_FLUSH_SECONDS = env.float("GATEHOUSE_USAGE_FLUSH_SECONDS", default=2.0)
 # Chats one user may have running at once, over every connection and /v1 (SPEC §6).
 GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER = env.int("GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER", default=8)
 # Concurrent chats one websocket connection may run (SPEC §6).

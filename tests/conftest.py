@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from channels.layers import channel_layers
@@ -83,6 +84,17 @@ def _fast_password_hashing() -> None:
     # PBKDF2's deliberate slowness protects stored passwords, not test data; the e2e
     # servers still hash with the production hasher.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _usage_buffer_per_test(settings: Any) -> Iterator[None]:
+    """Usage records wait in a buffer; each test starts with an empty one and flushes it itself."""
+    from accounts.services.usage import usage_buffer_clear
+
+    settings.GATEHOUSE_USAGE_FLUSH_SECONDS = 0
+    usage_buffer_clear()
+    yield
+    usage_buffer_clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

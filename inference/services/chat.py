@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
+from accounts.services.usage import usage_record_enqueue
+from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from inference.engines.base import ChatMessage, GenerationParams
@@ -82,6 +84,20 @@ def chat_record_outcome(
     user = User.objects.get(pk=user_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     principal = Principal(user=user, method="api_key" if api_key else "jwt", api_key=api_key)
+    usage_record_enqueue(
+        user_id=user_id,
+        api_key_id=api_key_id,
+        model_version_id=version_id,
+        channel=channel,
+        prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
+        completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
+        latency_ms=_number(metadata.get("latency_ms")),
+        time_to_first_token_ms=_number(metadata.get("time_to_first_token_ms")),
+        outcome="failed"
+        if failed
+        else (str(metadata.get("finish_reason")) == "cancelled" and "cancelled") or "completed",
+        request_id=(request_context_current() or RequestContext(request_id="")).request_id,
+    )
     return audit_event_record(
         action="inference.failed" if failed else "inference.completed",
         actor=user,
@@ -119,3 +135,13 @@ def chat_token_estimate(*, messages: list[ChatMessage], max_tokens: int) -> int:
     """
     prompt_bytes = sum(len(message.content.encode()) + _TEMPLATE_MARGIN for message in messages)
     return prompt_bytes + _TEMPLATE_MARGIN + max_tokens
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _usage_outcome(*, failed: bool, finish_reason: object) -> str:
+    if failed:
+        return "failed"
+    return "cancelled" if finish_reason == "cancelled" else "completed"

@@ -1,0 +1,135 @@
+"""Usage records, written in bulk off the request's path.
+
+A finished request puts its record in a buffer: a Redis list wherever REDIS_URL is set (it
+survives the worker that wrote it), a list in this process otherwise. `usage_records_flush`
+moves the buffer into the database in one bulk insert; Celery beat runs it in production,
+and a flusher thread does on the embedded default, which has no beat
+(every GATEHOUSE_USAGE_FLUSH_SECONDS; 0 leaves flushing to whoever calls it).
+"""
+
+import json
+import logging
+import threading
+from collections import deque
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from accounts.models import Team, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+_REDIS_KEY = "gatehouse:usage:pending"
+_local: deque[dict[str, Any]] = deque()
+_local_lock = threading.Lock()
+_flusher: threading.Thread | None = None
+
+
+@cache
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def usage_record_enqueue(
+    *,
+    user_id: int,
+    api_key_id: int | None,
+    model_version_id: int | None,
+    channel: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_ms: float | None,
+    time_to_first_token_ms: float | None,
+    outcome: str,
+    request_id: str,
+) -> None:
+    row = {
+        "created_at": datetime.now(tz=UTC).isoformat(),
+        "user_id": user_id,
+        "api_key_id": api_key_id,
+        "team_ids": list(Team.objects.filter(group__user__id=user_id).values_list("id", flat=True)),
+        "model_version_id": model_version_id,
+        "channel": channel,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "latency_ms": latency_ms,
+        "time_to_first_token_ms": time_to_first_token_ms,
+        "outcome": outcome,
+        "request_id": request_id[:64],
+    }
+    if settings.REDIS_URL:
+        _redis().rpush(_REDIS_KEY, json.dumps(row))
+        return
+    with _local_lock:
+        _local.append(row)
+    if settings.GATEHOUSE_USAGE_FLUSH_SECONDS > 0:
+        _flusher_ensure()
+
+
+def _take(limit: int) -> list[dict[str, Any]]:
+    if settings.REDIS_URL:
+        pipe = _redis().pipeline(transaction=True)
+        pipe.lrange(_REDIS_KEY, 0, limit - 1)
+        pipe.ltrim(_REDIS_KEY, limit, -1)
+        raw, _ = pipe.execute()
+        return [json.loads(item) for item in raw]
+    with _local_lock:
+        return [_local.popleft() for _ in range(min(limit, len(_local)))]
+
+
+def _put_back(rows: list[dict[str, Any]]) -> None:
+    if settings.REDIS_URL:
+        _redis().lpush(_REDIS_KEY, *[json.dumps(row) for row in reversed(rows)])
+        return
+    with _local_lock:
+        _local.extendleft(reversed(rows))
+
+
+def usage_records_flush(*, batch: int = 1000) -> int:
+    """Move buffered records into the database, `batch` at a time; returns how many."""
+    written = 0
+    while rows := _take(batch):
+        try:
+            UsageRecord.objects.bulk_create(
+                UsageRecord(**{**row, "created_at": datetime.fromisoformat(row["created_at"])})
+                for row in rows
+            )
+        except Exception:
+            _put_back(rows)  # tried again at the next flush
+            raise
+        written += len(rows)
+    return written
+
+
+def _flusher_ensure() -> None:
+    """Start this process's flusher thread once (embedded default: no Celery beat here)."""
+    global _flusher  # noqa: PLW0603 - one flusher per process
+    with _local_lock:
+        if _flusher is not None and _flusher.is_alive():
+            return
+        _flusher = threading.Thread(target=_flush_forever, name="gatehouse-usage-flush", daemon=True)
+        _flusher.start()
+
+
+def _flush_forever() -> None:
+    stop = threading.Event()
+    while not stop.wait(settings.GATEHOUSE_USAGE_FLUSH_SECONDS):
+        try:
+            usage_records_flush()
+        except Exception:
+            logger.exception("usage records could not be written; kept for the next try")
+        finally:
+            close_old_connections()
+
+
+def usage_buffer_clear() -> None:
+    """Drop what waits to be written (tests start from an empty buffer)."""
+    if settings.REDIS_URL:
+        _redis().delete(_REDIS_KEY)
+    with _local_lock:
+        _local.clear()
