@@ -217,3 +217,33 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.outcome} {self.prompt_tokens}+{self.completion_tokens}"
+
+
+class UsageRollup(models.Model):
+    """Usage records summed per hour or day, per user, model version and channel."""
+
+    class Period(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    period = models.CharField(max_length=8, choices=Period.choices)
+    period_start = models.DateTimeField()
+    user_id = models.BigIntegerField()
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    channel = models.CharField(max_length=16)
+    requests = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "period_start", "user_id", "model_version_id", "channel"],
+                name="usage_rollup_one_row_per_group",
+            )
+        ]
+        indexes = [models.Index(fields=["user_id", "period", "period_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.period_start:%Y-%m-%d %H:00} user {self.user_id}"

@@ -35,3 +35,13 @@ def usage_records_flush() -> int:
     from accounts.services.usage import usage_records_flush as flush
 
     return flush()
+
+
+@shared_task(name="accounts.tasks.usage_rollup", ignore_result=True)
+def usage_rollup(period: str) -> int:
+    """Recompute the hourly or daily usage rollups of the latest periods."""
+    from accounts.services.usage import usage_records_flush
+    from accounts.services.usage import usage_rollup as rollup
+
+    usage_records_flush()  # what waits in the buffer belongs in the totals
+    return rollup(period=period)

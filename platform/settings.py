@@ -187,6 +187,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.usage_records_flush",
         "schedule": timedelta(seconds=10),
     },
+    "usage-rollup-hourly": {
+        "task": "accounts.tasks.usage_rollup",
+        "schedule": timedelta(minutes=5),
+        "args": ("hour",),
+    },
+    "usage-rollup-daily": {
+        "task": "accounts.tasks.usage_rollup",
+        "schedule": timedelta(hours=1),
+        "args": ("day",),
+    },
     "quota-counters-sweep": {
         "task": "accounts.tasks.quota_counters_sweep",
         "schedule": timedelta(hours=1),

@@ -1,4 +1,4 @@
-"""`GET /api/usage/`: the caller's quota limits, what is used and left, and when they reset."""
+"""`GET /api/usage/`: the caller's quota limits (used, left, reset) and usage totals."""
 
 from datetime import UTC, datetime
 
@@ -12,6 +12,7 @@ from accounts.authentication import request_principal
 from accounts.models import User
 from accounts.quotas.ledger import LedgerUnavailable
 from accounts.services.quotas import quota_standing
+from accounts.services.usage import usage_totals
 
 
 class QuotaLimitSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -23,8 +24,17 @@ class QuotaLimitSerializer(serializers.Serializer):  # type: ignore[type-arg]
     resets_at = serializers.DateTimeField(allow_null=True)
 
 
+class UsageTotalsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    requests = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+
+
 class QuotaStandingSerializer(serializers.Serializer):  # type: ignore[type-arg]
     limits = QuotaLimitSerializer(many=True)
+    today = UsageTotalsSerializer(help_text="From the daily rollups (refreshed every hour).")
+    this_month = UsageTotalsSerializer(help_text="From the daily rollups (refreshed every hour).")
 
 
 class UsageView(APIView):
@@ -44,4 +54,10 @@ class UsageView(APIView):
             row["resets_at"] = (
                 datetime.fromtimestamp(resets_at, tz=UTC) if isinstance(resets_at, float) else None
             )
-        return Response(QuotaStandingSerializer({"limits": standing}).data)
+        today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        body = {
+            "limits": standing,
+            "today": usage_totals(user_id=user.pk, since=today),
+            "this_month": usage_totals(user_id=user.pk, since=today.replace(day=1)),
+        }
+        return Response(QuotaStandingSerializer(body).data)

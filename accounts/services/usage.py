@@ -11,14 +11,15 @@ import json
 import logging
 import threading
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
+from django.db.models import Count, Q, Sum
 
-from accounts.models import Team, UsageRecord
+from accounts.models import Team, UsageRecord, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +134,53 @@ def usage_buffer_clear() -> None:
         _redis().delete(_REDIS_KEY)
     with _local_lock:
         _local.clear()
+
+
+def _period_start(moment: datetime, period: str) -> datetime:
+    hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return hour if period == UsageRollup.Period.HOUR else hour.replace(hour=0)
+
+
+@transaction.atomic
+def usage_rollup(*, period: str, now: datetime | None = None, periods_back: int = 2) -> int:
+    """Recompute the rollups of the current and the last `periods_back` periods from records.
+
+    Recomputing (not adding) makes it idempotent: a rerun, or a record flushed late into a
+    period already rolled up, gives the same totals. Returns how many rollup rows it wrote.
+    """
+    now = now or datetime.now(tz=UTC)
+    step = timedelta(hours=1) if period == UsageRollup.Period.HOUR else timedelta(days=1)
+    first = _period_start(now, period) - periods_back * step
+    written = 0
+    start = first
+    while start <= now:
+        end = start + step
+        groups = (
+            UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+            .values("user_id", "model_version_id", "channel")
+            .annotate(
+                requests=Count("id"),
+                failures=Count("id", filter=Q(outcome=UsageRecord.Outcome.FAILED)),
+                prompt_tokens=Sum("prompt_tokens"),
+                completion_tokens=Sum("completion_tokens"),
+            )
+        )
+        UsageRollup.objects.filter(period=period, period_start=start).delete()
+        rows = [UsageRollup(period=period, period_start=start, **group) for group in groups]
+        UsageRollup.objects.bulk_create(rows)
+        written += len(rows)
+        start = end
+    return written
+
+
+def usage_totals(*, user_id: int, since: datetime) -> dict[str, int]:
+    """The user's requests and tokens since `since` (a day boundary), from the daily rollups."""
+    totals = UsageRollup.objects.filter(
+        user_id=user_id, period=UsageRollup.Period.DAY, period_start__gte=since
+    ).aggregate(
+        requests=Sum("requests"),
+        failures=Sum("failures"),
+        prompt_tokens=Sum("prompt_tokens"),
+        completion_tokens=Sum("completion_tokens"),
+    )
+    return {name: int(value or 0) for name, value in totals.items()}

@@ -28,7 +28,9 @@ def test_usage_shows_each_limit_with_used_remaining_and_reset(bob: User) -> None
 
 
 def test_nobody_with_no_policy_sees_an_empty_list(carol: User) -> None:
-    assert bearer_client(login(carol).access).get("/api/usage/").json() == {"limits": []}
+    body = bearer_client(login(carol).access).get("/api/usage/").json()
+    assert body["limits"] == []
+    assert body["today"] == {"requests": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
 
 def test_an_api_key_needs_the_usage_scope(bob: User) -> None:

@@ -184,3 +184,16 @@ def test_token_quotas_fail_closed_and_rate_limits_fail_open_only_when_told_to(
     with pytest.raises(QuotaRefused) as tokens_closed:
         quota_admit(user=bob, api_key=None, token_estimate=10, lease_seconds=60)
     assert tokens_closed.value.status == 503
+
+
+async def test_an_engine_failure_gives_the_whole_reservation_back(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    """The model refuses to load (its manifest no longer matches): nothing ran, nothing is charged."""
+    await _policy(bob, tokens_per_day=100_000)
+    version = await database_sync_to_async(ModelVersion.objects.get)(pk=demo_version.pk)
+    version.manifest = {**version.manifest, "model.safetensors": "0" * 64}
+    await database_sync_to_async(version.save)()
+    (error,) = [frame for frame in await _ws_chat(bob, "broken") if frame["type"] == "error"]
+    assert error["code"] == "unavailable"
+    assert await database_sync_to_async(_tokens_used)(bob) == 0
