@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -134,3 +135,41 @@ def test_fifty_concurrent_streams_arrive_complete_and_in_order(gatehouse: Served
 
     for frames in asyncio.run(run()):
         _contiguous(frames, 16)
+
+
+def test_a_socket_dropped_mid_stream_charges_what_ran_and_leaks_no_quota(gatehouse: ServedGatehouse) -> None:
+    admin = gatehouse.admin_username
+    gatehouse.manage(
+        "shell",
+        "-c",
+        "from accounts.models import QuotaPolicy, User; "
+        f"QuotaPolicy.objects.get_or_create(name='e2e', user=User.objects.get(username='{admin}'), "
+        "defaults={'tokens_per_day': 1000000})",
+    )
+
+    async def run() -> None:
+        headers = {"Authorization": f"Bearer {_access(gatehouse)}", "X-Request-ID": "dropped-1"}
+        ws = await websockets.connect(gatehouse.ws_url, additional_headers=headers)
+        await ws.send(_chat("dropped", max_tokens=256))
+        frame = await _receive(ws)
+        while frame["type"] != "token":
+            frame = await _receive(ws)
+        ws.transport.abort()  # no closing handshake: the connection just vanishes
+
+    asyncio.run(run())
+    query = (
+        "import json; from audit.models import AuditEvent as E; from accounts.models import User; "
+        "from accounts.quotas.plan import quota_plan_for; from accounts.services.quotas import quota_ledger; "
+        "e = E.objects.filter(action='inference.completed', request_id='dropped-1').first(); "
+        f"(limit,) = quota_plan_for(user=User.objects.get(username='{admin}'), api_key=None).tokens; "
+        "print(json.dumps([e and e.metadata, quota_ledger().used(key=limit.spec.key)]))"
+    )
+    for _ in range(50):
+        metadata, used = json.loads(gatehouse.manage("shell", "-c", query).strip().splitlines()[-1])
+        if metadata:
+            break
+        time.sleep(0.2)
+    assert metadata is not None
+    assert metadata["finish_reason"] in ("cancelled", "length")
+    # Whatever ran is charged, exactly; the reservation for the rest came back.
+    assert used == metadata["prompt_tokens"] + metadata["completion_tokens"]
