@@ -9,7 +9,9 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient, override_settings
 
 from accounts.models import QuotaPolicy, UsageRecord, User
+from accounts.quotas.plan import quota_plan_for
 from accounts.services import team_create, team_member_add
+from accounts.services.quotas import quota_ledger
 from accounts.services.usage import usage_records_flush
 from audit.models import AuditEvent
 from inference.models import ModelVersion
@@ -84,6 +86,7 @@ async def test_two_hundred_concurrent_requests_on_a_quota_of_one_hundred(
 
     statuses = [response.status_code for response in await asyncio.gather(*(one() for _ in range(200)))]
     assert (statuses.count(200), statuses.count(429)) == (100, 100)
+    assert await database_sync_to_async(_requests_counted)(bob) == 100  # the counter ends at the limit
     await database_sync_to_async(usage_records_flush)()
     for _ in range(50):  # the last generations' records may still be on their way
         if await database_sync_to_async(UsageRecord.objects.count)() >= 100:
@@ -94,3 +97,8 @@ async def test_two_hundred_concurrent_requests_on_a_quota_of_one_hundred(
     assert (
         await database_sync_to_async(AuditEvent.objects.filter(action="inference.completed").count)() == 100
     )
+
+
+def _requests_counted(user: User) -> int:
+    (limit,) = quota_plan_for(user=user, api_key=None).requests
+    return quota_ledger().used(key=limit.spec.key)
