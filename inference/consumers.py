@@ -19,7 +19,7 @@ from django.conf import settings
 
 from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
-from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit, quota_release
+from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
 from inference.cancellation import generation_cancel_request
@@ -30,7 +30,7 @@ from inference.generation import GenerationJob
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.selectors import conversation_get_own, conversation_history
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost, chat_token_estimate
+from inference.services import ChatPlan, ChatRejected, chat_abandon, chat_prepare, chat_token_estimate
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
@@ -160,8 +160,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await generation_dispatch(job=job)
         except InferenceBusy as busy:
             await self._forget(frame.id)
-            await database_sync_to_async(quota_release)(admission=quota)
-            await self._record_lost(job, reason=f"queue full: {busy}")
+            await database_sync_to_async(chat_abandon)(job=job, reason=f"queue full: {busy}")
             await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
             return
         # Events of this generation are handled only after this handler returns, so `start`
@@ -304,20 +303,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _give_up(self, client_id: str, chat: _RunningChat) -> None:
         await self._forget(client_id)
-        # The worker is gone (or never came): its reservations go back now, not at lease end.
-        await database_sync_to_async(quota_release)(admission=QuotaAdmission.from_payload(chat.job.quota))
-        await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
-        await self._record_lost(
-            chat.job,
+        await database_sync_to_async(chat_abandon)(
+            job=chat.job,
             reason="the model worker stopped responding"
             if chat.started
             else "no model worker took the request",
         )
         await self._send_error(client_id, "unavailable", "The model did not respond in time; try again.")
-
-    async def _record_lost(self, job: GenerationJob, *, reason: str) -> None:
-        """Audit a generation that cannot audit itself: it never ran, or its worker went silent."""
-        await database_sync_to_async(chat_record_lost)(job=job, reason=reason)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from inference.cancellation import generation_cancel_request
 from inference.chat_slots import chat_slot_release
 from inference.dispatch import generation_dispatch
 from inference.generation import GenerationJob
-from inference.services import chat_record_lost
+from inference.services import chat_abandon
 
 _FINAL_EVENTS = ("generation.finished", "generation.failed")
 
@@ -58,11 +58,10 @@ class GenerationSession:
                 event = await asyncio.wait_for(self._layer.receive(job.reply_channel), allowed)
             except TimeoutError:
                 self.ended = True
-                await database_sync_to_async(generation_cancel_request)(generation_id=job.generation_id)
                 reason = (
                     "the model worker stopped responding" if started else "no model worker took the request"
                 )
-                await database_sync_to_async(chat_record_lost)(job=job, reason=reason)
+                await database_sync_to_async(chat_abandon)(job=job, reason=reason)
                 raise GenerationLost(reason) from None
             if event.get("generation_id") != job.generation_id:
                 continue

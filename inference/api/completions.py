@@ -37,7 +37,7 @@ from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
-from inference.services import ChatPlan, ChatRejected, chat_prepare, chat_record_lost, chat_token_estimate
+from inference.services import ChatPlan, ChatRejected, chat_abandon, chat_prepare, chat_token_estimate
 
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
@@ -204,9 +204,8 @@ async def _start(session: GenerationSession, *, user: User, quota: QuotaAdmissio
         await session.start()
     except InferenceBusy as busy:
         await session.release()
-        await sync_to_async(quota_release)(admission=quota)
         assert session.job is not None  # noqa: S101 - the job exists before dispatch
-        await sync_to_async(chat_record_lost)(job=session.job, reason=f"queue full: {busy}")
+        await sync_to_async(chat_abandon)(job=session.job, reason=f"queue full: {busy}")
         raise ServiceUnavailable("The model is busy; try again shortly.") from None
     except BaseException:
         # The broker refused the job, say: nothing runs, so slot and quota go back now.

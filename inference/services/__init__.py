@@ -4,8 +4,8 @@ from inference.services.access import model_access_grant, model_access_revoke
 from inference.services.chat import (
     ChatPlan,
     ChatRejected,
+    chat_abandon,
     chat_prepare,
-    chat_record_lost,
     chat_record_outcome,
     chat_token_estimate,
 )
@@ -34,8 +34,8 @@ from inference.services.registry import (
 __all__ = [
     "ChatPlan",
     "ChatRejected",
+    "chat_abandon",
     "chat_prepare",
-    "chat_record_lost",
     "chat_record_outcome",
     "chat_token_estimate",
     "conversation_delete",

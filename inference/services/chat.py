@@ -5,10 +5,12 @@ from typing import TYPE_CHECKING
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
+from accounts.services.quotas import QuotaAdmission, quota_release
 from accounts.services.usage import usage_record_enqueue
 from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
 from audit.services import audit_event_record
+from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
@@ -109,8 +111,15 @@ def chat_record_outcome(
     )
 
 
-def chat_record_lost(*, job: "GenerationJob", reason: str) -> AuditEvent:
-    """Audit a generation that cannot audit itself: it never ran, or its worker went silent."""
+def chat_abandon(*, job: "GenerationJob", reason: str) -> AuditEvent:
+    """Give up on a generation that cannot end itself: it was never queued, no worker took it,
+    or its worker went silent.
+
+    Everything it holds goes back now rather than at lease end: a late worker sees the cancel
+    flag, and its quota reservations are released. The record it cannot write is written here.
+    """
+    generation_cancel_request(generation_id=job.generation_id)
+    quota_release(admission=QuotaAdmission.from_payload(job.quota))
     return chat_record_outcome(
         user_id=job.user_id,
         api_key_id=job.api_key_id,
