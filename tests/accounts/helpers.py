@@ -15,3 +15,12 @@ def bearer_client(credential: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {credential}")
     return client
+
+
+def quota_counter_used(user: User, dimension: str) -> int:
+    """What the user's one policy counter of `dimension` ("requests", "tokens", "streams") holds."""
+    from accounts.quotas.plan import quota_plan_for
+    from accounts.services.quotas import quota_ledger
+
+    (limit,) = getattr(quota_plan_for(user=user, api_key=None), dimension)
+    return quota_ledger().used(key=limit.spec.key)

@@ -1,6 +1,5 @@
 """The websocket accepts the same credentials as HTTP, plus single-use tickets."""
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -9,10 +8,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.services import api_key_create, api_key_revoke, user_deactivate
-from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.accounts.helpers import bearer_client, login
 from tests.inference.websocket import FRAME_TIMEOUT, chat_frame, communicator_for, frames_until_end
+from tests.waiting import completed_audit_event, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -102,13 +101,9 @@ async def test_revoking_a_key_closes_its_open_connection_at_once_mid_stream(
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     await communicator.disconnect()
     # The generation was cancelled with the connection and audited as such.
-    for _ in range(100):
-        events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
-        if events:
-            break
-        await asyncio.sleep(0.1)
-    assert events[0].metadata["finish_reason"] == "cancelled"
-    assert events[0].metadata["completion_tokens"] < 256
+    event = await eventually(completed_audit_event)
+    assert event.metadata["finish_reason"] == "cancelled"
+    assert event.metadata["completion_tokens"] < 256
 
 
 async def test_deactivating_a_user_closes_their_open_connection_at_once(

@@ -4,7 +4,6 @@ Runs in both profiles: in the production profile the generation runs on the Cele
 and its events come back over Redis to the view's own channel.
 """
 
-import asyncio
 import json
 from typing import Any
 
@@ -16,6 +15,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.inference.websocket import access_token
+from tests.waiting import completed_audit_event, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -181,11 +181,7 @@ async def test_a_client_that_hangs_up_mid_stream_cancels_the_generation(
     content = aiter(response)
     assert (await anext(content)).startswith(b"data: ")
     await content.aclose()
-    for _ in range(200):
-        events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
-        if events:
-            break
-        await asyncio.sleep(0.05)
-    (event,) = events
+    event = await eventually(completed_audit_event)
+    assert await database_sync_to_async(AuditEvent.objects.filter(action="inference.completed").count)() == 1
     assert event.metadata["finish_reason"] == "cancelled"
     assert event.metadata["completion_tokens"] < 256

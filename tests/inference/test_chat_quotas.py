@@ -3,7 +3,6 @@
 Runs in both profiles: the SQL ledger on the embedded default, Redis in production.
 """
 
-import asyncio
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -14,12 +13,12 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from accounts.models import QuotaPolicy, User
-from accounts.quotas.plan import quota_plan_for
-from accounts.services.quotas import QuotaRefused, quota_admit, quota_ledger, quota_settle
-from audit.models import AuditEvent
+from accounts.services.quotas import QuotaRefused, quota_admit, quota_settle
 from inference.models import ModelVersion
+from tests.accounts.helpers import quota_counter_used
 from tests.e2e.server import free_port
-from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+from tests.inference.websocket import access_token, chat_frame, chat_once, communicator_for
+from tests.waiting import completed_audit_event, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -31,17 +30,11 @@ async def _policy(user: User, **limits: int) -> QuotaPolicy:
 
 
 def _tokens_used(user: User) -> int:
-    (limit,) = quota_plan_for(user=user, api_key=None).tokens
-    return quota_ledger().used(key=limit.spec.key)
+    return quota_counter_used(user, "tokens")
 
 
 async def _ws_chat(user: User, client_id: str, **overrides: Any) -> list[dict[str, Any]]:
-    communicator = communicator_for(token=await access_token(user))
-    await communicator.connect()
-    await communicator.send_json_to(chat_frame(client_id, temperature=0.0, **overrides))
-    frames = await frames_until_end(communicator, client_id)
-    await communicator.disconnect()
-    return frames
+    return await chat_once(user, client_id, temperature=0.0, **overrides)
 
 
 async def _api_chat(user: User, **overrides: Any) -> Any:
@@ -133,12 +126,8 @@ async def test_a_disconnect_mid_stream_charges_what_ran_and_leaks_nothing(
     assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
     assert (await communicator.receive_json_from(timeout=60))["type"] == "token"
     await communicator.disconnect()
-    for _ in range(100):
-        events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
-        if events:
-            break
-        await asyncio.sleep(0.1)
-    metadata = events[0].metadata
+    event = await eventually(completed_audit_event)
+    metadata = event.metadata
     assert metadata["finish_reason"] == "cancelled"
     charged = metadata["prompt_tokens"] + metadata["completion_tokens"]
     assert await database_sync_to_async(_tokens_used)(bob) == charged

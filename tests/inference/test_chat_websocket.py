@@ -16,6 +16,7 @@ from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
 from tests.profile import PRODUCTION
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -339,22 +340,9 @@ async def test_disconnecting_mid_stream_is_audited_as_cancelled(
     assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
     assert (await communicator.receive_json_from(timeout=60))["type"] == "token"
     await communicator.disconnect()
-    event = await _eventually(lambda: AuditEvent.objects.filter(action="inference.completed").first())
+    event = await eventually(lambda: AuditEvent.objects.filter(action="inference.completed").first())
     assert event.metadata["finish_reason"] == "cancelled"
     assert event.metadata["completion_tokens"] < 200
-
-
-async def _eventually(query: Any, *, seconds: float = 30.0) -> Any:
-    """Poll `query` (a sync callable) until it returns something, or fail after `seconds`."""
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        found = await database_sync_to_async(query)()
-        if found is not None:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing turned up within {seconds:.0f}s")
 
 
 async def test_the_connection_answers_while_a_generation_streams(

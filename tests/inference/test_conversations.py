@@ -9,18 +9,13 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import Conversation, Message, ModelVersion
 from tests.accounts.helpers import bearer_client, login
-from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+from tests.inference.websocket import access_token, chat_once
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
 
 async def _chat(user: User, client_id: str, **overrides: object) -> list[dict[str, object]]:
-    communicator = communicator_for(token=await access_token(user))
-    await communicator.connect()
-    await communicator.send_json_to(chat_frame(client_id, max_tokens=6, temperature=0.0, **overrides))
-    frames = await frames_until_end(communicator, client_id)
-    await communicator.disconnect()
-    return frames
+    return await chat_once(user, client_id, max_tokens=6, temperature=0.0, **overrides)
 
 
 def _messages(conversation_id: object) -> list[Message]:

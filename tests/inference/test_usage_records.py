@@ -9,26 +9,25 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient, override_settings
 
 from accounts.models import QuotaPolicy, UsageRecord, User
-from accounts.quotas.plan import quota_plan_for
 from accounts.services import team_create, team_member_add
-from accounts.services.quotas import quota_ledger
 from accounts.services.usage import usage_records_flush
 from audit.models import AuditEvent
 from inference.models import ModelVersion
+from tests.accounts.helpers import quota_counter_used
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
 
 async def _flushed_records() -> list[UsageRecord]:
-    # Records are written where the generation ran, just before `done`: give a worker a moment.
-    for _ in range(50):
-        await database_sync_to_async(usage_records_flush)()
-        records = await database_sync_to_async(list)(UsageRecord.objects.order_by("id"))
-        if records:
-            return records
-        await asyncio.sleep(0.1)
-    return []
+    """Records are written where the generation ran, just before `done`: give a worker a moment."""
+
+    def flushed() -> list[UsageRecord] | None:
+        usage_records_flush()
+        return list(UsageRecord.objects.order_by("id")) or None
+
+    return list(await eventually(flushed))
 
 
 async def test_a_chat_leaves_one_record_matching_its_audit(
@@ -86,19 +85,16 @@ async def test_two_hundred_concurrent_requests_on_a_quota_of_one_hundred(
 
     statuses = [response.status_code for response in await asyncio.gather(*(one() for _ in range(200)))]
     assert (statuses.count(200), statuses.count(429)) == (100, 100)
-    assert await database_sync_to_async(_requests_counted)(bob) == 100  # the counter ends at the limit
-    await database_sync_to_async(usage_records_flush)()
-    for _ in range(50):  # the last generations' records may still be on their way
-        if await database_sync_to_async(UsageRecord.objects.count)() >= 100:
-            break
-        await asyncio.sleep(0.1)
-        await database_sync_to_async(usage_records_flush)()
+    assert (
+        await database_sync_to_async(quota_counter_used)(bob, "requests") == 100
+    )  # the counter ends at the limit
+
+    def all_flushed() -> bool | None:  # the last generations' records may still be on their way
+        usage_records_flush()
+        return UsageRecord.objects.count() >= 100 or None
+
+    await eventually(all_flushed)
     assert await database_sync_to_async(UsageRecord.objects.count)() == 100
     assert (
         await database_sync_to_async(AuditEvent.objects.filter(action="inference.completed").count)() == 100
     )
-
-
-def _requests_counted(user: User) -> int:
-    (limit,) = quota_plan_for(user=user, api_key=None).requests
-    return quota_ledger().used(key=limit.spec.key)

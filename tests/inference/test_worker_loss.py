@@ -15,9 +15,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from accounts.models import QuotaPolicy, User
-from accounts.quotas.plan import quota_plan_for
-from accounts.services.quotas import quota_ledger
 from audit.models import AuditEvent
+from tests.accounts.helpers import quota_counter_used
 from tests.celery_worker import CeleryWorker, database_url
 from tests.inference.websocket import access_token, chat_frame, communicator_for
 from tests.profile import PRODUCTION
@@ -91,9 +90,4 @@ async def test_a_worker_killed_mid_stream_ends_the_chat_unavailable_promptly(
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert event.metadata["reason"] == "the model worker stopped responding"
     # The dead worker's token reservation went back when the chat was given up, not at lease end.
-    assert await database_sync_to_async(_tokens_reserved)(bob) == 0
-
-
-def _tokens_reserved(user: User) -> int:
-    (limit,) = quota_plan_for(user=user, api_key=None).tokens
-    return quota_ledger().used(key=limit.spec.key)
+    assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == 0

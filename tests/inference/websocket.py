@@ -59,3 +59,13 @@ async def frames_until_end(communicator: WebsocketCommunicator, client_id: str) 
         frames.append(frame)
         if frame["type"] in ("done", "error"):
             return frames
+
+
+async def chat_once(user: User, client_id: str, **overrides: Any) -> list[dict[str, Any]]:
+    """Open a connection as `user`, run one chat to its end, close; every frame for it."""
+    communicator = communicator_for(token=await access_token(user))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame(client_id, **overrides))
+    frames = await frames_until_end(communicator, client_id)
+    await communicator.disconnect()
+    return frames
