@@ -201,7 +201,8 @@ class UsageRecord(models.Model):
     created_at = models.DateTimeField(db_index=True)
     user_id = models.BigIntegerField(db_index=True)
     api_key_id = models.BigIntegerField(null=True, blank=True)
-    # The user's teams at the time (team quotas and reports group by them).
+    # The user's teams when the record was written, seconds after the request (reports group
+    # by them).
     team_ids = models.JSONField(default=list)
     model_version_id = models.BigIntegerField(null=True, blank=True)
     channel = models.CharField(max_length=16)

@@ -53,7 +53,6 @@ def usage_record_enqueue(
         "created_at": datetime.now(tz=UTC).isoformat(),
         "user_id": user_id,
         "api_key_id": api_key_id,
-        "team_ids": list(Team.objects.filter(group__user__id=user_id).values_list("id", flat=True)),
         "model_version_id": model_version_id,
         "channel": channel,
         "prompt_tokens": prompt_tokens,
@@ -95,9 +94,14 @@ def usage_records_flush(*, batch: int = 1000) -> int:
     """Move buffered records into the database, `batch` at a time; returns how many."""
     written = 0
     while rows := _take(batch):
+        # Teams are looked up here, once per batch, not on each request's path.
+        teams = _teams_of({row["user_id"] for row in rows})
         try:
             UsageRecord.objects.bulk_create(
-                UsageRecord(**{**row, "created_at": datetime.fromisoformat(row["created_at"])})
+                UsageRecord(
+                    **{**row, "created_at": datetime.fromisoformat(row["created_at"])},
+                    team_ids=teams.get(row["user_id"], []),
+                )
                 for row in rows
             )
         except Exception:
@@ -105,6 +109,16 @@ def usage_records_flush(*, batch: int = 1000) -> int:
             raise
         written += len(rows)
     return written
+
+
+def _teams_of(user_ids: set[int]) -> dict[int, list[int]]:
+    """Each user's team ids, in one query."""
+    teams: dict[int, list[int]] = {}
+    for team_id, user_id in Team.objects.filter(group__user__id__in=user_ids).values_list(
+        "id", "group__user__id"
+    ):
+        teams.setdefault(user_id, []).append(team_id)
+    return teams
 
 
 def _flusher_ensure() -> None:
