@@ -1,9 +1,15 @@
 import uuid
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from audit.bulk_guard import AuditedQuerySet
+
+
+class GatehouseUserManager(UserManager.from_queryset(AuditedQuerySet)):  # type: ignore[misc]
+    """Django's user manager whose bulk writes are audited (see `audit.bulk_guard`)."""
 
 
 class User(AbstractUser):
@@ -14,6 +20,9 @@ class User(AbstractUser):
 
     # Tokens issued before this instant are refused: logout-all and deactivation set it.
     tokens_valid_after = models.DateTimeField(null=True, blank=True)
+
+    objects = GatehouseUserManager()  # type: ignore[misc]
+    AUDIT_EXEMPT_FIELDS = ("last_login",)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
@@ -31,6 +40,8 @@ class Team(models.Model):
     group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="team", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AuditedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -45,6 +56,8 @@ class ApiKey(models.Model):
         CHAT = "chat", "Chat completions"
         MODELS_READ = "models:read", "List models"
         USAGE_READ = "usage:read", "Read usage"
+        # Lets an auditor's or admin's key pull the trail (a SIEM, say); useless to anyone else.
+        AUDIT_READ = "audit:read", "Read the audit trail"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
@@ -58,6 +71,10 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AuditedQuerySet.as_manager()
+    # Written at most once a minute on use: bookkeeping, not a change to the key.
+    AUDIT_EXEMPT_FIELDS = ("last_used_at",)
 
     class Meta:
         ordering = ["-created_at"]
@@ -152,6 +169,8 @@ class QuotaPolicy(models.Model):
     concurrent_streams = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "quota policies"

@@ -25,7 +25,7 @@ from inference.engines.remote import RemoteUnavailable
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
-from inference.services.chat import chat_record_outcome
+from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class _Outcome:
             metadata={
                 "client_id": self.job.client_id,
                 "generation_id": self.job.generation_id,
+                "prompt_sha256": chat_prompt_digest(messages=self.job.messages),
                 "latency_ms": round((now - started) * 1000, 1),
                 "time_to_first_token_ms": (
                     round((self.first_token_at - started) * 1000, 1) if self.first_token_at else None

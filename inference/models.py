@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from audit.bulk_guard import AuditedQuerySet
+
 
 class Model(models.Model):
     """A name users ask for (`demo-tiny`); what answers is one of its versions."""
@@ -30,6 +32,8 @@ class Model(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -79,6 +83,8 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         ordering = ["model__name", "-created_at"]

@@ -11,6 +11,7 @@ from django_otp.admin import OTPAdminAuthenticationForm
 
 from accounts.models import User
 from accounts.two_factor import two_factor_enrolled, two_factor_required
+from audit.console_log import console_admin_audited
 
 
 class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
@@ -44,6 +45,15 @@ class ConsoleAdminSite(AdminSite):
     login_form = ConsoleLoginForm
     # django-otp's copy of the admin login page, which adds the code field.
     login_template = "otp/admin111/login.html"
+
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        super().register(model_or_iterable, admin_class, **options)
+        models = model_or_iterable if isinstance(model_or_iterable, list | tuple) else [model_or_iterable]
+        for model in models:
+            # Every console edit, whatever the model, reaches the audit trail. (Swapped-out
+            # models, such as auth's own User, are skipped by the site and have no admin.)
+            if model in self._registry:
+                console_admin_audited(self._registry[model])
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

@@ -201,7 +201,24 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.quota_counters_sweep",
         "schedule": timedelta(hours=1),
     },
+    "audit-checkpoint": {
+        "task": "audit.tasks.audit_checkpoint_write",
+        "schedule": timedelta(seconds=env.int("GATEHOUSE_AUDIT_CHECKPOINT_SECONDS", default=300)),
+    },
 }
+
+# --- audit -------------------------------------------------------------------------------------
+# Signed checkpoints of the chain's head go here: a directory by default; in production a
+# write-once mount (or one synced to object storage with retention lock) the app cannot rewrite.
+GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
+    env.str("GATEHOUSE_AUDIT_CHECKPOINT_DIR", default=str(VAR_DIR / "audit" / "checkpoints"))
+)
+# Ed25519 key that signs checkpoints and exports: base64 of its 32 private bytes. Unset, a key
+# is generated once into GATEHOUSE_AUDIT_SIGNING_KEY_FILE (fine for one machine, not for many).
+GATEHOUSE_AUDIT_SIGNING_KEY = env.str("GATEHOUSE_AUDIT_SIGNING_KEY", default="")
+GATEHOUSE_AUDIT_SIGNING_KEY_FILE = Path(
+    env.str("GATEHOUSE_AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "audit" / "signing-key.pem"))
+)
 
 # --- inference ---------------------------------------------------------------------------------
 GATEHOUSE_MODEL_ROOT = Path(env.str("GATEHOUSE_MODEL_ROOT", default=str(VAR_DIR / "models")))

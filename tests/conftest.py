@@ -98,6 +98,48 @@ def _usage_buffer_per_test(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _flush_past_append_only_triggers() -> Iterator[None]:
+    """Transactional tests end by flushing the test database, which the trail's triggers refuse.
+
+    The flush alone steps around them; every test still runs with them in place.
+    """
+    from django.db import connection
+
+    from audit.triggers import append_only_install, append_only_uninstall
+
+    operations = type(connection.ops)
+    original = operations.execute_sql_flush
+
+    def flush(self: Any, sql_list: list[str]) -> None:
+        append_only_uninstall(self.connection)
+        try:
+            original(self, sql_list)
+        finally:
+            append_only_install(self.connection)
+
+    operations.execute_sql_flush = flush  # type: ignore[method-assign]
+    yield
+    operations.execute_sql_flush = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _audit_subjects_forgotten() -> None:
+    """Subjects are remembered per process; a rolled-back test database forgets its rows."""
+    from audit.subjects import audit_subject_cache_clear
+
+    audit_subject_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def audit_checkpoints(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each test seals checkpoints into a sink of its own; the signing key is the suite's."""
+    sink = tmp_path_factory.mktemp("checkpoints")
+    settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR = sink
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY_FILE = tmp_path_factory.getbasetemp() / "audit-signing-key.pem"
+    return sink
+
+
+@pytest.fixture(scope="session", autouse=True)
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model root of the suite's own, so tests never touch a developer's var/models."""
     root = tmp_path_factory.mktemp("models")

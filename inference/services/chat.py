@@ -1,5 +1,7 @@
 """The chat lifecycle: deciding what serves a request, and auditing how it ended."""
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -131,8 +133,20 @@ def chat_abandon(*, job: "GenerationJob", reason: str) -> AuditEvent:
             "generation_id": job.generation_id,
             "code": "unavailable",
             "reason": reason,
+            "prompt_sha256": chat_prompt_digest(messages=job.messages),
         },
     )
+
+
+def chat_prompt_digest(*, messages: list[dict[str, str]]) -> str:
+    """SHA-256 of the messages as sent: the trail can match a prompt someone produces later
+    without ever holding its text."""
+    canonical = json.dumps(
+        [[message.get("role", ""), message.get("content", "")] for message in messages],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def chat_token_estimate(*, messages: list[ChatMessage], max_tokens: int) -> int:

@@ -1,0 +1,119 @@
+"""The auditor API: read the trail, verify it, and take signed exports of it."""
+
+from typing import Any
+
+from django.db import transaction
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import Role
+from audit.api.serializers import AuditEventFilterSerializer, AuditEventSerializer, AuditExportQuerySerializer
+from audit.exports import MAX_EVENTS, ExportRangeError, audit_export_build
+from audit.models import AuditEvent
+from audit.selectors import audit_events_filtered, audit_head_sequence
+from audit.services import audit_event_record
+from audit.verification import audit_chain_verify
+
+_READERS = (Role.ADMIN.value, Role.AUDITOR.value)
+
+
+class AuditReader(BasePermission):
+    """Auditors and admins only (SPEC §4); everyone else gets 403."""
+
+    message = "Only auditors and administrators may read the audit trail."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user.is_superuser or user.groups.filter(name__in=_READERS).exists())
+
+
+class _AuditView:
+    required_scope = "audit:read"
+
+
+class AuditEventPagination(CursorPagination):
+    # A cursor keyed on the sequence: stable while new events arrive, and an index seek per page.
+    ordering = "-sequence"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class AuditEventListView(_AuditView, ListAPIView[AuditEvent]):
+    """Events, newest first, filtered by the query string; `next`/`previous` are cursors."""
+
+    permission_classes = [*APIView.permission_classes, AuditReader]
+    serializer_class = AuditEventSerializer
+    pagination_class = AuditEventPagination
+
+    def get_queryset(self) -> Any:
+        query = self.request.query_params.copy()
+        for paging in ("cursor", "page_size"):
+            query.pop(paging, None)
+        filters = AuditEventFilterSerializer(data=query.dict())
+        unknown = set(query) - set(filters.fields)
+        if unknown:
+            raise ValidationError(dict.fromkeys(sorted(unknown), "Unknown filter."))
+        filters.is_valid(raise_exception=True)
+        return audit_events_filtered(criteria=filters.to_filter())
+
+    @extend_schema(parameters=[AuditEventFilterSerializer])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class AuditVerifyView(_AuditView, APIView):
+    """Walk the whole chain now: links, signed checkpoints and personal details."""
+
+    permission_classes = [*APIView.permission_classes, AuditReader]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(audit_chain_verify().as_dict())
+
+
+class AuditExportView(_AuditView, APIView):
+    """A signed zip of a contiguous stretch of the chain (see `audit.exports`). Audited."""
+
+    permission_classes = [*APIView.permission_classes, AuditReader]
+
+    @extend_schema(
+        parameters=[AuditExportQuerySerializer],
+        responses={200: OpenApiResponse(OpenApiTypes.BINARY, description="application/zip")},
+    )
+    def get(self, request: Request) -> FileResponse:
+        query = AuditExportQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        sequence_from = query.validated_data["sequence_from"]
+        sequence_to = query.validated_data.get("sequence_to") or min(
+            audit_head_sequence(), sequence_from + MAX_EVENTS - 1
+        )
+        with transaction.atomic():
+            try:
+                export = audit_export_build(
+                    sequence_from=sequence_from,
+                    sequence_to=sequence_to,
+                    export_format=query.validated_data["format"],
+                )
+            except ExportRangeError as error:
+                raise ValidationError({"detail": str(error)}) from error
+            audit_event_record(
+                action="audit.export.downloaded",
+                actor=request.user,  # type: ignore[arg-type]
+                metadata={
+                    "format": query.validated_data["format"],
+                    "sequence_from": export.sequence_from,
+                    "sequence_to": export.sequence_to,
+                },
+            )
+        return FileResponse(
+            export.file, as_attachment=True, filename=export.filename, content_type="application/zip"
+        )

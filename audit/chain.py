@@ -1,0 +1,90 @@
+"""The hash chain's arithmetic, with no Django in it.
+
+An outsider re-implements or runs exactly this to check an export (see `audit.offline_verify`),
+so it imports only the standard library and is the single definition the app, the migration
+that chained older rows, the verifier and the export all use.
+
+Each event is encoded canonically as a compact JSON array of the fields in `CHAINED_FIELDS`,
+in that order, and its hash is
+
+    sha256( previous hash (64 hex digits, ASCII) + "\\n" + canonical encoding (UTF-8) )
+
+The first event's previous hash is `GENESIS`. Personal details (names, addresses, user agents)
+are not chained directly: each event carries keyed digests of them (`actor_digest`,
+`target_digest`), and the digests are chained. Erasing a person deletes their key and blanks
+their details in place; the chain still verifies because the digests have not changed.
+"""
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+# Order matters: it is part of the encoding. Append new fields at the end, never reorder.
+CHAINED_FIELDS: tuple[str, ...] = (
+    "sequence",
+    "uuid",
+    "occurred_at",
+    "actor_pseudonym",
+    "actor_kind",
+    "action",
+    "target_type",
+    "target_id",
+    "target_pseudonym",
+    "request_id",
+    "outcome",
+    "actor_digest",
+    "target_digest",
+    "metadata_json",
+)
+
+# Fields that name a person. They are covered by the digests, not by the chain, so that
+# erasure can blank them without breaking it.
+PERSONAL_ACTOR_FIELDS: tuple[str, ...] = ("actor_display", "client_ip", "user_agent")
+PERSONAL_TARGET_FIELDS: tuple[str, ...] = ("target_display",)
+
+
+def timestamp_canonical(moment: datetime) -> str:
+    """UTC, microseconds, a trailing Z: the one spelling every database gives back unchanged."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def metadata_canonical(metadata: Mapping[str, Any]) -> str:
+    """Sorted keys, no spaces, non-JSON values as strings. Stored as this exact text."""
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_canonical(values: Sequence[object]) -> bytes:
+    """The encoding of one event: its `CHAINED_FIELDS` values as a compact JSON array."""
+    return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def link_hash(previous: str, canonical: bytes) -> str:
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + canonical).hexdigest()
+
+
+def personal_digest(key: bytes, values: Sequence[str]) -> str:
+    """HMAC-SHA256 of personal details under their subject's key.
+
+    Details with no person behind them (the system, an unknown caller) use the empty key, so
+    anyone can check them; a person's key lives in the erasable subject table.
+    """
+    return hmac.new(key, event_canonical(values), hashlib.sha256).hexdigest()
+
+
+def chain_walk(rows: Sequence[Sequence[object]], *, previous: str = GENESIS) -> tuple[str, int | None]:
+    """Recompute hashes over rows of (`CHAINED_FIELDS`..., stored hash) in order.
+
+    Returns the last good hash and the index of the first row whose stored hash differs from
+    the recomputed one (None when all match).
+    """
+    for index, row in enumerate(rows):
+        expected = link_hash(previous, event_canonical(row[:-1]))
+        if expected != row[-1]:
+            return previous, index
+        previous = expected
+    return previous, None
