@@ -232,6 +232,25 @@ class TestDocs(PermissionMatrix):
     expected: ClassVar[dict[str, int]] = {"anonymous": 200, **ALL_OK}
 
 
+# SPEC §4: auditors read, export and verify the trail; admins may too; nobody else.
+AUDIT_READERS = {"anonymous": 401, "alice": 200, "bob": 403, "dave": 403, "carol": 200}
+
+
+class TestAuditEvents(PermissionMatrix):
+    route = "/api/audit/events/"
+    expected: ClassVar[dict[str, int]] = AUDIT_READERS
+
+
+class TestAuditVerify(PermissionMatrix):
+    route = "/api/audit/verify/"
+    expected: ClassVar[dict[str, int]] = AUDIT_READERS
+
+
+class TestAuditExport(PermissionMatrix):
+    route = "/api/audit/export/"
+    expected: ClassVar[dict[str, int]] = AUDIT_READERS
+
+
 def _api_routes() -> set[str]:
     """'METHOD /path' for every view method under /api/ and /v1/."""
     routes: set[str] = set()

@@ -53,7 +53,8 @@ class AuditEventFilterSerializer(serializers.Serializer[AuditEventFilter]):
 
 
 class AuditExportQuerySerializer(serializers.Serializer[None]):
-    format = serializers.ChoiceField(choices=["jsonl", "csv"], default="jsonl")
+    # Not "format": DRF reads that parameter for content negotiation.
+    export_format = serializers.ChoiceField(choices=["jsonl", "csv"], default="jsonl")
     sequence_from = serializers.IntegerField(min_value=1, default=1)
     sequence_to = serializers.IntegerField(
         min_value=1, required=False, help_text="Default: the newest event (within the export limit)."

@@ -61,7 +61,7 @@ class AuditEventListView(_AuditView, ListAPIView[AuditEvent]):
         filters = AuditEventFilterSerializer(data=query.dict())
         unknown = set(query) - set(filters.fields)
         if unknown:
-            raise ValidationError(dict.fromkeys(sorted(unknown), "Unknown filter."))
+            raise ValidationError({name: ["Unknown filter."] for name in sorted(unknown)})
         filters.is_valid(raise_exception=True)
         return audit_events_filtered(criteria=filters.to_filter())
 
@@ -93,15 +93,16 @@ class AuditExportView(_AuditView, APIView):
         query = AuditExportQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         sequence_from = query.validated_data["sequence_from"]
-        sequence_to = query.validated_data.get("sequence_to") or min(
-            audit_head_sequence(), sequence_from + MAX_EVENTS - 1
+        # By default up to the newest event; past the head that is an empty range, said so.
+        sequence_to = query.validated_data.get("sequence_to") or max(
+            sequence_from, min(audit_head_sequence(), sequence_from + MAX_EVENTS - 1)
         )
         with transaction.atomic():
             try:
                 export = audit_export_build(
                     sequence_from=sequence_from,
                     sequence_to=sequence_to,
-                    export_format=query.validated_data["format"],
+                    export_format=query.validated_data["export_format"],
                 )
             except ExportRangeError as error:
                 raise ValidationError({"detail": str(error)}) from error
@@ -109,7 +110,7 @@ class AuditExportView(_AuditView, APIView):
                 action="audit.export.downloaded",
                 actor=request.user,  # type: ignore[arg-type]
                 metadata={
-                    "format": query.validated_data["format"],
+                    "format": query.validated_data["export_format"],
                     "sequence_from": export.sequence_from,
                     "sequence_to": export.sequence_to,
                 },

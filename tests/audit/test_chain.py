@@ -57,7 +57,8 @@ def test_rows_carry_pseudonyms_and_digests_not_only_names(alice: User, bob: User
     # The display is kept for readers, but what the chain covers is the pseudonym and a digest.
     assert event.actor_display == "alice"
     canonical = chain.event_canonical(_chained(event)).decode()
-    assert "alice" not in canonical and "bob" not in canonical
+    assert "alice" not in canonical
+    assert "bob" not in canonical
 
 
 def test_the_database_refuses_updates_and_deletes(alice: User) -> None:
@@ -119,9 +120,13 @@ def test_an_edited_row_is_the_first_broken_link(alice: User) -> None:
 def test_edited_metadata_is_caught(alice: User) -> None:
     events = _trail(alice)
     with as_database_superuser():
-        sql("UPDATE audit_auditevent SET metadata_json = %s WHERE id = %s", [json.dumps({"n": 99}), events[1].pk])
+        sql(
+            "UPDATE audit_auditevent SET metadata_json = %s WHERE id = %s",
+            [json.dumps({"n": 99}), events[1].pk],
+        )
     report = audit_chain_verify()
-    assert report.first_break is not None and report.first_break.sequence == events[1].sequence
+    assert report.first_break is not None
+    assert report.first_break.sequence == events[1].sequence
 
 
 def test_a_renamed_actor_is_caught_by_the_personal_digest(alice: User) -> None:
@@ -149,7 +154,8 @@ def test_a_deleted_row_is_reported_missing(alice: User) -> None:
 def test_a_cut_tail_is_caught_by_the_checkpoint(alice: User) -> None:
     events = _trail(alice)
     sealed = audit_checkpoint_write()
-    assert sealed is not None and sealed.sequence == events[-1].sequence
+    assert sealed is not None
+    assert sealed.sequence == events[-1].sequence
     with as_database_superuser():
         sql("DELETE FROM audit_auditevent WHERE sequence > %s", [events[3].sequence])
     report = audit_chain_verify()
@@ -191,7 +197,9 @@ def test_checkpoints_are_written_once_per_head(alice: User) -> None:
     assert audit_checkpoint_write() == first
     audit_event_record(action="test.more", actor=alice)
     second = audit_checkpoint_write()
-    assert second is not None and first is not None and second.sequence == first.sequence + 1
+    assert second is not None
+    assert first is not None
+    assert second.sequence == first.sequence + 1
     assert len(checkpoints_read()) == 2
     assert audit_chain_verify().checkpoints_checked == 2
 
@@ -211,7 +219,9 @@ def test_erasure_cuts_the_link_and_the_chain_still_verifies(alice: User, bob: Us
     assert (by_bob.actor_display, by_bob.actor_id, by_bob.client_ip) == ("", None, None)
     assert AuditEvent.objects.get(action="test.about_bob").target_display == ""
     subject = AuditSubject.objects.get(pseudonym=by_bob.actor_pseudonym)
-    assert subject.key == "" and subject.display == "" and subject.user is None
+    assert subject.key == ""
+    assert subject.display == ""
+    assert subject.user is None
     report = audit_chain_verify()
     assert report.ok, report.as_dict()
     # Writing the name back in is noticed: an erased person's rows must stay blank.
@@ -222,7 +232,9 @@ def test_erasure_cuts_the_link_and_the_chain_still_verifies(alice: User, bob: Us
     assert "erased" in report.personal_problems[0].reason
 
 
-def test_the_command_exits_non_zero_on_a_broken_chain(alice: User, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_exits_non_zero_on_a_broken_chain(
+    alice: User, capsys: pytest.CaptureFixture[str]
+) -> None:
     events = _trail(alice, 3)
     call_command("audit_verify")
     assert "the audit trail verifies" in capsys.readouterr().out

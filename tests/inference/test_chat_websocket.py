@@ -14,6 +14,7 @@ from django.test import override_settings
 from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
+from inference.services.chat import chat_prompt_digest
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
 from tests.profile import PRODUCTION
 from tests.waiting import eventually
@@ -65,6 +66,10 @@ async def test_each_chat_is_audited_with_usage(bob: User, demo_version: ModelVer
     assert event.metadata["completion_tokens"] == done["usage"]["completion_tokens"]
     assert event.metadata["finish_reason"] == done["finish_reason"]
     assert event.metadata["channel"] == "websocket"
+    # The prompt is on record as a hash only: matchable later, never readable from the trail.
+    messages = chat_frame("c1")["messages"]
+    assert event.metadata["prompt_sha256"] == chat_prompt_digest(messages=messages)
+    assert messages[-1]["content"] not in event.metadata_json
 
 
 async def test_no_token_is_rejected_at_the_handshake(db: None) -> None:
