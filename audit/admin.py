@@ -10,9 +10,24 @@ from audit.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     """Read-only: the trail is written by services, never edited by hand."""
 
-    list_display = ("occurred_at", "actor_display", "actor_kind", "action", "target_display", "outcome")
+    list_display = (
+        "sequence",
+        "occurred_at",
+        "actor_display",
+        "actor_kind",
+        "action",
+        "target_display",
+        "outcome",
+    )
     list_filter = ("actor_kind", "outcome", "action")
-    search_fields = ("actor_display", "action", "target_display", "request_id")
+    search_fields = (
+        "=sequence",
+        "actor_display",
+        "action",
+        "target_display",
+        "=request_id",
+        "=actor_pseudonym",
+    )
     date_hierarchy = "occurred_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

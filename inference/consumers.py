@@ -30,7 +30,14 @@ from inference.generation import GenerationJob
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.selectors import conversation_get_own, conversation_history
-from inference.services import ChatPlan, ChatRejected, chat_abandon, chat_prepare, chat_token_estimate
+from inference.services import (
+    ChatPlan,
+    ChatRejected,
+    chat_abandon,
+    chat_prepare,
+    chat_refusal_record,
+    chat_token_estimate,
+)
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
@@ -130,6 +137,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             conversation_id, history, plan, quota = await database_sync_to_async(self._admit)(frame)
         except ChatRejected as rejected:
+            await database_sync_to_async(chat_refusal_record)(
+                user=self.user,
+                api_key=self.principal.api_key,
+                channel="websocket",
+                model_name=frame.model,
+                code=rejected.code,
+                reason=rejected.message,
+            )
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
         generation_id = uuid.uuid4().hex

@@ -37,7 +37,14 @@ from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
-from inference.services import ChatPlan, ChatRejected, chat_abandon, chat_prepare, chat_token_estimate
+from inference.services import (
+    ChatPlan,
+    ChatRejected,
+    chat_abandon,
+    chat_prepare,
+    chat_refusal_record,
+    chat_token_estimate,
+)
 
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
@@ -179,6 +186,9 @@ async def _admit(
             user=user, frame=completion.frame, sticky_key=f"{user.pk}:{request_id}"
         )
     except ChatRejected as rejected:
+        await _refusal_record(
+            user=user, api_key=api_key, completion=completion, code=rejected.code, reason=rejected.message
+        )
         raise _rejection(rejected.code, rejected.message) from None
     limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
     if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
@@ -194,8 +204,19 @@ async def _admit(
         )
     except QuotaRefused as refused:
         await sync_to_async(chat_slot_release)(user_id=user.pk)
+        await _refusal_record(
+            user=user, api_key=api_key, completion=completion, code=refused.code, reason=refused.message
+        )
         raise QuotaRefusedError(refused) from None
     return plan, quota
+
+
+async def _refusal_record(
+    *, user: User, api_key: ApiKey | None, completion: CompletionRequest, code: str, reason: str
+) -> None:
+    await sync_to_async(chat_refusal_record)(
+        user=user, api_key=api_key, channel="api", model_name=completion.frame.model, code=code, reason=reason
+    )
 
 
 async def _start(session: GenerationSession, *, user: User, quota: QuotaAdmission) -> None:

@@ -7,6 +7,7 @@ from inference.services.chat import (
     chat_abandon,
     chat_prepare,
     chat_record_outcome,
+    chat_refusal_record,
     chat_token_estimate,
 )
 from inference.services.conversations import (
@@ -37,6 +38,7 @@ __all__ = [
     "chat_abandon",
     "chat_prepare",
     "chat_record_outcome",
+    "chat_refusal_record",
     "chat_token_estimate",
     "conversation_delete",
     "conversation_exchange_record",

@@ -113,6 +113,29 @@ def chat_record_outcome(
     )
 
 
+# Refusals that are policy decisions go on the trail. Malformed frames and rate limits do not:
+# they say nothing about access, and recording each would let a flood grow the trail.
+AUDITED_REFUSALS = frozenset({"forbidden", "not_found", "quota_exceeded"})
+
+
+def chat_refusal_record(
+    *, user: User, api_key: ApiKey | None, channel: str, model_name: str, code: str, reason: str
+) -> AuditEvent | None:
+    """Audit a chat refused before it ran (no access, no such model, over quota)."""
+    if code not in AUDITED_REFUSALS:
+        return None
+    return audit_event_record(
+        action="inference.refused",
+        actor=user,
+        actor_kind=AuditEvent.ActorKind.API_KEY if api_key else None,
+        actor_display=Principal(
+            user=user, method="api_key" if api_key else "jwt", api_key=api_key
+        ).audit_display,
+        outcome=AuditEvent.Outcome.DENIED,
+        metadata={"channel": channel, "model": model_name, "code": code, "reason": reason},
+    )
+
+
 def chat_abandon(*, job: "GenerationJob", reason: str) -> AuditEvent:
     """Give up on a generation that cannot end itself: it was never queued, no worker took it,
     or its worker went silent.

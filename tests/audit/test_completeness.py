@@ -153,3 +153,26 @@ def test_console_edits_reach_the_trail_from_the_admins_change_log(
     event = _last("console.deleted")
     assert (event.target_type, event.target_id) == ("accounts.quotapolicy", str(policy.pk))
     assert event.actor_display == "alice"
+
+
+def test_a_chat_refused_by_policy_is_on_the_trail_and_a_malformed_one_is_not(bob: User) -> None:
+    client = bearer_client(login(bob).access)
+    refused = client.post(
+        "/v1/chat/completions",
+        {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        format="json",
+    )
+    assert refused.status_code == 404
+    event = _last("inference.refused")
+    assert event.outcome == AuditEvent.Outcome.DENIED
+    assert event.actor_display == "bob"
+    assert event.metadata == {
+        "channel": "api",
+        "model": "no-such-model",
+        "code": "not_found",
+        "reason": event.metadata["reason"],
+    }
+    before = AuditEvent.objects.count()
+    malformed = client.post("/v1/chat/completions", {"model": "x"}, format="json")
+    assert malformed.status_code == 400
+    assert AuditEvent.objects.count() == before

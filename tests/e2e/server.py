@@ -123,6 +123,8 @@ def serve(
     env.update(
         {
             "GATEHOUSE_MODEL_ROOT": str(workdir / "models"),
+            "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(workdir / "audit" / "checkpoints"),
+            "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(workdir / "audit" / "signing-key.pem"),
             "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
             **(extra_env or {}),
         }
