@@ -16,6 +16,7 @@ from audit.subjects import audit_subject_for
 
 # pg_advisory_xact_lock's key for "the chain's head". Any constant; this one spells "gatehaud".
 _CHAIN_LOCK = 0x6761746568617564
+_HEAD_QUERY = "SELECT sequence, hash FROM audit_auditevent ORDER BY sequence DESC LIMIT 1"
 
 
 def _actor_fields(actor: AbstractBaseUser | None) -> dict[str, Any]:
@@ -43,10 +44,12 @@ def _chain_head() -> tuple[int, str]:
     """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
-        # The table name is the model's own, not input.
-        head_query = f"SELECT sequence, hash FROM {AuditEvent._meta.db_table} ORDER BY sequence DESC LIMIT 1"  # noqa: S608
-        cursor.execute(head_query)
+            # Lock, then read, in one round trip: two statements of one simple query, each with
+            # its own snapshot, so the read sees what the lock's previous holder committed.
+            cursor.execute(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK}); {_HEAD_QUERY}")
+            cursor.nextset()
+        else:
+            cursor.execute(_HEAD_QUERY)
         row = cursor.fetchone()
     return (int(row[0]), str(row[1])) if row else (0, chain.GENESIS)
 

@@ -7,44 +7,31 @@ checkpoints are what catch that. Production also grants the app's role INSERT an
 (plus UPDATE on the erasable columns): see `deploy/postgres/audit-grants.sql`.
 """
 
+from collections.abc import Sequence
+
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from audit import chain
 
 TABLE = "audit_auditevent"
 MESSAGE = "audit events are append-only"
 
-# Every chained column: an UPDATE must leave each as it was.
-_FROZEN = (
-    "id",
-    "sequence",
-    "uuid",
-    "occurred_at",
-    "actor_pseudonym",
-    "actor_kind",
-    "action",
-    "target_type",
-    "target_id",
-    "target_pseudonym",
-    "request_id",
-    "outcome",
-    "metadata_json",
-    "actor_digest",
-    "target_digest",
-    "hash",
-)
+# Every chained column, the row id and the hash: an UPDATE must leave each as it was.
+FROZEN = ("id", *chain.CHAINED_FIELDS, "hash")
 # Erasable columns may only be blanked (or nulled), never given another value.
 _BLANKABLE = ("actor_display", "target_display", "user_agent")
 _NULLABLE = ("actor_id", "client_ip")
 
 
-def _update_forbidden_condition() -> str:
-    changed = [f"NEW.{name} IS NOT OLD.{name}" for name in _FROZEN]
+def _update_forbidden_condition(frozen: Sequence[str]) -> str:
+    changed = [f"NEW.{name} IS NOT OLD.{name}" for name in frozen]
     blanked = [f"(NEW.{name} <> '' AND NEW.{name} IS NOT OLD.{name})" for name in _BLANKABLE]
     nulled = [f"(NEW.{name} IS NOT NULL AND NEW.{name} IS NOT OLD.{name})" for name in _NULLABLE]
     return " OR ".join(changed + blanked + nulled)
 
 
-def _postgresql_install() -> list[str]:
-    condition = _update_forbidden_condition().replace(" IS NOT ", " IS DISTINCT FROM ")
+def _postgresql_install(frozen: Sequence[str]) -> list[str]:
+    condition = _update_forbidden_condition(frozen).replace(" IS NOT ", " IS DISTINCT FROM ")
     return [
         f"""
         CREATE OR REPLACE FUNCTION audit_event_guard() RETURNS trigger AS $$
@@ -63,10 +50,10 @@ def _postgresql_install() -> list[str]:
     ]
 
 
-def _sqlite_install() -> list[str]:
+def _sqlite_install(frozen: Sequence[str]) -> list[str]:
     return [
         f"""CREATE TRIGGER audit_event_guard_update BEFORE UPDATE ON {TABLE}
-            WHEN {_update_forbidden_condition()}
+            WHEN {_update_forbidden_condition(frozen)}
             BEGIN SELECT RAISE(ABORT, '{MESSAGE} (UPDATE refused)'); END""",
         f"""CREATE TRIGGER audit_event_guard_delete BEFORE DELETE ON {TABLE}
             BEGIN SELECT RAISE(ABORT, '{MESSAGE} (DELETE refused)'); END""",
@@ -92,11 +79,13 @@ def _run(connection: BaseDatabaseWrapper, statements: list[str]) -> None:
             cursor.execute(statement)
 
 
-def append_only_install(connection: BaseDatabaseWrapper) -> None:
+def append_only_install(connection: BaseDatabaseWrapper, *, frozen: Sequence[str] = FROZEN) -> None:
+    """Install (or reinstall) the triggers. A migration passes the columns of its own time, so a
+    later chained field does not reach back into a migration that ran before its column existed."""
     if connection.vendor == "postgresql":
-        _run(connection, _postgresql_install())
+        _run(connection, _postgresql_install(frozen))
     elif connection.vendor == "sqlite":
-        _run(connection, _sqlite_install())
+        _run(connection, _sqlite_install(frozen))
     else:
         raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
 

@@ -10,10 +10,11 @@ Three questions, answered in one pass over the events in sequence order:
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from audit import chain
 from audit.checkpoints import Checkpoint, checkpoints_read, key_id, signature_valid, signing_key
@@ -63,7 +64,7 @@ _SELECT_POSTGRESQL = """
            COALESCE(actor_pseudonym::text, ''), actor_kind, action, target_type, target_id,
            COALESCE(target_pseudonym::text, ''), request_id, outcome, actor_digest, target_digest,
            metadata_json, hash, actor_display, COALESCE(host(client_ip), ''), user_agent, target_display
-    FROM audit_auditevent WHERE sequence > %s ORDER BY sequence LIMIT %s
+    FROM audit_auditevent ORDER BY sequence
 """
 
 
@@ -81,22 +82,26 @@ _SELECT_SQLITE = f"""
            {_sqlite_dashed("actor_pseudonym")}, actor_kind, action, target_type, target_id,
            {_sqlite_dashed("target_pseudonym")}, request_id, outcome, actor_digest, target_digest,
            metadata_json, hash, actor_display, COALESCE(client_ip, ''), user_agent, target_display
-    FROM audit_auditevent WHERE sequence > %s ORDER BY sequence LIMIT %s
+    FROM audit_auditevent ORDER BY sequence
 """  # noqa: S608 - no input in it
 
 
 def _rows() -> Iterator[tuple[Any, ...]]:
-    """Events in sequence order, spelled for hashing, a page at a time (keyset: flat memory)."""
+    """Every event in sequence order, spelled for hashing: one query, streamed.
+
+    On PostgreSQL a server-side cursor inside one read-only transaction: the walk sees one
+    snapshot and memory stays flat. On SQLite a plain cursor in autocommit (a transaction there
+    would take the write lock for the whole walk); a statement reads one snapshot anyway.
+    """
     postgresql = connection.vendor == "postgresql"
-    after = 0
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(_SELECT_POSTGRESQL if postgresql else _SELECT_SQLITE, [after, _PAGE])
-            page = cursor.fetchall()
-        yield from page
-        if len(page) < _PAGE:
-            return
-        after = page[-1][0]
+    with transaction.atomic() if postgresql else nullcontext():
+        cursor = connection.chunked_cursor()
+        try:
+            cursor.execute(_SELECT_POSTGRESQL if postgresql else _SELECT_SQLITE)
+            while page := cursor.fetchmany(_PAGE):
+                yield from page
+        finally:
+            cursor.close()
 
 
 class _PersonalCheck:

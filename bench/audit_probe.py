@@ -126,7 +126,11 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
+
+    # As deployed: DEBUG off, so queries are not logged (which costs more than some of them).
+    settings.DEBUG = False
 
     from audit.verification import audit_chain_verify
 

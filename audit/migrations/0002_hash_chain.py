@@ -66,8 +66,16 @@ def _chain_existing(apps, schema_editor):  # type: ignore[no-untyped-def]
         )
 
 
+# The columns the triggers freeze, as they were when this migration was written.
+_FROZEN = (
+    "id", "sequence", "uuid", "occurred_at", "actor_pseudonym", "actor_kind", "action", "target_type",
+    "target_id", "target_pseudonym", "request_id", "outcome", "actor_digest", "target_digest",
+    "metadata_json", "hash",
+)  # fmt: skip
+
+
 def _triggers_install(apps, schema_editor):  # type: ignore[no-untyped-def]
-    append_only_install(schema_editor.connection)
+    append_only_install(schema_editor.connection, frozen=_FROZEN)
 
 
 def _triggers_uninstall(apps, schema_editor):  # type: ignore[no-untyped-def]

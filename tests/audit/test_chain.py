@@ -275,3 +275,18 @@ def test_concurrent_appends_never_fork_the_chain(alice: User) -> None:
     assert AuditEvent.objects.filter(action="test.race").count() == threads * each
     report = audit_chain_verify()
     assert report.ok, report.as_dict()
+
+
+def test_beat_seals_the_head_with_the_checkpoint_task(alice: User) -> None:
+    from django.conf import settings as live
+
+    from audit.tasks import audit_checkpoint_write as task
+    from gatehouse.celery import app
+
+    schedule = live.CELERY_BEAT_SCHEDULE["audit-checkpoint"]
+    assert schedule["task"] in app.tasks
+    audit_event_record(action="test.sealed", actor=alice)
+    head = AuditEvent.objects.order_by("-sequence").first()
+    assert head is not None
+    assert task.apply().get() == head.sequence
+    assert checkpoints_read()[-1].hash == head.hash
