@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
+from accounts.services.sessions import login_attempt_subject
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -31,7 +32,7 @@ def _console_login_failed(
         return  # API logins audit themselves in auth_tokens_obtain
     audit_event_record(
         action="auth.login.failed",
-        actor_display=str(credentials.get("username", ""))[:150],
+        **login_attempt_subject(username=str(credentials.get("username", ""))),
         outcome=AuditEvent.Outcome.FAILURE,
         metadata={"method": "password", "channel": "console"},
     )

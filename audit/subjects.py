@@ -53,6 +53,11 @@ def audit_subject_for(*, user: AbstractBaseUser) -> Subject:
     return _remember(user_id, _as_subject(row))
 
 
+def audit_pseudonym(*, user: AbstractBaseUser) -> str:
+    """How the trail names `user` in metadata: never by username, which erasure could not reach."""
+    return audit_subject_for(user=user).pseudonym
+
+
 def audit_subject_keys() -> dict[str, bytes | None]:
     """Every pseudonym's key (None once erased), for checking personal details."""
     return {

@@ -12,6 +12,7 @@ from accounts.credential_events import credentials_changed_notify
 from accounts.key_material import api_key_format, api_key_material_new, api_key_secret_hash
 from accounts.models import ApiKey, User
 from audit.services import audit_event_record
+from audit.subjects import audit_pseudonym
 
 MAX_KEYS_PER_USER = 50
 
@@ -64,7 +65,7 @@ def api_key_create(
         actor=actor,
         target=key,
         metadata={
-            "owner": user.get_username(),
+            "owner": audit_pseudonym(user=user),
             "after": {
                 "name": name,
                 "prefix": prefix,
@@ -90,6 +91,6 @@ def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
         action="apikey.revoked",
         actor=actor,
         target=api_key,
-        metadata={"owner": api_key.user.get_username(), "prefix": api_key.prefix},
+        metadata={"owner": audit_pseudonym(user=api_key.user), "prefix": api_key.prefix},
     )
     return api_key

@@ -46,6 +46,17 @@ def _token_pair(*, user: User, family: RefreshFamily) -> TokenPair:
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
+def login_attempt_subject(*, username: str) -> dict[str, Any]:
+    """Audit fields for a failed or blocked login: the account it was for, when there is one.
+
+    The attempt is logged against that account as its target (pseudonym, erasable display),
+    not as a bare username in the row, which erasure could never reach. An unknown username
+    names nobody registered and is kept as typed.
+    """
+    account = User.objects.filter(username=username).first()
+    return {"target": account} if account is not None else {"actor_display": username[:150]}
+
+
 def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -> TokenPair:
     """Exchange a username and password for a JWT pair; every attempt is audited.
 
@@ -57,7 +68,7 @@ def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -
     if lockout is not None:
         audit_event_record(
             action="auth.login.blocked",
-            actor_display=username[:150],
+            **login_attempt_subject(username=username),
             outcome=AuditEvent.Outcome.DENIED,
             metadata={"lockout": lockout.scope, "retry_after": lockout.retry_after_seconds},
         )
@@ -66,7 +77,7 @@ def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -
     if not isinstance(user, User):
         audit_event_record(
             action="auth.login.failed",
-            actor_display=username[:150],
+            **login_attempt_subject(username=username),
             outcome=AuditEvent.Outcome.FAILURE,
             metadata={"method": "password", "channel": "api"},
         )
@@ -74,7 +85,7 @@ def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -
         if triggered is not None:
             audit_event_record(
                 action="auth.login.locked",
-                actor_display=username[:150],
+                **login_attempt_subject(username=username),
                 outcome=AuditEvent.Outcome.DENIED,
                 metadata={"lockout": triggered.scope, "seconds": triggered.retry_after_seconds},
             )

@@ -22,17 +22,14 @@ def team_create(*, name: str, description: str = "", actor: User | None) -> Team
 @transaction.atomic
 def team_member_add(*, team: Team, user: User, actor: User | None) -> None:
     user.groups.add(team.group)
-    audit_event_record(
-        action="team.member.added", actor=actor, target=team, metadata={"member": user.get_username()}
-    )
+    # About the person, like role changes: their pseudonym and display are erasable.
+    audit_event_record(action="team.member.added", actor=actor, target=user, metadata={"team": team.name})
 
 
 @transaction.atomic
 def team_member_remove(*, team: Team, user: User, actor: User | None) -> None:
     user.groups.remove(team.group)
-    audit_event_record(
-        action="team.member.removed", actor=actor, target=team, metadata={"member": user.get_username()}
-    )
+    audit_event_record(action="team.member.removed", actor=actor, target=user, metadata={"team": team.name})
 
 
 @transaction.atomic

@@ -50,7 +50,8 @@ def user_create(
     audit_event_record(
         action="user.created",
         target=user,
-        metadata={"after": {"username": username, "roles": role_names, "is_staff": is_staff}},
+        # The username is the target's display, which erasure can blank; metadata is chained.
+        metadata={"after": {"roles": role_names, "is_staff": is_staff}},
         **_system_or(created_by),  # type: ignore[arg-type]
     )
     return user

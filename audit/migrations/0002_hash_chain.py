@@ -39,7 +39,11 @@ def _chain_existing(apps, schema_editor):  # type: ignore[no-untyped-def]
         event.metadata_json = chain.metadata_canonical(event.metadata or {})
         actor_values = [event.actor_display or "", event.client_ip or "", event.user_agent or ""]
         event.actor_digest = chain.personal_digest(key, actor_values)
-        event.target_digest = chain.personal_digest(b"", [event.target_display or ""])
+        # A person as target gets their pseudonym and key too, so erasure reaches these rows.
+        is_person = event.target_type == "accounts.user" and event.target_id.isdigit()
+        target_pseudonym, target_key = subject(int(event.target_id), event.target_display) if is_person else ("", b"")
+        event.target_pseudonym = uuid.UUID(target_pseudonym) if target_pseudonym else None
+        event.target_digest = chain.personal_digest(target_key, [event.target_display or ""])
         values = [
             sequence,
             str(event.uuid),
@@ -49,7 +53,7 @@ def _chain_existing(apps, schema_editor):  # type: ignore[no-untyped-def]
             event.action,
             event.target_type,
             event.target_id,
-            "",
+            target_pseudonym,
             event.request_id,
             event.outcome,
             event.actor_digest,
@@ -61,7 +65,8 @@ def _chain_existing(apps, schema_editor):  # type: ignore[no-untyped-def]
         # PostgreSQL refuses to carry into this migration's later ALTER TABLE.
         event.save(
             update_fields=[
-                "sequence", "actor_pseudonym", "metadata_json", "actor_digest", "target_digest", "hash"
+                "sequence", "actor_pseudonym", "target_pseudonym", "metadata_json", "actor_digest",
+                "target_digest", "hash",
             ]
         )
 

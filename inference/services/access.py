@@ -5,13 +5,15 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.models import Team, User
 from audit.services import audit_event_record
+from audit.subjects import audit_pseudonym
 from inference.models import Model
 from inference.selectors import USE_MODEL
 from inference.services._actors import actor_kwargs
 
 
 def _grantee_display(grantee: User | Team) -> str:
-    return f"team {grantee.name}" if isinstance(grantee, Team) else grantee.get_username()
+    # A person by pseudonym: metadata is chained, so a username there could never be erased.
+    return f"team {grantee.name}" if isinstance(grantee, Team) else f"user {audit_pseudonym(user=grantee)}"
 
 
 @transaction.atomic

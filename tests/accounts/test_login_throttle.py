@@ -26,7 +26,7 @@ def test_an_account_locks_after_repeated_failures_even_for_the_right_password(bo
     response = APIClient().post(URL, {"username": "bob", "password": PASSWORD}, format="json")
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
-    assert AuditEvent.objects.filter(action="auth.login.locked", actor_display="bob").count() == 1
+    assert AuditEvent.objects.filter(action="auth.login.locked", target_id=str(bob.pk)).count() == 1
     assert AuditEvent.objects.filter(action="auth.login.blocked").count() == 1
     assert not AuditEvent.objects.filter(action="auth.login.succeeded").exists()
 

@@ -9,7 +9,7 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.services import team_create, team_delete, team_member_add, user_create
 from accounts.tasks import object_permissions_sweep
-from audit.models import AuditEvent
+from audit.models import AuditEvent, AuditSubject
 from inference.models import Model
 from inference.selectors import model_get_usable, model_list_usable
 from inference.services import model_access_grant, model_access_revoke, model_register
@@ -45,7 +45,8 @@ def test_members_see_open_models_and_their_grants_only(
     assert _names(alice) == {"open-model", "closed-model", "team-model"}
     assert model_get_usable(user=dave, name="closed-model") is None
     event = AuditEvent.objects.get(action="model.access.granted")
-    assert event.metadata["grantee"] == "bob"
+    assert event.metadata["grantee"] == f"user {AuditSubject.objects.get(user=bob).pseudonym}"
+    assert event.target_display == "closed-model"
 
 
 def test_a_team_grant_reaches_every_member_and_only_them(
