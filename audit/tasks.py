@@ -10,3 +10,44 @@ def audit_checkpoint_write() -> int | None:
     """Seal the chain's head into the checkpoint sink; returns the sealed sequence number."""
     checkpoint = _checkpoint_write()
     return checkpoint.sequence if checkpoint else None
+
+
+# A worker lost mid-task (killed, out of memory) must not lose the request: the message is
+# acknowledged only once the task ends, and handed back if the worker dies. The claim inside
+# makes the second delivery harmless.
+@shared_task(
+    name="audit.tasks.compliance_export_run", ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)
+def compliance_export_run(export_id: str) -> None:
+    from audit.compliance import compliance_export_run as run
+
+    run(export_id=export_id)
+
+
+@shared_task(
+    name="audit.tasks.compliance_erasure_run", ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)
+def compliance_erasure_run(erasure_id: str) -> None:
+    from audit.compliance import compliance_erasure_run as run
+
+    run(erasure_id=erasure_id)
+
+
+@shared_task(name="audit.tasks.compliance_requests_sweep", ignore_result=True)
+def compliance_requests_sweep() -> int:
+    """Re-queue requests whose worker was lost, and delete expired export files."""
+    from audit.compliance import compliance_exports_expire
+    from audit.compliance import compliance_requests_sweep as sweep
+
+    compliance_exports_expire()
+    return sweep()
+
+
+@shared_task(name="audit.tasks.retention_purge", ignore_result=True)
+def retention_purge() -> dict[str, int]:
+    from audit.compliance import retention_conversations_purge, retention_usage_records_purge
+
+    return {
+        "conversations": retention_conversations_purge(),
+        "usage_records": retention_usage_records_purge(),
+    }

@@ -201,6 +201,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.quota_counters_sweep",
         "schedule": timedelta(hours=1),
     },
+    "compliance-requests-sweep": {
+        "task": "audit.tasks.compliance_requests_sweep",
+        "schedule": timedelta(minutes=5),
+    },
+    "retention-purge": {
+        "task": "audit.tasks.retention_purge",
+        "schedule": timedelta(hours=24),
+    },
     "audit-checkpoint": {
         "task": "audit.tasks.audit_checkpoint_write",
         "schedule": timedelta(seconds=env.int("GATEHOUSE_AUDIT_CHECKPOINT_SECONDS", default=300)),
@@ -219,6 +227,24 @@ GATEHOUSE_AUDIT_SIGNING_KEY = env.str("GATEHOUSE_AUDIT_SIGNING_KEY", default="")
 GATEHOUSE_AUDIT_SIGNING_KEY_FILE = Path(
     env.str("GATEHOUSE_AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "audit" / "signing-key.pem"))
 )
+
+# --- compliance and retention --------------------------------------------------------------------
+# Built exports wait here for download: a volume shared by the workers and the web processes.
+GATEHOUSE_COMPLIANCE_EXPORT_DIR = Path(
+    env.str("GATEHOUSE_COMPLIANCE_EXPORT_DIR", default=str(VAR_DIR / "exports"))
+)
+GATEHOUSE_COMPLIANCE_QUEUE = env.str("GATEHOUSE_COMPLIANCE_QUEUE", default="compliance")
+# How long a finished export may be downloaded; the file is deleted after.
+GATEHOUSE_COMPLIANCE_DOWNLOAD_HOURS = env.int("GATEHOUSE_COMPLIANCE_DOWNLOAD_HOURS", default=72)
+# A running request whose heartbeat is older than this is taken to be lost with its worker.
+GATEHOUSE_COMPLIANCE_STALE_SECONDS = env.int("GATEHOUSE_COMPLIANCE_STALE_SECONDS", default=600)
+GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS = env.int("GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS", default=3)
+# A pause between the sections of an export, to spread a large request's load on the database.
+GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS = env.float("GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS", default=0.0)
+# Retention, in days (0 keeps forever): stored conversations, and raw usage rows (their hourly
+# and daily rollups stay).
+GATEHOUSE_RETENTION_CONVERSATION_DAYS = env.int("GATEHOUSE_RETENTION_CONVERSATION_DAYS", default=365)
+GATEHOUSE_RETENTION_USAGE_RECORD_DAYS = env.int("GATEHOUSE_RETENTION_USAGE_RECORD_DAYS", default=90)
 
 # --- inference ---------------------------------------------------------------------------------
 GATEHOUSE_MODEL_ROOT = Path(env.str("GATEHOUSE_MODEL_ROOT", default=str(VAR_DIR / "models")))

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/usage/", UsageView.as_view(), name="usage"),
     path("api/conversations/", include("inference.api.conversation_urls")),
     path("api/audit/", include("audit.api.urls")),
+    path("api/compliance/", include("audit.api.compliance_urls")),
     path("v1/", include("inference.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(

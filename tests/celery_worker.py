@@ -24,7 +24,7 @@ class CeleryWorker:
         *,
         env: dict[str, str],
         log_path: Path,
-        queues: str = "inference.demo-tiny,inference.remote-model,celery",
+        queues: str = "inference.demo-tiny,inference.remote-model,celery,compliance",
         name: str = "gatehouse-test",
     ) -> None:
         self.env = env

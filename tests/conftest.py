@@ -135,8 +135,21 @@ def audit_checkpoints(settings: Any, tmp_path_factory: pytest.TempPathFactory) -
     """Each test seals checkpoints into a sink of its own; the signing key is the suite's."""
     sink = tmp_path_factory.mktemp("checkpoints")
     settings.GATEHOUSE_AUDIT_CHECKPOINT_DIR = sink
-    settings.GATEHOUSE_AUDIT_SIGNING_KEY_FILE = tmp_path_factory.getbasetemp() / "audit-signing-key.pem"
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY_FILE = audit_signing_key_file(tmp_path_factory)
     return sink
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compliance_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where exports are built: shared by this process and the suite's Celery worker."""
+    directory = tmp_path_factory.mktemp("exports")
+    settings.GATEHOUSE_COMPLIANCE_EXPORT_DIR = directory
+    return directory
+
+
+def audit_signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One signing key for the suite, so what a worker signs verifies in the test process."""
+    return tmp_path_factory.getbasetemp() / "audit-signing-key.pem"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -220,6 +233,7 @@ def celery_worker(
     django_db_blocker: object,
     tmp_path_factory: pytest.TempPathFactory,
     model_root: Path,
+    compliance_export_dir: Path,
 ) -> Iterator[CeleryWorker | None]:
     """A real worker on the test database in the production profile; None on the embedded default."""
     if not PRODUCTION:
@@ -230,6 +244,8 @@ def celery_worker(
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
         "GATEHOUSE_MODEL_ROOT": str(model_root),
+        "GATEHOUSE_COMPLIANCE_EXPORT_DIR": str(compliance_export_dir),
+        "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(audit_signing_key_file(tmp_path_factory)),
     }
     worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()

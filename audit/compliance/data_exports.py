@@ -1,0 +1,213 @@
+"""Data exports: asked for, built by a worker into a signed zip, downloaded, expired."""
+
+import hashlib
+import json
+import logging
+import time
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.checkpoints import key_id, public_key_raw, sign, signing_key
+from audit.compliance.export_sections import SECTIONS, export_sections
+from audit.compliance.requests import (
+    ComplianceRefused,
+    compliance_due_at,
+    compliance_officer_is,
+    compliance_request_claim,
+    compliance_request_fail,
+    compliance_request_progress,
+    compliance_task_queue,
+)
+from audit.models import AuditEvent, ExportRequest
+from audit.services import audit_event_record
+from audit.subjects import audit_pseudonym
+
+logger = logging.getLogger(__name__)
+_OPEN = (ExportRequest.Status.PENDING, ExportRequest.Status.RUNNING)
+
+
+class ExportUnavailable(Exception):
+    """The caller may not have this export, or it cannot be had now; `status` says which."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@transaction.atomic
+def compliance_export_request(*, subject: User, requested_by: User) -> ExportRequest:
+    """Ask for an export of `subject`'s data; the caller must be them or a compliance officer."""
+    if subject.pk != requested_by.pk and not compliance_officer_is(user=requested_by):
+        raise ComplianceRefused("You may ask for an export of your own data only.")
+    existing = ExportRequest.objects.select_for_update().filter(subject=subject, status__in=_OPEN).first()
+    if existing is not None:
+        raise ComplianceRefused("An export of this person's data is already under way.", existing=existing)
+    now = timezone.now()
+    export = ExportRequest.objects.create(
+        subject=subject,
+        subject_pseudonym=audit_pseudonym(user=subject),
+        requested_by=requested_by,
+        requested_by_pseudonym=audit_pseudonym(user=requested_by),
+        created_at=now,
+        due_at=compliance_due_at(asked_at=now),
+    )
+    audit_event_record(
+        action="compliance.export.requested",
+        actor=requested_by,
+        target=subject,
+        metadata={"request": str(export.pk), "due_at": export.due_at.isoformat()},
+    )
+    compliance_task_queue(request=export)
+    return export
+
+
+def _directory() -> Path:
+    directory = Path(settings.GATEHOUSE_COMPLIANCE_EXPORT_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _write_zip(export: ExportRequest, user: User) -> tuple[str, str, int, dict[str, str]]:
+    """Build the zip beside its final name and rename it into place (a crash leaves no half file)."""
+    name = f"export-{export.pk}.zip"
+    partial = _directory() / f".{name}.partial"
+    digests: dict[str, str] = {}
+    pause = settings.GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for done, (section, body) in enumerate(
+            export_sections(user=user, pseudonym=str(export.subject_pseudonym)), start=1
+        ):
+            archive.writestr(section, body)
+            digests[section] = hashlib.sha256(body).hexdigest()
+            compliance_request_progress(request=export, progress=int(done * 90 / len(SECTIONS)))
+            if pause:
+                time.sleep(pause)
+        key = signing_key().public_key()
+        manifest = json.dumps(
+            {
+                "request": str(export.pk),
+                "subject": str(export.subject_pseudonym),
+                "created_at": timezone.now().isoformat(),
+                "files": digests,
+                "key_id": key_id(key),
+                "public_key": public_key_raw(key).hex(),
+            },
+            indent=2,
+            sort_keys=True,
+        ).encode()
+        archive.writestr("manifest.json", manifest)
+        archive.writestr("manifest.sig", sign(manifest) + "\n")
+    final = _directory() / name
+    partial.replace(final)
+    body = final.read_bytes()
+    return name, hashlib.sha256(body).hexdigest(), len(body), digests
+
+
+def compliance_export_run(*, export_id: str) -> None:
+    """The worker's part: build the zip and mark the request done. Safe to run twice."""
+    export = compliance_request_claim(model=ExportRequest, request_id=export_id)
+    if export is None:
+        return
+    user = User.objects.filter(pk=export.subject_id).first() if export.subject_id else None
+    if user is None:
+        compliance_request_fail(request=export, error="the subject no longer exists (erased?)")
+        return
+    try:
+        name, digest, size, files = _write_zip(export, user)
+    except Exception as error:
+        logger.exception("export %s failed", export.pk)
+        compliance_request_fail(request=export, error=f"{type(error).__name__}: {error}")
+        return
+    with transaction.atomic():
+        now = timezone.now()
+        export.status = ExportRequest.Status.DONE
+        export.progress = 100
+        export.file_name, export.file_sha256, export.file_bytes = name, digest, size
+        export.finished_at = now
+        export.download_expires_at = now + timedelta(hours=settings.GATEHOUSE_COMPLIANCE_DOWNLOAD_HOURS)
+        export.save()
+        audit_event_record(
+            action="compliance.export.completed",
+            actor_kind=AuditEvent.ActorKind.SYSTEM,
+            actor_display="system",
+            target=user,
+            metadata={"request": str(export.pk), "sha256": digest, "bytes": size, "files": sorted(files)},
+        )
+
+
+def compliance_export_visible(*, export: ExportRequest, user: User) -> bool:
+    """The subject and compliance officers may see (and download) an export; nobody else."""
+    return export.subject_id == user.pk or compliance_officer_is(user=user)
+
+
+@dataclass(frozen=True)
+class ExportDownload:
+    file: IO[bytes]
+    filename: str
+
+
+def compliance_export_download(*, export_id: str, user: User) -> ExportDownload:
+    """Open a finished export for `user`. Every attempt is audited, refused ones included.
+
+    Someone who may not see it is told it does not exist (404), as for any object.
+    """
+    export = ExportRequest.objects.filter(pk=export_id).first()
+    if export is None or not compliance_export_visible(export=export, user=user):
+        audit_event_record(
+            action="compliance.export.download_refused",
+            actor=user,
+            outcome=AuditEvent.Outcome.DENIED,
+            target_type="audit.exportrequest",
+            target_id=export_id,
+            metadata={"reason": "not found or not theirs"},
+        )
+        raise ExportUnavailable("No such export.", status=404)
+    if export.status != ExportRequest.Status.DONE:
+        raise ExportUnavailable(f"The export is {export.status}; it can be downloaded once done.", status=409)
+    if not export.file_name or (export.download_expires_at and export.download_expires_at < timezone.now()):
+        raise ExportUnavailable("This export's download link has expired; ask for a new export.", status=410)
+    with transaction.atomic():
+        ExportRequest.objects.filter(pk=export.pk).update(downloads=export.downloads + 1)
+        audit_event_record(
+            action="compliance.export.downloaded",
+            actor=user,
+            target_type="audit.exportrequest",
+            target_id=str(export.pk),
+            metadata={"subject": str(export.subject_pseudonym), "sha256": export.file_sha256},
+        )
+    handle = (_directory() / export.file_name).open("rb")
+    return ExportDownload(file=handle, filename=f"gatehouse-export-{str(export.pk)[:8]}.zip")
+
+
+def export_file_delete(*, export: ExportRequest) -> None:
+    if export.file_name:
+        (_directory() / export.file_name).unlink(missing_ok=True)
+
+
+def compliance_exports_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of exports past their download time; returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    for export in ExportRequest.objects.filter(download_expires_at__lt=now).exclude(file_name=""):
+        with transaction.atomic():
+            export_file_delete(export=export)
+            ExportRequest.objects.filter(pk=export.pk).update(file_name="")
+            audit_event_record(
+                action="compliance.export.expired",
+                actor_kind=AuditEvent.ActorKind.SYSTEM,
+                actor_display="system",
+                target_type="audit.exportrequest",
+                target_id=str(export.pk),
+                metadata={"downloads": export.downloads},
+            )
+            expired += 1
+    return expired

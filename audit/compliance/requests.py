@@ -1,0 +1,152 @@
+"""What exports and erasures share: who may ask, the deadline, queueing, claiming, the sweeper.
+
+A request is worked by a Celery task that takes only its id. The task is queued when the
+request's row commits; it claims the row under a lock, so a message delivered twice (acks_late
+redelivery, or the sweeper's re-queue racing a slow worker) runs the work once.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.roles import Role
+from audit.models import AuditEvent, ComplianceRequest, ErasureRequest, ExportRequest
+from audit.services import audit_event_record
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R", ExportRequest, ErasureRequest)
+# GDPR Art. 12(3): an answer within one month of the request.
+LEGAL_DEADLINE = timedelta(days=30)
+_OFFICERS = (Role.ADMIN.value, Role.COMPLIANCE_OFFICER.value)
+
+
+class ComplianceRefused(Exception):
+    """The request cannot be made as asked; the message says why, for the person asking."""
+
+    def __init__(self, message: str, *, existing: ComplianceRequest | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.existing = existing
+
+
+def compliance_officer_is(*, user: AbstractBaseUser) -> bool:
+    """Compliance officers and admins handle requests for anyone (SPEC §4)."""
+    return bool(
+        getattr(user, "is_superuser", False) or user.groups.filter(name__in=_OFFICERS).exists()  # type: ignore[attr-defined]
+    )
+
+
+def compliance_due_at(*, asked_at: datetime) -> datetime:
+    return asked_at + LEGAL_DEADLINE
+
+
+def _kind(model: type[ComplianceRequest]) -> str:
+    return "export" if model is ExportRequest else "erasure"
+
+
+def compliance_task_queue(*, request: ComplianceRequest) -> None:
+    """Queue the request's task once the transaction that wrote it commits."""
+    from audit import tasks  # the tasks import these services
+
+    task = tasks.compliance_export_run if isinstance(request, ExportRequest) else tasks.compliance_erasure_run
+    request_id = str(request.pk)
+    transaction.on_commit(
+        lambda: task.apply_async(args=(request_id,), queue=settings.GATEHOUSE_COMPLIANCE_QUEUE)
+    )
+
+
+def compliance_request_claim(*, model: type[_R], request_id: str) -> _R | None:
+    """Take the request up for work; None when it is finished, or in a live worker's hands.
+
+    Past `GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS` the request is failed rather than run again:
+    something in it kills workers, and a person has to look.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        request = model.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.status in (model.Status.DONE, model.Status.FAILED):
+            return None
+        stale_before = now - timedelta(seconds=settings.GATEHOUSE_COMPLIANCE_STALE_SECONDS)
+        if (
+            request.status == model.Status.RUNNING
+            and request.heartbeat_at
+            and request.heartbeat_at > stale_before
+        ):
+            return None
+        if request.attempts >= settings.GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS:
+            compliance_request_fail(request=request, error=f"gave up after {request.attempts} attempts")
+            return None
+        request.status = model.Status.RUNNING
+        request.attempts += 1
+        request.started_at = request.heartbeat_at = now
+        request.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+    return request
+
+
+def compliance_request_progress(*, request: ComplianceRequest, progress: int) -> None:
+    """Record progress and show the worker is alive (its own small write, not the work's)."""
+    request.progress = progress
+    model: type[ExportRequest] | type[ErasureRequest] = (
+        ExportRequest if isinstance(request, ExportRequest) else ErasureRequest
+    )
+    model.objects.filter(pk=request.pk).update(progress=progress, heartbeat_at=timezone.now())
+
+
+def compliance_request_fail(*, request: ComplianceRequest, error: str) -> None:
+    with transaction.atomic():
+        request.status = request.Status.FAILED
+        request.error = error[:2000]
+        request.finished_at = timezone.now()
+        request.save(update_fields=["status", "error", "finished_at"])
+        audit_event_record(
+            action=f"compliance.{_kind(type(request))}.failed",
+            actor_kind=AuditEvent.ActorKind.SYSTEM,
+            actor_display="system",
+            target_type="accounts.user",
+            target_id=str(request.subject_id or ""),
+            outcome=AuditEvent.Outcome.FAILURE,
+            metadata={
+                "request": str(request.pk),
+                "subject": str(request.subject_pseudonym),
+                "error": error[:500],
+            },
+        )
+
+
+def compliance_requests_sweep(*, now: datetime | None = None) -> int:
+    """Re-queue requests a worker lost (heartbeat gone stale) or never took up. Returns how many.
+
+    Beat runs it every few minutes. Re-queueing is safe at any time: the claim decides.
+    """
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.GATEHOUSE_COMPLIANCE_STALE_SECONDS)
+    requeued = 0
+    models: tuple[type[ExportRequest] | type[ErasureRequest], ...] = (ExportRequest, ErasureRequest)
+    for model in models:
+        with transaction.atomic():
+            lost = model.objects.select_for_update(skip_locked=True).filter(
+                Q(status=model.Status.RUNNING, heartbeat_at__lt=stale_before)
+                | Q(status=model.Status.PENDING, created_at__lt=stale_before)
+            )
+            for request in lost:
+                was = request.status
+                request.status = model.Status.PENDING
+                request.save(update_fields=["status"])
+                audit_event_record(
+                    action=f"compliance.{_kind(model)}.requeued",
+                    actor_kind=AuditEvent.ActorKind.SYSTEM,
+                    actor_display="system",
+                    target_type="accounts.user",
+                    target_id=str(request.subject_id or ""),
+                    metadata={"request": str(request.pk), "was": was, "attempts": request.attempts},
+                )
+                compliance_task_queue(request=request)
+                requeued += 1
+    return requeued
