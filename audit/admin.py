@@ -70,7 +70,7 @@ class ComplianceRequestForm(forms.ModelForm):  # type: ignore[type-arg]
 class _ComplianceRequestAdmin(admin.ModelAdmin[Any]):
     """The officers' queue: every request with its status and deadline, oldest due first."""
 
-    list_display = (
+    list_display: tuple[str, ...] = (
         "short_id",
         "subject_name",
         "status",
