@@ -116,10 +116,14 @@ def principal_recheck(principal: Principal) -> Principal:
     Raises CredentialRejected once the user is deactivated, the key revoked or expired,
     or the session logged out.
     """
-    user = User.objects.get(pk=principal.user.pk)
+    user: User | None = User.objects.filter(pk=principal.user.pk).first()
+    if user is None:  # erased while connected
+        raise CredentialRejected("This account no longer exists.")
     user_credentials_check(user, issued_at=None)
     if principal.api_key is not None:
-        key = ApiKey.objects.get(pk=principal.api_key.pk)
+        key = ApiKey.objects.filter(pk=principal.api_key.pk).first()
+        if key is None:
+            raise CredentialRejected("This API key no longer exists.")
         if key.revoked_at is not None:
             raise CredentialRejected("This API key has been revoked.")
         if key.expires_at is not None and key.expires_at <= timezone.now():

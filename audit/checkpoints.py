@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -46,9 +47,20 @@ class Checkpoint:
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+_SEED_BYTES = 32
+
+
 def _key_from_setting() -> Ed25519PrivateKey | None:
     seed = settings.GATEHOUSE_AUDIT_SIGNING_KEY
-    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed)) if seed else None
+    if not seed:
+        return None
+    try:
+        raw = base64.b64decode(seed, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != _SEED_BYTES:
+        raise ImproperlyConfigured("GATEHOUSE_AUDIT_SIGNING_KEY must be the base64 of 32 random bytes.")
+    return Ed25519PrivateKey.from_private_bytes(raw)
 
 
 def signing_key() -> Ed25519PrivateKey:

@@ -240,7 +240,9 @@ GATEHOUSE_COMPLIANCE_DOWNLOAD_HOURS = env.int("GATEHOUSE_COMPLIANCE_DOWNLOAD_HOU
 GATEHOUSE_COMPLIANCE_STALE_SECONDS = env.int("GATEHOUSE_COMPLIANCE_STALE_SECONDS", default=600)
 GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS = env.int("GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS", default=3)
 # A pause between the sections of an export, to spread a large request's load on the database.
-GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS = env.float("GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS", default=0.0)
+GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS = env.float(
+    "GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS", default=0.0
+)
 # Retention, in days (0 keeps forever): stored conversations, and raw usage rows (their hourly
 # and daily rollups stay).
 GATEHOUSE_RETENTION_CONVERSATION_DAYS = env.int("GATEHOUSE_RETENTION_CONVERSATION_DAYS", default=365)

@@ -217,6 +217,12 @@ def carol(db: None) -> User:
 
 
 @pytest.fixture
+def olga(db: None) -> User:
+    """A compliance officer: handles export and erasure requests for anyone."""
+    return _user("olga", Role.COMPLIANCE_OFFICER, is_staff=True)
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
 

@@ -251,6 +251,112 @@ class TestAuditExport(PermissionMatrix):
     expected: ClassVar[dict[str, int]] = AUDIT_READERS
 
 
+# SPEC §5: the subject, or a compliance officer (admins are officers too); others' requests are 404.
+def _bobs_export(world: World) -> str:
+    from audit.compliance import compliance_export_request, compliance_export_run
+
+    export = compliance_export_request(subject=world.users["bob"], requested_by=world.users["bob"])
+    compliance_export_run(export_id=str(export.pk))
+    return str(export.pk)
+
+
+class TestExportRequestList(PermissionMatrix):
+    route = "/api/compliance/exports/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+
+class TestExportRequestCreateForSelf(PermissionMatrix):
+    route = "/api/compliance/exports/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 202,
+        "bob": 202,
+        "dave": 202,
+        "carol": 202,
+    }
+
+
+class TestExportRequestCreateForBob(TestExportRequestCreateForSelf):
+    """Only officers may ask for someone else's data; to others the name is not theirs to test."""
+
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 202,
+        "bob": 202,
+        "dave": 400,
+        "carol": 400,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"subject": "bob"}
+
+
+class TestExportRequestDetail(PermissionMatrix):
+    route = "/api/compliance/exports/<uuid:export_id>/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 200,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/compliance/exports/{_bobs_export(world)}/"
+
+
+class TestExportDownload(PermissionMatrix):
+    route = "/api/compliance/exports/<uuid:export_id>/download/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 200,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/compliance/exports/{_bobs_export(world)}/download/"
+
+
+class TestErasureRequestList(PermissionMatrix):
+    route = "/api/compliance/erasures/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+
+class TestErasureRequestCreateForBob(PermissionMatrix):
+    route = "/api/compliance/erasures/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 202,
+        "bob": 202,
+        "dave": 400,
+        "carol": 400,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"subject": "bob"}
+
+
+class TestErasureRequestDetail(PermissionMatrix):
+    route = "/api/compliance/erasures/<uuid:erasure_id>/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 200,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        from audit.compliance import compliance_erasure_request
+
+        erasure = compliance_erasure_request(subject=world.users["bob"], requested_by=world.users["alice"])
+        return f"/api/compliance/erasures/{erasure.pk}/"
+
+
 def _api_routes() -> set[str]:
     """'METHOD /path' for every view method under /api/ and /v1/."""
     routes: set[str] = set()

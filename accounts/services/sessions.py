@@ -47,14 +47,17 @@ def _token_pair(*, user: User, family: RefreshFamily) -> TokenPair:
 
 
 def login_attempt_subject(*, username: str) -> dict[str, Any]:
-    """Audit fields for a failed or blocked login: the account it was for, when there is one.
+    """Audit fields for a failed or blocked login: the account it claimed, when there is one.
 
-    The attempt is logged against that account as its target (pseudonym, erasable display),
-    not as a bare username in the row, which erasure could never reach. An unknown username
-    names nobody registered and is kept as typed.
+    The claimed account is the row's subject, as unauthenticated actor and as target, so its
+    pseudonym and key cover the row's name, address and agent: erasing the account reaches
+    them. A bare username in the row could never be erased. An unknown username names nobody
+    registered and is kept as typed.
     """
     account = User.objects.filter(username=username).first()
-    return {"target": account} if account is not None else {"actor_display": username[:150]}
+    if account is None:
+        return {"actor_display": username[:150]}
+    return {"actor": account, "actor_kind": AuditEvent.ActorKind.ANONYMOUS, "target": account}
 
 
 def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -> TokenPair:

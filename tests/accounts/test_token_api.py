@@ -53,11 +53,10 @@ def test_wrong_password_is_401_and_audited(api_client: APIClient, bob: User) -> 
     assert response.json() == {"detail": "Invalid username or password."}
     assert response["WWW-Authenticate"].startswith("Bearer")
     event = AuditEvent.objects.get(action="auth.login.failed")
-    assert event.actor is None
-    # Logged against the account it tried (an erasable pseudonym), not as a bare username.
+    # Logged against the account it claimed, unauthenticated: its erasable pseudonym covers the row.
+    assert event.actor_kind == AuditEvent.ActorKind.ANONYMOUS
     assert (event.target_type, event.target_id, event.target_display) == ("accounts.user", str(bob.pk), "bob")
-    assert event.target_pseudonym is not None
-    assert event.actor_display == ""
+    assert event.actor_pseudonym == event.target_pseudonym is not None
     assert event.outcome == AuditEvent.Outcome.FAILURE
     assert not AuditEvent.objects.filter(action="auth.login.succeeded").exists()
 

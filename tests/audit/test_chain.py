@@ -5,8 +5,10 @@ that verification names what was done: an edited row, a deleted row, a cut tail,
 chain recomputed after an edit (caught only by the signed checkpoint outside the database).
 """
 
+import base64
 import json
 import threading
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,7 +17,7 @@ from django.db import DatabaseError, connection, transaction
 
 from accounts.models import User
 from audit import chain
-from audit.checkpoints import audit_checkpoint_write, checkpoints_read
+from audit.checkpoints import audit_checkpoint_write, checkpoints_read, public_key_raw
 from audit.models import AuditEvent, AuditSubject
 from audit.services import audit_event_record
 from audit.subjects import audit_subject_erase
@@ -290,3 +292,15 @@ def test_beat_seals_the_head_with_the_checkpoint_task(alice: User) -> None:
     assert head is not None
     assert task.apply().get() == head.sequence
     assert checkpoints_read()[-1].hash == head.hash
+
+
+def test_a_malformed_signing_key_is_refused_with_a_clear_message(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from audit.checkpoints import signing_key
+
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY = "change-me-base64-32-bytes"
+    with pytest.raises(ImproperlyConfigured, match="base64 of 32 random bytes"):
+        signing_key()
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY = base64.b64encode(bytes(range(32))).decode()
+    assert len(public_key_raw(signing_key().public_key())) == 32

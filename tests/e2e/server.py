@@ -125,6 +125,7 @@ def serve(
             "GATEHOUSE_MODEL_ROOT": str(workdir / "models"),
             "GATEHOUSE_AUDIT_CHECKPOINT_DIR": str(workdir / "audit" / "checkpoints"),
             "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(workdir / "audit" / "signing-key.pem"),
+            "GATEHOUSE_COMPLIANCE_EXPORT_DIR": str(workdir / "exports"),
             "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
             **(extra_env or {}),
         }
