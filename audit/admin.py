@@ -132,7 +132,8 @@ class ExportRequestAdmin(_ComplianceRequestAdmin):
         if obj.status != ExportRequest.Status.DONE or not obj.file_name:
             return "-"
         url = reverse("compliance-export-download", args=[obj.pk])
-        return format_html('<a href="{}">zip</a> (until {:%Y-%m-%d %H:%M})', url, obj.download_expires_at)
+        until = f"{obj.download_expires_at:%Y-%m-%d %H:%M}" if obj.download_expires_at else "-"
+        return format_html('<a href="{}">zip</a> (until {})', url, until)
 
 
 @admin.register(ErasureRequest)
