@@ -173,7 +173,8 @@ def compliance_export_download(*, export_id: str, user: User) -> ExportDownload:
         raise ExportUnavailable("No such export.", status=404)
     if export.status != ExportRequest.Status.DONE:
         raise ExportUnavailable(f"The export is {export.status}; it can be downloaded once done.", status=409)
-    if not export.file_name or (export.download_expires_at and export.download_expires_at < timezone.now()):
+    expired = export.download_expires_at is not None and export.download_expires_at < timezone.now()
+    if not export.file_name or expired or not (_directory() / export.file_name).is_file():
         raise ExportUnavailable("This export's download link has expired; ask for a new export.", status=410)
     with transaction.atomic():
         ExportRequest.objects.filter(pk=export.pk).update(downloads=export.downloads + 1)

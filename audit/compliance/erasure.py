@@ -123,7 +123,7 @@ def _erase(user: User) -> dict[str, Any]:
         "console_sessions_ended": _console_sessions_end(user),
         "issued_tokens_forgotten": OutstandingToken.objects.filter(user=user).delete()[0],
         "object_permissions_dropped": UserObjectPermission.objects.filter(user=user).delete()[0],
-        "roles_and_teams_left": sorted(Group.objects.filter(user=user).values_list("name", flat=True)),
+        "roles_and_teams_removed": sorted(Group.objects.filter(user=user).values_list("name", flat=True)),
         "second_factor_devices_deleted": len(list(devices_for_user(user, confirmed=None))),
         "console_log_entries_deleted": _console_log_forget(user),
         "exports_deleted": _exports_forget(user),

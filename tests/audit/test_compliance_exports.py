@@ -194,3 +194,14 @@ def test_the_sweeper_requeues_a_lost_request_and_gives_up_after_the_limit(
     failed = ExportRequest.objects.get(pk=export_id)
     assert (failed.status, failed.error) == ("failed", "gave up after 2 attempts")
     assert AuditEvent.objects.filter(action="compliance.export.failed").exists()
+
+
+def test_a_file_gone_from_the_volume_is_gone_not_an_error(
+    bob: User, compliance_export_dir: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = bearer_client(login(bob).access)
+    created = _ask(client, django_capture_on_commit_callbacks)
+    (compliance_export_dir / ExportRequest.objects.get(pk=created["id"]).file_name).unlink()
+    response = client.get(f"{URL}{created['id']}/download/")
+    assert response.status_code == 410
+    assert "ask for a new export" in response.json()["detail"]
