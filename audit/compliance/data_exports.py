@@ -18,17 +18,14 @@ from accounts.models import User
 from audit.checkpoints import key_id, public_key_raw, sign, signing_key
 from audit.compliance.export_sections import SECTIONS, export_sections
 from audit.compliance.requests import (
-    ComplianceRefused,
-    compliance_due_at,
     compliance_officer_is,
     compliance_request_claim,
     compliance_request_fail,
+    compliance_request_open,
     compliance_request_progress,
-    compliance_task_queue,
 )
 from audit.models import AuditEvent, ExportRequest
 from audit.services import audit_event_record
-from audit.subjects import audit_pseudonym
 
 logger = logging.getLogger(__name__)
 _OPEN = (ExportRequest.Status.PENDING, ExportRequest.Status.RUNNING)
@@ -46,28 +43,9 @@ class ExportUnavailable(Exception):
 @transaction.atomic
 def compliance_export_request(*, subject: User, requested_by: User) -> ExportRequest:
     """Ask for an export of `subject`'s data; the caller must be them or a compliance officer."""
-    if subject.pk != requested_by.pk and not compliance_officer_is(user=requested_by):
-        raise ComplianceRefused("You may ask for an export of your own data only.")
-    existing = ExportRequest.objects.select_for_update().filter(subject=subject, status__in=_OPEN).first()
-    if existing is not None:
-        raise ComplianceRefused("An export of this person's data is already under way.", existing=existing)
-    now = timezone.now()
-    export = ExportRequest.objects.create(
-        subject=subject,
-        subject_pseudonym=audit_pseudonym(user=subject),
-        requested_by=requested_by,
-        requested_by_pseudonym=audit_pseudonym(user=requested_by),
-        created_at=now,
-        due_at=compliance_due_at(asked_at=now),
+    return compliance_request_open(
+        model=ExportRequest, subject=subject, requested_by=requested_by, what="an export"
     )
-    audit_event_record(
-        action="compliance.export.requested",
-        actor=requested_by,
-        target=subject,
-        metadata={"request": str(export.pk), "due_at": export.due_at.isoformat()},
-    )
-    compliance_task_queue(request=export)
-    return export
 
 
 def _directory() -> Path:

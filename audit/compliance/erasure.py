@@ -24,15 +24,14 @@ from accounts.roles import Role
 from accounts.services.users import sessions_revoke_all
 from audit.compliance.requests import (
     ComplianceRefused,
-    compliance_due_at,
     compliance_officer_is,
     compliance_request_claim,
     compliance_request_fail,
-    compliance_task_queue,
+    compliance_request_open,
 )
 from audit.models import AuditEvent, ErasureRequest, ExportRequest
 from audit.services import audit_event_record
-from audit.subjects import audit_pseudonym, audit_subject_erase
+from audit.subjects import audit_subject_erase
 from inference.models import Conversation, Message
 
 _OPEN = (ErasureRequest.Status.PENDING, ErasureRequest.Status.RUNNING)
@@ -53,31 +52,13 @@ def compliance_erasure_refusal(*, subject: User) -> str | None:
 @transaction.atomic
 def compliance_erasure_request(*, subject: User, requested_by: User) -> ErasureRequest:
     """Ask for `subject` to be erased; the caller must be them or a compliance officer."""
-    if subject.pk != requested_by.pk and not compliance_officer_is(user=requested_by):
-        raise ComplianceRefused("You may ask for your own erasure only.")
     refusal = compliance_erasure_refusal(subject=subject)
-    if refusal:
+    # Only someone entitled to ask hears why it cannot be done (the opener refuses the rest).
+    if refusal and (subject.pk == requested_by.pk or compliance_officer_is(user=requested_by)):
         raise ComplianceRefused(refusal)
-    existing = ErasureRequest.objects.select_for_update().filter(subject=subject, status__in=_OPEN).first()
-    if existing is not None:
-        raise ComplianceRefused("An erasure of this person is already under way.", existing=existing)
-    now = timezone.now()
-    erasure = ErasureRequest.objects.create(
-        subject=subject,
-        subject_pseudonym=audit_pseudonym(user=subject),
-        requested_by=requested_by,
-        requested_by_pseudonym=audit_pseudonym(user=requested_by),
-        created_at=now,
-        due_at=compliance_due_at(asked_at=now),
+    return compliance_request_open(
+        model=ErasureRequest, subject=subject, requested_by=requested_by, what="an erasure"
     )
-    audit_event_record(
-        action="compliance.erasure.requested",
-        actor=requested_by,
-        target=subject,
-        metadata={"request": str(erasure.pk), "due_at": erasure.due_at.isoformat()},
-    )
-    compliance_task_queue(request=erasure)
-    return erasure
 
 
 def _console_sessions_end(user: User) -> int:

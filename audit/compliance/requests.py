@@ -15,9 +15,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.roles import Role
 from audit.models import AuditEvent, ComplianceRequest, ErasureRequest, ExportRequest
 from audit.services import audit_event_record
+from audit.subjects import audit_pseudonym
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ _R = TypeVar("_R", ExportRequest, ErasureRequest)
 # GDPR Art. 12(3): an answer within one month of the request.
 LEGAL_DEADLINE = timedelta(days=30)
 _OFFICERS = (Role.ADMIN.value, Role.COMPLIANCE_OFFICER.value)
+_OPEN = (ComplianceRequest.Status.PENDING, ComplianceRequest.Status.RUNNING)
 
 
 class ComplianceRefused(Exception):
@@ -49,6 +52,38 @@ def compliance_due_at(*, asked_at: datetime) -> datetime:
 
 def _kind(model: type[ComplianceRequest]) -> str:
     return "export" if model is ExportRequest else "erasure"
+
+
+def compliance_request_open(*, model: type[_R], subject: User, requested_by: User, what: str) -> _R:
+    """Record a new request for `subject` and queue its work; in the caller's transaction.
+
+    Refused when the caller is neither the subject nor an officer, and when one is already
+    open for the subject (the refusal then carries it). `what` names it in messages.
+    """
+    if subject.pk != requested_by.pk and not compliance_officer_is(user=requested_by):
+        raise ComplianceRefused(f"You may ask for {what} for yourself only.")
+    existing = model.objects.select_for_update().filter(subject=subject, status__in=_OPEN).first()
+    if existing is not None:
+        raise ComplianceRefused(
+            f"{what.capitalize()} for this person is already under way.", existing=existing
+        )
+    now = timezone.now()
+    request = model.objects.create(
+        subject=subject,
+        subject_pseudonym=audit_pseudonym(user=subject),
+        requested_by=requested_by,
+        requested_by_pseudonym=audit_pseudonym(user=requested_by),
+        created_at=now,
+        due_at=compliance_due_at(asked_at=now),
+    )
+    audit_event_record(
+        action=f"compliance.{_kind(model)}.requested",
+        actor=requested_by,
+        target=subject,
+        metadata={"request": str(request.pk), "due_at": request.due_at.isoformat()},
+    )
+    compliance_task_queue(request=request)
+    return request
 
 
 def compliance_task_queue(*, request: ComplianceRequest) -> None:
@@ -99,25 +134,28 @@ def compliance_request_progress(*, request: ComplianceRequest, progress: int) ->
     model.objects.filter(pk=request.pk).update(progress=progress, heartbeat_at=timezone.now())
 
 
+def _system_record(
+    request: ComplianceRequest, step: str, outcome: AuditEvent.Outcome, **details: object
+) -> None:
+    """Audit what the platform itself did to a request (failed it, re-queued it)."""
+    audit_event_record(
+        action=f"compliance.{_kind(type(request))}.{step}",
+        actor_kind=AuditEvent.ActorKind.SYSTEM,
+        actor_display="system",
+        target_type="accounts.user",
+        target_id=str(request.subject_id or ""),
+        outcome=outcome,
+        metadata={"request": str(request.pk), "subject": str(request.subject_pseudonym), **details},
+    )
+
+
 def compliance_request_fail(*, request: ComplianceRequest, error: str) -> None:
     with transaction.atomic():
         request.status = request.Status.FAILED
         request.error = error[:2000]
         request.finished_at = timezone.now()
         request.save(update_fields=["status", "error", "finished_at"])
-        audit_event_record(
-            action=f"compliance.{_kind(type(request))}.failed",
-            actor_kind=AuditEvent.ActorKind.SYSTEM,
-            actor_display="system",
-            target_type="accounts.user",
-            target_id=str(request.subject_id or ""),
-            outcome=AuditEvent.Outcome.FAILURE,
-            metadata={
-                "request": str(request.pk),
-                "subject": str(request.subject_pseudonym),
-                "error": error[:500],
-            },
-        )
+        _system_record(request, "failed", AuditEvent.Outcome.FAILURE, error=error[:500])
 
 
 def compliance_requests_sweep(*, now: datetime | None = None) -> int:
@@ -139,13 +177,8 @@ def compliance_requests_sweep(*, now: datetime | None = None) -> int:
                 was = request.status
                 request.status = model.Status.PENDING
                 request.save(update_fields=["status"])
-                audit_event_record(
-                    action=f"compliance.{_kind(model)}.requeued",
-                    actor_kind=AuditEvent.ActorKind.SYSTEM,
-                    actor_display="system",
-                    target_type="accounts.user",
-                    target_id=str(request.subject_id or ""),
-                    metadata={"request": str(request.pk), "was": was, "attempts": request.attempts},
+                _system_record(
+                    request, "requeued", AuditEvent.Outcome.SUCCESS, was=was, attempts=request.attempts
                 )
                 compliance_task_queue(request=request)
                 requeued += 1
