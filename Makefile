@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gatehouse
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run bootstrap test test-embedded test-production lint format bench clean
+.PHONY: install browser run bootstrap test test-embedded test-production lint format bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,11 @@ bootstrap: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 
-test: install lint test-embedded test-production
+test: install browser lint test-embedded test-production
+
+# Debian's Chromium for the console's browser tests (tests/e2e/test_console_browser.py).
+browser:
+	deploy/install-chromium.sh
 
 lint: install
 	mkdir -p .typecheck && ln -sfn ../platform .typecheck/gatehouse

@@ -6,12 +6,14 @@ from django import forms
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest
+from django.urls import path
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
 
 from accounts.models import User
 from accounts.two_factor import two_factor_enrolled, two_factor_required
 from audit.console_log import console_admin_audited
+from gatehouse.console import views as console_views
 
 
 class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
@@ -45,6 +47,17 @@ class ConsoleAdminSite(AdminSite):
     login_form = ConsoleLoginForm
     # django-otp's copy of the admin login page, which adds the code field.
     login_template = "otp/admin111/login.html"
+
+    def get_urls(self) -> list[Any]:
+        def page(view: Any) -> Any:
+            # admin_view: the console's login, staff check and second factor, and no caching.
+            return self.admin_view(lambda request: view(request, context=self.each_context(request)))
+
+        return [
+            path("dashboard/", page(console_views.dashboard), name="dashboard"),
+            path("playground/", page(console_views.playground), name="playground"),
+            *super().get_urls(),
+        ]
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         super().register(model_or_iterable, admin_class, **options)

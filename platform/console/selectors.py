@@ -1,0 +1,221 @@
+"""What the dashboard shows, read from the usage rollups, raw usage, the models and the trail.
+
+Each function returns plain data (lists, dicts, numbers) that the template renders as a
+table and the page's script draws as a chart, so the page works with or without JavaScript.
+"""
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Sum
+
+from accounts.models import Team, UsageRecord, UsageRollup, User
+from audit.checkpoints import checkpoints_read
+from audit.models import AuditEvent
+from inference.models import Model, ModelVersion
+
+# Raw rows read for percentiles, at most: the newest ones in the window.
+_PERCENTILE_SAMPLE = 50_000
+
+
+@dataclass
+class Series:
+    """One chart: a label per x value, and named lines (or stacks) of numbers."""
+
+    labels: list[str]
+    lines: dict[str, list[float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        # `rows` is the same data turned for a table: one row per label, a column per line.
+        rows = [
+            {"label": label, "values": [values[index] for values in self.lines.values()]}
+            for index, label in enumerate(self.labels)
+        ]
+        return {"labels": self.labels, "lines": self.lines, "rows": rows}
+
+
+def _days(now: datetime, days: int) -> list[date]:
+    today = now.astimezone(UTC).date()
+    return [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
+
+
+def _version_models() -> dict[int, str]:
+    return dict(ModelVersion.objects.values_list("pk", "model__name"))
+
+
+def usage_by_model_daily(*, now: datetime, days: int) -> tuple[Series, Series]:
+    """Requests and tokens per day, one line per model, from the daily rollups."""
+    window = _days(now, days)
+    start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
+    models = _version_models()
+    requests: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(window))
+    tokens: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(window))
+    position = {day: index for index, day in enumerate(window)}
+    rows = (
+        UsageRollup.objects.filter(period=UsageRollup.Period.DAY, period_start__gte=start)
+        .values("period_start", "model_version_id")
+        .annotate(requests=Sum("requests"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+    )
+    for row in rows:
+        index = position.get(row["period_start"].astimezone(UTC).date())
+        if index is None:
+            continue
+        name = models.get(row["model_version_id"] or 0, "unknown")
+        requests[name][index] += row["requests"]
+        tokens[name][index] += (row["prompt"] or 0) + (row["completion"] or 0)
+    labels = [day.isoformat() for day in window]
+    return Series(labels, dict(requests)), Series(labels, dict(tokens))
+
+
+def usage_top_people(
+    *, now: datetime, days: int, limit: int = 10
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tokens and requests over the window per user (top `limit`) and per team (its members now)."""
+    start = now - timedelta(days=days)
+    per_user = {
+        row["user_id"]: row
+        for row in UsageRollup.objects.filter(period=UsageRollup.Period.DAY, period_start__gte=start)
+        .values("user_id")
+        .annotate(requests=Sum("requests"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+    }
+    names = dict(User.objects.filter(pk__in=per_user).values_list("pk", "username"))
+    users = sorted(
+        (
+            {
+                "name": names.get(user_id, f"#{user_id} (gone)"),
+                "requests": row["requests"],
+                "tokens": (row["prompt"] or 0) + (row["completion"] or 0),
+            }
+            for user_id, row in per_user.items()
+        ),
+        key=lambda entry: -entry["tokens"],
+    )[:limit]
+    teams = []
+    for team in Team.objects.select_related("group"):
+        members = set(team.group.user_set.values_list("pk", flat=True))
+        rows = [per_user[member] for member in members if member in per_user]
+        teams.append(
+            {
+                "name": team.name,
+                "requests": sum(row["requests"] for row in rows),
+                "tokens": sum((row["prompt"] or 0) + (row["completion"] or 0) for row in rows),
+            }
+        )
+    return users, sorted(teams, key=lambda entry: -entry["tokens"])[:limit]
+
+
+def _percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1], 1)
+
+
+def latency_percentiles(*, now: datetime, days: int) -> list[dict[str, Any]]:
+    """Per model: p50, p95 and p99 of total latency and of time to first token (ms)."""
+    models = _version_models()
+    samples: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=now - timedelta(days=days))
+        .order_by("-created_at")
+        .values_list("model_version_id", "latency_ms", "time_to_first_token_ms")[:_PERCENTILE_SAMPLE]
+    )
+    for version_id, latency, first_token in rows:
+        latencies, firsts = samples[models.get(version_id or 0, "unknown")]
+        if latency is not None:
+            latencies.append(latency)
+        if first_token is not None:
+            firsts.append(first_token)
+    return [
+        {
+            "model": name,
+            "samples": len(latencies),
+            **{f"latency_p{p}": _percentile(latencies, p / 100) for p in (50, 95, 99)},
+            **{f"ttft_p{p}": _percentile(firsts, p / 100) for p in (50, 95, 99)},
+        }
+        for name, (latencies, firsts) in sorted(samples.items())
+    ]
+
+
+def failures_daily(*, now: datetime, days: int) -> Series:
+    """Failed generations (rollups) and quota refusals (the trail) per day."""
+    window = _days(now, days)
+    start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
+    position = {day: index for index, day in enumerate(window)}
+    failed = [0.0] * len(window)
+    refused = [0.0] * len(window)
+    for row in (
+        UsageRollup.objects.filter(period=UsageRollup.Period.DAY, period_start__gte=start)
+        .values("period_start")
+        .annotate(failures=Sum("failures"))
+    ):
+        index = position.get(row["period_start"].astimezone(UTC).date())
+        if index is not None:
+            failed[index] += row["failures"] or 0
+    quota_refusals = AuditEvent.objects.filter(
+        action="inference.refused", occurred_at__gte=start, metadata_json__contains='"code":"quota_exceeded"'
+    ).values_list("occurred_at", flat=True)
+    for moment in quota_refusals:
+        index = position.get(moment.astimezone(UTC).date())
+        if index is not None:
+            refused[index] += 1
+    return Series(
+        [day.isoformat() for day in window], {"failed generations": failed, "quota refusals": refused}
+    )
+
+
+def canary_split(*, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
+    """For each model with a canary: its configured weight and the share each version served."""
+    split = []
+    for model in Model.objects.filter(canary_version__isnull=False).select_related("canary_version"):
+        served = dict(
+            UsageRollup.objects.filter(
+                period=UsageRollup.Period.HOUR,
+                period_start__gte=now - timedelta(hours=hours),
+                model_version_id__in=model.versions.values_list("pk", flat=True),
+            )
+            .values("model_version_id")
+            .annotate(requests=Sum("requests"))
+            .values_list("model_version_id", "requests")
+        )
+        total = sum(served.values()) or 1
+        labels = dict(model.versions.values_list("pk", "label"))
+        split.append(
+            {
+                "model": model.name,
+                "canary_weight": model.canary_weight,
+                "served": {
+                    labels.get(pk or 0, str(pk)): round(100 * count / total, 1) for pk, count in served.items()
+                },
+            }
+        )
+    return split
+
+
+def audit_chain_status() -> dict[str, Any]:
+    """The trail's head and its last signed checkpoint: cheap to read on every page view.
+
+    Full verification walks the whole chain; the audit pages link to it instead.
+    """
+    head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at").first()
+    checkpoints = [checkpoint for checkpoint in checkpoints_read() if checkpoint.sequence > 0]
+    latest = checkpoints[-1] if checkpoints else None
+    sealed_hash = (
+        AuditEvent.objects.filter(sequence=latest.sequence).values_list("hash", flat=True).first()
+        if latest
+        else None
+    )
+    return {
+        "head_sequence": head["sequence"] if head else 0,
+        "head_at": head["occurred_at"] if head else None,
+        "checkpoint_sequence": latest.sequence if latest else None,
+        "checkpoint_at": latest.written_at if latest else None,
+        "checkpoint_matches": (sealed_hash == latest.hash) if latest else None,
+        "unsealed_events": (head["sequence"] - latest.sequence)
+        if head and latest
+        else (head["sequence"] if head else 0),
+    }

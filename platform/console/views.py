@@ -1,0 +1,59 @@
+"""The console's dashboard and chat playground: thin views over selectors.
+
+Both are served by the console site (`admin_site.ConsoleAdminSite.get_urls`), so they sit
+behind the same login, staff check and second factor as the rest of the console.
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.roles import Role
+from gatehouse.console import selectors
+from inference.selectors import model_list_usable
+
+DASHBOARD_DAYS = (7, 14, 30, 90)
+
+
+def _sees_audit(user: User) -> bool:
+    return bool(user.is_superuser or user.groups.filter(name__in=[Role.ADMIN, Role.AUDITOR]).exists())
+
+
+def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpResponse:
+    days = int(request.GET.get("days", "14")) if request.GET.get("days", "14").isdigit() else 14
+    days = days if days in DASHBOARD_DAYS else 14
+    now = timezone.now()
+    requests, tokens = selectors.usage_by_model_daily(now=now, days=days)
+    users, teams = selectors.usage_top_people(now=now, days=days)
+    user: User = request.user  # type: ignore[assignment]
+    charts = {
+        "requests": requests.as_dict(),
+        "tokens": tokens.as_dict(),
+        "failures": selectors.failures_daily(now=now, days=days).as_dict(),
+    }
+    return TemplateResponse(
+        request,
+        "console/dashboard.html",
+        {
+            **context,
+            "title": "Dashboard",
+            "days": days,
+            "day_choices": DASHBOARD_DAYS,
+            "charts": charts,
+            "users": users,
+            "teams": teams,
+            "latency": selectors.latency_percentiles(now=now, days=days),
+            "canaries": selectors.canary_split(now=now),
+            "chain": selectors.audit_chain_status() if _sees_audit(user) else None,
+        },
+    )
+
+
+def playground(request: HttpRequest, *, context: dict[str, object]) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    return TemplateResponse(
+        request,
+        "console/playground.html",
+        {**context, "title": "Chat playground", "models": list(model_list_usable(user=user))},
+    )

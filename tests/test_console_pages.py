@@ -1,0 +1,103 @@
+"""The console's dashboard and playground pages, server side: data, roles, no-JavaScript tables.
+
+The browser drives them in tests/e2e/test_console_browser.py.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import UsageRecord, UsageRollup, User
+from accounts.services.usage import usage_rollup
+from audit.checkpoints import audit_checkpoint_write
+from inference.models import ModelVersion
+from inference.services import model_register
+
+
+def _console(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _usage(user: User, version: ModelVersion, *, tokens: int, outcome: str = "completed") -> None:
+    UsageRecord.objects.create(
+        created_at=timezone.now(), user_id=user.pk, model_version_id=version.pk, channel="api",
+        prompt_tokens=tokens, completion_tokens=1, latency_ms=120.0, time_to_first_token_ms=15.0, outcome=outcome,
+    )  # fmt: skip
+
+
+def test_the_dashboard_charts_and_tables_show_the_rollups(
+    alice: User, bob: User, demo_version: ModelVersion
+) -> None:
+    _usage(bob, demo_version, tokens=10)
+    _usage(bob, demo_version, tokens=20)
+    _usage(alice, demo_version, tokens=5, outcome="failed")
+    usage_rollup(period=UsageRollup.Period.DAY)
+    response = _console(alice).get("/admin/dashboard/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    charts = json.loads(page.split('id="dashboard-charts" type="application/json">')[1].split("</script>")[0])
+    today = datetime.now(tz=UTC).date().isoformat()
+    assert charts["requests"]["labels"][-1] == today
+    assert charts["requests"]["lines"]["demo-tiny"][-1] == 3
+    assert charts["tokens"]["lines"]["demo-tiny"][-1] == 35 + 3
+    assert charts["failures"]["lines"]["failed generations"][-1] == 1
+    # The same figures as tables, for a page read without JavaScript.
+    assert f"<td>{today}</td><td>3</td>" in page.replace("\n", "").replace("    ", "")
+    assert 'data-chart="requests"' in page
+    assert "chart-4.6.1.umd.min.js" in page
+    users = [row["name"] for row in response.context["users"]]
+    assert users == ["bob", "alice"]
+    (latency,) = response.context["latency"]
+    assert (latency["model"], latency["samples"], latency["latency_p50"], latency["ttft_p50"]) == (
+        "demo-tiny",
+        3,
+        120.0,
+        15.0,
+    )
+
+
+def test_the_chain_status_is_for_auditors_and_admins(alice: User, olga: User) -> None:
+    model_register(name="something-audited", actor=alice)
+    audit_checkpoint_write()
+    page = _console(alice).get("/admin/dashboard/").content.decode()
+    assert 'id="audit-chain"' in page
+    assert "matches the trail" in page
+    assert 'id="audit-chain"' not in _console(olga).get("/admin/dashboard/").content.decode()
+
+
+def test_a_strange_period_falls_back_to_two_weeks(alice: User) -> None:
+    response = _console(alice).get("/admin/dashboard/?days=banana")
+    assert response.status_code == 200
+    assert response.context["days"] == 14
+    assert len(response.context["charts"]["requests"]["labels"]) == 14
+    assert _console(alice).get("/admin/dashboard/?days=30").context["days"] == 30
+
+
+def test_the_playground_offers_the_models_one_may_use(
+    alice: User, olga: User, demo_version: ModelVersion
+) -> None:
+    model_register(name="closed-model", actor=alice)
+    admin_page = _console(alice).get("/admin/playground/").content.decode()
+    assert '<option value="demo-tiny">' in admin_page
+    assert '<option value="closed-model">' in admin_page
+    officer_page = _console(olga).get("/admin/playground/").content.decode()
+    assert '<option value="closed-model">' not in officer_page
+
+
+def test_console_pages_need_the_console(bob: User) -> None:
+    for page in ("/admin/dashboard/", "/admin/playground/"):
+        assert Client().get(page).status_code == 302
+        assert _console(bob).get(page).status_code == 302  # a member is not staff
+
+
+def test_old_rollups_fall_out_of_the_window(alice: User, bob: User, demo_version: ModelVersion) -> None:
+    UsageRollup.objects.create(
+        period="day", period_start=datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=40),
+        user_id=bob.pk, model_version_id=demo_version.pk, channel="api", requests=9,
+    )  # fmt: skip
+    charts = _console(alice).get("/admin/dashboard/").context["charts"]
+    assert sum(charts["requests"]["lines"].get("demo-tiny", [0])) == 0
