@@ -189,7 +189,8 @@ def canary_split(*, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
                 "model": model.name,
                 "canary_weight": model.canary_weight,
                 "served": {
-                    labels.get(pk or 0, str(pk)): round(100 * count / total, 1) for pk, count in served.items()
+                    labels.get(pk or 0, str(pk)): round(100 * count / total, 1)
+                    for pk, count in served.items()
                 },
             }
         )
