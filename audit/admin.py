@@ -14,6 +14,7 @@ from audit.compliance import (
     compliance_export_request,
 )
 from audit.models import AuditEvent, ComplianceRequest, ErasureRequest, ExportRequest
+from audit.selectors import audit_chain_status
 
 
 @admin.register(AuditEvent)
@@ -39,6 +40,10 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
         "=actor_pseudonym",
     )
     date_hierarchy = "occurred_at"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # The audit browser shows the chain's state above the events (head, last checkpoint).
+        return super().changelist_view(request, {**(extra_context or {}), "chain": audit_chain_status()})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,9 +3,11 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
+from audit.checkpoints import checkpoints_read
 from audit.models import AuditEvent, AuditSubject
 
 
@@ -83,3 +85,28 @@ def audit_chain_range(*, sequence_from: int, sequence_to: int) -> QuerySet[Audit
 def audit_head_sequence() -> int:
     head = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
     return int(head or 0)
+
+
+def audit_chain_status() -> dict[str, Any]:
+    """The trail's head and its last signed checkpoint: cheap to read on every page view.
+
+    Full verification walks the whole chain; the audit pages link to it instead.
+    """
+    head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at").first()
+    checkpoints = [checkpoint for checkpoint in checkpoints_read() if checkpoint.sequence > 0]
+    latest = checkpoints[-1] if checkpoints else None
+    sealed_hash = (
+        AuditEvent.objects.filter(sequence=latest.sequence).values_list("hash", flat=True).first()
+        if latest
+        else None
+    )
+    return {
+        "head_sequence": head["sequence"] if head else 0,
+        "head_at": head["occurred_at"] if head else None,
+        "checkpoint_sequence": latest.sequence if latest else None,
+        "checkpoint_at": latest.written_at if latest else None,
+        "checkpoint_matches": (sealed_hash == latest.hash) if latest else None,
+        "unsealed_events": (head["sequence"] - latest.sequence)
+        if head and latest
+        else (head["sequence"] if head else 0),
+    }

@@ -101,3 +101,15 @@ def test_old_rollups_fall_out_of_the_window(alice: User, bob: User, demo_version
     )  # fmt: skip
     charts = _console(alice).get("/admin/dashboard/").context["charts"]
     assert sum(charts["requests"]["lines"].get("demo-tiny", [0])) == 0
+
+
+def test_the_audit_browser_shows_the_chain_state_above_filtered_events(alice: User) -> None:
+    model_register(name="browsed-model", actor=alice)
+    audit_checkpoint_write()
+    page = _console(alice).get("/admin/audit/auditevent/?action=model.registered").content.decode()
+    assert 'id="audit-chain"' in page
+    assert "matches the trail" in page
+    assert "browsed-model" in page
+    listed = page.split('id="result_list"')[1].split("</table>")[0]
+    assert "model.registered" in listed
+    assert "user.created" not in listed

@@ -1,4 +1,6 @@
-"""What the dashboard shows, read from the usage rollups, raw usage, the models and the trail.
+"""What the dashboard shows, read from the usage rollups, raw usage and the models.
+
+The audit chain's status comes from `audit.selectors.audit_chain_status`.
 
 Each function returns plain data (lists, dicts, numbers) that the template renders as a
 table and the page's script draws as a chart, so the page works with or without JavaScript.
@@ -13,7 +15,6 @@ from typing import Any
 from django.db.models import Sum
 
 from accounts.models import Team, UsageRecord, UsageRollup, User
-from audit.checkpoints import checkpoints_read
 from audit.models import AuditEvent
 from inference.models import Model, ModelVersion
 
@@ -195,28 +196,3 @@ def canary_split(*, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
             }
         )
     return split
-
-
-def audit_chain_status() -> dict[str, Any]:
-    """The trail's head and its last signed checkpoint: cheap to read on every page view.
-
-    Full verification walks the whole chain; the audit pages link to it instead.
-    """
-    head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at").first()
-    checkpoints = [checkpoint for checkpoint in checkpoints_read() if checkpoint.sequence > 0]
-    latest = checkpoints[-1] if checkpoints else None
-    sealed_hash = (
-        AuditEvent.objects.filter(sequence=latest.sequence).values_list("hash", flat=True).first()
-        if latest
-        else None
-    )
-    return {
-        "head_sequence": head["sequence"] if head else 0,
-        "head_at": head["occurred_at"] if head else None,
-        "checkpoint_sequence": latest.sequence if latest else None,
-        "checkpoint_at": latest.written_at if latest else None,
-        "checkpoint_matches": (sealed_hash == latest.hash) if latest else None,
-        "unsealed_events": (head["sequence"] - latest.sequence)
-        if head and latest
-        else (head["sequence"] if head else 0),
-    }

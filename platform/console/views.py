@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.roles import Role
+from audit.selectors import audit_chain_status
 from gatehouse.console import selectors
 from inference.selectors import model_list_usable
 
@@ -45,7 +46,7 @@ def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpRespon
             "teams": teams,
             "latency": selectors.latency_percentiles(now=now, days=days),
             "canaries": selectors.canary_split(now=now),
-            "chain": selectors.audit_chain_status() if _sees_audit(user) else None,
+            "chain": audit_chain_status() if _sees_audit(user) else None,
         },
     )
 
