@@ -1,6 +1,7 @@
 """The five platform roles of SPEC §4, stored as Django groups."""
 
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -9,3 +10,10 @@ class Role(StrEnum):
     MEMBER = "member"
     AUDITOR = "auditor"
     COMPLIANCE_OFFICER = "compliance_officer"
+
+
+def user_holds_role(user: Any, *roles: Role) -> bool:
+    """Whether `user` holds any of `roles`; a superuser holds them all."""
+    if getattr(user, "is_superuser", False):
+        return True
+    return bool(user.groups.filter(name__in=[role.value for role in roles]).exists())

@@ -14,15 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import Role
+from accounts.roles import Role, user_holds_role
 from audit.api.serializers import AuditEventFilterSerializer, AuditEventSerializer, AuditExportQuerySerializer
 from audit.exports import MAX_EVENTS, ExportRangeError, audit_export_build
 from audit.models import AuditEvent
 from audit.selectors import audit_events_filtered, audit_head_sequence
 from audit.services import audit_event_record
 from audit.verification import audit_chain_verify
-
-_READERS = (Role.ADMIN.value, Role.AUDITOR.value)
 
 
 class AuditReader(BasePermission):
@@ -31,8 +29,7 @@ class AuditReader(BasePermission):
     message = "Only auditors and administrators may read the audit trail."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user.is_superuser or user.groups.filter(name__in=_READERS).exists())
+        return user_holds_role(request.user, Role.ADMIN, Role.AUDITOR)
 
 
 class _AuditView:

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.roles import Role
+from accounts.roles import Role, user_holds_role
 from audit.models import AuditEvent, ComplianceRequest, ErasureRequest, ExportRequest
 from audit.services import audit_event_record
 from audit.subjects import audit_pseudonym
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 _R = TypeVar("_R", ExportRequest, ErasureRequest)
 # GDPR Art. 12(3): an answer within one month of the request.
 LEGAL_DEADLINE = timedelta(days=30)
-_OFFICERS = (Role.ADMIN.value, Role.COMPLIANCE_OFFICER.value)
 _OPEN = (ComplianceRequest.Status.PENDING, ComplianceRequest.Status.RUNNING)
 
 
@@ -41,9 +40,7 @@ class ComplianceRefused(Exception):
 
 def compliance_officer_is(*, user: AbstractBaseUser) -> bool:
     """Compliance officers and admins handle requests for anyone (SPEC §4)."""
-    return bool(
-        getattr(user, "is_superuser", False) or user.groups.filter(name__in=_OFFICERS).exists()  # type: ignore[attr-defined]
-    )
+    return user_holds_role(user, Role.ADMIN, Role.COMPLIANCE_OFFICER)
 
 
 def compliance_due_at(*, asked_at: datetime) -> datetime:

@@ -9,16 +9,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.roles import Role
+from accounts.roles import Role, user_holds_role
 from audit.selectors import audit_chain_status
 from gatehouse.console import selectors
 from inference.selectors import model_list_usable
 
 DASHBOARD_DAYS = (7, 14, 30, 90)
-
-
-def _sees_audit(user: User) -> bool:
-    return bool(user.is_superuser or user.groups.filter(name__in=[Role.ADMIN, Role.AUDITOR]).exists())
 
 
 def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpResponse:
@@ -46,7 +42,7 @@ def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpRespon
             "teams": teams,
             "latency": selectors.latency_percentiles(now=now, days=days),
             "canaries": selectors.canary_split(now=now),
-            "chain": audit_chain_status() if _sees_audit(user) else None,
+            "chain": audit_chain_status() if user_holds_role(user, Role.ADMIN, Role.AUDITOR) else None,
         },
     )
 
