@@ -47,11 +47,10 @@ class AuditExport:
     sequence_to: int
 
 
-def _records(events: Iterator[AuditEvent]) -> Iterator[dict[str, Any]]:
-    for event in events:
-        values = chained_values(event)
-        personal = personal_values(event, chain.PERSONAL_ACTOR_FIELDS + chain.PERSONAL_TARGET_FIELDS)
-        yield dict(zip(COLUMNS, [*values, event.hash, *personal], strict=True))
+def event_export_record(event: AuditEvent) -> dict[str, Any]:
+    """One event as exports write it: chained fields spelled as hashed, the hash, personal details."""
+    personal = personal_values(event, chain.PERSONAL_ACTOR_FIELDS + chain.PERSONAL_TARGET_FIELDS)
+    return dict(zip(COLUMNS, [*chained_values(event), event.hash, *personal], strict=True))
 
 
 def _events_file(records: Iterator[dict[str, Any]], export_format: str) -> tuple[bytes, int, str]:
@@ -80,7 +79,9 @@ def audit_export_build(*, sequence_from: int, sequence_to: int, export_format: s
     events = AuditEvent.objects.filter(sequence__gte=sequence_from, sequence__lte=sequence_to).order_by(
         "sequence"
     )
-    body, count, last_hash = _events_file(_records(events.iterator(chunk_size=2000)), export_format)
+    body, count, last_hash = _events_file(
+        map(event_export_record, events.iterator(chunk_size=2000)), export_format
+    )
     if count == 0:
         raise ExportRangeError(f"the trail holds no events between {sequence_from} and {sequence_to}")
     previous = (

@@ -11,9 +11,8 @@ from django.db.models import Q
 
 from accounts.models import ApiKey, QuotaPolicy, RefreshFamily, UsageRecord, UsageRollup, User
 from accounts.roles import Role
-from audit import chain
+from audit.exports import event_export_record
 from audit.models import AuditEvent
-from audit.services import chained_values, personal_values
 from inference.models import Conversation
 
 
@@ -138,15 +137,12 @@ def _conversations(user: User) -> object:
 def _audit_events(pseudonym: str) -> bytes:
     """Events by or about the person, with their chained fields and hash (checkable against
     the trail) and the personal details the trail holds."""
-    names = (*chain.CHAINED_FIELDS, "hash", *chain.PERSONAL_ACTOR_FIELDS, *chain.PERSONAL_TARGET_FIELDS)
     lines = []
     events = AuditEvent.objects.filter(Q(actor_pseudonym=pseudonym) | Q(target_pseudonym=pseudonym)).order_by(
         "sequence"
     )
     for event in events.iterator(chunk_size=2000):
-        personal = personal_values(event, chain.PERSONAL_ACTOR_FIELDS + chain.PERSONAL_TARGET_FIELDS)
-        values = [*chained_values(event), event.hash, *personal]
-        lines.append(json.dumps(dict(zip(names, values, strict=True)), ensure_ascii=False))
+        lines.append(json.dumps(event_export_record(event), ensure_ascii=False))
     return ("\n".join(lines) + "\n" if lines else "").encode()
 
 

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
@@ -87,7 +87,6 @@ def chat_record_outcome(
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
     user = User.objects.get(pk=user_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
-    principal = Principal(user=user, method="api_key" if api_key else "jwt", api_key=api_key)
     usage_record_enqueue(
         user_id=user_id,
         api_key_id=api_key_id,
@@ -104,13 +103,21 @@ def chat_record_outcome(
     )
     return audit_event_record(
         action="inference.failed" if failed else "inference.completed",
-        actor=user,
-        actor_kind=AuditEvent.ActorKind.API_KEY if api_key else None,
-        actor_display=principal.audit_display,
+        **_audit_actor(user=user, api_key=api_key),
         target=version,
         outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,
         metadata={"channel": channel, "model": version.model.name, "version": version.label, **metadata},
     )
+
+
+def _audit_actor(*, user: User, api_key: ApiKey | None) -> dict[str, Any]:
+    """`audit_event_record` arguments for a chat's caller: the user, and the key if one was used."""
+    principal = Principal(user=user, method="api_key" if api_key else "jwt", api_key=api_key)
+    return {
+        "actor": user,
+        "actor_kind": AuditEvent.ActorKind.API_KEY if api_key else None,
+        "actor_display": principal.audit_display,
+    }
 
 
 # Refusals that are policy decisions go on the trail. Malformed frames and rate limits do not:
@@ -126,11 +133,7 @@ def chat_refusal_record(
         return None
     return audit_event_record(
         action="inference.refused",
-        actor=user,
-        actor_kind=AuditEvent.ActorKind.API_KEY if api_key else None,
-        actor_display=Principal(
-            user=user, method="api_key" if api_key else "jwt", api_key=api_key
-        ).audit_display,
+        **_audit_actor(user=user, api_key=api_key),
         outcome=AuditEvent.Outcome.DENIED,
         metadata={"channel": channel, "model": model_name, "code": code, "reason": reason},
     )
