@@ -129,9 +129,9 @@ def audit_checkpoint_write() -> Checkpoint | None:
     head = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
     if head is None:
         return None
-    latest = checkpoints_read()[-1:] or None
-    if latest and latest[0].sequence == head[0]:
-        return latest[0]
+    latest = checkpoint_latest()
+    if latest and latest.sequence == head[0]:
+        return latest
     key = signing_key()
     unsigned = Checkpoint(
         sequence=head[0],
@@ -151,25 +151,41 @@ def audit_checkpoint_write() -> Checkpoint | None:
     return Checkpoint(**{**body, "file": name})
 
 
+def _checkpoint_files() -> list[Path]:
+    """The sink's checkpoint files, oldest first: names carry the zero-padded sequence."""
+    directory = _sink()
+    return sorted(directory.glob("checkpoint-*.json")) if directory.is_dir() else []
+
+
+def _checkpoint_read(path: Path) -> Checkpoint | None:
+    try:
+        body = json.loads(path.read_text())
+        return Checkpoint(
+            sequence=int(body["sequence"]),
+            hash=str(body["hash"]),
+            written_at=str(body["written_at"]),
+            key_id=str(body["key_id"]),
+            signature=str(body["signature"]),
+            file=path.name,
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def checkpoints_read() -> list[Checkpoint]:
     """Every checkpoint in the sink, oldest first. Unreadable files count as failed ones."""
-    directory = _sink()
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in sorted(directory.glob("checkpoint-*.json")):
-        try:
-            body = json.loads(path.read_text())
-            found.append(
-                Checkpoint(
-                    sequence=int(body["sequence"]),
-                    hash=str(body["hash"]),
-                    written_at=str(body["written_at"]),
-                    key_id=str(body["key_id"]),
-                    signature=str(body["signature"]),
-                    file=path.name,
-                )
-            )
-        except (ValueError, KeyError, TypeError):
-            found.append(Checkpoint(sequence=-1, hash="", written_at="", key_id="", file=path.name))
+    found = [
+        _checkpoint_read(path) or Checkpoint(sequence=-1, hash="", written_at="", key_id="", file=path.name)
+        for path in _checkpoint_files()
+    ]
     return sorted(found, key=lambda checkpoint: checkpoint.sequence)
+
+
+def checkpoint_latest() -> Checkpoint | None:
+    """The newest readable checkpoint, reading one file rather than the whole sink (which gains
+    one every few minutes, and page views and each new checkpoint ask for this)."""
+    for path in reversed(_checkpoint_files()):
+        checkpoint = _checkpoint_read(path)
+        if checkpoint is not None and checkpoint.sequence > 0:
+            return checkpoint
+    return None

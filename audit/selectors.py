@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from audit.checkpoints import checkpoints_read
+from audit.checkpoints import checkpoint_latest
 from audit.models import AuditEvent, AuditSubject
 
 
@@ -93,8 +93,7 @@ def audit_chain_status() -> dict[str, Any]:
     Full verification walks the whole chain; the audit pages link to it instead.
     """
     head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at").first()
-    checkpoints = [checkpoint for checkpoint in checkpoints_read() if checkpoint.sequence > 0]
-    latest = checkpoints[-1] if checkpoints else None
+    latest = checkpoint_latest()
     sealed_hash = (
         AuditEvent.objects.filter(sequence=latest.sequence).values_list("hash", flat=True).first()
         if latest
