@@ -113,3 +113,18 @@ def test_the_audit_browser_shows_the_chain_state_above_filtered_events(alice: Us
     listed = page.split('id="result_list"')[1].split("</table>")[0]
     assert "model.registered" in listed
     assert "user.created" not in listed
+
+
+def test_team_totals_add_up_their_members_usage(alice: User, bob: User, demo_version: ModelVersion) -> None:
+    from accounts.services import team_create, team_member_add
+
+    team_member_add(team=team_create(name="research", actor=alice), user=bob, actor=alice)
+    team_create(name="idle", actor=alice)
+    _usage(bob, demo_version, tokens=10)
+    _usage(alice, demo_version, tokens=99)
+    usage_rollup(period=UsageRollup.Period.DAY)
+    teams = _console(alice).get("/admin/dashboard/").context["teams"]
+    assert teams == [
+        {"name": "research", "requests": 1, "tokens": 11},
+        {"name": "idle", "requests": 0, "tokens": 0},
+    ]

@@ -94,13 +94,18 @@ def usage_top_people(
         ),
         key=lambda entry: -entry["tokens"],
     )[:limit]
+    # Every team's members in one query (a team with none still gets its row of zeros).
+    members: dict[str, set[int]] = defaultdict(set)
+    for name, member in Team.objects.values_list("name", "group__user"):
+        if member is not None:
+            members[name].add(member)
+        members.setdefault(name, set())
     teams = []
-    for team in Team.objects.select_related("group"):
-        members = set(team.group.user_set.values_list("pk", flat=True))
-        rows = [per_user[member] for member in members if member in per_user]
+    for name, ids in members.items():
+        rows = [per_user[member] for member in ids if member in per_user]
         teams.append(
             {
-                "name": team.name,
+                "name": name,
                 "requests": sum(row["requests"] for row in rows),
                 "tokens": sum((row["prompt"] or 0) + (row["completion"] or 0) for row in rows),
             }
