@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.bulk_guard import AuditedQuerySet
 
@@ -151,3 +152,27 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+class PersonModelGrant(UserObjectPermission):
+    """A person's grant to use a model: guardian's own row, seen as a grant by the console."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "model access for a person"
+        verbose_name_plural = "model access: people"
+
+    def __str__(self) -> str:
+        return f"{self.user} may use {self.content_object}"
+
+
+class TeamModelGrant(GroupObjectPermission):
+    """A team's grant to use a model (its group's guardian row), seen as a grant by the console."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "model access for a team"
+        verbose_name_plural = "model access: teams"
+
+    def __str__(self) -> str:
+        return f"team {self.group.team} may use {self.content_object}"

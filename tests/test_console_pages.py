@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import UsageRecord, UsageRollup, User
+from accounts.services import team_create, team_member_add
 from accounts.services.usage import usage_rollup
 from audit.checkpoints import audit_checkpoint_write
 from inference.models import ModelVersion
@@ -116,8 +117,6 @@ def test_the_audit_browser_shows_the_chain_state_above_filtered_events(alice: Us
 
 
 def test_team_totals_add_up_their_members_usage(alice: User, bob: User, demo_version: ModelVersion) -> None:
-    from accounts.services import team_create, team_member_add
-
     team_member_add(team=team_create(name="research", actor=alice), user=bob, actor=alice)
     team_create(name="idle", actor=alice)
     _usage(bob, demo_version, tokens=10)
@@ -128,3 +127,72 @@ def test_team_totals_add_up_their_members_usage(alice: User, bob: User, demo_ver
         {"name": "research", "requests": 1, "tokens": 11},
         {"name": "idle", "requests": 0, "tokens": 0},
     ]
+
+
+def test_tokens_over_time_by_team_and_user(alice: User, bob: User, demo_version: ModelVersion) -> None:
+    team_member_add(team=team_create(name="research", actor=alice), user=bob, actor=alice)
+    _usage(bob, demo_version, tokens=10)
+    _usage(alice, demo_version, tokens=99)
+    usage_rollup(period=UsageRollup.Period.DAY)
+    yesterday = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    UsageRollup.objects.create(
+        period="day", period_start=yesterday, user_id=bob.pk, model_version_id=demo_version.pk,
+        channel="api", requests=2, prompt_tokens=40, completion_tokens=2,
+    )  # fmt: skip
+    charts = _console(alice).get("/admin/dashboard/?days=7").context["charts"]
+    assert charts["user_tokens"]["lines"]["bob"][-2:] == [42, 11]
+    assert charts["user_tokens"]["lines"]["alice"][-2:] == [0, 100]
+    assert charts["team_tokens"]["lines"] == {"research": [0, 0, 0, 0, 0, 42, 11]}
+
+
+def test_the_user_chart_keeps_the_top_five_and_sums_the_rest(alice: User, demo_version: ModelVersion) -> None:
+    people = [User.objects.create_user(username=f"user{rank}") for rank in range(7)]
+    for rank, person in enumerate(people):
+        _usage(person, demo_version, tokens=100 * (rank + 1))
+    usage_rollup(period=UsageRollup.Period.DAY)
+    lines = _console(alice).get("/admin/dashboard/").context["charts"]["user_tokens"]["lines"]
+    assert list(lines) == ["user6", "user5", "user4", "user3", "user2", "others"]
+    assert lines["others"][-1] == (100 + 1) + (200 + 1)
+
+
+def test_latency_percentiles_per_day_leave_quiet_days_blank(
+    alice: User, bob: User, demo_version: ModelVersion
+) -> None:
+    for latency in (100.0, 200.0, 300.0, 400.0):
+        UsageRecord.objects.create(
+            created_at=timezone.now(), user_id=bob.pk, model_version_id=demo_version.pk, channel="ws",
+            prompt_tokens=1, completion_tokens=1, latency_ms=latency, time_to_first_token_ms=latency / 10,
+            outcome="completed",
+        )  # fmt: skip
+    response = _console(alice).get("/admin/dashboard/?days=7")
+    lines = response.context["charts"]["latency"]["lines"]
+    assert lines["latency p50"] == [None] * 6 + [250.0]
+    assert lines["first token p50"][-1] == 25.0
+    assert lines["latency p95"][-1] == 385.0
+    # A day without requests is a gap in the chart and a dash in the table.
+    assert "<td>-</td>" in response.content.decode()
+
+
+def _nav(user: User) -> list[str]:
+    page = _console(user).get("/admin/").content.decode()
+    nav = page.split('<nav class="console-nav"')[1].split("</nav>")[0]
+    return [link.split("</a>")[0].split(">")[-1] for link in nav.split("<a ")[1:]]
+
+
+def test_the_menu_follows_the_role(alice: User, olga: User, carol: User) -> None:
+    from accounts.roles import Role
+    from accounts.services import user_create
+
+    mia = user_create(
+        username="mia", password="a-long-password-42", roles=[Role.MODEL_MANAGER], is_staff=True
+    )
+    carol.is_staff = True
+    carol.save(update_fields=["is_staff"])
+    everything = ["Dashboard", "Chat playground", "Users", "API keys", "Quotas", "Models", "Model access",
+                  "Audit trail", "Compliance queue"]  # fmt: skip
+    assert _nav(alice) == everything
+    assert _nav(mia) == ["Dashboard", "Chat playground", "Models", "Model access"]
+    assert _nav(carol) == ["Dashboard", "Chat playground", "Audit trail"]
+    assert _nav(olga) == ["Dashboard", "Chat playground", "Users", "Audit trail", "Compliance queue"]
+    # The index lists the same apps: the auditor sees no model pages there either.
+    assert "/admin/inference/" not in _console(carol).get("/admin/").content.decode()

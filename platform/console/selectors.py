@@ -8,6 +8,7 @@ table and the page's script draws as a chart, so the page works with or without 
 
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,7 +28,8 @@ class Series:
     """One chart: a label per x value, and named lines (or stacks) of numbers."""
 
     labels: list[str]
-    lines: dict[str, list[float]] = field(default_factory=dict)
+    # None is a gap (a day without a sample), which Chart.js leaves undrawn.
+    lines: Mapping[str, Sequence[float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         # `rows` is the same data turned for a table: one row per label, a column per line.
@@ -71,6 +73,53 @@ def usage_by_model_daily(*, now: datetime, days: int) -> tuple[Series, Series]:
     return Series(labels, dict(requests)), Series(labels, dict(tokens))
 
 
+def usage_by_person_daily(*, now: datetime, days: int, top: int = 5) -> tuple[Series, Series]:
+    """Tokens per day for the `top` users and teams of the window (the rest summed as "others").
+
+    A team's line is its current members' usage: rollups carry the user, not the team, and
+    people move between teams, so the chart answers "what does this team use now".
+    """
+    window = _days(now, days)
+    start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
+    position = {day: index for index, day in enumerate(window)}
+    per_user: dict[int, list[float]] = defaultdict(lambda: [0.0] * len(window))
+    for row in (
+        UsageRollup.objects.filter(period=UsageRollup.Period.DAY, period_start__gte=start)
+        .values("period_start", "user_id")
+        .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+    ):
+        index = position.get(row["period_start"].astimezone(UTC).date())
+        if index is not None:
+            per_user[row["user_id"]][index] += (row["prompt"] or 0) + (row["completion"] or 0)
+    names = dict(User.objects.filter(pk__in=per_user).values_list("pk", "username"))
+    labels = [day.isoformat() for day in window]
+    users = _top_lines({names.get(pk, f"#{pk} (gone)"): line for pk, line in per_user.items()}, top)
+    team_lines: dict[str, list[float]] = {}
+    for name, ids in _team_members().items():
+        lines = [per_user[member] for member in ids if member in per_user]
+        if lines:
+            team_lines[name] = [sum(values) for values in zip(*lines, strict=True)]
+    return Series(labels, users), Series(labels, _top_lines(team_lines, top))
+
+
+def _top_lines(lines: dict[str, list[float]], top: int) -> dict[str, list[float]]:
+    ranked = sorted(lines.items(), key=lambda item: -sum(item[1]))
+    kept = dict(ranked[:top])
+    if len(ranked) > top:
+        kept["others"] = [sum(values) for values in zip(*(line for _, line in ranked[top:]), strict=True)]
+    return kept
+
+
+def _team_members() -> dict[str, set[int]]:
+    """Every team's member ids, in one query (a team with none still gets its empty set)."""
+    members: dict[str, set[int]] = {}
+    for name, member in Team.objects.values_list("name", "group__user"):
+        ids = members.setdefault(name, set())
+        if member is not None:
+            ids.add(member)
+    return members
+
+
 def usage_top_people(
     *, now: datetime, days: int, limit: int = 10
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -94,14 +143,8 @@ def usage_top_people(
         ),
         key=lambda entry: -entry["tokens"],
     )[:limit]
-    # Every team's members in one query (a team with none still gets its row of zeros).
-    members: dict[str, set[int]] = defaultdict(set)
-    for name, member in Team.objects.values_list("name", "group__user"):
-        if member is not None:
-            members[name].add(member)
-        members.setdefault(name, set())
     teams = []
-    for name, ids in members.items():
+    for name, ids in _team_members().items():
         rows = [per_user[member] for member in ids if member in per_user]
         teams.append(
             {
@@ -145,6 +188,33 @@ def latency_percentiles(*, now: datetime, days: int) -> list[dict[str, Any]]:
         }
         for name, (latencies, firsts) in sorted(samples.items())
     ]
+
+
+def latency_daily(*, now: datetime, days: int) -> Series:
+    """p50 and p95 of latency and of time to first token per day, all models (ms)."""
+    window = _days(now, days)
+    position = {day: index for index, day in enumerate(window)}
+    samples: list[tuple[list[float], list[float]]] = [([], []) for _ in window]
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=now - timedelta(days=days))
+        .order_by("-created_at")
+        .values_list("created_at", "latency_ms", "time_to_first_token_ms")[:_PERCENTILE_SAMPLE]
+    )
+    for created_at, latency, first_token in rows:
+        index = position.get(created_at.astimezone(UTC).date())
+        if index is None:
+            continue
+        if latency is not None:
+            samples[index][0].append(latency)
+        if first_token is not None:
+            samples[index][1].append(first_token)
+    lines: dict[str, list[float | None]] = {
+        "latency p50": [_percentile(latencies, 0.5) for latencies, _ in samples],
+        "latency p95": [_percentile(latencies, 0.95) for latencies, _ in samples],
+        "first token p50": [_percentile(firsts, 0.5) for _, firsts in samples],
+        "first token p95": [_percentile(firsts, 0.95) for _, firsts in samples],
+    }
+    return Series([day.isoformat() for day in window], lines)
 
 
 def failures_daily(*, now: datetime, days: int) -> Series:

@@ -23,10 +23,14 @@ def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpRespon
     now = timezone.now()
     requests, tokens = selectors.usage_by_model_daily(now=now, days=days)
     users, teams = selectors.usage_top_people(now=now, days=days)
+    user_tokens, team_tokens = selectors.usage_by_person_daily(now=now, days=days)
     user: User = request.user  # type: ignore[assignment]
     charts = {
         "requests": requests.as_dict(),
         "tokens": tokens.as_dict(),
+        "team_tokens": team_tokens.as_dict(),
+        "user_tokens": user_tokens.as_dict(),
+        "latency": selectors.latency_daily(now=now, days=days).as_dict(),
         "failures": selectors.failures_daily(now=now, days=days).as_dict(),
     }
     return TemplateResponse(

@@ -1,18 +1,22 @@
 """The console in a real browser: headless Chromium (Debian's), driven by Playwright.
 
 One walk through what an admin does: log in, chat in the playground and watch tokens stream,
-see the dashboard draw its charts from that usage, revoke an API key. Screenshots of each step
-go to test-artifacts/browser/ (the note shows them).
+see the dashboard draw its charts from that usage, revoke an API key. Then an admin with an
+authenticator: refused without the code, let in with it, and a chat cancelled mid-stream.
+Screenshots of each step go to test-artifacts/browser/ (the note shows them).
 """
 
+import base64
 import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from django_otp.oath import totp
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.server import REPO_ROOT, ServedGatehouse
@@ -112,7 +116,7 @@ def test_an_admin_chats_sees_the_dashboard_and_revokes_a_key(page: Page, gatehou
         "[...document.querySelectorAll('canvas[data-chart]')].map(c => "
         "c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v !== 0))"
     )
-    assert painted == [True, True, True]
+    assert painted == [True] * 6
     expect(page.locator("#audit-chain")).to_contain_text("Head: event")
     _shot(page, "3-dashboard")
 
@@ -139,3 +143,50 @@ def test_an_admin_chats_sees_the_dashboard_and_revokes_a_key(page: Page, gatehou
     _shot(page, "4-key-revoked")
     after = httpx.get(f"{gatehouse.base_url}/v1/models", headers={"Authorization": f"Bearer {key}"})
     assert after.status_code == 401, json.dumps(after.json())
+
+
+def _enrolled_admin(gatehouse: ServedGatehouse, username: str, password: str) -> bytes:
+    """A second admin with a TOTP authenticator; returns the authenticator's key."""
+    gatehouse.manage(
+        "shell", "-c",
+        "from accounts.roles import Role; from accounts.services import user_create; "
+        f"user_create(username={username!r}, password={password!r}, roles=[Role.ADMIN], is_staff=True, "
+        "is_superuser=True)",
+    )  # fmt: skip
+    url = gatehouse.manage("twofactor_enroll", username).strip().splitlines()[-1]
+    secret = parse_qs(urlparse(url).query)["secret"][0]
+    return base64.b32decode(secret + "=" * (-len(secret) % 8))
+
+
+def test_an_enrolled_admin_needs_the_code_and_cancels_a_chat(page: Page, gatehouse: ServedGatehouse) -> None:
+    password = "tess-has-a-long-password-7"
+    key = _enrolled_admin(gatehouse, "tess", password)
+    page.goto(f"{gatehouse.base_url}/admin/login/")
+    page.fill("#id_username", "tess")
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    expect(page.locator(".errornote, .errorlist").first).to_contain_text("OTP token")
+    _shot(page, "5-second-factor-asked")
+    page.fill("#id_username", "tess")
+    page.fill("#id_password", password)
+    page.fill("#id_otp_token", f"{totp(key):06d}")
+    page.click("input[type=submit]")
+    expect(page.locator(".console-nav")).to_contain_text("Model access")
+
+    # Room for a long answer, so that the cancel lands while tokens are still coming.
+    gatehouse.manage(
+        "shell", "-c",
+        "from inference.models import Model; Model.objects.filter(name='demo-tiny').update(max_tokens_cap=400)",
+    )  # fmt: skip
+    page.goto(f"{gatehouse.base_url}/admin/playground/")
+    expect(page.locator("#playground-status")).to_have_text("Ready", timeout=15_000)
+    page.select_option("#playground-model", "demo-tiny")
+    page.fill("#playground-max-tokens", "400")
+    page.click("#playground-send")
+    expect(page.locator("#playground-status")).to_have_text("Streaming…", timeout=30_000)
+    page.click("#playground-cancel")
+    expect(page.locator("#playground-status")).to_have_text("Done (cancelled)", timeout=30_000)
+    completion = int(page.locator("#playground-usage").inner_text().split(" completion")[0].split("+ ")[-1])
+    assert completion < 400
+    assert page.locator("#playground-output").inner_text().strip()
+    _shot(page, "6-playground-cancelled")

@@ -82,3 +82,42 @@ def test_the_canary_is_set_in_the_model_form_and_rolled_back_by_action(
     demo_version.refresh_from_db()
     assert demo_version.status == ModelVersion.Status.PRODUCTION
     assert Model.objects.get(pk=model.pk).canary_version is None
+
+
+def test_start_a_canary_asks_for_the_weight_then_calls_the_service(
+    demo_version: ModelVersion, alice: User
+) -> None:
+    from inference.services import model_version_stage
+
+    mia = _model_manager()
+    v2 = register_second_version(demo_version.model, actor=alice)
+    model_version_stage(version=v2, actor=alice)
+    console = _console(mia)
+    picked = {"action": "start_canary", "_selected_action": [v2.pk]}
+    # Step one: the action shows a form for the weight and changes nothing yet.
+    asked = console.post("/admin/inference/modelversion/", picked)
+    assert asked.status_code == 200
+    assert 'name="weight"' in asked.content.decode()
+    assert Model.objects.get(pk=demo_version.model_id).canary_version is None
+    # A weight out of range is shown again with the reason, and still changes nothing.
+    refused = console.post("/admin/inference/modelversion/", {**picked, "apply": "1", "weight": 100})
+    assert refused.status_code == 200
+    assert "less than or equal to 99" in refused.content.decode()
+    assert Model.objects.get(pk=demo_version.model_id).canary_version is None
+    done = console.post("/admin/inference/modelversion/", {**picked, "apply": "1", "weight": 10}, follow=True)
+    assert "Canary started at 10%: 1." in " ".join(str(message) for message in done.context["messages"])
+    model = Model.objects.get(pk=demo_version.model_id)
+    assert (model.canary_version, model.canary_weight) == (v2, 10)
+    event = AuditEvent.objects.get(action="model.version.canary_started", actor=mia)
+    assert event.metadata["after"] == {"canary": "v2", "weight": 10}
+
+
+def test_a_production_version_cannot_become_a_canary(demo_version: ModelVersion, alice: User) -> None:
+    done = _console(alice).post(
+        "/admin/inference/modelversion/",
+        {"action": "start_canary", "_selected_action": [demo_version.pk], "apply": "1", "weight": 10},
+        follow=True,
+    )
+    shown = " ".join(str(message) for message in done.context["messages"])
+    assert "A canary must be a staging version" in shown
+    assert not AuditEvent.objects.filter(action="model.version.canary_started").exists()

@@ -22,6 +22,7 @@
             backgroundColor: palette[index % palette.length],
             borderColor: palette[index % palette.length],
             tension: 0.25,
+            spanGaps: true,
           };
         }),
       },
@@ -32,5 +33,8 @@
         scales: { x: { stacked: canvas.dataset.kind === "bar" }, y: { beginAtZero: true, stacked: canvas.dataset.kind === "bar" } },
       },
     });
+    // The chart now says what the table says; the table stays a click away.
+    const figures = canvas.closest("section").querySelector("details.console-figures");
+    if (figures) figures.open = false;
   });
 })();

@@ -1,4 +1,4 @@
-"""The console's model registry pages. Access grants go through the services (audited)."""
+"""The console's model and version pages. Every change goes through the services (audited)."""
 
 from typing import Any
 
@@ -8,10 +8,12 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
 from accounts.authentication import console_user
 from accounts.models import Team, User
+from inference.admin.actions import apply_each, canary_start_view
 from inference.models import Model, ModelVersion
 from inference.services import (
     model_access_grant,
@@ -23,22 +25,6 @@ from inference.services import (
     model_version_rollback,
     model_version_stage,
 )
-
-
-def _apply(
-    admin_view: admin.ModelAdmin[Any], request: HttpRequest, objects: Any, change: Any, done: str
-) -> None:
-    """Run a lifecycle service per object; report refusals (ValidationError) as messages."""
-    succeeded = 0
-    for obj in objects:
-        try:
-            change(obj)
-        except ValidationError as refused:
-            admin_view.message_user(request, f"{obj}: {' '.join(refused.messages)}", level=messages.ERROR)
-        else:
-            succeeded += 1
-    if succeeded:
-        admin_view.message_user(request, f"{done}: {succeeded}.")
 
 
 class ModelVersionInline(admin.TabularInline[ModelVersion, Model]):
@@ -148,7 +134,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
 
     @admin.action(description="Roll back to the previous production version")
     def roll_back(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
-        _apply(
+        apply_each(
             self,
             request,
             queryset,
@@ -158,7 +144,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
 
     @admin.action(description="Stop the canary")
     def stop_canary(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
-        _apply(
+        apply_each(
             self,
             request,
             queryset,
@@ -184,11 +170,11 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
         "promoted_at",
         "retired_at",
     )
-    actions = ["stage", "promote", "retire"]
+    actions = ["stage", "promote", "start_canary", "retire"]
 
     @admin.action(description="Stage (draft → staging)")
     def stage(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        _apply(
+        apply_each(
             self,
             request,
             queryset,
@@ -198,7 +184,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
 
     @admin.action(description="Promote to production")
     def promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        _apply(
+        apply_each(
             self,
             request,
             queryset,
@@ -206,9 +192,13 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
             "Promoted",
         )
 
+    @admin.action(description="Start a canary beside production…")
+    def start_canary(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> TemplateResponse | None:
+        return canary_start_view(self, request, queryset)
+
     @admin.action(description="Retire")
     def retire(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        _apply(
+        apply_each(
             self,
             request,
             queryset,
