@@ -5,6 +5,7 @@ OS CSPRNG) is stored only as HMAC-SHA256 under a server-side pepper, so a databa
 alone does not yield usable keys.
 """
 
+import enum
 import hashlib
 import hmac
 import secrets
@@ -42,9 +43,23 @@ def api_key_parse(raw: str) -> tuple[str, str] | None:
     return prefix, secret
 
 
-def api_key_secret_hash(secret: str) -> str:
-    return hmac.new(settings.API_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256).hexdigest()
+def api_key_secret_hash(secret: str, *, pepper: str | None = None) -> str:
+    """The stored form of a secret: HMAC-SHA256 under the current pepper (or the one given)."""
+    key = settings.API_KEY_PEPPER if pepper is None else pepper
+    return hmac.new(key.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
-def api_key_secret_matches(*, secret: str, expected_hash: str) -> bool:
-    return hmac.compare_digest(api_key_secret_hash(secret), expected_hash)
+class SecretMatch(enum.Enum):
+    CURRENT = "current"
+    # Hashed under a pepper in API_KEY_PEPPER_FALLBACKS: valid, and due for a re-hash.
+    FALLBACK = "fallback"
+    NONE = "none"
+
+
+def api_key_secret_match(*, secret: str, expected_hash: str) -> SecretMatch:
+    if hmac.compare_digest(api_key_secret_hash(secret), expected_hash):
+        return SecretMatch.CURRENT
+    for pepper in settings.API_KEY_PEPPER_FALLBACKS:
+        if hmac.compare_digest(api_key_secret_hash(secret, pepper=pepper), expected_hash):
+            return SecretMatch.FALLBACK
+    return SecretMatch.NONE

@@ -12,7 +12,13 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.client_ip import ip_in_networks
-from accounts.key_material import KEY_SCHEME, api_key_parse, api_key_secret_hash, api_key_secret_matches
+from accounts.key_material import (
+    KEY_SCHEME,
+    SecretMatch,
+    api_key_parse,
+    api_key_secret_hash,
+    api_key_secret_match,
+)
 from accounts.models import ApiKey, RefreshFamily, User
 
 Method = Literal["jwt", "api_key", "session", "ticket"]
@@ -90,10 +96,8 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
         raise CredentialRejected("The API key is malformed.")
     prefix, secret = parsed
     key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
-    matches = api_key_secret_matches(
-        secret=secret, expected_hash=key.secret_hash if key else _ABSENT_KEY_HASH
-    )
-    if key is None or not matches:
+    match = api_key_secret_match(secret=secret, expected_hash=key.secret_hash if key else _ABSENT_KEY_HASH)
+    if key is None or match is SecretMatch.NONE:
         raise CredentialRejected("The API key is invalid.")
     now = timezone.now()
     if key.revoked_at is not None:
@@ -103,6 +107,11 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
     if key.allowed_networks and not ip_in_networks(address=client_ip, networks=key.allowed_networks):
         raise CredentialRejected("This API key may not be used from this address.")
     user_credentials_check(key.user, issued_at=None)
+    if match is SecretMatch.FALLBACK:
+        # Imported here: the services import this module for CredentialRejected.
+        from accounts.services.api_keys import api_key_rehash
+
+        api_key_rehash(api_key=key, secret=secret)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)

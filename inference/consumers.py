@@ -22,6 +22,7 @@ from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_id_new
+from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
 from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy, generation_dispatch
@@ -84,9 +85,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user_group = user_group(user_id=user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
+        WEBSOCKETS_OPEN.inc()
+        self.counted_open = True
 
     async def disconnect(self, code: int) -> None:
         # Running generations see the cancel flag, stop, and audit themselves as cancelled.
+        if getattr(self, "counted_open", False):
+            WEBSOCKETS_OPEN.dec()
+            self.counted_open = False
         if hasattr(self, "watchdog"):
             self.watchdog.cancel()
         if hasattr(self, "user_group"):

@@ -17,6 +17,13 @@ from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
 from audit.services import audit_event_record
+from gatehouse.metrics import (
+    ACTIVE_STREAMS,
+    GENERATION_LATENCY,
+    GENERATIONS,
+    TIME_TO_FIRST_TOKEN,
+    TOKENS_GENERATED,
+)
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import EngineTooLarge, engine_for_version
@@ -118,6 +125,7 @@ class _Outcome:
     def _record(self, *, failed: bool, **details: object) -> None:
         now = time.time()
         started = self.job.enqueued_at or now
+        self._observe(failed=failed, now=now, started=started, details=details)
         chat_record_outcome(
             user_id=self.job.user_id,
             api_key_id=self.job.api_key_id,
@@ -136,6 +144,18 @@ class _Outcome:
             },
         )
 
+    def _observe(self, *, failed: bool, now: float, started: float, details: dict[str, object]) -> None:
+        model, channel = self.job.model_name, self.job.channel
+        outcome = "failed" if failed else str(details.get("finish_reason", "stop"))
+        GENERATIONS.labels(model=model, channel=channel, outcome=outcome).inc()
+        completion = details.get("completion_tokens", self.delivered)
+        TOKENS_GENERATED.labels(model=model, channel=channel).inc(
+            completion if isinstance(completion, int) else 0
+        )
+        GENERATION_LATENCY.labels(model=model).observe(now - started)
+        if self.first_token_at is not None:
+            TIME_TO_FIRST_TOKEN.labels(model=model).observe(self.first_token_at - started)
+
 
 def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     """Generate, sending `generation.tokens` (one or more tokens each) then `generation.finished` (or `.failed`).
@@ -145,6 +165,8 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     close_old_connections()
     outcome = _Outcome(job)
     context = RequestContext(request_id=job.request_id, client_ip=job.client_ip)
+    streams = ACTIVE_STREAMS.labels(model=job.model_name)
+    streams.inc()
     try:
         with request_context_bound(context):
             _generate(job=job, relay=relay, outcome=outcome)
@@ -166,6 +188,7 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     finally:
         # Every path that did not settle (a failure, or one not foreseen) gives it all back.
         outcome.quota_end(used_tokens=None)
+        streams.dec()
         close_old_connections()
 
 

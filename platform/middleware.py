@@ -1,5 +1,6 @@
-"""Request id on every request and response, and the audit context that carries it."""
+"""Request id on every request and response (and the audit context that carries it); request metrics."""
 
+import time
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction
@@ -8,6 +9,7 @@ from django.utils.decorators import sync_and_async_middleware
 
 from accounts.client_ip import client_ip_resolve
 from audit.context import RequestContext, request_context_bound, request_id_new
+from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -48,6 +50,43 @@ def RequestIdMiddleware(  # noqa: N802 - Django middleware factories are named l
         with request_context_bound(context):
             response = sync_get_response(request)
         response[REQUEST_ID_HEADER] = context.request_id
+        return response
+
+    return middleware
+
+
+def _observe(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
+    # The route pattern ("api/keys/<uuid:pk>/"), never the path: paths carry ids.
+    match = getattr(request, "resolver_match", None)
+    route = match.route if match is not None else "unmatched"
+    method = request.method or "?"
+    HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+    HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+
+
+@sync_and_async_middleware
+def RequestMetricsMiddleware(  # noqa: N802 - Django middleware factories are named like classes
+    get_response: Callable[[HttpRequest], HttpResponseBase]
+    | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+) -> Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
+    """Requests and latency by route for /metrics. A stream is timed to its first byte."""
+    if iscoroutinefunction(get_response):
+        async_get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = get_response
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            started = time.perf_counter()
+            response = await async_get_response(request)
+            _observe(request, response, started)
+            return response
+
+        return async_middleware
+
+    sync_get_response: Callable[[HttpRequest], HttpResponseBase] = get_response  # type: ignore[assignment]
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        started = time.perf_counter()
+        response = sync_get_response(request)
+        _observe(request, response, started)
         return response
 
     return middleware

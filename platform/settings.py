@@ -44,6 +44,14 @@ else:
 SECRET_KEY = _secrets["SECRET_KEY"]
 JWT_SIGNING_KEY = _secrets["JWT_SIGNING_KEY"]
 API_KEY_PEPPER = _secrets["API_KEY_PEPPER"]
+# Rotation (docs/production.md): old keys, comma-separated, still verify while clients move on.
+# Sessions, password-reset links and signed values made under an old SECRET_KEY stay valid;
+# an API key hashed under an old pepper still works and is re-hashed under the current one.
+# /metrics answers only with `Authorization: Bearer <token>` when this is set; keep the
+# route off the public ingress either way (docs/production.md).
+GATEHOUSE_METRICS_TOKEN = env.str("GATEHOUSE_METRICS_TOKEN", default="")
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+API_KEY_PEPPER_FALLBACKS = env.list("API_KEY_PEPPER_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list(
@@ -74,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gatehouse.middleware.RequestIdMiddleware",
+    "gatehouse.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.api.urls import auth_urlpatterns, key_urlpatterns
 from accounts.api.usage import UsageView
 from accounts.api.views import WsTicketView
-from gatehouse import health
+from gatehouse import health, metrics_export
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -25,4 +25,5 @@ urlpatterns = [
     ),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_export.metrics, name="metrics"),
 ]

@@ -94,3 +94,20 @@ def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
         metadata={"owner": audit_pseudonym(user=api_key.user), "prefix": api_key.prefix},
     )
     return api_key
+
+
+@transaction.atomic
+def api_key_rehash(*, api_key: ApiKey, secret: str) -> None:
+    """Store a key's hash under the current pepper, once it was used under an old one.
+
+    Called on the first use after a pepper rotation, so that the old pepper can leave
+    API_KEY_PEPPER_FALLBACKS once the trail shows every live key re-hashed.
+    """
+    api_key.secret_hash = api_key_secret_hash(secret)
+    api_key.save(update_fields=["secret_hash"])
+    audit_event_record(
+        action="apikey.rehashed",
+        target=api_key,
+        actor=api_key.user,  # the key's holder, whose request moved it on
+        metadata={"prefix": api_key.prefix, "reason": "pepper rotated"},
+    )

@@ -18,6 +18,7 @@ from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded
 from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.sql_ledger import SqlQuotaLedger
 from audit.services import audit_event_record
+from gatehouse.metrics import QUOTA_REJECTIONS
 
 # A token reservation or stream slot outlives the longest generation by this much.
 _LEASE_MARGIN_SECONDS = 60
@@ -119,6 +120,7 @@ def _refusal(
 ) -> QuotaRefused:
     limit = next(item for item in limits if item.spec.key == exceeded.key)
     retry = int(limit.resets_at - plan.now) + 1 if limit.resets_at is not None else None
+    QUOTA_REJECTIONS.labels(code=code).inc()
     message = f"Limit reached: {plan.label_of(exceeded.key)} ({exceeded.limit})."
     if retry is not None:
         message += f" Try again in {_reset_text(retry)}."

@@ -1,6 +1,7 @@
 """API keys: shown once, stored hashed, scoped, revocable, expiring, network-bound."""
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -171,3 +172,39 @@ def test_keys_never_reach_the_logs(bob: User, caplog: pytest.LogCaptureFixture) 
     secret = raw.split("_", 2)[2]
     assert caplog.records, "nothing was logged, so the check proves nothing"
     assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+def test_a_key_made_under_an_old_pepper_works_and_moves_to_the_new_one(bob: User, settings: Any) -> None:
+    settings.API_KEY_PEPPER = "pepper-of-last-year"
+    key, raw = _create(bob)
+    old_hash = key.secret_hash
+    settings.API_KEY_PEPPER = "pepper-of-this-year"
+    # Rotated without keeping the old pepper: the key no longer verifies.
+    assert bearer_client(raw).get(MODELS).status_code == 401
+    settings.API_KEY_PEPPER_FALLBACKS = ["pepper-of-last-year"]
+    assert bearer_client(raw).get(MODELS).status_code == 200
+    key.refresh_from_db()
+    assert key.secret_hash not in (old_hash, "")
+    event = AuditEvent.objects.get(action="apikey.rehashed")
+    assert event.metadata == {"prefix": key.prefix, "reason": "pepper rotated"}
+    # Re-hashed: the old pepper can go, and the key still works.
+    settings.API_KEY_PEPPER_FALLBACKS = []
+    assert bearer_client(raw).get(MODELS).status_code == 200
+    assert AuditEvent.objects.filter(action="apikey.rehashed").count() == 1
+
+
+def test_sessions_signed_under_an_old_secret_key_survive_its_rotation(bob: User, settings: Any) -> None:
+    from django.test import Client
+
+    active, idle = Client(), Client()
+    for console in (active, idle):
+        console.force_login(bob)
+        assert console.get(KEYS).status_code == 200
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-brand-new-secret-key-that-is-long-enough-to-pass-the-checks"
+    # During the rotation the old key still verifies, and a session that is used moves on.
+    assert active.get(KEYS).status_code == 200
+    settings.SECRET_KEY_FALLBACKS = []
+    assert active.get(KEYS).status_code == 200
+    # One left idle through the whole rotation is signed out once the old key goes.
+    assert idle.get(KEYS).status_code in (401, 403)

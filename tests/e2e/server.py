@@ -127,13 +127,17 @@ def serve(
             "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(workdir / "audit" / "signing-key.pem"),
             "GATEHOUSE_COMPLIANCE_EXPORT_DIR": str(workdir / "exports"),
             "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-            **(extra_env or {}),
+            # One metrics directory for the server and its worker, as on one host (SPEC §8's
+            # figures and /metrics's test read what both processes counted).
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
     )
+    (workdir / "metrics").mkdir(exist_ok=True)
     database = None
     if production:
         extra, database = _production_env(workdir)
         env.update(extra)
+    env.update(extra_env or {})
     port = free_port()
     served = ServedGatehouse(
         base_url=f"http://127.0.0.1:{port}",

@@ -1,0 +1,48 @@
+"""Prometheus instruments: what the web tier and the workers count as they work.
+
+Values live in the process that records them. With PROMETHEUS_MULTIPROC_DIR set (every
+deployment that runs more than one process: uvicorn workers, Celery's pool, a worker beside
+the web server on one host), each process writes its own files there and `/metrics` sums
+them (gatehouse.metrics_export). Label values are bounded sets (route patterns, model
+names, outcome codes), never ids or paths, so the series count stays small.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Seconds, from a cached GET (~ms) to a long generation (minutes).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+HTTP_REQUESTS = Counter(
+    "gatehouse_http_requests", "HTTP requests answered, by route pattern, method and status.",
+    ["route", "method", "status"],
+)  # fmt: skip
+HTTP_LATENCY = Histogram(
+    "gatehouse_http_request_duration_seconds", "Time to answer an HTTP request (to the first byte of a stream).",
+    ["route", "method"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+GENERATIONS = Counter(
+    "gatehouse_generations",
+    "Generations ended, by model, channel and outcome.",
+    ["model", "channel", "outcome"],
+)
+TOKENS_GENERATED = Counter(
+    "gatehouse_tokens_generated", "Completion tokens generated, by model and channel.", ["model", "channel"]
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "gatehouse_time_to_first_token_seconds", "From the request's arrival to its first token, by model.",
+    ["model"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+GENERATION_LATENCY = Histogram(
+    "gatehouse_generation_duration_seconds", "From the request's arrival to its last token, by model.",
+    ["model"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+# livesum: a process that exits takes its streams with it (its file is marked dead).
+ACTIVE_STREAMS = Gauge(
+    "gatehouse_active_streams", "Generations running now, by model.", ["model"], multiprocess_mode="livesum"
+)
+WEBSOCKETS_OPEN = Gauge(
+    "gatehouse_websockets_open", "Chat websocket connections open now.", multiprocess_mode="livesum"
+)
+QUOTA_REJECTIONS = Counter(
+    "gatehouse_quota_rejections", "Requests refused by a quota or rate limit, by code.", ["code"]
+)

@@ -1,0 +1,127 @@
+"""`/metrics`: the recorded instruments plus figures read at scrape time.
+
+Scrape-time figures are read, not counted, because they are state other processes own:
+generations waiting per model (the broker's queues), the audit chain's lag behind its last
+signed checkpoint, and GPU memory where this process drives a GPU.
+"""
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+
+class StateCollector(Collector):
+    """Figures read from the database and the broker when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _queue_depth()
+        yield from _audit_lag()
+
+
+class GpuCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from gpu_memory()
+
+
+def _queue_depth() -> Iterator[Metric]:
+    from inference.dispatch import inference_queue_depth
+    from inference.models import Model
+
+    depth = GaugeMetricFamily(
+        "gatehouse_queue_depth", "Generations waiting for a worker, by model.", labels=["model"]
+    )
+    try:
+        for name in Model.objects.values_list("name", flat=True):
+            depth.add_metric([name], inference_queue_depth(model_name=name))
+    except Exception:
+        logger.warning("metrics: could not read the queue depths", exc_info=True)
+        return
+    yield depth
+
+
+def _audit_lag() -> Iterator[Metric]:
+    from audit.selectors import audit_chain_status
+
+    try:
+        status = audit_chain_status()
+    except Exception:
+        logger.warning("metrics: could not read the audit chain's status", exc_info=True)
+        return
+    yield GaugeMetricFamily(
+        "gatehouse_audit_unsealed_events", "Audit events appended since the last signed checkpoint.",
+        value=status["unsealed_events"],
+    )  # fmt: skip
+    checkpoint_at = status["checkpoint_at"]
+    if checkpoint_at is not None:
+        yield GaugeMetricFamily(
+            "gatehouse_audit_checkpoint_age_seconds", "Seconds since the last signed checkpoint.",
+            value=max(0.0, time.time() - checkpoint_at.timestamp()),
+        )  # fmt: skip
+    yield GaugeMetricFamily(
+        "gatehouse_audit_checkpoint_matches", "1 when the last checkpoint's hash is still the chain's, else 0.",
+        value=1 if status["checkpoint_matches"] in (True, None) else 0,
+    )  # fmt: skip
+
+
+def gpu_memory() -> Iterator[Metric]:
+    """Memory held by this process on each CUDA device; nothing where CUDA was never used."""
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch (seconds, and GPU init) just to scrape
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    allocated = GaugeMetricFamily(
+        "gatehouse_gpu_memory_allocated_bytes", "GPU memory held by tensors, by device.", labels=["device"]
+    )
+    reserved = GaugeMetricFamily(
+        "gatehouse_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator, by device.",
+        labels=["device"],
+    )  # fmt: skip
+    for index in range(torch.cuda.device_count()):
+        allocated.add_metric([str(index)], torch.cuda.memory_allocated(index))
+        reserved.add_metric([str(index)], torch.cuda.memory_reserved(index))
+    yield allocated
+    yield reserved
+
+
+def metrics_registry(*, state: bool = True) -> CollectorRegistry:
+    """Every process's instruments (multiprocess mode) or this one's, this process's GPU
+    memory, and (`state`) the figures read from the database and broker."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_ProcessInstruments())
+    registry.register(GpuCollector())
+    if state:
+        registry.register(StateCollector())
+    return registry
+
+
+class _ProcessInstruments(Collector):
+    """The default registry's metrics, re-exported (a registry cannot hold another)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    token = settings.GATEHOUSE_METRICS_TOKEN
+    if token:
+        offered = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            return HttpResponse("A metrics token is required.\n", status=401, content_type="text/plain")
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
