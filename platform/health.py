@@ -92,7 +92,7 @@ class _InprocessWarmUp:
 
         try:
             engines_warm_up(model_names=[name for name in settings.GATEHOUSE_WARM_MODELS if name])
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz until the process is replaced
+        except Exception as exc:  # reported by /readyz until the process is replaced
             logger.exception("engine warm-up failed")
             self.failed = type(exc).__name__
         else:

@@ -61,7 +61,9 @@ def test_metrics_count_real_traffic(gatehouse: ServedGatehouse) -> None:
     assert grew("gatehouse_generations_total", model="demo-tiny", channel="api", outcome="length") == 2
     assert grew("gatehouse_time_to_first_token_seconds_count", model="demo-tiny") == 2
     assert grew("gatehouse_http_requests_total", route="api/auth/token/", method="POST", status="200") == 1
-    assert grew("gatehouse_http_requests_total", route="v1/chat/completions", method="POST", status="200") == 2
+    assert (
+        grew("gatehouse_http_requests_total", route="v1/chat/completions", method="POST", status="200") == 2
+    )
     assert _value(after, "gatehouse_active_streams", model="demo-tiny") == 0
     assert ("gatehouse_queue_depth", frozenset({("model", "demo-tiny")})) in after
     # Every login and chat is an audit event; none is sealed until the next checkpoint.
@@ -116,7 +118,10 @@ class RedisServer:
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+            answer = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
+            )
+            if answer.stdout.strip() == b"PONG":
                 return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
@@ -132,7 +137,9 @@ def _readiness(base_url: str) -> tuple[int, dict[str, str]]:
     return response.status_code, response.json()["checks"]
 
 
-@pytest.mark.skipif(not PRODUCTION, reason="Redis is the production profile's cache, channel layer and broker")
+@pytest.mark.skipif(
+    not PRODUCTION, reason="Redis is the production profile's cache, channel layer and broker"
+)
 def test_readyz_goes_unready_without_redis_and_ready_when_it_is_back(
     tmp_path_factory: pytest.TempPathFactory, own_redis: tuple[str, RedisServer]
 ) -> None:
