@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -42,3 +42,12 @@ def request_context_bound(context: RequestContext) -> Iterator[RequestContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def request_context_push(context: RequestContext) -> Token[RequestContext | None]:
+    """Bind `context` until `request_context_pop` (for hooks that cannot hold a `with`)."""
+    return _current.set(context)
+
+
+def request_context_pop(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)

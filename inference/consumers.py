@@ -21,7 +21,7 @@ from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
-from audit.context import RequestContext, request_id_new
+from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
 from inference.chat_slots import chat_slot_acquire, chat_slot_release
@@ -104,6 +104,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # --- client frames -------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Logs written while handling a frame carry the connection's request id.
+        with request_context_bound(self.request_context):
+            await self._receive(text_data)
+
+    async def _receive(self, text_data: str | None) -> None:
         self.last_frame_at = time.monotonic()
         verdict = self.budget.spend()
         if verdict is Verdict.FLOOD:

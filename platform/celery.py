@@ -1,15 +1,53 @@
 """The Celery application: `celery -A gatehouse worker` runs it."""
 
 import os
+from contextvars import Token
+from typing import Any
 
-from celery import Celery
-from celery.signals import worker_ready
+from celery import Celery, Task
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
+
+from audit.context import (
+    RequestContext,
+    request_context_current,
+    request_context_pop,
+    request_context_push,
+    request_id_new,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatehouse.settings")
 
 app = Celery("gatehouse")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The message header that carries the request id from the web tier into a task.
+REQUEST_ID_HEADER = "gatehouse_request_id"
+_bound: dict[str, Token[RequestContext | None]] = {}
+
+
+@before_task_publish.connect
+def _carry_request_id(headers: dict[str, Any] | None = None, **_: object) -> None:
+    context = request_context_current()
+    if context is not None and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, context.request_id)
+
+
+@task_prerun.connect
+def _bind_request_id(task_id: str | None = None, task: Task[Any, Any] | None = None, **_: object) -> None:
+    """The task's logs and audit events carry the id of the request that queued it
+    (or a fresh one for beat's tasks)."""
+    if task_id is None or task is None or task.request.is_eager:
+        return  # an eager task runs inside its caller's context already
+    proposed = getattr(task.request, REQUEST_ID_HEADER, None)
+    _bound[task_id] = request_context_push(RequestContext(request_id=request_id_new(proposed=proposed)))
+
+
+@task_postrun.connect
+def _unbind_request_id(task_id: str | None = None, **_: object) -> None:
+    token = _bound.pop(task_id or "", None)
+    if token is not None:
+        request_context_pop(token)
 
 
 @worker_ready.connect

@@ -413,10 +413,34 @@ if not DEBUG:
     # /healthz and /readyz are probed over plain HTTP inside the cluster.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# One JSON object per line in production (text while developing), each with the request id;
+# credentials masked in every line (gatehouse.log_format). uvicorn's own loggers are taken
+# over, so its access log is JSON and masked too.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+_LOG_HANDLER = {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO"), "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "request_id": {"()": "gatehouse.log_format.RequestIdFilter"},
+        "mask_credentials": {"()": "gatehouse.log_format.MaskCredentialsFilter"},
+    },
+    "formatters": {
+        "json": {"()": "gatehouse.log_format.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "mask_credentials"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "uvicorn": _LOG_HANDLER,
+        "uvicorn.error": _LOG_HANDLER,
+        "uvicorn.access": _LOG_HANDLER,
+    },
 }

@@ -41,10 +41,15 @@ async def test_an_export_asked_over_the_api_is_built_by_the_worker(
     bob: User, celery_worker: CeleryWorker | None
 ) -> None:
     client = bearer_client((await database_sync_to_async(login)(bob)).access)
-    created = await database_sync_to_async(client.post)("/api/compliance/exports/", format="json")
+    created = await database_sync_to_async(client.post)(
+        "/api/compliance/exports/", format="json", HTTP_X_REQUEST_ID="trace-export-1"
+    )
     assert created.status_code == 202
     done = await eventually(lambda: _export_done(created.json()["id"]), seconds=60)
     assert done.attempts == 1
+    # The request's id followed it into the worker (a message header): its events carry it.
+    completed = await AuditEvent.objects.aget(action="compliance.export.completed")
+    assert completed.request_id == "trace-export-1"
     response = await database_sync_to_async(client.get)(f"/api/compliance/exports/{done.pk}/download/")
     assert response.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
