@@ -50,10 +50,28 @@ class InprocessExecutor:
             self._waiting[job.model_name] -= 1
         generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=loop))
 
+    def drain(self, *, timeout: float) -> bool:
+        """Take no more jobs and wait up to `timeout` for the queued and running ones to end."""
+        finished = threading.Event()
+
+        def wait_for_pool() -> None:
+            self._pool.shutdown(wait=True)
+            finished.set()
+
+        threading.Thread(target=wait_for_pool, name="gatehouse-drain", daemon=True).start()
+        return finished.wait(timeout)
+
 
 @cache
 def _inprocess_executor() -> InprocessExecutor:
     return InprocessExecutor(max_workers=settings.GATEHOUSE_INPROCESS_WORKERS)
+
+
+def inprocess_generations_drain(*, timeout: float) -> bool:
+    """At shutdown: let this process's generations end (their records written); True if they did."""
+    if _inprocess_executor.cache_info().currsize == 0:
+        return True  # never generated here (Celery workers do it, or nobody asked yet)
+    return _inprocess_executor().drain(timeout=timeout)
 
 
 def inference_queue_depth(*, model_name: str) -> int:

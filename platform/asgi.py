@@ -1,4 +1,5 @@
-"""The ASGI application: HTTP through Django, websockets through Channels."""
+"""The ASGI application: HTTP through Django, websockets through Channels, and a lifespan
+that drains this process's generations on shutdown (gatehouse.lifespan)."""
 
 import os
 
@@ -12,6 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.websocket_auth import WebsocketAuthMiddlewareStack  # noqa: E402
+from gatehouse.lifespan import lifespan  # noqa: E402
 from gatehouse.websocket_origin import BrowserOriginValidator  # noqa: E402
 from inference.routing import websocket_urlpatterns  # noqa: E402
 
@@ -19,5 +21,6 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": BrowserOriginValidator(WebsocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "lifespan": lifespan,
     }
 )

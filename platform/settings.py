@@ -282,6 +282,9 @@ GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEO
 GATEHOUSE_ENGINE_MEMORY_BUDGET_MB = env.int("GATEHOUSE_ENGINE_MEMORY_BUDGET_MB", default=16 * 1024)
 # Models a worker loads and exercises as it starts, so the first request does not wait.
 GATEHOUSE_WARM_MODELS = env.list("GATEHOUSE_WARM_MODELS", default=[])
+# On shutdown, how long the web process waits for its own (in-process) generations to end.
+# Keep it, plus uvicorn's --timeout-graceful-shutdown, under the pod's grace period.
+GATEHOUSE_SHUTDOWN_DRAIN_SECONDS = env.float("GATEHOUSE_SHUTDOWN_DRAIN_SECONDS", default=20.0)
 # Remote OpenAI-compatible upstreams (vLLM, TGI, Ollama, llama.cpp server).
 GATEHOUSE_REMOTE_CONNECT_TIMEOUT = env.float("GATEHOUSE_REMOTE_CONNECT_TIMEOUT", default=5.0)
 GATEHOUSE_REMOTE_READ_TIMEOUT = env.float("GATEHOUSE_REMOTE_READ_TIMEOUT", default=60.0)

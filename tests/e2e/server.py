@@ -178,7 +178,7 @@ def serve(
         server_log = workdir / "server.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "off"],
+             "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "25"],
             cwd=REPO_ROOT, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         served.processes.append(server)

@@ -1,0 +1,32 @@
+"""The ASGI lifespan: on shutdown, let this process's own generations end and be recorded.
+
+On SIGTERM uvicorn stops accepting, closes websockets (1012, "service restart"), waits for
+HTTP streams up to its graceful timeout, then sends `lifespan.shutdown`, and exits by
+re-raising the signal, which kills whatever threads are left. Generations running in this
+process (the in-process executor; Celery workers drain their own on a warm shutdown) were
+told to stop when their sockets closed; waiting for them here is what gets their quota
+settled and their audit record written before the process goes.
+"""
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from inference.dispatch import inprocess_generations_drain
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            drained = await sync_to_async(inprocess_generations_drain, thread_sensitive=False)(
+                timeout=settings.GATEHOUSE_SHUTDOWN_DRAIN_SECONDS
+            )
+            if drained:
+                await send({"type": "lifespan.shutdown.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.failed", "message": "generations still running"})
+            return
