@@ -5,7 +5,14 @@ from contextvars import Token
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from audit.context import (
     RequestContext,
@@ -64,3 +71,11 @@ def _serve_worker_metrics(**_: object) -> None:
         from gatehouse.metrics_export import metrics_registry
 
         start_http_server(int(port), registry=metrics_registry(state=False))
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _forget_worker_gauges(**_: object) -> None:
+    from gatehouse.metrics import metrics_process_exited
+
+    metrics_process_exited()

@@ -13,6 +13,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gatehouse.metrics import metrics_process_exited
 from inference.dispatch import inprocess_generations_drain
 
 
@@ -25,6 +26,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             drained = await sync_to_async(inprocess_generations_drain, thread_sensitive=False)(
                 timeout=settings.GATEHOUSE_SHUTDOWN_DRAIN_SECONDS
             )
+            metrics_process_exited()
             if drained:
                 await send({"type": "lifespan.shutdown.complete"})
             else:

@@ -7,7 +7,9 @@ them (gatehouse.metrics_export). Label values are bounded sets (route patterns, 
 names, outcome codes), never ids or paths, so the series count stays small.
 """
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 # Seconds, from a cached GET (~ms) to a long generation (minutes).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -46,3 +48,13 @@ WEBSOCKETS_OPEN = Gauge(
 QUOTA_REJECTIONS = Counter(
     "gatehouse_quota_rejections", "Requests refused by a quota or rate limit, by code.", ["code"]
 )
+
+
+def metrics_process_exited() -> None:
+    """Drop this process's live gauges (open streams, sockets) from the shared directory.
+
+    Called as a web or worker process ends; without it, a restarted process's last values
+    would be summed into the live gauges forever.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
