@@ -63,7 +63,7 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
             user=user, before=before, after=_group_names(user), actor=console_user(request)
         )
 
-    @admin.action(description="Deactivate selected users (ends their sessions and keys)")
+    @admin.action(description="Lock selected users (deactivate: ends their sessions and keys)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             user_deactivate(user=user, actor=console_user(request))

@@ -90,3 +90,20 @@ def test_rights_follow_the_model_pages(alice: User, bob: User, carol: User) -> N
     # Grants are never edited in place.
     assert _console(alice).post(f"{PEOPLE}{grant.pk}/change/", {"model": closed.pk}).status_code == 403
     assert PersonModelGrant.objects.get(pk=grant.pk).user == bob
+
+
+def test_console_forms_refuse_a_post_without_the_csrf_token(alice: User, bob: User) -> None:
+    closed = model_register(name="closed-model", actor=alice)
+    console = Client(enforce_csrf_checks=True)
+    console.force_login(alice)
+    refused = console.post(f"{PEOPLE}add/", {"model": closed.pk, "user": bob.pk})
+    assert refused.status_code == 403
+    assert closed not in model_list_usable(user=bob)
+    # The same form, as the console serves it, carries the token and goes through.
+    page = console.get(f"{PEOPLE}add/").content.decode()
+    token = page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    granted = console.post(
+        f"{PEOPLE}add/", {"model": closed.pk, "user": bob.pk, "csrfmiddlewaretoken": token}
+    )
+    assert granted.status_code == 302
+    assert closed in model_list_usable(user=bob)
