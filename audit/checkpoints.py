@@ -99,6 +99,29 @@ def key_id(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(public_key_raw(key)).hexdigest()[:16]
 
 
+def public_key_base64(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(public_key_raw(key)).decode()
+
+
+def verification_keys() -> dict[str, Ed25519PublicKey]:
+    """Every key a checkpoint may be signed with, by key id: the current signing key's
+    public half and each retired one in GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS (base64 of the
+    32-byte public keys), so checkpoints sealed before a key rotation still verify."""
+    current = signing_key().public_key()
+    keys = {key_id(current): current}
+    for encoded in settings.GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS:
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            retired = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise ImproperlyConfigured(
+                "GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS holds base64 Ed25519 public keys (32 bytes each); "
+                f"{encoded[:12]}… is not one. `manage.py audit_public_key` prints the current one."
+            ) from None
+        keys[key_id(retired)] = retired
+    return keys
+
+
 def public_key_pem() -> str:
     return (
         signing_key()

@@ -17,7 +17,14 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit import chain
-from audit.checkpoints import Checkpoint, checkpoints_read, key_id, signature_valid, signing_key
+from audit.checkpoints import (
+    Checkpoint,
+    checkpoints_read,
+    key_id,
+    signature_valid,
+    signing_key,
+    verification_keys,
+)
 from audit.subjects import audit_subject_keys
 
 _PAGE = 5000
@@ -131,13 +138,22 @@ class _PersonalCheck:
 
 
 def _checkpoints_compare(report: VerificationReport, sealed: dict[int, str], found: list[Checkpoint]) -> None:
-    public_key = signing_key().public_key()
-    report.public_key_id = key_id(public_key)
+    report.public_key_id = key_id(signing_key().public_key())
+    keys = verification_keys()
     for checkpoint in found:
         report.checkpoints_checked += 1
+        public_key = keys.get(checkpoint.key_id)
         if checkpoint.sequence < 1:
             report.checkpoint_problems.append(Problem(0, f"{checkpoint.file} cannot be read"))
-        elif checkpoint.key_id != report.public_key_id or not signature_valid(
+        elif public_key is None:
+            report.checkpoint_problems.append(
+                Problem(
+                    checkpoint.sequence,
+                    f"{checkpoint.file} names key {checkpoint.key_id}, which is neither the signing key "
+                    "nor one of GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS",
+                )
+            )
+        elif not signature_valid(
             data=checkpoint.signed_bytes(), signature=checkpoint.signature, public_key=public_key
         ):
             report.checkpoint_problems.append(

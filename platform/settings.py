@@ -83,6 +83,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "gatehouse.middleware.RequestIdMiddleware",
     "gatehouse.middleware.RequestMetricsMiddleware",
+    "gatehouse.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,6 +127,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: an in-memory database shares one cache whose table locks fail at
     # once under concurrent connections, which is not how a served SQLite database behaves.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    # Behind a transaction-pooling PgBouncer a cursor cannot outlive its statement: then say so,
+    # and the streamed reads (audit verification, exports) fetch their rows in one go instead.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
+        "DATABASE_DISABLE_SERVER_SIDE_CURSORS", default=False
+    )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -233,6 +240,9 @@ GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
 # Ed25519 key that signs checkpoints and exports: base64 of its 32 private bytes. Unset, a key
 # is generated once into GATEHOUSE_AUDIT_SIGNING_KEY_FILE (fine for one machine, not for many).
 GATEHOUSE_AUDIT_SIGNING_KEY = env.str("GATEHOUSE_AUDIT_SIGNING_KEY", default="")
+# After rotating the signing key: the old public keys (base64, comma-separated; printed by
+# `manage.py audit_public_key`), so checkpoints sealed before the rotation still verify.
+GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS = env.list("GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS", default=[])
 GATEHOUSE_AUDIT_SIGNING_KEY_FILE = Path(
     env.str("GATEHOUSE_AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "audit" / "signing-key.pem"))
 )
@@ -384,7 +394,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- static files, i18n ------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

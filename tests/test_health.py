@@ -88,3 +88,15 @@ def test_readyz_waits_for_the_models_this_process_serves(
     while (response := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert response.json()["checks"]["engine"] == "ok"
+
+
+@pytest.mark.django_db
+def test_probes_answer_a_pod_address_that_no_other_page_accepts(client: Client, settings: Any) -> None:
+    # Kubernetes and Prometheus send the pod's IP as Host; it is never an allowed host.
+    settings.ALLOWED_HOSTS = ["gatehouse.example.com"]
+    for probe in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(probe, HTTP_HOST="10.1.2.3:8000").status_code == 200, probe
+    assert client.get("/api/schema/", HTTP_HOST="10.1.2.3:8000").status_code == 400
+    assert client.get("/api/schema/", HTTP_HOST="gatehouse.example.com").status_code == 200
+    metrics = client.get("/metrics", HTTP_HOST="10.1.2.3:8000").content.decode()
+    assert 'route="healthz"' in metrics

@@ -8,6 +8,7 @@ chain recomputed after an edit (caught only by the signed checkpoint outside the
 import base64
 import json
 import threading
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -304,3 +305,29 @@ def test_a_malformed_signing_key_is_refused_with_a_clear_message(settings: Any) 
         signing_key()
     settings.GATEHOUSE_AUDIT_SIGNING_KEY = base64.b64encode(bytes(range(32))).decode()
     assert len(public_key_raw(signing_key().public_key())) == 32
+
+
+def test_checkpoints_of_a_rotated_key_verify_once_it_is_listed_as_retired(
+    alice: User, audit_checkpoints: object, settings: Any
+) -> None:
+    old_seed, new_seed = base64.b64encode(b"o" * 32).decode(), base64.b64encode(b"n" * 32).decode()
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY = old_seed
+    _trail(alice, 2)
+    assert audit_checkpoint_write() is not None
+    printed = StringIO()
+    call_command("audit_public_key", stdout=printed)
+    old_public = printed.getvalue().split("base64: ")[1].split()[0]
+    # Rotated: new checkpoints are signed with the new key; the old one is unknown to it.
+    settings.GATEHOUSE_AUDIT_SIGNING_KEY = new_seed
+    audit_event_record(action="test.after_rotation", actor=alice)
+    assert audit_checkpoint_write() is not None
+    report = audit_chain_verify()
+    assert not report.ok
+    assert (
+        "neither the signing key nor one of GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS"
+        in report.checkpoint_problems[0].reason
+    )
+    settings.GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS = [old_public]
+    report = audit_chain_verify()
+    assert report.ok, report.checkpoint_problems
+    assert report.checkpoints_checked == 2
