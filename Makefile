@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gatehouse
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install browser run bootstrap test test-embedded test-production lint format bench clean
+.PHONY: install browser run bootstrap test test-embedded test-production lint deploy-check format bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,19 @@ bootstrap: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 
-test: install browser lint test-embedded test-production
+test: install browser lint deploy-check test-embedded test-production
+
+# What a release is checked against before it ships: Django's deployment check on production
+# settings (throwaway keys: nothing is signed), the Kubernetes manifests against the API's
+# schemas, the compose file against the Compose specification. tests/deploy/ checks more.
+deploy-check: install
+	@echo "== deploy checks: check --deploy, Kubernetes manifests, compose file"
+	DEBUG=false ALLOWED_HOSTS=gatehouse.example.com \
+	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	JWT_SIGNING_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	$(PY) manage.py check --deploy --fail-level WARNING
+	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version 1.31.0 deploy/k8s/*.yaml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 # Debian's Chromium for the console's browser tests (tests/e2e/test_console_browser.py).
 browser:
