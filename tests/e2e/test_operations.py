@@ -165,3 +165,29 @@ def test_readyz_goes_unready_without_redis_and_ready_when_it_is_back(
         assert result == (200, {"database": "ok", "cache": "ok", "channel_layer": "ok", "broker": "ok"})
     finally:
         stop()
+
+
+def test_logs_hold_no_prompt_and_no_credential(gatehouse: ServedGatehouse) -> None:
+    marker = "pangolin-riddle-7731"
+    headers = {"Authorization": f"Bearer {_token(gatehouse)}"}
+    created = httpx.post(
+        f"{gatehouse.base_url}/api/keys/", json={"name": "log-probe", "scopes": ["chat"]}, headers=headers
+    ).json()
+    key = created["key"]
+    answered = httpx.post(
+        f"{gatehouse.base_url}/v1/chat/completions",
+        json={"model": "demo-tiny", "messages": [{"role": "user", "content": marker}], "max_tokens": 4},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    assert answered.status_code == 200
+    # A key misplaced in a query string reaches the access log, masked.
+    httpx.get(f"{gatehouse.base_url}/v1/models?api_key={key}")
+    workdir = Path(gatehouse.env["GATEHOUSE_MODEL_ROOT"]).parent
+    logs = "".join(path.read_text(errors="replace") for path in workdir.glob("*.log"))
+    assert "/v1/chat/completions" in logs  # the request was logged...
+    assert marker not in logs  # ...without its prompt
+    secret = key.split("_", 2)[2]
+    assert secret not in logs
+    assert "api_key=[masked]" in logs
+    assert headers["Authorization"].split()[1] not in logs
