@@ -133,6 +133,16 @@ else:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
         "DATABASE_DISABLE_SERVER_SIDE_CURSORS", default=False
     )
+    # A pool per process (Django's, on psycopg_pool). Under ASGI, persistent connections
+    # (CONN_MAX_AGE) are unsafe and each request would open a connection of its own: a few
+    # milliseconds of handshake that every request paid. 0 turns the pool off.
+    _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
+    if _pool_size:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_size,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

@@ -75,15 +75,27 @@ def test_openapi_schema_validates_without_warnings(db: None) -> None:
 def test_readyz_waits_for_the_models_this_process_serves(
     client: Client, demo_version: ModelVersion, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gatehouse import health
-    from inference.engines.loader import engines_clear
+    import threading
 
-    engines_clear()
+    from gatehouse import health
+    from inference.engines import loader
+
+    loader.engines_clear()
     settings.GATEHOUSE_WARM_MODELS = ["demo-tiny"]
     monkeypatch.setattr(health, "_warm_up", health._InprocessWarmUp())
+    # The demo model loads in milliseconds: hold the warm-up until the first probe has answered.
+    release = threading.Event()
+    real_warm_up = loader.engines_warm_up
+
+    def held_warm_up(*, model_names: list[str]) -> list[str]:
+        release.wait(30)
+        return real_warm_up(model_names=model_names)
+
+    monkeypatch.setattr(loader, "engines_warm_up", held_warm_up)
     first = client.get("/readyz")
     assert first.status_code == 503
     assert first.json()["checks"]["engine"] == "warming up"
+    release.set()
     deadline = time.monotonic() + 60
     while (response := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.1)

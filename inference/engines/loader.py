@@ -59,7 +59,7 @@ def _evict_for(needed: int, budget: int) -> None:
 
 
 def _engine_close(engine: Engine) -> None:
-    # Local engines own batch threads; remote ones hold nothing to release.
+    # Local engines own batch threads; remote ones their pooled HTTP connections.
     close = getattr(engine, "close", None)
     if close is not None:
         close()

@@ -107,6 +107,7 @@ def serve(
     *,
     production: bool = PRODUCTION,
     worker_concurrency: int = 2,
+    worker_queues: str = "inference.demo-tiny,celery",
     extra_env: dict[str, str] | None = None,
 ) -> tuple[ServedGatehouse, Callable[[], None]]:
     """Migrate, bootstrap and start the server (and a worker in production); returns it and `stop`.
@@ -169,7 +170,7 @@ def serve(
             worker_log = workdir / "worker.log"
             served.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", "inference.demo-tiny,celery",
+                    [sys.executable, "-m", "celery", "-A", "gatehouse", "worker", "-Q", worker_queues,
                      "--pool", "threads", "--concurrency", str(worker_concurrency), "--without-gossip", "--without-mingle",
                      "--hostname", f"e2e-{port}@localhost"],
                     cwd=REPO_ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,21 @@ def _long_answers(served: ServedGatehouse) -> None:
     )  # fmt: skip
 
 
-def _generation_records(served: ServedGatehouse) -> list[dict[str, Any]]:
+def _chat_records(served: ServedGatehouse, client_id: str) -> list[dict[str, Any]]:
+    """The chat's inference audit records, once there are any (a Celery worker writes them
+    after the web tier has gone, so they may land a moment later)."""
     script = (
         "import json; from audit.models import AuditEvent; "
         "print(json.dumps([e.metadata | {'action': e.action} for e in "
         "AuditEvent.objects.filter(action__startswith='inference.').order_by('sequence')]))"
     )
-    return list(json.loads(served.manage("shell", "-c", script).strip().splitlines()[-1]))
+    deadline = time.monotonic() + 30
+    while True:
+        records = json.loads(served.manage("shell", "-c", script).strip().splitlines()[-1])
+        found = [record for record in records if record.get("client_id") == client_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _process(served: ServedGatehouse, name: str) -> subprocess.Popen[bytes]:
@@ -92,7 +101,7 @@ def test_sigterm_on_the_web_tier_ends_open_streams_cleanly(tmp_path: Path) -> No
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
         assert "Finished server process" in (tmp_path / "server.log").read_text()
         # Nothing lost: the chat, cut short or finished, has its one audit record.
-        (record,) = [r for r in _generation_records(served) if r.get("client_id") == "long"]
+        (record,) = _chat_records(served, "long")
         assert record["action"] == "inference.completed"
         assert record["finish_reason"] in ("cancelled", "length")
     finally:
@@ -111,7 +120,7 @@ def test_sigterm_on_a_worker_lets_the_generation_finish(tmp_path: Path) -> None:
         assert frames[-1]["finish_reason"] == "length"
         assert frames[-1]["usage"]["completion_tokens"] == 400
         assert worker.wait(timeout=60) in (0, -signal.SIGTERM)
-        (record,) = [r for r in _generation_records(served) if r.get("client_id") == "long"]
+        (record,) = _chat_records(served, "long")
         assert (record["action"], record["finish_reason"]) == ("inference.completed", "length")
     finally:
         stop()
