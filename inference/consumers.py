@@ -178,6 +178,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             conversation_id=conversation_id,
             new_messages_from=len(history.messages) if history else 0,
             quota=quota.to_payload(),
+            remote=plan.remote,
         )
         self.running[frame.id] = _RunningChat(
             generation_id=generation_id, job=job, last_event_at=time.monotonic()

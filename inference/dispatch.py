@@ -74,9 +74,22 @@ def inprocess_generations_drain(*, timeout: float) -> bool:
     return _inprocess_executor().drain(timeout=timeout)
 
 
-def inference_queue_depth(*, model_name: str) -> int:
-    """Generations waiting for the model, as seen by every web replica for Celery."""
+def _on_workers(job_remote: bool) -> bool:
+    """Whether a generation goes to Celery workers, or runs on this process's thread pool.
+
+    Local models run where the GPUs are (workers, with the celery executor). Calling a remote
+    server is I/O only, so by default the web process makes the call itself: no broker and
+    no worker hop on every request (GATEHOUSE_REMOTE_GENERATION=worker sends them too).
+    """
     if settings.GATEHOUSE_INFERENCE_EXECUTOR != "celery":
+        return False
+    return not (job_remote and settings.GATEHOUSE_REMOTE_GENERATION == "web")
+
+
+def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
+    """Generations waiting for the model: in the broker's queue (every replica sees the same),
+    or on this process's pool."""
+    if not _on_workers(remote):
         return _inprocess_executor().waiting(model_name=model_name)
     from kombu import Connection
 
@@ -103,10 +116,14 @@ async def generation_dispatch(*, job: GenerationJob) -> None:
 
     Raises `InferenceBusy` when the model's queue is full; nothing was queued then.
     """
-    depth = await sync_to_async(inference_queue_depth, thread_sensitive=False)(model_name=job.model_name)
+    on_workers = _on_workers(job.remote)
+    if on_workers:
+        depth = await sync_to_async(inference_queue_depth, thread_sensitive=False)(model_name=job.model_name)
+    else:
+        depth = _inprocess_executor().waiting(model_name=job.model_name)
     if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:
         raise InferenceBusy(f"{depth} generations are already waiting for {job.model_name}")
-    if settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery":
+    if on_workers:
         from inference.tasks import inference_generate
 
         await sync_to_async(inference_generate.apply_async, thread_sensitive=False)(

@@ -63,6 +63,8 @@ class GenerationJob:
     new_messages_from: int = 0
     # The quota reservations this generation settles when it ends (QuotaAdmission payload).
     quota: dict[str, Any] | None = None
+    # The version is a remote (OpenAI-compatible) server: see GATEHOUSE_REMOTE_GENERATION.
+    remote: bool = False
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)

@@ -165,7 +165,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "gatehouse.redis_cache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "gatehouse",
         }
@@ -289,6 +289,11 @@ if GATEHOUSE_INFERENCE_EXECUTOR == "celery" and CELERY_TASK_ALWAYS_EAGER:
     raise ImproperlyConfigured(
         "GATEHOUSE_INFERENCE_EXECUTOR=celery needs a broker: set REDIS_URL or CELERY_BROKER_URL."
     )
+# Remote (OpenAI-compatible) models: "web" calls them from the web process's own pool (I/O only,
+# no broker hop per request); "worker" sends them through Celery like local models.
+GATEHOUSE_REMOTE_GENERATION = env.str("GATEHOUSE_REMOTE_GENERATION", default="web")
+if GATEHOUSE_REMOTE_GENERATION not in ("web", "worker"):
+    raise ImproperlyConfigured("GATEHOUSE_REMOTE_GENERATION must be 'web' or 'worker'.")
 # Separation of duties: whoever registered a version may not promote it or start its canary.
 GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_DUTIES", default=False)
 # A generation that sends nothing for this long is given up as lost (worker dead, or no worker

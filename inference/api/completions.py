@@ -151,6 +151,7 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
                 channel="api",
                 conversation_id=conversation_id,
                 quota=quota.to_payload(),
+                remote=plan.remote,
             )
         )
         await _start(session, user=user, quota=quota)

@@ -161,7 +161,9 @@ class OpenAICompatibleEngine:
         should_stop: StopCheck,
     ) -> GenerationResult:
         deadline = time.monotonic() + params.max_seconds if params.max_seconds else None
-        stream = _SseStream(on_token=on_token)
+        delivery = _Delivery(on_token)
+        stream = _SseStream(on_token=delivery.push)
+        stop = _ThrottledStopCheck(should_stop)
         ended = False
         try:
             with self._client.stream("POST", self.url, json=body) as response:
@@ -170,7 +172,7 @@ class OpenAICompatibleEngine:
                 if response.status_code >= 400:  # noqa: PLR2004 - HTTP client errors
                     raise RemoteUnavailable(f"the upstream refused the request (HTTP {response.status_code})")
                 for line in response.iter_lines():
-                    if should_stop():
+                    if stop():
                         stream.finish = FinishReason.CANCELLED
                         break  # leaving the block closes the stream: the upstream aborts
                     if deadline is not None and time.monotonic() > deadline:
@@ -180,17 +182,99 @@ class OpenAICompatibleEngine:
                         ended = True
                         break
         except httpx.TransportError as exc:
+            delivery.close(reraise=False)
             if stream.chunks == 0:
                 raise _RetryBeforeFirstToken(type(exc).__name__) from exc
             raise RemoteUnavailable(
                 f"the upstream connection failed mid-stream ({type(exc).__name__})"
             ) from exc
+        except BaseException:
+            delivery.close(reraise=False)
+            raise
+        # Every text reaches the reader before the result (and so `done`) does.
+        delivery.close(reraise=True)
         if not ended and stream.finish is None:
             # The connection closed without `[DONE]` or a finish reason: a cut-off answer.
             if stream.chunks == 0:
                 raise _RetryBeforeFirstToken("the stream ended before any token")
             raise RemoteUnavailable("the upstream connection failed mid-stream (the stream ended early)")
         return stream.result()
+
+
+# How often the stream asks whether it was cancelled (a cache read: Redis in production).
+_CANCEL_POLL_SECONDS = 0.02
+# Texts waiting for a slow reader, at most; past it the upstream is read no faster than the
+# reader takes them (back-pressure, bounded memory).
+_MAX_PENDING_TEXTS = 4096
+
+
+class _ThrottledStopCheck:
+    def __init__(self, should_stop: StopCheck) -> None:
+        self._should_stop = should_stop
+        self._next = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + _CANCEL_POLL_SECONDS
+        return self._should_stop()
+
+
+class _Delivery:
+    """Hands the upstream's texts to `on_token` from a thread of its own, all that queued up
+    since the last call in one call.
+
+    Reading the upstream never waits on the hop to the client (the channel layer, a round
+    trip per call), and that hop is paid per call, not per token: the same coalescing the
+    local engine's batches give. The first error from `on_token` (the reader is gone) is
+    raised to the stream's thread on its next text, and by `close`.
+    """
+
+    def __init__(self, on_token: TokenCallback) -> None:
+        self._on_token = on_token
+        self._pending: list[str] = []
+        self._closed = False
+        self._changed = threading.Condition()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gatehouse-remote-delivery", daemon=True)
+        self._thread.start()
+
+    def push(self, texts: list[str]) -> None:
+        with self._changed:
+            while len(self._pending) >= _MAX_PENDING_TEXTS and self.error is None:
+                self._changed.wait()
+            if self.error is not None:
+                raise self.error
+            self._pending.extend(texts)
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._closed:
+                    self._changed.wait()
+                if not self._pending:
+                    return
+                texts, self._pending = self._pending, []
+                self._changed.notify_all()
+            try:
+                self._on_token(texts)
+            except BaseException as exc:  # noqa: BLE001 - handed to the stream's thread
+                with self._changed:
+                    self.error = exc
+                    self._pending.clear()
+                    self._changed.notify_all()
+                return
+
+    def close(self, *, reraise: bool) -> None:
+        """Deliver what is pending, stop the thread; raise a delivery error if asked to."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+        if reraise and self.error is not None:
+            raise self.error
 
 
 @dataclass

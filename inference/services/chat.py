@@ -39,6 +39,8 @@ class ChatPlan:
     version_id: int
     version_label: str
     params: GenerationParams
+    # Served by an OpenAI-compatible server elsewhere: calling it is I/O only.
+    remote: bool = False
 
 
 def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
@@ -67,7 +69,13 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         stop=frame.stop,
         max_seconds=float(model.wall_clock_limit_seconds),
     )
-    return ChatPlan(model_name=model.name, version_id=version.pk, version_label=version.label, params=params)
+    return ChatPlan(
+        model_name=model.name,
+        version_id=version.pk,
+        version_label=version.label,
+        params=params,
+        remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
+    )
 
 
 def chat_record_outcome(

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,17 @@ def test_the_broker_queue_depth_counts_tasks_no_worker_took(unserved_model: str)
             expires=60,
         )
     assert inference_queue_depth(model_name=unserved_model) == 3
+
+
+def test_remote_models_are_called_from_the_web_process_unless_told_otherwise(settings: Any) -> None:
+    from inference.dispatch import _on_workers
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+    settings.GATEHOUSE_REMOTE_GENERATION = "web"
+    assert _on_workers(False)  # local models: where the GPUs are
+    assert not _on_workers(True)  # remote ones: I/O, no broker hop
+    settings.GATEHOUSE_REMOTE_GENERATION = "worker"
+    assert _on_workers(True)
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "inprocess"
+    assert not _on_workers(False)
+    assert not _on_workers(True)
