@@ -1,5 +1,6 @@
 """Run Gatehouse as `make run` does, in subprocesses, for tests that drive it from outside."""
 
+import json
 import os
 import re
 import socket
@@ -43,6 +44,17 @@ class ServedGatehouse:
     @property
     def ws_url(self) -> str:
         return self.base_url.replace("http://", "ws://") + "/ws/chat/"
+
+    def admin_token(self) -> str:
+        """A JWT access token for the bootstrap admin."""
+        request = urllib.request.Request(
+            f"{self.base_url}/api/auth/token/",
+            data=json.dumps({"username": self.admin_username, "password": self.admin_password}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return str(json.load(response)["access"])
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(

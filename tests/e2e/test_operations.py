@@ -31,17 +31,9 @@ def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def _token(gatehouse: ServedGatehouse) -> str:
-    response = httpx.post(
-        f"{gatehouse.base_url}/api/auth/token/",
-        json={"username": gatehouse.admin_username, "password": gatehouse.admin_password},
-    )
-    return str(response.json()["access"])
-
-
 def test_metrics_count_real_traffic(gatehouse: ServedGatehouse) -> None:
     before = _scrape(gatehouse)
-    headers = {"Authorization": f"Bearer {_token(gatehouse)}"}
+    headers = {"Authorization": f"Bearer {gatehouse.admin_token()}"}
     body = {"model": "demo-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8,
             "temperature": 0, "stream": True}  # fmt: skip
     for _ in range(2):
@@ -169,7 +161,7 @@ def test_readyz_goes_unready_without_redis_and_ready_when_it_is_back(
 
 def test_logs_hold_no_prompt_and_no_credential(gatehouse: ServedGatehouse) -> None:
     marker = "pangolin-riddle-7731"
-    headers = {"Authorization": f"Bearer {_token(gatehouse)}"}
+    headers = {"Authorization": f"Bearer {gatehouse.admin_token()}"}
     created = httpx.post(
         f"{gatehouse.base_url}/api/keys/", json={"name": "log-probe", "scopes": ["chat"]}, headers=headers
     ).json()

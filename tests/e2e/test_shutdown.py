@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
@@ -20,14 +19,6 @@ from tests.profile import PRODUCTION
 
 LONG_CHAT = {"type": "chat", "id": "long", "model": "demo-tiny", "messages": [{"role": "user", "content": "Hi"}],
              "max_tokens": 400, "temperature": 0}  # fmt: skip
-
-
-def _token(served: ServedGatehouse) -> str:
-    response = httpx.post(
-        f"{served.base_url}/api/auth/token/",
-        json={"username": served.admin_username, "password": served.admin_password},
-    )
-    return str(response.json()["access"])
 
 
 def _long_answers(served: ServedGatehouse) -> None:
@@ -90,7 +81,7 @@ def test_sigterm_on_the_web_tier_ends_open_streams_cleanly(tmp_path: Path) -> No
     try:
         _long_answers(served)
         server = _process(served, "uvicorn")
-        frames = asyncio.run(_chat_until_signalled(served, _token(served), server))
+        frames = asyncio.run(_chat_until_signalled(served, served.admin_token(), server))
         # The server let go of the stream (a close frame with a code, or the chat's end)...
         last = frames[-1]
         assert (isinstance(last, tuple) and last[1] in (1001, 1012)) or last["type"] in ("done", "error"), (
@@ -114,7 +105,7 @@ def test_sigterm_on_a_worker_lets_the_generation_finish(tmp_path: Path) -> None:
     try:
         _long_answers(served)
         worker = _process(served, "celery")
-        frames = asyncio.run(_chat_until_signalled(served, _token(served), worker))
+        frames = asyncio.run(_chat_until_signalled(served, served.admin_token(), worker))
         # A warm shutdown: the generation in flight runs to its end before the worker goes.
         assert frames[-1]["type"] == "done", frames
         assert frames[-1]["finish_reason"] == "length"
