@@ -37,14 +37,20 @@ class GpuCollector(Collector):
 
 def _queue_depth() -> Iterator[Metric]:
     from inference.dispatch import inference_queue_depth
-    from inference.models import Model
+    from inference.models import Model, ModelVersion
 
     depth = GaugeMetricFamily(
         "gatehouse_queue_depth", "Generations waiting for a worker, by model.", labels=["model"]
     )
     try:
+        # A remote model's line is where it is called from (inference.dispatch._on_workers).
+        remote = set(
+            ModelVersion.objects.filter(
+                status=ModelVersion.Status.PRODUCTION, backend=ModelVersion.Backend.OPENAI_COMPATIBLE
+            ).values_list("model__name", flat=True)
+        )
         for name in Model.objects.values_list("name", flat=True):
-            depth.add_metric([name], inference_queue_depth(model_name=name))
+            depth.add_metric([name], inference_queue_depth(model_name=name, remote=name in remote))
     except Exception:
         logger.warning("metrics: could not read the queue depths", exc_info=True)
         return
