@@ -108,13 +108,16 @@ def test_embedded_default_needs_no_other_server() -> None:
     not PRODUCTION, reason="asserts the production profile; the embedded default is asserted above"
 )
 def test_production_profile_really_uses_postgresql_redis_and_celery(inference_backend: object) -> None:
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
     from django.db import connection
 
     from gatehouse.celery import app
 
     assert connection.vendor == "postgresql"
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings.CACHES["default"]["BACKEND"] == "gatehouse.redis_cache.SharedRedisCache"
+    assert isinstance(caches["default"], RedisCache)
     assert settings.CELERY_TASK_ALWAYS_EAGER is False
     assert settings.GATEHOUSE_INFERENCE_EXECUTOR == "celery"
     assert app.control.ping(timeout=2.0), "no Celery worker answered"
@@ -129,3 +132,25 @@ def test_every_scheduled_task_is_a_registered_task() -> None:
     app.loader.import_default_modules()
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks, entry["task"]
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the Redis cache is the production profile's")
+def test_every_cache_object_of_a_process_shares_one_redis_client() -> None:
+    """Under ASGI Django makes a cache object per request context; each must not open its own
+    connections (gatehouse.redis_cache)."""
+    import threading
+
+    from django.core.cache import caches
+
+    clients = []
+
+    def in_another_context() -> None:
+        # A thread has its own cache objects, as each request context does under ASGI.
+        caches["default"].set("shared-client-probe", "1", timeout=5)
+        clients.append(caches["default"]._cache)
+
+    worker = threading.Thread(target=in_another_context)
+    worker.start()
+    worker.join()
+    assert clients[0] is caches["default"]._cache
+    assert caches["default"].get("shared-client-probe") == "1"
