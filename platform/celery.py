@@ -1,4 +1,8 @@
-"""The Celery application: `celery -A gatehouse worker` runs it."""
+"""The Celery application: `celery -A gatehouse worker` runs it.
+
+Its signals carry the request id into tasks (a message header, bound while the task runs),
+serve a worker's own /metrics when asked, and drop its live gauges when it exits.
+"""
 
 import os
 from contextvars import Token

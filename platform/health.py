@@ -58,8 +58,8 @@ def _check_channel_layer() -> None:
 def _check_broker() -> None:
     from gatehouse.celery import app
 
-    with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+    with app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
 class NotReady(Exception):

@@ -1,5 +1,6 @@
 """Run Gatehouse as `make run` does, in subprocesses, for tests that drive it from outside."""
 
+import itertools
 import json
 import os
 import re
@@ -87,6 +88,10 @@ def _wait_until_healthy(
     raise RuntimeError(f"the server did not become healthy:\n{log.read_text(errors='replace')}")
 
 
+# 1, 2, 3...: the how-manieth stack this process serves (Redis databases below the suite's).
+_stack_numbers = itertools.count(1)
+
+
 def _production_env(workdir: Path) -> tuple[dict[str, str], str]:
     """A PostgreSQL database and a Redis database of the e2e run's own."""
     import psycopg
@@ -96,9 +101,11 @@ def _production_env(workdir: Path) -> tuple[dict[str, str], str]:
     admin_url = os.environ["DATABASE_URL"]
     with psycopg.connect(_with_path(admin_url, "/postgres"), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}"')
-    # The suite itself owns the Redis database in REDIS_URL; the served stack takes the next one down.
+    # The suite itself owns the Redis database in REDIS_URL; each served stack takes one of its
+    # own below it. Two stacks on one Redis database would share a broker: one stack's worker
+    # would take the other's generations and write their records to the wrong database.
     suite_db = int(urlparse(os.environ["REDIS_URL"]).path.strip("/") or 0)
-    redis_url = _with_path(os.environ["REDIS_URL"], f"/{(suite_db - 1) % 16}")
+    redis_url = _with_path(os.environ["REDIS_URL"], f"/{(suite_db - next(_stack_numbers)) % 16}")
     redis.Redis.from_url(redis_url).flushdb()
     return {
         "DATABASE_URL": _with_path(admin_url, f"/{database}"),
