@@ -1,7 +1,7 @@
 """Request id on every request and response (and the audit context that carries it); request metrics."""
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
@@ -25,39 +25,73 @@ def _context_for(request: HttpRequest) -> RequestContext:
     )
 
 
-@sync_and_async_middleware
-def RequestIdMiddleware(  # noqa: N802 - Django middleware factories are named like classes
-    get_response: Callable[[HttpRequest], HttpResponseBase]
-    | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
-) -> Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
-    if iscoroutinefunction(get_response):
-        async_get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = get_response
+# Django's two shapes of the next step in the chain.
+GetResponse = Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+# Code around the rest of the chain: what comes before its `yield` runs first, the response is
+# sent in at the `yield`, and the rest runs after. A `with` spanning the `yield` covers the
+# whole call, in a sync or an async chain alike.
+Hook = Callable[[HttpRequest], Generator[None, HttpResponseBase, None]]
 
-        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            context = _context_for(request)
-            request.request_id = context.request_id  # type: ignore[attr-defined]
-            with request_context_bound(context):
-                response = await async_get_response(request)
-            response[REQUEST_ID_HEADER] = context.request_id
+
+def _around(hook: Hook) -> Callable[[GetResponse], GetResponse]:
+    """A middleware, sync or async as the chain is, that runs `hook` around each request."""
+
+    def finish(steps: Generator[None, HttpResponseBase, None], response: HttpResponseBase) -> None:
+        try:
+            steps.send(response)
+        except StopIteration:
+            return
+        raise RuntimeError(f"{hook.__name__} must yield once")
+
+    @sync_and_async_middleware
+    def factory(get_response: GetResponse) -> GetResponse:
+        if iscoroutinefunction(get_response):
+            async_get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = get_response
+
+            async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+                steps = hook(request)
+                next(steps)
+                try:
+                    response = await async_get_response(request)
+                except BaseException:
+                    steps.close()  # unwinds the hook's `with` blocks; the error goes on
+                    raise
+                finish(steps, response)
+                return response
+
+            return async_middleware
+
+        sync_get_response: Callable[[HttpRequest], HttpResponseBase] = get_response  # type: ignore[assignment]
+
+        def middleware(request: HttpRequest) -> HttpResponseBase:
+            steps = hook(request)
+            next(steps)
+            try:
+                response = sync_get_response(request)
+            except BaseException:
+                steps.close()
+                raise
+            finish(steps, response)
             return response
 
-        return async_middleware
+        return middleware
 
-    sync_get_response: Callable[[HttpRequest], HttpResponseBase] = get_response  # type: ignore[assignment]
-
-    def middleware(request: HttpRequest) -> HttpResponseBase:
-        context = _context_for(request)
-        request.request_id = context.request_id  # type: ignore[attr-defined]
-        with request_context_bound(context):
-            response = sync_get_response(request)
-        response[REQUEST_ID_HEADER] = context.request_id
-        return response
-
-    return middleware
+    return factory
 
 
-def _observe(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
-    # The route pattern ("api/keys/<uuid:pk>/"), never the path: paths carry ids.
+def _request_id(request: HttpRequest) -> Generator[None, HttpResponseBase, None]:
+    context = _context_for(request)
+    request.request_id = context.request_id  # type: ignore[attr-defined]
+    with request_context_bound(context):
+        response = yield
+    response[REQUEST_ID_HEADER] = context.request_id
+
+
+def _request_metrics(request: HttpRequest) -> Generator[None, HttpResponseBase, None]:
+    """Requests and latency by route for /metrics. A stream is timed to its first byte."""
+    started = time.perf_counter()
+    response = yield
+    # The route pattern ("api/keys/<int:key_id>/"), never the path: paths carry ids.
     match = getattr(request, "resolver_match", None)
     route = match.route if match is not None else "unmatched"
     method = request.method or "?"
@@ -65,42 +99,15 @@ def _observe(request: HttpRequest, response: HttpResponseBase, started: float) -
     HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
 
 
-@sync_and_async_middleware
-def RequestMetricsMiddleware(  # noqa: N802 - Django middleware factories are named like classes
-    get_response: Callable[[HttpRequest], HttpResponseBase]
-    | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
-) -> Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
-    """Requests and latency by route for /metrics. A stream is timed to its first byte."""
-    if iscoroutinefunction(get_response):
-        async_get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = get_response
-
-        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-            started = time.perf_counter()
-            response = await async_get_response(request)
-            _observe(request, response, started)
-            return response
-
-        return async_middleware
-
-    sync_get_response: Callable[[HttpRequest], HttpResponseBase] = get_response  # type: ignore[assignment]
-
-    def middleware(request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
-        response = sync_get_response(request)
-        _observe(request, response, started)
-        return response
-
-    return middleware
+RequestIdMiddleware = _around(_request_id)
+RequestMetricsMiddleware = _around(_request_metrics)
 
 
 _PROBES = {"/healthz", "/readyz", "/metrics"}
 
 
 @sync_and_async_middleware
-def ProbeMiddleware(  # noqa: N802 - Django middleware factories are named like classes
-    get_response: Callable[[HttpRequest], HttpResponseBase]
-    | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
-) -> Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
+def ProbeMiddleware(get_response: GetResponse) -> GetResponse:  # noqa: N802 - named like Django's middleware
     """Answer the probes and /metrics before anything validates the Host header.
 
     Kubernetes probes and Prometheus address a pod by its IP, which is never in
