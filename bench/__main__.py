@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from bench.audit import measure_p6
-from bench.client import login
 from bench.engine import engine_batching_compare
 from bench.gateway import MOCK_MODEL, gateway_prepare, measure_p1, measure_p2, measure_p4, mock_upstream
 from bench.report import Goal, report_markdown, report_write
@@ -73,7 +72,7 @@ def main() -> int:
         extra_env={"GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64", **DEPLOYED},
     )
     try:
-        token = login(served.base_url, username=served.admin_username, password=served.admin_password)
+        token = served.admin_token()
         model_directory = workdir / "models" / "demo-tiny" / "v1"
         with mock_upstream() as upstream:
             key = gateway_prepare(served, upstream, token)

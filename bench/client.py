@@ -1,24 +1,12 @@
-"""What the benchmark client does to the served stack: log in, and stream chats over the websocket."""
+"""What the benchmark client does to the served stack: stream chats over the websocket and SSE."""
 
 import asyncio
 import json
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
-
-
-def login(base_url: str, *, username: str, password: str) -> str:
-    request = urllib.request.Request(
-        f"{base_url}/api/auth/token/",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.load(response)["access"])
 
 
 @dataclass

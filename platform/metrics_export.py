@@ -8,6 +8,7 @@ signed checkpoint, and GPU memory where this process drives a GPU.
 import hmac
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 
@@ -83,8 +84,6 @@ def _audit_lag() -> Iterator[Metric]:
 
 def gpu_memory() -> Iterator[Metric]:
     """Memory held by this process on each CUDA device; nothing where CUDA was never used."""
-    import sys
-
     torch = sys.modules.get("torch")  # never import torch (seconds, and GPU init) just to scrape
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return

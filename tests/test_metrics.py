@@ -9,17 +9,9 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from prometheus_client.parser import text_string_to_metric_families
 
 from gatehouse.metrics_export import gpu_memory
-
-
-def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.prometheus_text import metric_samples
 
 
 @pytest.mark.django_db
@@ -27,7 +19,7 @@ def test_routes_are_labelled_by_pattern_never_by_path(client: Client) -> None:
     client.get("/api/keys/987654/")
     client.get("/no/such/page/42")
     text = client.get("/metrics").content.decode()
-    samples = _samples(text)
+    samples = metric_samples(text)
     assert samples[("gatehouse_http_requests_total", frozenset(
         {("route", "api/keys/<int:key_id>/"), ("method", "GET"), ("status", "401")}
     ))] >= 1  # fmt: skip

@@ -121,10 +121,7 @@ def test_an_admin_chats_sees_the_dashboard_and_revokes_a_key(page: Page, gatehou
     _shot(page, "3-dashboard")
 
     # Revoke a key with the console's action; the key stops working at once.
-    token = httpx.post(
-        f"{gatehouse.base_url}/api/auth/token/",
-        json={"username": gatehouse.admin_username, "password": gatehouse.admin_password},
-    ).json()["access"]
+    token = gatehouse.admin_token()
     created = httpx.post(
         f"{gatehouse.base_url}/api/keys/",
         json={"name": "browser-doomed", "scopes": ["models:read"]},

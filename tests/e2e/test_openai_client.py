@@ -16,10 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def api_key(gatehouse: ServedGatehouse) -> str:
     """An API key with the chat and model scopes, minted the way a developer would."""
-    access = httpx.post(
-        f"{gatehouse.base_url}/api/auth/token/",
-        json={"username": gatehouse.admin_username, "password": gatehouse.admin_password},
-    ).json()["access"]
+    access = gatehouse.admin_token()
     created = httpx.post(
         f"{gatehouse.base_url}/api/keys/",
         json={"name": "openai-client", "scopes": ["chat", "models:read"]},

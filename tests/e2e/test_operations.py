@@ -10,24 +10,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.server import ServedGatehouse, free_port, serve
 from tests.profile import PRODUCTION
+from tests.prometheus_text import Samples, metric_samples
 
 
-def _scrape(gatehouse: ServedGatehouse) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def _scrape(gatehouse: ServedGatehouse) -> Samples:
     response = httpx.get(f"{gatehouse.base_url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return metric_samples(response.text)
 
 
-def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
