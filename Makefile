@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gatehouse
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install browser run bootstrap test test-embedded test-production lint deploy-check format bench clean
+.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,7 @@ bootstrap: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 
-test: install browser lint deploy-check test-embedded test-production
+test: install browser lint deploy-check test-embedded test-production test-reliability
 
 # What a release is checked against before it ships: Django's deployment check on production
 # settings (throwaway keys: nothing is signed), the Kubernetes manifests against the API's
@@ -65,9 +65,23 @@ test-production: install
 	GATEHOUSE_INFERENCE_EXECUTOR=celery \
 	$(PY) -m pytest
 
+# Faults, fuzzing, websocket abuse and a bounded soak, on the production configuration
+# (tests/reliability/ and the tests marked `reliability` elsewhere). SOAK_SECONDS sets the soak.
+SOAK_SECONDS ?= 120
+test-reliability: install
+	@echo "== reliability suite: faults, fuzzing, abuse, soak (production configuration)"
+	GATEHOUSE_TEST_PROFILE=production \
+	DATABASE_URL=$(PROD_DATABASE_URL) \
+	REDIS_URL=$(PROD_REDIS_URL) \
+	GATEHOUSE_INFERENCE_EXECUTOR=celery \
+	GATEHOUSE_SOAK_SECONDS=$(SOAK_SECONDS) \
+	$(PY) -m pytest -m reliability
+
 # SPEC §8 side by side; production-like where PostgreSQL and Redis answer, embedded otherwise.
+# `make bench BENCH_ARGS=--profile` also samples the server per goal (var/bench/profiles/).
+BENCH_ARGS ?=
 bench: install
-	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m bench
+	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m bench $(BENCH_ARGS)
 
 format: install
 	$(VENV)/bin/ruff format .

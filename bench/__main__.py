@@ -11,12 +11,14 @@ import secrets
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from bench.audit import measure_p6
 from bench.engine import engine_batching_compare
 from bench.gateway import MOCK_MODEL, gateway_prepare, measure_p1, measure_p2, measure_p4, mock_upstream
+from bench.profile import profile_processes
 from bench.report import Goal, report_markdown, report_write
 from bench.streaming import measure_p3, measure_p5
 from tests.e2e.server import REPO_ROOT, serve
@@ -57,6 +59,11 @@ def main() -> int:
         "--embedded", action="store_true", help="serve the embedded default even if servers exist"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench", help="where the report goes")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the served processes with py-spy per goal (OUT/profiles)",
+    )
     args = parser.parse_args()
 
     production = not args.embedded and _reachable(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"))
@@ -72,37 +79,56 @@ def main() -> int:
         extra_env={"GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64", **DEPLOYED},
     )
     try:
+        profiles = args.out / "profiles" if args.profile else None
+
+        def profiled(name: str) -> AbstractContextManager[None]:
+            return profile_processes(served, name=name, directory=profiles)
+
         token = served.admin_token()
         model_directory = workdir / "models" / "demo-tiny" / "v1"
         with mock_upstream() as upstream:
             key = gateway_prepare(served, upstream, token)
-            goals: list[Goal] = [
-                measure_p1(served, upstream, key, requests=30 if args.quick else 300),
-                measure_p2(
-                    served, upstream, key, requests=64 if args.quick else 400, rounds=1 if args.quick else 3
-                ),
-            ]
-        goals.append(
-            measure_p4(served, token, key, requests=50 if args.quick else 400, max_tokens=max_tokens)
-        )
-        goals += [
-            measure_p3(
-                base_url=served.base_url,
-                ws_url=served.ws_url,
-                token=token,
-                model_directory=model_directory,
-                max_tokens=max_tokens,
-                rounds=rounds,
-                streams=streams,
-            ),
-            measure_p5(ws_url=served.ws_url, token=token, max_tokens=max(max_tokens // 2, 8), rounds=rounds),
-        ]
+            with profiled("P1"):
+                goals: list[Goal] = [measure_p1(served, upstream, key, requests=30 if args.quick else 300)]
+            with profiled("P2"):
+                goals.append(
+                    measure_p2(
+                        served,
+                        upstream,
+                        key,
+                        requests=64 if args.quick else 400,
+                        rounds=1 if args.quick else 3,
+                    )
+                )
+        with profiled("P4"):
+            goals.append(
+                measure_p4(served, token, key, requests=50 if args.quick else 400, max_tokens=max_tokens)
+            )
+        with profiled("P3"):
+            goals.append(
+                measure_p3(
+                    base_url=served.base_url,
+                    ws_url=served.ws_url,
+                    token=token,
+                    model_directory=model_directory,
+                    max_tokens=max_tokens,
+                    rounds=rounds,
+                    streams=streams,
+                )
+            )
+        with profiled("P5"):
+            goals.append(
+                measure_p5(
+                    ws_url=served.ws_url, token=token, max_tokens=max(max_tokens // 2, 8), rounds=rounds
+                )
+            )
         goals[-1].details["engine_level"] = engine_batching_compare(
             model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1)
         )
-        goals += measure_p6(
-            served, appends=200 if args.quick else 2000, events=5_000 if args.quick else 100_000
-        )
+        with profiled("P6"):
+            goals += measure_p6(
+                served, appends=200 if args.quick else 2000, events=5_000 if args.quick else 100_000
+            )
     finally:
         stop()
     goals.sort(key=lambda goal: goal.id)

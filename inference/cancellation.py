@@ -5,7 +5,12 @@ Redis in production (where they run on Celery workers), so a flag set by the web
 seen wherever the generation runs.
 """
 
+import logging
+
 from django.core.cache import cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 _TTL_SECONDS = 15 * 60
 
@@ -15,7 +20,13 @@ def _key(generation_id: str) -> str:
 
 
 def generation_cancel_request(*, generation_id: str) -> None:
-    cache.set(_key(generation_id), True, timeout=_TTL_SECONDS)
+    """Raise the flag; with the cache unreachable, only log it. A flag raised late would be
+    no use, and the outage that stops the flag also breaks the generation's relay (the same
+    Redis), which stops the generation."""
+    try:
+        cache.set(_key(generation_id), True, timeout=_TTL_SECONDS)
+    except RedisError as error:
+        logger.warning("generation %s: could not raise its cancel flag (%s)", generation_id, error)
 
 
 def generation_cancel_requested(*, generation_id: str) -> bool:

@@ -3,9 +3,14 @@
 A counter per user in the cache (Redis in production, so every replica shares it). A slot
 is taken when a chat is dispatched and given back when it ends. If a web process dies with
 chats running, their slots expire with the counter's time-to-live instead of leaking forever.
+A slot given back while Redis is away is given back once it returns (gatehouse.deferred).
 """
 
+from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
+
+from gatehouse.deferred import deferred_until_done
 
 # Longer than any chat may run (a model's wall-clock limit is at most a few minutes).
 _TTL_SECONDS = 15 * 60
@@ -32,6 +37,15 @@ def chat_slot_acquire(*, user_id: int, limit: int) -> bool:
 
 
 def chat_slot_release(*, user_id: int) -> None:
+    deferred_until_done(
+        what=f"chat slot of user {user_id}: give back",
+        attempt=lambda: _slot_give_back(user_id),
+        retry_on=(RedisError,),
+        give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
+    )
+
+
+def _slot_give_back(user_id: int) -> None:
     try:
         if cache.decr(_key(user_id)) < 0:  # never below zero, whatever the races
             cache.set(_key(user_id), 0, timeout=_TTL_SECONDS)

@@ -7,7 +7,9 @@ arriving for the trail to be complete.
 """
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -16,6 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
@@ -28,6 +31,7 @@ from inference.chat_slots import chat_slot_acquire, chat_slot_release
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.engines.base import ChatMessage
 from inference.generation import GenerationJob
+from inference.generation_session import BROKER_LOST_MESSAGE, LOST_MESSAGE
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.selectors import conversation_get_own, conversation_history
@@ -40,9 +44,12 @@ from inference.services import (
     chat_token_estimate,
 )
 
+logger = logging.getLogger(__name__)
+
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
 CLOSE_IDLE = 4408  # no frame and nothing running for GATEHOUSE_WS_IDLE_TIMEOUT seconds
+CLOSE_INTERNAL_ERROR = 1011  # the channel layer (Redis) failed under the connection
 WATCHDOG_INTERVAL_SECONDS = 0.5
 
 
@@ -62,6 +69,13 @@ class _History:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the connection; if the channel layer fails under it, end it cleanly (below)."""
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as error:
+            await self._channel_layer_lost(error)
+
     async def connect(self) -> None:
         # accounts.websocket_auth.RequireChatCredentials admitted only authenticated callers
         # allowed to chat; they arrive here with a user and, for bearer credentials, a principal.
@@ -96,7 +110,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if hasattr(self, "watchdog"):
             self.watchdog.cancel()
         if hasattr(self, "user_group"):
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            # With the layer away, the membership expires with the group.
+            with contextlib.suppress(RedisError):
+                await self.channel_layer.group_discard(self.user_group, self.channel_name)
         for client_id, chat in list(getattr(self, "running", {}).items()):
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
             await self._forget(client_id)
@@ -336,7 +352,44 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if chat.started
             else "no model worker took the request",
         )
-        await self._send_error(client_id, "unavailable", "The model did not respond in time; try again.")
+        await self._send_error(client_id, "unavailable", LOST_MESSAGE)
+
+    async def _channel_layer_lost(self, error: BaseException) -> None:
+        """Redis went away under the connection: no event can reach it any more.
+
+        Each running chat is given up (audited; its quota and slot come back once Redis
+        does) and told so, then the connection closes with 1011, so the client knows at
+        once rather than after a silence. It may reconnect when the service is back.
+        """
+        logger.error(
+            "websocket %s: the channel layer failed", getattr(self, "channel_name", "?"), exc_info=error
+        )
+        if getattr(self, "counted_open", False):
+            WEBSOCKETS_OPEN.dec()
+            self.counted_open = False
+        if hasattr(self, "watchdog"):
+            self.watchdog.cancel()
+        for client_id, chat in list(getattr(self, "running", {}).items()):
+            await self._forget(client_id)
+            await database_sync_to_async(chat_abandon)(
+                job=chat.job, reason=f"the channel layer failed: {error}"
+            )
+            await self._client_send(
+                error_frame(code="unavailable", message=BROKER_LOST_MESSAGE, client_id=client_id)
+            )
+        await self._client_send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}, raw=True)
+
+    async def _client_send(self, message: dict[str, Any], *, raw: bool = False) -> None:
+        """Best effort: the client may have gone too."""
+        try:
+            if raw:
+                await self.base_send(message)
+            else:
+                await self.send_json(message)
+        except Exception:  # noqa: BLE001 - a client that left cannot be told; nothing else to do
+            logger.info(
+                "websocket %s: the client left before it was told", getattr(self, "channel_name", "?")
+            )
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 from django.db import close_old_connections
 
 from accounts.models import User
-from accounts.quotas.ledger import LedgerUnavailable
 from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
@@ -97,20 +96,25 @@ class _Outcome:
     def quota_end(self, *, used_tokens: int | None) -> None:
         """Settle the quota reservations with what was used, or release them (None); once.
 
-        A store that cannot be reached here must not turn a finished generation into a
-        failed one: the reservations are leases, and expire.
+        A store that cannot be reached here does not fail a finished generation: the
+        settlement is retried in the background until it is back (accounts quota_settle).
         """
         if self.quota_ended or not self.job.quota:
             return
         self.quota_ended = True
         admission = QuotaAdmission.from_payload(self.job.quota)
-        try:
-            if used_tokens is None:
-                quota_release(admission=admission)
-            else:
-                quota_settle(admission=admission, used_tokens=used_tokens)
-        except LedgerUnavailable:
-            logger.exception("generation %s: could not settle its quota", self.job.generation_id)
+        if used_tokens is None:
+            quota_release(admission=admission)
+        else:
+            quota_settle(admission=admission, used_tokens=used_tokens)
+
+    def fail(self, *, code: str, reason: str | None = None) -> None:
+        """End as failed: what the client was sent is charged, and the record says so."""
+        self.quota_end(used_tokens=self.delivered)
+        details: dict[str, object] = {"code": code, "completion_tokens": self.delivered}
+        if reason is not None:
+            details["reason"] = reason
+        self.record(failed=True, **details)
 
     def record(self, *, failed: bool, **details: object) -> None:
         """Write the generation's one audit record; later calls (a failed final send) do nothing."""
@@ -182,13 +186,13 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
     except Exception:
         logger.exception("generation %s failed", job.generation_id)
         with request_context_bound(context):
-            outcome.record(failed=True, code="unavailable")
+            outcome.fail(code="unavailable")
         try:
             relay.send(_failed(job, code="unavailable", message="The model failed while generating."))
         except ReaderGone:
             logger.info("generation %s: could not report the failure, its reader is gone", job.generation_id)
     finally:
-        # Every path that did not settle (a failure, or one not foreseen) gives it all back.
+        # Every path that did not settle (one not foreseen) gives it all back.
         outcome.quota_end(used_tokens=None)
         streams.dec()
         close_old_connections()
@@ -200,7 +204,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         engine = engine_for_version(version=version)
     except EngineTooLarge as exc:
         logger.error("generation %s: %s", job.generation_id, exc)
-        outcome.record(failed=True, code="unavailable", reason="model over the memory budget")
+        outcome.fail(code="unavailable", reason="model over the memory budget")
         relay.send(
             _failed(job, code="unavailable", message="The model does not fit this server's memory budget.")
         )
@@ -215,7 +219,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             outcome=AuditEvent.Outcome.DENIED,
             metadata={"reason": str(exc), "generation_id": job.generation_id},
         )
-        outcome.record(failed=True, code="unavailable")
+        outcome.fail(code="unavailable")
         message = (
             "The model's weights are in a format this version may not load."
             if isinstance(exc, UnsafeWeights)
@@ -255,7 +259,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         )
     except RemoteUnavailable as exc:
         logger.warning("generation %s: %s", job.generation_id, exc)
-        outcome.record(failed=True, code="unavailable", reason=str(exc))
+        outcome.fail(code="unavailable", reason=str(exc))
         relay.send(
             _failed(
                 job, code="unavailable", message="The model's server is not answering; try again shortly."
@@ -263,7 +267,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         )
         return
     except PromptTooLong as exc:
-        outcome.record(failed=True, code="invalid")
+        outcome.fail(code="invalid")
         relay.send(_failed(job, code="invalid", message=str(exc)))
         return
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}

@@ -13,6 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from inference.cancellation import generation_cancel_request
 from inference.chat_slots import chat_slot_release
@@ -23,8 +24,19 @@ from inference.services import chat_abandon
 _FINAL_EVENTS = ("generation.finished", "generation.failed")
 
 
+LOST_MESSAGE = "The model did not respond in time; try again."
+BROKER_LOST_MESSAGE = "The service lost its connection to the model mid-answer; try again."
+
+
 class GenerationLost(Exception):
-    """No worker took the generation, or its worker stopped answering."""
+    """No worker took the generation, its worker stopped answering, or the channel layer failed.
+
+    `client_message` is what the client is told.
+    """
+
+    def __init__(self, reason: str, *, client_message: str = LOST_MESSAGE) -> None:
+        super().__init__(reason)
+        self.client_message = client_message
 
 
 class GenerationSession:
@@ -57,12 +69,17 @@ class GenerationSession:
             try:
                 event = await asyncio.wait_for(self._layer.receive(job.reply_channel), allowed)
             except TimeoutError:
-                self.ended = True
                 reason = (
                     "the model worker stopped responding" if started else "no model worker took the request"
                 )
-                await database_sync_to_async(chat_abandon)(job=job, reason=reason)
+                await self._abandon(job, reason)
                 raise GenerationLost(reason) from None
+            except (RedisError, OSError) as error:
+                # The channel layer (Redis) went away: the events can no longer arrive. The
+                # worker's relay fails on the same outage and stops the generation.
+                reason = f"the channel layer failed: {error}"
+                await self._abandon(job, reason)
+                raise GenerationLost(reason, client_message=BROKER_LOST_MESSAGE) from None
             if event.get("generation_id") != job.generation_id:
                 continue
             started = True
@@ -71,6 +88,10 @@ class GenerationSession:
             yield event
             if self.ended:
                 return
+
+    async def _abandon(self, job: GenerationJob, reason: str) -> None:
+        self.ended = True
+        await database_sync_to_async(chat_abandon)(job=job, reason=reason)
 
     async def release(self) -> None:
         """Give back the user's chat slot taken for this generation (once)."""

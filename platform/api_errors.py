@@ -1,13 +1,16 @@
 """One exception handler for the REST API.
 
 Business rules in services raise Django's ValidationError; here it becomes a 400 in DRF's
-shape. Under /v1/ (the OpenAI-compatible surface) every error takes OpenAI's shape,
+shape. A database that cannot be reached (a dropped connection, even at commit) becomes a
+503 that says nothing was saved: the transaction rolled back, and the client may retry. Under /v1/ (the OpenAI-compatible surface) every error takes OpenAI's shape,
 `{"error": {"message", "type", "code"}}`, so existing clients parse it.
 """
 
+import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -32,7 +35,19 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+logger = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database could not be reached, so nothing was saved; try again shortly."
+    default_code = "unavailable"
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.error("database unavailable during %s", context.get("view"), exc_info=exc)
+        exc = DatabaseUnavailable()
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

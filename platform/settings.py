@@ -177,7 +177,17 @@ if REDIS_URL:
                 # redis-py 8 reads with a 5 s socket timeout by default, which races the
                 # layer's 5 s blocking BZPOPMIN and kills idle consumers; wait longer than
                 # the pop, but not forever, so a dead Redis is still noticed.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                # Each command borrows a pooled connection; redis-py 8 caps a pool at 100 and
+                # then refuses (no waiting), so a burst of 100 websocket handshakes (each a
+                # group_add) was turned away with 403. Redis itself takes 10,000 clients.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 5,
+                        "max_connections": env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000),
+                    }
+                ],
                 "prefix": "gatehouse:channels",
                 "capacity": 1000,
             },
@@ -345,6 +355,9 @@ GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS"
 # Quotas (accounts.services.quotas): when their store is down, token quotas always fail
 # closed (503); request-rate limits fail open only with this on.
 GATEHOUSE_RATE_LIMIT_FAIL_OPEN = env.bool("GATEHOUSE_RATE_LIMIT_FAIL_OPEN", default=False)
+# A quota settlement or chat-slot release that meets Redis down is retried this long
+# (gatehouse.deferred); after that the lease it guards expires on its own.
+GATEHOUSE_DEFERRED_GIVE_UP_SECONDS = env.float("GATEHOUSE_DEFERRED_GIVE_UP_SECONDS", default=600.0)
 # Usage records wait in a buffer and are written in bulk: by Celery beat (every 10 s) where
 # REDIS_URL is set, by a thread of the process this often otherwise (0: only when asked).
 GATEHOUSE_USAGE_FLUSH_SECONDS = env.float("GATEHOUSE_USAGE_FLUSH_SECONDS", default=2.0)

@@ -18,6 +18,7 @@ from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded
 from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.sql_ledger import SqlQuotaLedger
 from audit.services import audit_event_record
+from gatehouse.deferred import deferred_until_done
 from gatehouse.metrics import QUOTA_REJECTIONS
 
 # A token reservation or stream slot outlives the longest generation by this much.
@@ -185,12 +186,30 @@ def quota_admit(
 
 
 def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
-    """The request ended having used `used_tokens`: charge them, free the stream slot."""
+    """The request ended having used `used_tokens`: charge them, free the stream slot.
+
+    With the store unreachable, each step is retried in the background until it is back
+    (gatehouse.deferred): the tokens are charged and the slot freed then, not lost. A retry
+    after a reply lost in transit could charge twice; a store away longer than the lease
+    lets the lease lapse first. Both are logged.
+    """
     ledger = quota_ledger()
     if admission.tokens:
-        ledger.settle(reservation=_reservation(admission.tokens), actual=used_tokens)
+        tokens = _reservation(admission.tokens)
+        deferred_until_done(
+            what=f"quota: settle reservation {tokens.id} with {used_tokens} tokens",
+            attempt=lambda: ledger.settle(reservation=tokens, actual=used_tokens),
+            retry_on=(LedgerUnavailable,),
+            give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
+        )
     if admission.streams:
-        ledger.release(reservation=_reservation(admission.streams))
+        streams = _reservation(admission.streams)
+        deferred_until_done(
+            what=f"quota: free stream slot {streams.id}",
+            attempt=lambda: ledger.release(reservation=streams),
+            retry_on=(LedgerUnavailable,),
+            give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
+        )
 
 
 def quota_release(*, admission: QuotaAdmission) -> None:

@@ -4,7 +4,8 @@ A finished request puts its record in a buffer: a Redis list wherever REDIS_URL 
 survives the worker that wrote it), a list in this process otherwise. `usage_records_flush`
 moves the buffer into the database in one bulk insert; Celery beat runs it in production,
 and a flusher thread does on the embedded default, which has no beat
-(every GATEHOUSE_USAGE_FLUSH_SECONDS; 0 leaves flushing to whoever calls it).
+(every GATEHOUSE_USAGE_FLUSH_SECONDS; 0 leaves flushing to whoever calls it). With Redis
+unreachable, a record is written straight to the database instead: slower, not lost.
 """
 
 import json
@@ -18,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import Count, Q, Sum
+from redis.exceptions import RedisError
 
 from accounts.models import Team, UsageRecord, UsageRollup
 
@@ -63,7 +65,11 @@ def usage_record_enqueue(
         "request_id": request_id[:64],
     }
     if settings.REDIS_URL:
-        _redis().rpush(_REDIS_KEY, json.dumps(row))
+        try:
+            _redis().rpush(_REDIS_KEY, json.dumps(row))
+        except RedisError as error:
+            logger.warning("usage buffer unreachable (%s): writing the record directly", error)
+            _write([row])
         return
     with _local_lock:
         _local.append(row)
@@ -94,21 +100,25 @@ def usage_records_flush(*, batch: int = 1000) -> int:
     """Move buffered records into the database, `batch` at a time; returns how many."""
     written = 0
     while rows := _take(batch):
-        # Teams are looked up here, once per batch, not on each request's path.
-        teams = _teams_of({row["user_id"] for row in rows})
         try:
-            UsageRecord.objects.bulk_create(
-                UsageRecord(
-                    **{**row, "created_at": datetime.fromisoformat(row["created_at"])},
-                    team_ids=teams.get(row["user_id"], []),
-                )
-                for row in rows
-            )
+            _write(rows)
         except Exception:
             _put_back(rows)  # tried again at the next flush
             raise
         written += len(rows)
     return written
+
+
+def _write(rows: list[dict[str, Any]]) -> None:
+    # Teams are looked up here, once per batch, not on each request's path.
+    teams = _teams_of({row["user_id"] for row in rows})
+    UsageRecord.objects.bulk_create(
+        UsageRecord(
+            **{**row, "created_at": datetime.fromisoformat(row["created_at"])},
+            team_ids=teams.get(row["user_id"], []),
+        )
+        for row in rows
+    )
 
 
 def _teams_of(user_ids: set[int]) -> dict[int, list[int]]:

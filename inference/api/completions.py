@@ -246,8 +246,8 @@ async def _whole(session: GenerationSession, answer: CompletionFormat) -> dict[s
                 raise _rejection(event["code"], event["message"])
             else:
                 return answer.completion(text="".join(texts), finished=event)
-    except GenerationLost:
-        raise ServiceUnavailable("The model did not respond in time; try again.") from None
+    except GenerationLost as lost:
+        raise ServiceUnavailable(lost.client_message) from None
     finally:
         await session.cancel()  # the client left while we waited; nothing if it ended
         await session.release()
@@ -274,8 +274,8 @@ async def _stream(
                 if include_usage:
                     yield answer.usage_chunk(event)
                 yield sse("[DONE]")
-    except GenerationLost:
-        yield sse(error_object(message="The model did not respond in time; try again.", code="unavailable"))
+    except GenerationLost as lost:
+        yield sse(error_object(message=lost.client_message, code="unavailable"))
     finally:
         # Reached early when the client hangs up: the generation stops and records itself.
         await session.cancel()

@@ -84,6 +84,8 @@ def workers() -> Iterator[list[CeleryWorker]]:
         worker.stop()
 
 
+# Part of the reliability suite (`make test-reliability`): a worker SIGKILLed mid-export.
+@pytest.mark.reliability
 @pytest.mark.skipif(not PRODUCTION, reason="kills a Celery worker process (production profile)")
 @override_settings(GATEHOUSE_COMPLIANCE_QUEUE=MORTAL_QUEUE, GATEHOUSE_COMPLIANCE_STALE_SECONDS=2)
 async def test_an_export_survives_its_worker_killed_mid_task(

@@ -128,11 +128,14 @@ def serve(
     worker_concurrency: int = 2,
     worker_queues: str = "inference.demo-tiny,celery",
     extra_env: dict[str, str] | None = None,
+    server_database_port: int | None = None,
 ) -> tuple[ServedGatehouse, Callable[[], None]]:
     """Migrate, bootstrap and start the server (and a worker in production); returns it and `stop`.
 
     Production needs DATABASE_URL (a PostgreSQL server it may create databases on) and
-    REDIS_URL in the environment; the served stack gets a database of its own.
+    REDIS_URL in the environment; the served stack gets a database of its own. With
+    `server_database_port`, the web server (only) reaches that database through a
+    loopback proxy on that port (tests.faults.PostgresCutter).
     """
     env = {
         key: value
@@ -152,7 +155,7 @@ def serve(
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
     )
-    (workdir / "metrics").mkdir(exist_ok=True)
+    (workdir / "metrics").mkdir(parents=True, exist_ok=True)
     database = None
     if production:
         extra, database = _production_env(workdir)
@@ -195,11 +198,17 @@ def serve(
                     cwd=REPO_ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
                 )
             )  # fmt: skip
+        server_env = dict(env)
+        if server_database_port is not None:
+            direct = urlparse(env["DATABASE_URL"])
+            credentials = direct.netloc.rpartition("@")[0]
+            proxied = direct._replace(netloc=f"{credentials}@127.0.0.1:{server_database_port}")
+            server_env["DATABASE_URL"] = urlunparse(proxied)
         server_log = workdir / "server.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "25"],
-            cwd=REPO_ROOT, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=server_env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         served.processes.append(server)
         _wait_until_healthy(served.base_url, server, server_log)

@@ -1,9 +1,6 @@
 """Operations against the served stack: /metrics after real traffic, /readyz while Redis
 goes away and comes back."""
 
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import ServedGatehouse, free_port, serve
+from tests.faults import RedisServer
 from tests.profile import PRODUCTION
 from tests.prometheus_text import Samples, metric_samples
 
@@ -83,43 +81,6 @@ def test_metrics_count_quota_refusals(gatehouse: ServedGatehouse) -> None:
     assert after - before == 1
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[str, "RedisServer"]]:
-    server = RedisServer(port=free_port(), directory=tmp_path)
-    server.start()
-    yield f"redis://127.0.0.1:{server.port}/0", server
-    server.stop()
-
-
-class RedisServer:
-    """A Redis server of the test's own, so that stopping it troubles nobody else."""
-
-    def __init__(self, *, port: int, directory: Path) -> None:
-        self.port, self.directory = port, directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            answer = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            if answer.stdout.strip() == b"PONG":
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)  # as a crash would: no goodbye to clients
-            self.process.wait(timeout=10)
-
-
 def _readiness(base_url: str) -> tuple[int, dict[str, str]]:
     response = httpx.get(f"{base_url}/readyz", timeout=30)
     return response.status_code, response.json()["checks"]
@@ -128,6 +89,14 @@ def _readiness(base_url: str) -> tuple[int, dict[str, str]]:
 @pytest.mark.skipif(
     not PRODUCTION, reason="Redis is the production profile's cache, channel layer and broker"
 )
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
+    server = RedisServer(port=free_port(), directory=tmp_path)
+    server.start()
+    yield f"redis://127.0.0.1:{server.port}/0", server
+    server.stop()
+
+
 def test_readyz_goes_unready_without_redis_and_ready_when_it_is_back(
     tmp_path_factory: pytest.TempPathFactory, own_redis: tuple[str, RedisServer]
 ) -> None:

@@ -22,6 +22,8 @@ from tests.inference.websocket import access_token, chat_frame, communicator_for
 from tests.profile import PRODUCTION
 
 pytestmark = [
+    # Part of the reliability suite (`make test-reliability`): a worker SIGKILLed mid-generation.
+    pytest.mark.reliability,
     pytest.mark.skipif(not PRODUCTION, reason="kills a Celery worker process (production profile)"),
     pytest.mark.django_db(transaction=True),
 ]

@@ -1,0 +1,269 @@
+"""The chat websocket under abuse, over real sockets against a served stack (uvicorn, Redis layer).
+
+Oversized frames, floods, foreign origins, credentials in the URL, malformed and binary
+frames, thousands of idle connections (memory per connection measured), and a key revoked
+while it streams. After each, the server still serves.
+"""
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.e2e.server import ServedGatehouse, serve
+from tests.reliability.artifacts import figures_write
+
+pytestmark = pytest.mark.reliability
+
+IDLE_CONNECTIONS = int(os.environ.get("GATEHOUSE_IDLE_CONNECTIONS", "2000"))
+# Measured at about 80 KiB a connection (see the artifact); the bound leaves room, not a leak.
+MAX_KIB_PER_IDLE_CONNECTION = 160
+IDLE_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGatehouse]:
+    served, stop = serve(tmp_path_factory.mktemp("abuse"))
+    yield served
+    stop()
+
+
+@pytest.fixture(scope="module")
+def token(gatehouse: ServedGatehouse) -> str:
+    return gatehouse.admin_token()
+
+
+def _headers(token: str, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **more}
+
+
+def _chat(client_id: str, max_tokens: int = 8) -> str:
+    return json.dumps(
+        {"type": "chat", "id": client_id, "model": "demo-tiny", "max_tokens": max_tokens, "temperature": 0,
+         "messages": [{"role": "user", "content": "Hello"}]}
+    )  # fmt: skip
+
+
+async def _until_end(ws: Any, client_id: str) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] not in ("done", "error"):
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        if frame.get("id") == client_id:
+            frames.append(frame)
+    return frames
+
+
+def _still_serves(gatehouse: ServedGatehouse, token: str) -> None:
+    async def chat() -> list[dict[str, Any]]:
+        async with websockets.connect(gatehouse.ws_url, additional_headers=_headers(token)) as ws:
+            await ws.send(_chat("after"))
+            return await _until_end(ws, "after")
+
+    assert httpx.get(f"{gatehouse.base_url}/healthz", timeout=10).status_code == 200
+    frames = asyncio.run(chat())
+    assert frames[-1]["type"] == "done", frames[-1]
+    assert frames[-1]["usage"]["completion_tokens"] == 8
+
+
+def _closed_with(ws_url: str, token: str, send: list[str | bytes]) -> tuple[int | None, list[dict[str, Any]]]:
+    """Send the frames, read until the server closes; its close code and what it said first."""
+
+    async def run() -> tuple[int | None, list[dict[str, Any]]]:
+        said: list[dict[str, Any]] = []
+        ws = await websockets.connect(ws_url, additional_headers=_headers(token), max_size=None)
+        try:
+            for frame in send:
+                await ws.send(frame)
+            while True:
+                said.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+        except websockets.ConnectionClosed as closed:
+            return (closed.rcvd.code if closed.rcvd else None), said
+        finally:
+            await ws.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 4 * 1024 * 1024], ids=["just-over", "4MiB"])
+def test_an_oversized_frame_closes_with_1009(gatehouse: ServedGatehouse, token: str, size: int) -> None:
+    code, said = _closed_with(gatehouse.ws_url, token, ["x" * size])
+    assert code == 1009
+    assert said == []
+    _still_serves(gatehouse, token)
+
+
+def test_a_flood_is_refused_then_closed_with_1008(gatehouse: ServedGatehouse, token: str) -> None:
+    flood = [json.dumps({"type": "cancel", "id": f"f{index}"}) for index in range(500)]
+    code, said = _closed_with(gatehouse.ws_url, token, flood)
+    assert code == 1008
+    codes = [frame["code"] for frame in said]
+    assert codes.count("not_found") <= 30  # the budget's worth answered...
+    assert "rate_limited" in codes  # ...then refused, then closed
+    _still_serves(gatehouse, token)
+
+
+def test_malformed_and_binary_frames_get_errors_and_the_connection_lives(
+    gatehouse: ServedGatehouse, token: str
+) -> None:
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with websockets.connect(gatehouse.ws_url, additional_headers=_headers(token)) as ws:
+            errors = []
+            for bad in ["{not json", "[1, 2]", '{"type": "chat"}', '{"type": "launch"}', b"\x00\x01binary"]:
+                await ws.send(bad)
+                errors.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            await ws.send(_chat("fine"))
+            return errors, await _until_end(ws, "fine")
+
+    errors, frames = asyncio.run(run())
+    assert [error["type"] for error in errors] == ["error"] * 5
+    assert {error["code"] for error in errors} == {"invalid"}
+    assert all(error["message"] for error in errors)
+    assert frames[-1]["type"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("?token={token}", {}),
+        ("?access_token={token}", {}),
+        ("?api_key={token}", {}),
+        ("", {"Origin": "https://evil.example"}),
+        ("", {"Authorization": "Bearer not-a-token"}),
+    ],
+    ids=["token-in-query", "access_token-in-query", "api_key-in-query", "foreign-origin", "bad-token"],
+)
+def test_the_handshake_refuses(
+    gatehouse: ServedGatehouse, token: str, query: str, headers: dict[str, str]
+) -> None:
+    async def run() -> int:
+        url = gatehouse.ws_url + query.format(token=token)
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                url, additional_headers={key: value.format(token=token) for key, value in headers.items()}
+            )
+        return refused.value.response.status_code
+
+    assert asyncio.run(run()) == 403
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime, the 14th and 15th fields of the line (counting from 1).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_thousands_of_idle_connections_cost_little_memory_and_the_server_serves(
+    gatehouse: ServedGatehouse, token: str
+) -> None:
+    server_pid = gatehouse.processes[-1].pid
+
+    async def run() -> dict[str, Any]:
+        opened: list[Any] = []
+
+        async def open_one() -> None:
+            opened.append(
+                await websockets.connect(
+                    gatehouse.ws_url, additional_headers=_headers(token), open_timeout=60
+                )
+            )
+
+        # Warm up (first connections fill caches and pools), then measure from there.
+        for _ in range(20):
+            await open_one()
+        await asyncio.sleep(1)
+        before = _rss_kib(server_pid)
+        batch = 100
+        for start in range(0, IDLE_CONNECTIONS, batch):
+            await asyncio.gather(*(open_one() for _ in range(min(batch, IDLE_CONNECTIONS - start))))
+        await asyncio.sleep(2)
+        after = _rss_kib(server_pid)
+        cpu_before = _cpu_seconds(server_pid)
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_cpu = (_cpu_seconds(server_pid) - cpu_before) / IDLE_SECONDS
+        async with httpx.AsyncClient(timeout=30) as client:
+            health = await client.get(f"{gatehouse.base_url}/healthz")
+        # Every connection is still open and answered: a ping round trip on each.
+        pongs = await asyncio.gather(*(ws.ping() for ws in opened))
+        await asyncio.wait_for(asyncio.gather(*pongs), 60)
+        await asyncio.gather(*(ws.close() for ws in opened))
+        return {
+            "connections": len(opened) - 20,
+            "server_rss_before_kib": before,
+            "server_rss_after_kib": after,
+            "kib_per_connection": round((after - before) / (len(opened) - 20), 1),
+            "healthz_while_open": health.status_code,
+            "server_cpu_share_while_all_idle": round(idle_cpu, 3),
+        }
+
+    figures = asyncio.run(run())
+    figures_write("idle-websockets", figures)
+    assert figures["connections"] == IDLE_CONNECTIONS
+    assert figures["healthz_while_open"] == 200
+    assert figures["kib_per_connection"] < MAX_KIB_PER_IDLE_CONNECTION, figures
+    _still_serves(gatehouse, token)
+
+
+def test_a_key_revoked_while_it_streams_closes_the_connection_and_is_audited(
+    gatehouse: ServedGatehouse, token: str
+) -> None:
+    created = httpx.post(
+        f"{gatehouse.base_url}/api/keys/",
+        json={"name": "doomed", "scopes": ["chat"]},
+        headers=_headers(token),
+        timeout=30,
+    ).json()
+
+    async def run() -> tuple[list[dict[str, Any]], int | None]:
+        frames: list[dict[str, Any]] = []
+        ws = await websockets.connect(
+            gatehouse.ws_url,
+            additional_headers=_headers(created["key"], **{"X-Request-ID": "revoked-mid-stream"}),
+        )
+        await ws.send(_chat("long", max_tokens=256))
+        while not frames or frames[-1]["type"] not in ("token", "error", "done"):
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+        assert frames[-1]["type"] == "token", frames
+        async with httpx.AsyncClient(timeout=30) as client:
+            revoked = await client.delete(
+                f"{gatehouse.base_url}/api/keys/{created['id']}/", headers=_headers(token)
+            )
+            assert revoked.status_code in (200, 204), revoked.text
+        try:
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+        except websockets.ConnectionClosed as closed:
+            return frames, closed.rcvd.code if closed.rcvd else None
+
+    frames, code = asyncio.run(run())
+    assert code is not None, "closed without a close frame"
+    assert code >= 4000, f"closed with {code}"
+    assert sum(frame["type"] == "token" for frame in frames) < 256
+    with pytest.raises(websockets.InvalidStatus):
+        asyncio.run(
+            websockets.connect(gatehouse.ws_url, additional_headers=_headers(created["key"])).__aenter__()
+        )
+    query = (
+        "from audit.models import AuditEvent as E; "
+        "print(list(E.objects.filter(request_id='revoked-mid-stream', action__startswith='inference.')"
+        ".values_list('action', 'metadata_json')))"
+    )
+    for _ in range(50):
+        recorded = gatehouse.manage("shell", "-c", query).strip().splitlines()[-1]
+        if recorded != "[]":
+            break
+        asyncio.run(asyncio.sleep(0.2))
+    assert "inference.completed" in recorded or "inference.failed" in recorded
+    assert "cancelled" in recorded, recorded
