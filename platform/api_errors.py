@@ -11,6 +11,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -69,3 +73,39 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         }
     }
     return response
+
+
+def _error_body(request: HttpRequest, *, message: str, error_type: str, code: str) -> dict[str, Any]:
+    if request.path.startswith("/v1/"):
+        return {"error": {"message": message, "type": error_type, "code": code}}
+    return {"detail": message}
+
+
+@csrf_exempt  # it changes nothing; without this a cookie-bearing DELETE got the CSRF page instead
+def api_not_found(request: HttpRequest, *args: Any) -> JsonResponse:
+    """A path under /api/ or /v1/ that no endpoint has: 404 as JSON, with a hint for a lost slash.
+
+    Without it Django answered with an HTML page (and, on POST, with an error about
+    APPEND_SLASH), which no API client can read.
+    """
+    message = f"There is no API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != "api-not-found":
+            message += f" Did you mean {request.path}/ ?"
+    return JsonResponse(
+        _error_body(request, message=message, error_type="not_found_error", code="not_found"), status=404
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: JSON for the API (the error is logged with its request id), a page elsewhere."""
+    if request.path.startswith(("/api/", "/v1/")):
+        message = "Something went wrong on our side; it has been logged. Try again later."
+        return JsonResponse(
+            _error_body(request, message=message, error_type="api_error", code="server_error"), status=500
+        )
+    return defaults.server_error(request)

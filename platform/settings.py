@@ -418,6 +418,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governed access to large language models.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gatehouse.api_schema.error_responses_document",
+    ],
 }
 
 # --- static files, i18n ------------------------------------------------------------------------

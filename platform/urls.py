@@ -1,11 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.urls import auth_urlpatterns, key_urlpatterns
 from accounts.api.usage import UsageView
 from accounts.api.views import WsTicketView
-from gatehouse import health, metrics_export
+from gatehouse import api_errors, health, metrics_export
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -26,4 +26,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_export.metrics, name="metrics"),
+    # Last: an API path nothing above matched is answered in the API's shape, not with a page.
+    re_path(r"^(api|v1)/", api_errors.api_not_found, name="api-not-found"),
 ]
+
+handler500 = "gatehouse.api_errors.server_error"

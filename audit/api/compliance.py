@@ -43,8 +43,8 @@ class _RequestSerializer(serializers.Serializer[ComplianceRequest]):
     created_at = serializers.DateTimeField()
     due_at = serializers.DateTimeField(help_text="The legal deadline: one month after the request.")
     overdue = serializers.BooleanField()
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
 
     def get_subject(self, request: ComplianceRequest) -> str | None:
@@ -53,9 +53,9 @@ class _RequestSerializer(serializers.Serializer[ComplianceRequest]):
 
 class ExportRequestSerializer(_RequestSerializer):
     download_url = serializers.SerializerMethodField()
-    download_expires_at = serializers.DateTimeField()
+    download_expires_at = serializers.DateTimeField(allow_null=True)
     file_sha256 = serializers.CharField()
-    file_bytes = serializers.IntegerField()
+    file_bytes = serializers.IntegerField(allow_null=True)
 
     def get_download_url(self, export: ExportRequest) -> str | None:
         if export.status != ExportRequest.Status.DONE or not export.file_name:

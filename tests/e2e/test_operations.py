@@ -86,17 +86,17 @@ def _readiness(base_url: str) -> tuple[int, dict[str, str]]:
     return response.status_code, response.json()["checks"]
 
 
-@pytest.mark.skipif(
-    not PRODUCTION, reason="Redis is the production profile's cache, channel layer and broker"
-)
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
     server = RedisServer(port=free_port(), directory=tmp_path)
     server.start()
-    yield f"redis://127.0.0.1:{server.port}/0", server
+    yield server.url, server
     server.stop()
 
 
+@pytest.mark.skipif(
+    not PRODUCTION, reason="Redis is the production profile's cache, channel layer and broker"
+)
 def test_readyz_goes_unready_without_redis_and_ready_when_it_is_back(
     tmp_path_factory: pytest.TempPathFactory, own_redis: tuple[str, RedisServer]
 ) -> None:
