@@ -1,9 +1,13 @@
-"""The usage buffer loses nothing: a failed bulk write keeps its rows for the next flush."""
+"""The usage buffer loses nothing: a failed bulk write keeps its rows for the next flush, and
+with Redis away a record is written directly."""
 
 import pytest
 
 from accounts.models import UsageRecord, User
+from accounts.services import usage
 from accounts.services.usage import usage_record_enqueue, usage_records_flush
+from tests.e2e.server import free_port
+from tests.profile import PRODUCTION
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,3 +46,15 @@ def test_a_failed_write_keeps_its_rows_in_order_for_the_next_flush(
         f"r{i}" for i in range(5)
     ]
     assert usage_records_flush() == 0
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the buffer is a Redis list in the production profile")
+def test_with_redis_unreachable_a_record_goes_straight_to_the_database(
+    bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    monkeypatch.setattr(usage, "_redis", lambda: dead)
+    _enqueue(bob, 2)
+    assert list(UsageRecord.objects.order_by("id").values_list("request_id", flat=True)) == ["r0", "r1"]

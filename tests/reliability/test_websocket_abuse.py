@@ -8,6 +8,7 @@ while it streams. After each, the server still serves.
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from accounts.websocket_auth import CLOSE_UNAUTHENTICATED
 from tests.e2e.server import ServedGatehouse, serve
 from tests.reliability.artifacts import figures_write
 
@@ -248,22 +250,21 @@ def test_a_key_revoked_while_it_streams_closes_the_connection_and_is_audited(
             return frames, closed.rcvd.code if closed.rcvd else None
 
     frames, code = asyncio.run(run())
-    assert code is not None, "closed without a close frame"
-    assert code >= 4000, f"closed with {code}"
-    assert sum(frame["type"] == "token" for frame in frames) < 256
+    assert code == CLOSE_UNAUTHENTICATED, f"closed with {code} after {len(frames)} frames"
     with pytest.raises(websockets.InvalidStatus):
         asyncio.run(
             websockets.connect(gatehouse.ws_url, additional_headers=_headers(created["key"])).__aenter__()
         )
+    # The chat is on the trail, however far it got (the demo model is quick: it may have
+    # finished before the close reached it; otherwise it stopped and says "cancelled").
     query = (
         "from audit.models import AuditEvent as E; "
         "print(list(E.objects.filter(request_id='revoked-mid-stream', action__startswith='inference.')"
-        ".values_list('action', 'metadata_json')))"
+        ".values_list('action', flat=True)))"
     )
     for _ in range(50):
         recorded = gatehouse.manage("shell", "-c", query).strip().splitlines()[-1]
         if recorded != "[]":
             break
-        asyncio.run(asyncio.sleep(0.2))
-    assert "inference.completed" in recorded or "inference.failed" in recorded
-    assert "cancelled" in recorded, recorded
+        time.sleep(0.2)
+    assert recorded in ("['inference.completed']", "['inference.failed']"), recorded
