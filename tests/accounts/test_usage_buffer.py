@@ -55,6 +55,7 @@ def test_with_redis_unreachable_a_record_goes_straight_to_the_database(
     import redis
 
     dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
-    monkeypatch.setattr(usage, "_redis", lambda: dead)
-    _enqueue(bob, 2)
+    with monkeypatch.context() as patched:
+        patched.setattr(usage, "_redis", lambda: dead)
+        _enqueue(bob, 2)
     assert list(UsageRecord.objects.order_by("id").values_list("request_id", flat=True)) == ["r0", "r1"]
