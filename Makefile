@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # The production configuration the suite runs against a second time (SPEC §3).
 PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gatehouse
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
+PROD_ENV = GATEHOUSE_TEST_PROFILE=production DATABASE_URL=$(PROD_DATABASE_URL) \
+	REDIS_URL=$(PROD_REDIS_URL) GATEHOUSE_INFERENCE_EXECUTOR=celery
 
 .PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench clean
 
@@ -59,23 +61,14 @@ test-embedded: install
 
 test-production: install
 	@echo "== test suite: production configuration (PostgreSQL, Redis, a real Celery worker)"
-	GATEHOUSE_TEST_PROFILE=production \
-	DATABASE_URL=$(PROD_DATABASE_URL) \
-	REDIS_URL=$(PROD_REDIS_URL) \
-	GATEHOUSE_INFERENCE_EXECUTOR=celery \
-	$(PY) -m pytest
+	$(PROD_ENV) $(PY) -m pytest
 
 # Faults, fuzzing, websocket abuse and a bounded soak, on the production configuration
 # (tests/reliability/ and the tests marked `reliability` elsewhere). SOAK_SECONDS sets the soak.
 SOAK_SECONDS ?= 120
 test-reliability: install
 	@echo "== reliability suite: faults, fuzzing, abuse, soak (production configuration)"
-	GATEHOUSE_TEST_PROFILE=production \
-	DATABASE_URL=$(PROD_DATABASE_URL) \
-	REDIS_URL=$(PROD_REDIS_URL) \
-	GATEHOUSE_INFERENCE_EXECUTOR=celery \
-	GATEHOUSE_SOAK_SECONDS=$(SOAK_SECONDS) \
-	$(PY) -m pytest -m reliability
+	$(PROD_ENV) GATEHOUSE_SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -m reliability
 
 # SPEC §8 side by side; production-like where PostgreSQL and Redis answer, embedded otherwise.
 # `make bench BENCH_ARGS=--profile` also samples the server per goal (var/bench/profiles/).

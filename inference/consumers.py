@@ -73,7 +73,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """Run the connection; if the channel layer fails under it, end it cleanly (below)."""
         try:
             await super().__call__(scope, receive, send)
-        except (RedisError, OSError) as error:
+        except RedisError as error:
             await self._channel_layer_lost(error)
 
     async def connect(self) -> None:

@@ -74,7 +74,7 @@ class GenerationSession:
                 )
                 await self._abandon(job, reason)
                 raise GenerationLost(reason) from None
-            except (RedisError, OSError) as error:
+            except RedisError as error:
                 # The channel layer (Redis) went away: the events can no longer arrive. The
                 # worker's relay fails on the same outage and stops the generation.
                 reason = f"the channel layer failed: {error}"

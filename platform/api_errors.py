@@ -2,8 +2,10 @@
 
 Business rules in services raise Django's ValidationError; here it becomes a 400 in DRF's
 shape. A database that cannot be reached (a dropped connection, even at commit) becomes a
-503 that says nothing was saved: the transaction rolled back, and the client may retry. Under /v1/ (the OpenAI-compatible surface) every error takes OpenAI's shape,
-`{"error": {"message", "type", "code"}}`, so existing clients parse it.
+503 that says nothing was saved: the transaction rolled back, and the client may retry.
+Under /v1/ (the OpenAI-compatible surface) every error takes OpenAI's shape,
+`{"error": {"message", "type", "code"}}`, so existing clients parse it. A path under /api/
+or /v1/ that matches no endpoint, and a server error there, are answered as JSON too.
 """
 
 import logging
@@ -18,6 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 _OPENAI_TYPES = {
     status.HTTP_400_BAD_REQUEST: "invalid_request_error",
@@ -37,9 +41,6 @@ def _first_message(detail: Any) -> str:
     if isinstance(detail, list) and detail:
         return _first_message(detail[0])
     return str(detail)
-
-
-logger = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(exceptions.APIException):
