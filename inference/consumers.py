@@ -104,11 +104,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         # Running generations see the cancel flag, stop, and audit themselves as cancelled.
-        if getattr(self, "counted_open", False):
-            WEBSOCKETS_OPEN.dec()
-            self.counted_open = False
-        if hasattr(self, "watchdog"):
-            self.watchdog.cancel()
+        self._stop_watching()
         if hasattr(self, "user_group"):
             # With the layer away, the membership expires with the group.
             with contextlib.suppress(RedisError):
@@ -364,11 +360,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         logger.error(
             "websocket %s: the channel layer failed", getattr(self, "channel_name", "?"), exc_info=error
         )
-        if getattr(self, "counted_open", False):
-            WEBSOCKETS_OPEN.dec()
-            self.counted_open = False
-        if hasattr(self, "watchdog"):
-            self.watchdog.cancel()
+        self._stop_watching()
         for client_id, chat in list(getattr(self, "running", {}).items()):
             await self._forget(client_id)
             await database_sync_to_async(chat_abandon)(
@@ -392,6 +384,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _stop_watching(self) -> None:
+        """The connection is ending: uncount it and stop its watchdog (once; connect may not
+        have got that far)."""
+        if getattr(self, "counted_open", False):
+            WEBSOCKETS_OPEN.dec()
+            self.counted_open = False
+        if hasattr(self, "watchdog"):
+            self.watchdog.cancel()
 
     async def _forget(self, client_id: str) -> None:
         """A chat ended (or never started): stop tracking it and give back the user's slot."""

@@ -66,19 +66,21 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if not isinstance(exc, exceptions.APIException)
         else exc.get_codes()
     )
-    response.data = {
-        "error": {
-            "message": _first_message(response.data),
-            "type": _OPENAI_TYPES.get(response.status_code, "api_error"),
-            "code": code if isinstance(code, str) else None,
-        }
-    }
+    response.data = _openai_error(
+        message=_first_message(response.data),
+        error_type=_OPENAI_TYPES.get(response.status_code, "api_error"),
+        code=code if isinstance(code, str) else None,
+    )
     return response
+
+
+def _openai_error(*, message: str, error_type: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "code": code}}
 
 
 def _error_body(request: HttpRequest, *, message: str, error_type: str, code: str) -> dict[str, Any]:
     if request.path.startswith("/v1/"):
-        return {"error": {"message": message, "type": error_type, "code": code}}
+        return _openai_error(message=message, error_type=error_type, code=code)
     return {"detail": message}
 
 

@@ -17,7 +17,6 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ import websockets
 
 from tests.e2e.server import ServedGatehouse, serve
 from tests.reliability.artifacts import figures_write
+from tests.reliability.processes import process_rss_kib
 
 pytestmark = pytest.mark.reliability
 
@@ -127,34 +127,41 @@ class Load:
     def _jwt(self, rid: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "X-Request-ID": rid}
 
-    async def virtual_user(self, seed: int, until: float) -> None:
-        mix: list[Callable[[httpx.AsyncClient], Awaitable[None]]] = [
+    def operations(self) -> list[Callable[[httpx.AsyncClient], Awaitable[None]]]:
+        """The traffic mix: reads three times as often as anything else."""
+        return [
             self.sse_chat, self.whole_chat, self.websocket_chat,
             self.read_models, self.read_models, self.read_models, self.read_usage, self.key_lifecycle,
         ]  # fmt: skip
+
+    async def attempt(
+        self, operation: Callable[[httpx.AsyncClient], Awaitable[None]], client: httpx.AsyncClient
+    ) -> None:
+        try:
+            await operation(client)
+        except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+            self.errors.append(f"{operation.__name__}: {error!r}"[:300])
+        else:
+            self.done[operation.__name__] += 1
+
+    async def warm_up(self) -> None:
+        """Each operation once, before the clock starts: the worker loads its model, pools fill."""
+        async with httpx.AsyncClient(base_url=self.served.base_url, timeout=60) as client:
+            for operation in dict.fromkeys(self.operations()):
+                await self.attempt(operation, client)
+
+    async def virtual_user(self, seed: int, until: float) -> None:
+        mix = self.operations()
         chooser = random.Random(seed)  # noqa: S311 - a reproducible traffic mix, not a secret
         async with httpx.AsyncClient(base_url=self.served.base_url, timeout=60) as client:
             while time.monotonic() < until:
-                operation = chooser.choice(mix)
-                try:
-                    await operation(client)
-                except Exception as error:  # noqa: BLE001 - every failure is counted and reported
-                    self.errors.append(f"{operation.__name__}: {error!r}"[:300])
-                else:
-                    self.done[operation.__name__] += 1
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+                await self.attempt(chooser.choice(mix), client)
 
 
 async def _sample_memory(pids: dict[str, int], samples: dict[str, list[float]], until: float) -> None:
     while time.monotonic() < until:
         for name, pid in pids.items():
-            samples[name].append(_rss_mib(pid))
+            samples[name].append(process_rss_kib(pid) / 1024)
         await asyncio.sleep(SAMPLE_EVERY_SECONDS)
 
 
@@ -181,6 +188,8 @@ def test_minutes_of_mixed_traffic_lose_nothing_and_memory_stays_flat(soaked: Ser
     samples: dict[str, list[float]] = {name: [] for name in pids}
 
     async def run() -> float:
+        await load.warm_up()
+        load.done.clear()  # the figures are the timed window's; warm-up errors and records still count
         started = time.monotonic()
         until = started + SOAK_SECONDS
         await asyncio.gather(

@@ -10,7 +10,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ import websockets
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED
 from tests.e2e.server import ServedGatehouse, serve
 from tests.reliability.artifacts import figures_write
+from tests.reliability.processes import process_cpu_seconds, process_rss_kib
 
 pytestmark = pytest.mark.reliability
 
@@ -154,19 +154,6 @@ def test_the_handshake_refuses(
     assert asyncio.run(run()) == 403
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime and stime, the 14th and 15th fields of the line (counting from 1).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_thousands_of_idle_connections_cost_little_memory_and_the_server_serves(
     gatehouse: ServedGatehouse, token: str
 ) -> None:
@@ -186,15 +173,15 @@ def test_thousands_of_idle_connections_cost_little_memory_and_the_server_serves(
         for _ in range(20):
             await open_one()
         await asyncio.sleep(1)
-        before = _rss_kib(server_pid)
+        before = process_rss_kib(server_pid)
         batch = 100
         for start in range(0, IDLE_CONNECTIONS, batch):
             await asyncio.gather(*(open_one() for _ in range(min(batch, IDLE_CONNECTIONS - start))))
         await asyncio.sleep(2)
-        after = _rss_kib(server_pid)
-        cpu_before = _cpu_seconds(server_pid)
+        after = process_rss_kib(server_pid)
+        cpu_before = process_cpu_seconds(server_pid)
         await asyncio.sleep(IDLE_SECONDS)
-        idle_cpu = (_cpu_seconds(server_pid) - cpu_before) / IDLE_SECONDS
+        idle_cpu = (process_cpu_seconds(server_pid) - cpu_before) / IDLE_SECONDS
         async with httpx.AsyncClient(timeout=30) as client:
             health = await client.get(f"{gatehouse.base_url}/healthz")
         # Every connection is still open and answered: a ping round trip on each.

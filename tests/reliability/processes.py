@@ -1,0 +1,19 @@
+"""What a served process costs, read from /proc: resident memory and CPU time."""
+
+import os
+from pathlib import Path
+
+
+def process_rss_kib(pid: int) -> int:
+    """Resident memory of `pid`, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"process {pid} reports no VmRSS")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time `pid` has used so far, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime, the 14th and 15th fields of the line (counting from 1).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
