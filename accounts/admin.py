@@ -63,13 +63,15 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
             user=user, before=before, after=_group_names(user), actor=console_user(request)
         )
 
-    @admin.action(description="Lock selected users (deactivate: ends their sessions and keys)")
+    @admin.action(
+        description="Lock selected users (deactivate: ends their sessions and keys)", permissions=["change"]
+    )
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             user_deactivate(user=user, actor=console_user(request))
         self.message_user(request, f"Deactivated {queryset.count()} user(s).")
 
-    @admin.action(description="Activate selected users")
+    @admin.action(description="Activate selected users", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             user_activate(user=user, actor=console_user(request))
@@ -82,6 +84,8 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class RoleAdmin(GroupAdmin):
     """Roles and their permission sets. Team groups are managed on the Teams page."""
+
+    fields = ("name", "permissions")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
         return super().get_queryset(request).exclude(name__startswith=TEAM_GROUP_PREFIX)
@@ -166,7 +170,8 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revocation keeps the record; deleting would lose it
 
-    @admin.action(description="Revoke selected keys")
+    # Revoking changes the key (it keeps its record), so it needs the change permission.
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             api_key_revoke(api_key=key, actor=console_user(request))
@@ -242,6 +247,17 @@ class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
     list_filter = ("role", "team")
     search_fields = ("name", "user__username", "team__name")
     autocomplete_fields = ("user",)
+    fields = (
+        "name",
+        "user",
+        "team",
+        "api_key",
+        "role",
+        "requests_per_minute",
+        "tokens_per_day",
+        "tokens_per_month",
+        "concurrent_streams",
+    )
 
     def save_model(self, request: HttpRequest, obj: QuotaPolicy, form: Any, change: bool) -> None:
         quota_policy_save(policy=obj, actor=console_user(request))

@@ -7,4 +7,5 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing registers the bearer scheme with drf-spectacular and the login audit receivers.
-        from accounts import schema, signals  # noqa: F401
+        # The console-session receivers: login time stamped, logout told to open websockets.
+        from accounts import credential_events, schema, session_lifetime, signals  # noqa: F401  # noqa: F401

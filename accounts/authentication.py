@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from accounts.client_ip import client_ip_resolve
 from accounts.models import User
 from accounts.principal import CredentialRejected, Principal, principal_from_bearer
+from accounts.session_lifetime import SESSION_RENEWED_AT
 
 
 def request_client_ip(request: Any) -> str | None:
@@ -51,7 +52,14 @@ def request_principal(request: Request) -> Principal:
     """The caller as a Principal, whether they came by bearer token or console session."""
     if isinstance(request.auth, Principal):
         return request.auth
-    return Principal(user=request.user, method="session")  # type: ignore[arg-type]
+    # A console session: what it hangs on goes with it (a websocket ticket, say).
+    session = getattr(request, "session", None)
+    return Principal(
+        user=request.user,  # type: ignore[arg-type]
+        method="session",
+        session_key=session.session_key if session is not None else None,
+        authenticated_at=session.get(SESSION_RENEWED_AT) if session is not None else None,
+    )
 
 
 class HasScope(BasePermission):

@@ -1,15 +1,18 @@
 """Tell a user's open websocket connections that their credentials changed.
 
-A websocket outlives the request that opened it. When a key is revoked, sessions end or the
-account is deactivated, every connection of that user is told (through its per-user channel
+A websocket outlives the request that opened it. When a key is revoked, sessions end (logout,
+logout everywhere, a console logout, a password change) or the account is deactivated, every connection of that user is told (through its per-user channel
 layer group) to re-check its credentials at once, instead of at its next frame.
 """
 
 import logging
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
+from django.dispatch import receiver
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +41,10 @@ def credentials_changed_notify(*, user_id: int) -> None:
             logger.exception("could not tell user %s's websockets that their credentials changed", user_id)
 
     transaction.on_commit(send)
+
+
+@receiver(user_logged_out, dispatch_uid="accounts.credential_events.console_logout")
+def _console_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """A console logout ends that session: its websockets (cookie or ticket) re-check and close."""
+    if user is not None and user.pk is not None:
+        credentials_changed_notify(user_id=user.pk)

@@ -1,9 +1,11 @@
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 
 from audit.bulk_guard import AuditedQuerySet
 
@@ -26,6 +28,48 @@ class User(AbstractUser):
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+
+    # True while check_password re-hashes a correct password under a newer hasher: the same
+    # password, stored afresh, is no password change.
+    _password_rehashing = False
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a replaced password hash ends every session signed in with the old password.
+
+        Detected here, against the stored hash, so every way of setting a password (the
+        console's forms, `manage.py changepassword`, `set_password` and `save` anywhere) ends
+        sessions alike (accounts.services.users.user_password_change_apply).
+        """
+        if not self._password_replaced(update_fields=kwargs.get("update_fields")):
+            super().save(*args, **kwargs)
+            return
+        from accounts.services.users import user_password_change_apply  # the services import models
+
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            user_password_change_apply(user=self)
+
+    def _password_replaced(self, *, update_fields: Iterable[str] | None) -> bool:
+        if self._state.adding or self.pk is None or self._password_rehashing:
+            return False
+        if update_fields is not None and "password" not in update_fields:
+            return False
+        stored = type(self)._default_manager.filter(pk=self.pk).values_list("password", flat=True).first()
+        return stored is not None and stored != self.password
+
+    def check_password(self, raw_password: str | None) -> bool:
+        self._password_rehashing = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._password_rehashing = False
+
+    async def acheck_password(self, raw_password: str | None) -> bool:
+        self._password_rehashing = True
+        try:
+            return await super().acheck_password(raw_password)
+        finally:
+            self._password_rehashing = False
 
 
 class Team(models.Model):
@@ -257,6 +301,8 @@ class UsageRollup(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        # The console dashboard charts everyone's usage from these rows.
+        permissions = [("view_usage_dashboard", "Can see everyone's usage on the console dashboard")]
         constraints = [
             models.UniqueConstraint(
                 fields=["period", "period_start", "user_id", "model_version_id", "channel"],

@@ -1,10 +1,15 @@
 """Who is calling, and with what credential. One resolver for HTTP and websockets."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Literal
+from importlib import import_module
+from typing import Any, Literal
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -20,6 +25,12 @@ from accounts.key_material import (
     api_key_secret_match,
 )
 from accounts.models import ApiKey, RefreshFamily, User
+from accounts.session_lifetime import (
+    SESSION_LOGIN_AT,
+    SESSION_RENEWED_AT,
+    session_lifetime_over,
+    session_stamp,
+)
 
 Method = Literal["jwt", "api_key", "session", "ticket"]
 # Writing last_used_at once a minute at most keeps key auth from being a write per request.
@@ -34,12 +45,26 @@ class CredentialRejected(Exception):
         self.message = message
 
 
+SESSION_ENDED = "This session has ended; log in again."
+CONSOLE_SESSION_ENDED = "This console session has ended; log in again."
+
+
 @dataclass(frozen=True)
 class Principal:
+    """A caller and the credential it hangs on: a connection lives only as long as that does.
+
+    A JWT hangs on its session family and its issue time (`iat`), a console session on its
+    session key and the time it was authenticated, an API key on the key. A ticket carries
+    the credential of whoever asked for it.
+    """
+
     user: User
     method: Method
     api_key: ApiKey | None = None
     family_id: UUID | None = None
+    issued_at: int | None = None
+    session_key: str | None = None
+    authenticated_at: float | None = None
 
     def has_scope(self, scope: str) -> bool:
         """Interactive logins may do anything their role allows; API keys only their scopes."""
@@ -72,11 +97,17 @@ def principal_from_access_token(*, raw: str) -> Principal:
     )
     if family is None:
         raise CredentialRejected("The access token is invalid or expired.")
-    if family.revoked_at is not None:
-        raise CredentialRejected("This session has ended; log in again.")
+    family_check(family)
     user = family.user
-    user_credentials_check(user, issued_at=int(token["iat"]))
-    return Principal(user=user, method="jwt", family_id=family.id)
+    issued_at = int(token["iat"])
+    user_credentials_check(user, issued_at=issued_at)
+    return Principal(user=user, method="jwt", family_id=family.id, issued_at=issued_at)
+
+
+def family_check(family: RefreshFamily) -> None:
+    """Refuse a session family that was ended, or that has outlived GATEHOUSE_SESSION_MAX_AGE."""
+    if family.revoked_at is not None or session_lifetime_over(started_at=family.created_at):
+        raise CredentialRejected(SESSION_ENDED)
 
 
 def user_credentials_check(user: User, *, issued_at: int | None) -> None:
@@ -87,7 +118,45 @@ def user_credentials_check(user: User, *, issued_at: int | None) -> None:
     # second as a logout-all still works (the logout also revoked every session family).
     valid_after = user.tokens_valid_after
     if issued_at is not None and valid_after is not None and issued_at < int(valid_after.timestamp()):
-        raise CredentialRejected("This session has ended; log in again.")
+        raise CredentialRejected(SESSION_ENDED)
+
+
+def console_session_check(user: User, *, data: Mapping[str, Any] | SessionBase) -> float:
+    """Refuse a console session that is over; returns when it was last authenticated.
+
+    Over means: not (or no longer) this user's login, older than GATEHOUSE_SESSION_MAX_AGE
+    since its login, or authenticated before the user's `tokens_valid_after` (logout
+    everywhere, a password change, deactivation). A session that does not say when it was
+    logged in is not trusted.
+    """
+    user_credentials_check(user, issued_at=None)
+    login_at = session_stamp(data.get(SESSION_LOGIN_AT))
+    renewed_at = session_stamp(data.get(SESSION_RENEWED_AT)) or login_at
+    if data.get(SESSION_KEY) != str(user.pk) or login_at is None or renewed_at is None:
+        raise CredentialRejected(CONSOLE_SESSION_ENDED)
+    if session_lifetime_over(started_at=login_at):
+        raise CredentialRejected(CONSOLE_SESSION_ENDED)
+    valid_after = user.tokens_valid_after
+    if valid_after is not None and renewed_at < valid_after:
+        raise CredentialRejected(CONSOLE_SESSION_ENDED)
+    return renewed_at.timestamp()
+
+
+def principal_from_session(
+    *, user: User, session_key: str | None, data: Mapping[str, Any] | SessionBase
+) -> Principal:
+    """The principal of a console session (its cookie on a websocket handshake, say)."""
+    if not session_key:
+        raise CredentialRejected(CONSOLE_SESSION_ENDED)
+    authenticated_at = console_session_check(user, data=data)
+    return Principal(user=user, method="session", session_key=session_key, authenticated_at=authenticated_at)
+
+
+def _session_data(session_key: str) -> dict[str, Any]:
+    """What the session store holds under `session_key` now: empty once logged out or expired."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    data: dict[str, Any] = store.load()
+    return data
 
 
 def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
@@ -122,26 +191,31 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
 def principal_recheck(principal: Principal) -> Principal:
     """Re-validate a principal held by a long-lived connection (each websocket message).
 
-    Raises CredentialRejected once the user is deactivated, the key revoked or expired,
-    or the session logged out.
+    Raises CredentialRejected once the user is deactivated or deleted, the key revoked or
+    expired, the JWT session ended (logout, logout everywhere, a password change, its
+    lifetime), or the console session logged out or otherwise over. A principal that hangs on
+    no credential at all is refused.
     """
     user: User | None = User.objects.filter(pk=principal.user.pk).first()
     if user is None:  # erased while connected
         raise CredentialRejected("This account no longer exists.")
-    user_credentials_check(user, issued_at=None)
-    if principal.api_key is not None:
-        key = ApiKey.objects.filter(pk=principal.api_key.pk).first()
+    user_credentials_check(user, issued_at=principal.issued_at)
+    key = principal.api_key
+    if key is not None:
+        key = ApiKey.objects.filter(pk=key.pk).first()
         if key is None:
             raise CredentialRejected("This API key no longer exists.")
         if key.revoked_at is not None:
             raise CredentialRejected("This API key has been revoked.")
         if key.expires_at is not None and key.expires_at <= timezone.now():
             raise CredentialRejected("This API key has expired.")
-        return Principal(user=user, method=principal.method, api_key=key)
     if principal.family_id is not None:
-        revoked_at = (
-            RefreshFamily.objects.filter(pk=principal.family_id).values_list("revoked_at", flat=True).first()
-        )
-        if revoked_at is not None:
-            raise CredentialRejected("This session has ended; log in again.")
-    return Principal(user=user, method=principal.method, family_id=principal.family_id)
+        family = RefreshFamily.objects.filter(pk=principal.family_id, user=user).first()
+        if family is None:
+            raise CredentialRejected(SESSION_ENDED)
+        family_check(family)
+    if principal.session_key is not None:
+        console_session_check(user, data=_session_data(principal.session_key))
+    elif key is None and principal.family_id is None:
+        raise CredentialRejected(SESSION_ENDED)
+    return replace(principal, user=user, api_key=key)

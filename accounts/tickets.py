@@ -7,6 +7,7 @@ racing redeemers exactly one sees True (Redis DEL is atomic).
 
 import hashlib
 import secrets
+from uuid import UUID
 
 from django.core.cache import cache
 
@@ -22,10 +23,22 @@ def _key(ticket: str) -> str:
 
 
 def ws_ticket_issue(*, principal: Principal) -> str:
+    """A ticket standing for `principal` and the credential it hangs on.
+
+    The socket it opens hangs on that same credential: it closes when the JWT session, the
+    console session or the API key that asked for the ticket ends.
+    """
     ticket = secrets.token_urlsafe(32)
     cache.set(
         _key(ticket),
-        {"user_id": principal.user.pk, "api_key_id": principal.api_key.pk if principal.api_key else None},
+        {
+            "user_id": principal.user.pk,
+            "api_key_id": principal.api_key.pk if principal.api_key else None,
+            "family_id": str(principal.family_id) if principal.family_id else None,
+            "issued_at": principal.issued_at,
+            "session_key": principal.session_key,
+            "authenticated_at": principal.authenticated_at,
+        },
         timeout=TICKET_TTL_SECONDS,
     )
     return ticket
@@ -43,7 +56,19 @@ def ws_ticket_redeem(*, ticket: str) -> Principal | None:
     if user is None:
         return None
     api_key = ApiKey.objects.filter(pk=payload["api_key_id"]).first() if payload["api_key_id"] else None
+    if payload["api_key_id"] and api_key is None:
+        return None
+    family_id = payload.get("family_id")
+    principal = Principal(
+        user=user,
+        method="ticket",
+        api_key=api_key,
+        family_id=UUID(family_id) if family_id else None,
+        issued_at=payload.get("issued_at"),
+        session_key=payload.get("session_key"),
+        authenticated_at=payload.get("authenticated_at"),
+    )
     try:
-        return principal_recheck(Principal(user=user, method="ticket", api_key=api_key))
+        return principal_recheck(principal)
     except CredentialRejected:
         return None

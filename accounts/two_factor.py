@@ -1,7 +1,9 @@
 """Who must (or may) prove a second factor to enter the console."""
 
 from django.conf import settings
+from django.db import transaction
 from django_otp import devices_for_user
+from django_otp.models import Device
 
 from accounts.models import User
 from accounts.roles import Role, user_holds_role
@@ -16,3 +18,18 @@ def two_factor_required(user: User) -> bool:
 
 def two_factor_enrolled(user: User) -> bool:
     return any(True for _ in devices_for_user(user, confirmed=True))
+
+
+def two_factor_verify(*, user: User, code: str) -> Device | None:
+    """The user's authenticator that accepts `code`, or None; each code is good for one login.
+
+    django-otp's `verify_token` remembers the time step it accepted (a TOTP device's `last_t`)
+    and refuses that step and every earlier one afterwards, and it counts failures into the
+    device's own throttle. The devices are locked while checked, so two logins racing with
+    one code cannot both pass.
+    """
+    with transaction.atomic():
+        for device in devices_for_user(user, confirmed=True, for_verify=True):
+            if device.verify_token(code):
+                return device
+    return None

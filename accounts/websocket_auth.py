@@ -14,7 +14,8 @@ from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.client_ip import client_ip_resolve
-from accounts.principal import CredentialRejected, Principal, principal_from_bearer
+from accounts.models import User
+from accounts.principal import CredentialRejected, Principal, principal_from_bearer, principal_from_session
 from accounts.tickets import ws_ticket_redeem
 
 
@@ -48,8 +49,25 @@ def _resolve(scope: dict[str, Any], *, bearer: str | None, ticket: str | None) -
     return ws_ticket_redeem(ticket=ticket) if ticket is not None else None
 
 
+def _session_principal(scope: dict[str, Any]) -> Principal | None:
+    """The console session's principal when its cookie authenticated the handshake, else None.
+
+    The connection then hangs on that session: it closes when the session is logged out or
+    ends otherwise. A session past its lifetime, or older than its user's
+    `tokens_valid_after`, does not open a connection.
+    """
+    user = scope.get("user")
+    session = scope.get("session")
+    if not isinstance(user, User) or not user.is_authenticated or session is None:
+        return None
+    try:
+        return principal_from_session(user=user, session_key=session.session_key, data=session)
+    except CredentialRejected:
+        return None
+
+
 class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
-    """Authenticate from a bearer header or a ticket when one is sent.
+    """Authenticate from a bearer header or a ticket when one is sent, else the session cookie.
 
     Explicit credentials that fail leave the connection anonymous even if a session cookie
     is also present: they must not fall back silently to another identity.
@@ -61,11 +79,13 @@ class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
         ticket = tickets[0] if tickets else None
         if bearer is not None or ticket is not None:
             principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=ticket)
-            scope = {
-                **scope,
-                "user": principal.user if principal else AnonymousUser(),
-                "principal": principal,
-            }
+        else:
+            principal = await database_sync_to_async(_session_principal)(scope)
+        scope = {
+            **scope,
+            "user": principal.user if principal else AnonymousUser(),
+            "principal": principal,
+        }
         return await super().__call__(scope, receive, send)
 
 

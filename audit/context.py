@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ _current: ContextVar[RequestContext | None] = ContextVar("gatehouse_request_cont
 
 def request_id_new(*, proposed: str | None = None) -> str:
     """Keep a caller's request id when it is safe to log and echo, else make one."""
-    if proposed and _SAFE_REQUEST_ID.match(proposed):
+    if proposed and _SAFE_REQUEST_ID.fullmatch(proposed):
         return proposed
     return uuid.uuid4().hex
 

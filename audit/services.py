@@ -64,6 +64,7 @@ def audit_event_record(
     target_type: str = "",
     target_id: str = "",
     target_display: str = "",
+    target_subject: AbstractBaseUser | None = None,
     outcome: AuditEvent.Outcome = AuditEvent.Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
@@ -71,8 +72,11 @@ def audit_event_record(
 
     Call it inside the transaction of the action it records, so the action and its record
     commit or roll back together. `target_type`/`target_id` name a target that is not at hand
-    as an instance (a console log entry's object, say). Request id, client IP and user agent come from the
-    current request context (HTTP middleware or websocket consumer).
+    as an instance (a console log entry's object, say). `target_subject` is the person a
+    target that is not itself a user belongs to (an API key's owner): the row then carries
+    their pseudonym and their key covers `target_display`, so their erasure blanks it. Request
+    id, client IP and user agent come from the current request context (HTTP middleware or
+    websocket consumer).
     """
     fields = _actor_fields(actor)
     if actor_kind is not None:
@@ -82,7 +86,8 @@ def audit_event_record(
     context = request_context_current()
     user_model = get_user_model()
     actor_subject = audit_subject_for(user=fields["actor"]) if fields["actor"] is not None else None
-    target_subject = audit_subject_for(user=target) if isinstance(target, user_model) else None
+    subject_user = target if isinstance(target, user_model) else target_subject
+    target_subject_row = audit_subject_for(user=subject_user) if subject_user is not None else None
     event = AuditEvent(
         **fields,
         uuid=uuid.uuid4(),
@@ -91,7 +96,7 @@ def audit_event_record(
         action=action,
         target_type=target._meta.label_lower if target is not None else target_type,
         target_id=str(target.pk) if target is not None else target_id,
-        target_pseudonym=target_subject.pseudonym if target_subject else None,
+        target_pseudonym=target_subject_row.pseudonym if target_subject_row else None,
         target_display=(target_display or (str(target) if target is not None else ""))[:255],
         request_id=context.request_id if context else "",
         client_ip=_ip_canonical(context.client_ip) if context else None,
@@ -103,7 +108,8 @@ def audit_event_record(
         actor_subject.key if actor_subject else b"", personal_values(event, chain.PERSONAL_ACTOR_FIELDS)
     )
     event.target_digest = chain.personal_digest(
-        target_subject.key if target_subject else b"", personal_values(event, chain.PERSONAL_TARGET_FIELDS)
+        target_subject_row.key if target_subject_row else b"",
+        personal_values(event, chain.PERSONAL_TARGET_FIELDS),
     )
     # No savepoint: inside the caller's transaction this joins it (and its lock is held to
     # its commit); outside one it is its own transaction.

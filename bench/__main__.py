@@ -32,6 +32,8 @@ DEPLOYED = {
     "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
     "SECURE_SSL_REDIRECT": "false",
     "GATEHOUSE_ADMIN_2FA_REQUIRED": "false",
+    # The mock upstream listens on loopback, which DEBUG off refuses unless listed.
+    "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
 }
 
 

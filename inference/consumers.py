@@ -78,7 +78,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         # accounts.websocket_auth.RequireChatCredentials admitted only authenticated callers
-        # allowed to chat; they arrive here with a user and, for bearer credentials, a principal.
+        # allowed to chat; they arrive here with a user and a principal naming the credential
+        # (JWT session, console session, API key, or the ticket's issuer) the connection hangs
+        # on. A principal that hangs on nothing is refused at its first re-check.
         user = self.scope["user"]
         self.principal: Principal = self.scope.get("principal") or Principal(user=user, method="session")
         self.user = user

@@ -25,7 +25,7 @@ from gatehouse.metrics import (
 )
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, GenerationParams
-from inference.engines.loader import EngineTooLarge, engine_for_version
+from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.engines.remote import RemoteUnavailable
 from inference.manifest import ManifestMismatch, UnsafeWeights
@@ -209,8 +209,9 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             _failed(job, code="unavailable", message="The model does not fit this server's memory budget.")
         )
         return
-    except ManifestMismatch as exc:
-        # Refusing to load tampered or unsafe weights is a security event, recorded like one.
+    except (ManifestMismatch, UpstreamRefused) as exc:
+        # Refusing to load tampered or unsafe weights, or an upstream registration that breaks
+        # the rules, is a security event, recorded like one.
         audit_event_record(
             action="model.version.load_refused",
             actor_display="system",
@@ -220,11 +221,12 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             metadata={"reason": str(exc), "generation_id": job.generation_id},
         )
         outcome.fail(code="unavailable")
-        message = (
-            "The model's weights are in a format this version may not load."
-            if isinstance(exc, UnsafeWeights)
-            else "The model's files failed verification."
-        )
+        if isinstance(exc, UpstreamRefused):
+            message = "The model's upstream registration is not allowed on this server."
+        elif isinstance(exc, UnsafeWeights):
+            message = "The model's weights are in a format this version may not load."
+        else:
+            message = "The model's files failed verification."
         relay.send(_failed(job, code="unavailable", message=message))
         return
 

@@ -89,6 +89,12 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["model__name", "-created_at"]
+        # The lifecycle's steps that put a version in front of users, apart from editing it.
+        permissions = [
+            ("promote_modelversion", "Can promote a version to production or roll back"),
+            ("canary_modelversion", "Can start and stop a canary"),
+            ("retire_modelversion", "Can retire a version"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["model", "label"], name="model_version_label_unique"),
             models.UniqueConstraint(

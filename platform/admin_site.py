@@ -4,40 +4,51 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin import AdminSite
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest
 from django.urls import path
-from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm
 
+from accounts.authentication import request_client_ip
 from accounts.models import User
-from accounts.two_factor import two_factor_enrolled, two_factor_required
+from accounts.services.login import LOGIN_INVALID_MESSAGE, LoginRefused, login_authenticate
+from accounts.two_factor import two_factor_required
 from audit.console_log import console_admin_audited
 from gatehouse.console import views as console_views
 
 
 class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
-    """Password, then a TOTP code for anyone enrolled and for admins when 2FA is required."""
+    """The console's login: the API's login policy (accounts.services.login) behind a form.
+
+    Password, then the one-time code of anyone with an authenticator, and the same lockout
+    counters as the API. A wrong password, a missing or wrong code and an account that may
+    not enter the console all get one message, and the page looks the same for each.
+    """
+
+    error_messages = {
+        **OTPAdminAuthenticationForm.error_messages,
+        "invalid_login": LOGIN_INVALID_MESSAGE,
+        "inactive": LOGIN_INVALID_MESSAGE,
+    }
 
     def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = AdminAuthenticationForm.clean(self)
-        user = self.get_user()
-        if isinstance(user, User) and (two_factor_enrolled(user) or two_factor_required(user)):
-            if not two_factor_enrolled(user):
-                raise forms.ValidationError(
-                    "Two-factor authentication is required for administrators and this account has no "
-                    "authenticator yet. Enrol one with `manage.py twofactor_enroll USERNAME`.",
-                    code="two_factor_not_enrolled",
-                )
-            self.clean_otp(user)
+        cleaned: dict[str, Any] = self.cleaned_data
+        username, password = cleaned.get("username"), cleaned.get("password")
+        if not username or not password:
+            return cleaned  # the empty field says so itself
+        try:
+            user = login_authenticate(
+                username=username,
+                password=password,
+                otp=cleaned.get("otp_token") or None,
+                client_ip=request_client_ip(self.request) if self.request is not None else None,
+                channel="console",
+            )
+        except LoginRefused as refused:
+            raise forms.ValidationError(refused.message, code=refused.code) from None
+        # Checked before the user is kept: the template shows more to a form that has one.
+        self.confirm_login_allowed(user)
+        self.user_cache = user
         return cleaned
-
-    def _chosen_device(self, user: User) -> Any:
-        # With one authenticator (the usual case) nobody should have to pick it from a list.
-        chosen = super()._chosen_device(user)
-        if chosen is None:
-            chosen = next(iter(devices_for_user(user, confirmed=True)), None)
-        return chosen
 
 
 class ConsoleAdminSite(AdminSite):

@@ -13,8 +13,14 @@ class GatehouseConfig(AppConfig):
     path = str(Path(__file__).resolve().parent)
 
     def ready(self) -> None:
+        from django.core import checks
+
         # Bind shared tasks to the project's Celery app in every process that loads Django.
         import gatehouse.celery  # noqa: F401
+        from gatehouse.checks import unsafe_defaults_check
+
+        # Production refuses deploy/'s placeholder secrets: `check --deploy` and every command.
+        checks.register(unsafe_defaults_check, checks.Tags.security)
 
 
 class ConsoleAdminConfig(AdminConfig):

@@ -6,6 +6,7 @@ signed checkpoint, and GPU memory where this process drives a GPU.
 """
 
 import hmac
+import ipaddress
 import logging
 import os
 import sys
@@ -122,11 +123,55 @@ class _ProcessInstruments(Collector):
         yield from REGISTRY.collect()
 
 
+def _offers_the_token(request: HttpRequest, token: str) -> bool:
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode())
+
+
+def _from_allowed_network(request: HttpRequest) -> bool:
+    """Whether the direct peer (never X-Forwarded-For, which anyone can write) is allowed."""
+    try:
+        peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(
+        peer in ipaddress.ip_network(network, strict=False)
+        for network in settings.GATEHOUSE_METRICS_ALLOWED_NETWORKS
+    )
+
+
+def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Why this scrape may not read the metrics (they name every model), or None when it may.
+
+    With GATEHOUSE_METRICS_TOKEN set: the bearer token, or an address in
+    GATEHOUSE_METRICS_ALLOWED_NETWORKS, else 401. Without it: an allowed address, else 403,
+    except with DEBUG on, where `make run` keeps the route open.
+    """
+    token = settings.GATEHOUSE_METRICS_TOKEN
+    if (token and _offers_the_token(request, token)) or _from_allowed_network(request):
+        return None
+    if token:
+        refused = HttpResponse(
+            "A metrics token is required: send Authorization: Bearer <GATEHOUSE_METRICS_TOKEN>.\n",
+            status=401,
+            content_type="text/plain",
+        )
+        refused["WWW-Authenticate"] = "Bearer"
+        return refused
+    if settings.DEBUG:
+        return None
+    return HttpResponse(
+        "/metrics is closed with DEBUG off: set GATEHOUSE_METRICS_TOKEN and scrape with "
+        "Authorization: Bearer <token>, or list the scrapers' networks in "
+        "GATEHOUSE_METRICS_ALLOWED_NETWORKS.\n",
+        status=403,
+        content_type="text/plain",
+    )
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    token = settings.GATEHOUSE_METRICS_TOKEN
-    if token:
-        offered = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(offered.encode(), token.encode()):
-            return HttpResponse("A metrics token is required.\n", status=401, content_type="text/plain")
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
     return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

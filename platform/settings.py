@@ -6,12 +6,14 @@ server. Setting DATABASE_URL and REDIS_URL switches to the production configurat
 """
 
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from gatehouse.checks import secret_refusals
 from gatehouse.dev_secrets import dev_secrets_load
 
 # Lets annotations such as ModelAdmin[Model] work at run time, not only under mypy.
@@ -39,6 +41,11 @@ else:
     _secrets = {name: env.str(name, default="") for name in _secret_names}
     if not _secrets["API_KEY_PEPPER"]:
         _secrets["API_KEY_PEPPER"] = _secrets["SECRET_KEY"]
+    # deploy/'s placeholders and short keys never sign anything (gatehouse.checks, which the
+    # system checks repeat for `check --deploy`).
+    _unsafe = secret_refusals(_secrets)
+    if _unsafe:
+        raise ImproperlyConfigured(" ".join(_unsafe))
     if _secrets["SECRET_KEY"] == _secrets["JWT_SIGNING_KEY"]:
         raise ImproperlyConfigured("SECRET_KEY and JWT_SIGNING_KEY must be different keys.")
 SECRET_KEY = _secrets["SECRET_KEY"]
@@ -47,9 +54,20 @@ API_KEY_PEPPER = _secrets["API_KEY_PEPPER"]
 # Rotation (docs/production.md): old keys, comma-separated, still verify while clients move on.
 # Sessions, password-reset links and signed values made under an old SECRET_KEY stay valid;
 # an API key hashed under an old pepper still works and is re-hashed under the current one.
-# /metrics answers only with `Authorization: Bearer <token>` when this is set; keep the
-# route off the public ingress either way (docs/production.md).
+# /metrics names every model, so with DEBUG off it answers only `Authorization: Bearer <token>`
+# or a scraper whose own address (the direct peer, never X-Forwarded-For) is in one of the
+# allowed networks (CIDRs); anyone else gets 401 (token set) or 403. With DEBUG on and no token
+# it is open. Keep the route off the public ingress either way (docs/production.md).
 GATEHOUSE_METRICS_TOKEN = env.str("GATEHOUSE_METRICS_TOKEN", default="")
+GATEHOUSE_METRICS_ALLOWED_NETWORKS = env.list("GATEHOUSE_METRICS_ALLOWED_NETWORKS", default=[])
+for _network in GATEHOUSE_METRICS_ALLOWED_NETWORKS:
+    try:
+        ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"GATEHOUSE_METRICS_ALLOWED_NETWORKS: {_network!r} is not an IP address or CIDR range "
+            "(e.g. 10.0.0.0/8)."
+        ) from None
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 API_KEY_PEPPER_FALLBACKS = env.list("API_KEY_PEPPER_FALLBACKS", default=[])
 
@@ -90,6 +108,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.ConsoleSessionMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -326,6 +345,10 @@ GATEHOUSE_REMOTE_READ_TIMEOUT = env.float("GATEHOUSE_REMOTE_READ_TIMEOUT", defau
 GATEHOUSE_REMOTE_MAX_RETRIES = env.int("GATEHOUSE_REMOTE_MAX_RETRIES", default=2)
 GATEHOUSE_REMOTE_BREAKER_THRESHOLD = env.int("GATEHOUSE_REMOTE_BREAKER_THRESHOLD", default=5)
 GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS = env.float("GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS", default=30.0)
+# Private, loopback and unique-local addresses an upstream (or any URL a user supplies) may
+# reach: host names or CIDR ranges, comma-separated. Link-local and cloud metadata addresses
+# are refused whatever this says; with DEBUG on, loopback is allowed without it (gatehouse.outbound).
+GATEHOUSE_REMOTE_ALLOWED_HOSTS = env.list("GATEHOUSE_REMOTE_ALLOWED_HOSTS", default=[])
 # Concurrent requests to one local model are batched, up to this many rows at once.
 # "continuous": requests join and leave the running batch between decoding steps (models
 # whose cache allows it; others fall back to static). "static": whole batches, each one
@@ -381,6 +404,11 @@ GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT = env.int("GATEHOUSE_LOGIN_MAX_FAILURES
 GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", default=20)
 GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS = env.int("GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 GATEHOUSE_LOGIN_LOCKOUT_SECONDS = env.int("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# A login (JWT session family or console session) ends this many seconds after it began,
+# however often it is refreshed or used (accounts.session_lifetime).
+GATEHOUSE_SESSION_MAX_AGE = env.int("GATEHOUSE_SESSION_MAX_AGE", default=30 * 24 * 3600)
+if GATEHOUSE_SESSION_MAX_AGE <= 0:
+    raise ImproperlyConfigured("GATEHOUSE_SESSION_MAX_AGE must be a positive number of seconds.")
 
 # TOTP for the console: always asked of enrolled users; required of admins when this is on.
 GATEHOUSE_ADMIN_2FA_REQUIRED = env.bool("GATEHOUSE_ADMIN_2FA_REQUIRED", default=not DEBUG)

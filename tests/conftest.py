@@ -87,6 +87,13 @@ def _fast_password_hashing() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _loopback_upstreams_allowed(settings: Any) -> None:
+    """The fake upstreams listen on loopback, and tests run with DEBUG off: allow it, as an
+    operator would list an internal upstream (tests of the guard itself set their own list)."""
+    settings.GATEHOUSE_REMOTE_ALLOWED_HOSTS = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True)
 def _usage_buffer_per_test(settings: Any) -> Iterator[None]:
     """Usage records wait in a buffer; each test starts with an empty one and flushes it itself."""
     from accounts.services.usage import usage_buffer_clear
@@ -252,6 +259,7 @@ def celery_worker(
         "GATEHOUSE_MODEL_ROOT": str(model_root),
         "GATEHOUSE_COMPLIANCE_EXPORT_DIR": str(compliance_export_dir),
         "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(audit_signing_key_file(tmp_path_factory)),
+        "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
     }
     worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()

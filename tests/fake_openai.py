@@ -10,12 +10,16 @@ from typing import Any
 
 
 class FakeUpstream:
-    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request."""
+    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request | redirect:<url>.
+
+    `usage` replaces the usage the stream reports (None: it reports none); unset, it is exact.
+    """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.words = [f"word{index} " for index in range(8)]
         self.delay = 0.0
+        self.usage: dict[str, Any] | None = {}
         self.requests: list[dict[str, Any]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -49,6 +53,12 @@ class FakeUpstream:
             handler.send_response(400)
             handler.end_headers()
             return
+        if mode.startswith("redirect:"):
+            handler.send_response(307)
+            handler.send_header("Location", mode.removeprefix("redirect:"))
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         if mode == "hang":
             time.sleep(5)
             return
@@ -64,17 +74,13 @@ class FakeUpstream:
                 handler, {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
             )
         self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        self._chunk(
-            handler,
-            {
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": 11,
-                    "completion_tokens": len(self.words),
-                    "total_tokens": 11 + len(self.words),
-                },
-            },
-        )
+        exact = {
+            "prompt_tokens": 11,
+            "completion_tokens": len(self.words),
+            "total_tokens": 11 + len(self.words),
+        }
+        if self.usage is not None:
+            self._chunk(handler, {"choices": [], "usage": self.usage or exact})
         self._chunk(handler, "[DONE]")
 
 

@@ -191,8 +191,32 @@ def test_the_menu_follows_the_role(alice: User, olga: User, carol: User) -> None
     everything = ["Dashboard", "Chat playground", "Users", "API keys", "Quotas", "Models", "Model access",
                   "Audit trail", "Compliance queue"]  # fmt: skip
     assert _nav(alice) == everything
-    assert _nav(mia) == ["Dashboard", "Chat playground", "Models", "Model access"]
+    # The dashboard shows everyone's usage: only for roles allowed to see it (admin, auditor).
+    assert _nav(mia) == ["Chat playground", "Models", "Model access"]
     assert _nav(carol) == ["Dashboard", "Chat playground", "Audit trail"]
-    assert _nav(olga) == ["Dashboard", "Chat playground", "Users", "Audit trail", "Compliance queue"]
+    assert _nav(olga) == ["Chat playground", "Users", "Audit trail", "Compliance queue"]
     # The index lists the same apps: the auditor sees no model pages there either.
     assert "/admin/inference/" not in _console(carol).get("/admin/").content.decode()
+
+
+def test_the_dashboard_is_for_those_who_may_see_everyones_usage(
+    alice: User, carol: User, olga: User, bob: User, demo_version: ModelVersion
+) -> None:
+    from accounts.roles import Role
+    from accounts.services import user_create
+
+    _usage(bob, demo_version, tokens=42)
+    usage_rollup(period=UsageRollup.Period.DAY)
+    mia = user_create(
+        username="mia", password="a-long-password-42", roles=[Role.MODEL_MANAGER], is_staff=True
+    )
+    carol.is_staff = True
+    carol.save(update_fields=["is_staff"])
+    for refused in (mia, olga):
+        response = _console(refused).get("/admin/dashboard/")
+        assert response.status_code == 403, refused.username
+        assert "bob" not in response.content.decode()
+    for allowed in (alice, carol):
+        response = _console(allowed).get("/admin/dashboard/")
+        assert response.status_code == 200, allowed.username
+        assert "bob" in response.content.decode()

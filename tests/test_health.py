@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from audit.context import request_id_new
 from inference.models import ModelVersion
 from tests.profile import PRODUCTION
 
@@ -53,6 +54,14 @@ def test_a_safe_caller_request_id_is_kept_and_an_unsafe_one_replaced(client: Cli
     replaced = client.get("/healthz", headers={"X-Request-ID": "evil\nheader: injected"})
     assert replaced["X-Request-ID"] != "evil\nheader: injected"
     assert len(replaced["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize("proposed", ["trace-42\n", "trace-42\r\n", "\ntrace-42", "a" * 65, ""])
+def test_a_request_id_must_match_the_safe_pattern_whole(proposed: str) -> None:
+    # A pattern ending in `$` lets a trailing newline through; the whole id must match.
+    chosen = request_id_new(proposed=proposed)
+    assert chosen != proposed
+    assert len(chosen) == 32
 
 
 @pytest.mark.django_db
@@ -106,9 +115,11 @@ def test_readyz_waits_for_the_models_this_process_serves(
 def test_probes_answer_a_pod_address_that_no_other_page_accepts(client: Client, settings: Any) -> None:
     # Kubernetes and Prometheus send the pod's IP as Host; it is never an allowed host.
     settings.ALLOWED_HOSTS = ["gatehouse.example.com"]
+    settings.GATEHOUSE_METRICS_TOKEN = "scrape-secret"
+    scraper = {"Authorization": "Bearer scrape-secret"}
     for probe in ("/healthz", "/readyz", "/metrics"):
-        assert client.get(probe, HTTP_HOST="10.1.2.3:8000").status_code == 200, probe
+        assert client.get(probe, HTTP_HOST="10.1.2.3:8000", headers=scraper).status_code == 200, probe
     assert client.get("/api/schema/", HTTP_HOST="10.1.2.3:8000").status_code == 400
     assert client.get("/api/schema/", HTTP_HOST="gatehouse.example.com").status_code == 200
-    metrics = client.get("/metrics", HTTP_HOST="10.1.2.3:8000").content.decode()
+    metrics = client.get("/metrics", HTTP_HOST="10.1.2.3:8000", headers=scraper).content.decode()
     assert 'route="healthz"' in metrics

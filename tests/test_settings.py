@@ -154,3 +154,30 @@ def test_every_cache_object_of_a_process_shares_one_redis_client() -> None:
     worker.join()
     assert clients[0] is caches["default"]._cache
     assert caches["default"].get("shared-client-probe") == "1"
+
+
+# The placeholders deploy/ ships (env.example, the Kubernetes Secret templates): production
+# refuses them, and keys too short to be random, before it serves anything.
+_GOOD = {"SECRET_KEY": "s" * 60, "JWT_SIGNING_KEY": "j" * 60, "API_KEY_PEPPER": "p" * 40}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("JWT_SIGNING_KEY", "change-me-to-another-50-random-characters", "placeholder"),
+        ("API_KEY_PEPPER", "change-me-to-a-third-random-value", "placeholder"),
+        ("SECRET_KEY", "change-me-to-50-random-characters", "placeholder"),
+        ("JWT_SIGNING_KEY", "j" * 31, "at least 32 characters"),
+        ("API_KEY_PEPPER", "short-pepper", "at least 32 characters"),
+    ],
+)
+def test_production_refuses_placeholder_and_short_keys(name: str, value: str, reason: str) -> None:
+    result = _run(_PROBE, DEBUG="false", **{**_GOOD, name: value})
+    assert result.returncode != 0
+    assert name in result.stderr, result.stderr[-600:]
+    assert reason in result.stderr, result.stderr[-600:]
+
+
+def test_development_keeps_working_with_any_key() -> None:
+    result = _run(_PROBE, DEBUG="true", JWT_SIGNING_KEY="short", SECRET_KEY="s" * 60)
+    assert result.returncode == 0, result.stderr

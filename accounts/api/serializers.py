@@ -6,6 +6,13 @@ from accounts.models import ApiKey
 class TokenObtainInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    otp = serializers.RegexField(
+        r"^[0-9]{6,8}$",
+        required=False,
+        max_length=8,
+        help_text="The one-time code of your authenticator; required once you have enrolled one.",
+        error_messages={"invalid": "The one-time code is the 6 to 8 digits your authenticator shows."},
+    )
 
 
 class TokenPairOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -44,13 +44,26 @@ class _PublicTokenView(APIView):
 
 
 class TokenObtainView(_PublicTokenView):
-    """Log in with a username and password; returns a JWT access and refresh token."""
+    """Log in with a username, password and, once you have an authenticator, its one-time code.
+
+    Returns a JWT access and refresh token. A code is good for one login. A wrong password and
+    a missing or wrong code all answer 401 with the same message; repeated failures lock the
+    account and the address for a while (429 with Retry-After). When two-factor authentication
+    is required, an admin without an authenticator gets 403 with the code
+    `otp_enrolment_required` (enrol with `manage.py twofactor_enroll USERNAME`).
+    """
 
     @extend_schema(request=TokenObtainInputSerializer, responses={200: TokenPairOutputSerializer}, auth=[])
     def post(self, request: Request) -> Response:
         serializer = TokenObtainInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        pair = auth_tokens_obtain(**serializer.validated_data, client_ip=request_client_ip(request))
+        data = serializer.validated_data
+        pair = auth_tokens_obtain(
+            username=data["username"],
+            password=data["password"],
+            otp=data.get("otp") or None,
+            client_ip=request_client_ip(request),
+        )
         return Response(asdict(pair))
 
 

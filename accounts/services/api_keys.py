@@ -46,6 +46,9 @@ def api_key_create(
         raise ValidationError({"scopes": f"Choose one or more of {', '.join(ApiKey.Scope.values)}."})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "The expiry must be in the future."})
+    # The owner's row lock serialises concurrent creations for one person, so the count below
+    # cannot be read by two of them before either inserts (PostgreSQL; SQLite locks the database).
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_KEYS_PER_USER:
         raise ValidationError({"name": f"An account may hold at most {MAX_KEYS_PER_USER} active keys."})
     prefix, secret = api_key_material_new()
@@ -64,6 +67,7 @@ def api_key_create(
         action="apikey.created",
         actor=actor,
         target=key,
+        target_subject=user,
         metadata={
             "owner": audit_pseudonym(user=user),
             "after": {
@@ -91,6 +95,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
         action="apikey.revoked",
         actor=actor,
         target=api_key,
+        target_subject=api_key.user,
         metadata={"owner": audit_pseudonym(user=api_key.user), "prefix": api_key.prefix},
     )
     return api_key
@@ -108,6 +113,7 @@ def api_key_rehash(*, api_key: ApiKey, secret: str) -> None:
     audit_event_record(
         action="apikey.rehashed",
         target=api_key,
+        target_subject=api_key.user,
         actor=api_key.user,  # the key's holder, whose request moved it on
         metadata={"prefix": api_key.prefix, "reason": "pepper rotated"},
     )

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled, ValidationError
 from rest_framework_simplejwt.exceptions import TokenBackendError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.state import token_backend
@@ -23,10 +22,11 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.credential_events import credentials_changed_notify
-from accounts.login_throttle import login_failure_record, login_failures_clear, login_lockout_current
 from accounts.models import RefreshFamily, User
 from accounts.principal import CredentialRejected, user_credentials_check
+from accounts.services.login import LoginRefused, login_authenticate
 from accounts.services.users import sessions_revoke_all
+from accounts.session_lifetime import session_lifetime_over
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -46,54 +46,26 @@ def _token_pair(*, user: User, family: RefreshFamily) -> TokenPair:
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
-def login_attempt_subject(*, username: str) -> dict[str, Any]:
-    """Audit fields for a failed or blocked login: the account it claimed, when there is one.
+def auth_tokens_obtain(
+    *, username: str, password: str, client_ip: str | None, otp: str | None = None
+) -> TokenPair:
+    """Exchange a username, password and, where due, a one-time code for a JWT pair.
 
-    The claimed account is the row's subject, as unauthenticated actor and as target, so its
-    pseudonym and key cover the row's name, address and agent: erasing the account reaches
-    them. A bare username in the row could never be erased. An unknown username names nobody
-    registered and is kept as typed.
+    Every attempt is audited. The checks are the login policy's (accounts.services.login),
+    shared with the console: a lockout answers 429 with Retry-After, any wrong credential 401
+    with one message, an admin who must enrol an authenticator first 403 with the code
+    `otp_enrolment_required`.
     """
-    account = User.objects.filter(username=username).first()
-    if account is None:
-        return {"actor_display": username[:150]}
-    return {"actor": account, "actor_kind": AuditEvent.ActorKind.ANONYMOUS, "target": account}
-
-
-def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -> TokenPair:
-    """Exchange a username and password for a JWT pair; every attempt is audited.
-
-    Failed attempts are counted per account and per IP; past the limit further attempts
-    get 429 with Retry-After until the lockout expires. Django's ModelBackend hashes a
-    dummy password for unknown usernames, so the answer takes as long either way.
-    """
-    lockout = login_lockout_current(username=username, client_ip=client_ip)
-    if lockout is not None:
-        audit_event_record(
-            action="auth.login.blocked",
-            **login_attempt_subject(username=username),
-            outcome=AuditEvent.Outcome.DENIED,
-            metadata={"lockout": lockout.scope, "retry_after": lockout.retry_after_seconds},
+    try:
+        user = login_authenticate(
+            username=username, password=password, otp=otp, client_ip=client_ip, channel="api"
         )
-        raise Throttled(wait=lockout.retry_after_seconds, detail="Too many failed logins; try again later.")
-    user = authenticate(username=username, password=password)
-    if not isinstance(user, User):
-        audit_event_record(
-            action="auth.login.failed",
-            **login_attempt_subject(username=username),
-            outcome=AuditEvent.Outcome.FAILURE,
-            metadata={"method": "password", "channel": "api"},
-        )
-        triggered = login_failure_record(username=username, client_ip=client_ip)
-        if triggered is not None:
-            audit_event_record(
-                action="auth.login.locked",
-                **login_attempt_subject(username=username),
-                outcome=AuditEvent.Outcome.DENIED,
-                metadata={"lockout": triggered.scope, "seconds": triggered.retry_after_seconds},
-            )
-        raise AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
-    login_failures_clear(username=username)
+    except LoginRefused as refused:
+        if refused.code == "locked":
+            raise Throttled(wait=refused.retry_after, detail=refused.message) from None
+        if refused.code == "otp_enrolment_required":
+            raise PermissionDenied({"detail": refused.message, "code": refused.code}) from None
+        raise AuthenticationFailed(refused.message, code=refused.code) from None
     with transaction.atomic():
         family = RefreshFamily.objects.create(user=user)
         pair = _token_pair(user=user, family=family)
@@ -102,7 +74,12 @@ def auth_tokens_obtain(*, username: str, password: str, client_ip: str | None) -
             action="auth.login.succeeded",
             actor=user,
             target=user,
-            metadata={"method": "password", "channel": "api", "session": str(family.id)},
+            metadata={
+                "method": "password",
+                "channel": "api",
+                "session": str(family.id),
+                "second_factor": getattr(user, "otp_device", None) is not None,
+            },
         )
     return pair
 
@@ -125,7 +102,8 @@ def _decode_refresh(raw: str) -> dict[str, Any]:
 def auth_tokens_refresh(*, raw_refresh: str) -> TokenPair:
     """Rotate a refresh token: the old one is spent, a new pair is returned.
 
-    Presenting a spent token again ends the whole session family.
+    Presenting a spent token again ends the whole session family. Rotation never stretches
+    a session past GATEHOUSE_SESSION_MAX_AGE from its login.
     """
     payload = _decode_refresh(raw_refresh)
     with transaction.atomic():
@@ -139,6 +117,8 @@ def auth_tokens_refresh(*, raw_refresh: str) -> TokenPair:
         if outstanding is None or family is None or str(family.user_id) != str(payload.get(USER_ID_CLAIM)):
             raise AuthenticationFailed(_INVALID_REFRESH)
         if family.revoked_at is not None:
+            raise AuthenticationFailed("This session has ended; log in again.")
+        if session_lifetime_over(started_at=family.created_at):
             raise AuthenticationFailed("This session has ended; log in again.")
         reused = BlacklistedToken.objects.filter(token=outstanding).exists()
         if reused:

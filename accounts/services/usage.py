@@ -6,6 +6,10 @@ moves the buffer into the database in one bulk insert; Celery beat runs it in pr
 and a flusher thread does on the embedded default, which has no beat
 (every GATEHOUSE_USAGE_FLUSH_SECONDS; 0 leaves flushing to whoever calls it). With Redis
 unreachable, a record is written straight to the database instead: slower, not lost.
+
+A batch the database refuses for its contents (a constraint, a bad value) is written row by
+row: a row that can never be written is dropped with a logged error, the others are
+written. Only a database that is away keeps the rows for the next flush.
 """
 
 import json
@@ -17,7 +21,8 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.core.exceptions import ValidationError
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 from django.db.models import Count, Q, Sum
 from redis.exceptions import RedisError
 
@@ -29,6 +34,8 @@ _REDIS_KEY = "gatehouse:usage:pending"
 _local: deque[dict[str, Any]] = deque()
 _local_lock = threading.Lock()
 _flusher: threading.Thread | None = None
+# What a row's contents can make the insert raise: retrying such a row would fail forever.
+_UNWRITABLE = (IntegrityError, DataError, ValidationError, ValueError, TypeError, KeyError)
 
 
 @cache
@@ -83,9 +90,20 @@ def _take(limit: int) -> list[dict[str, Any]]:
         pipe.lrange(_REDIS_KEY, 0, limit - 1)
         pipe.ltrim(_REDIS_KEY, limit, -1)
         raw, _ = pipe.execute()
-        return [json.loads(item) for item in raw]
+        return [row for item in raw if (row := _parsed(item)) is not None]
     with _local_lock:
         return [_local.popleft() for _ in range(min(limit, len(_local)))]
+
+
+def _parsed(item: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(item)
+    except ValueError:
+        row = None
+    if not isinstance(row, dict):
+        logger.error("usage record dropped, it is not a record: %r", item[:200])
+        return None
+    return row
 
 
 def _put_back(rows: list[dict[str, Any]]) -> None:
@@ -97,15 +115,36 @@ def _put_back(rows: list[dict[str, Any]]) -> None:
 
 
 def usage_records_flush(*, batch: int = 1000) -> int:
-    """Move buffered records into the database, `batch` at a time; returns how many."""
+    """Move buffered records into the database, `batch` at a time; returns how many were written."""
     written = 0
     while rows := _take(batch):
         try:
-            _write(rows)
+            with transaction.atomic():
+                _write(rows)
+        except _UNWRITABLE:
+            written += _write_each(rows)
+            continue
         except Exception:
             _put_back(rows)  # tried again at the next flush
             raise
         written += len(rows)
+    return written
+
+
+def _write_each(rows: list[dict[str, Any]]) -> int:
+    """Write `rows` one at a time, dropping (and logging) those that can never be written."""
+    written = 0
+    for index, row in enumerate(rows):
+        try:
+            with transaction.atomic():
+                _write([row])
+        except _UNWRITABLE as error:
+            logger.error("usage record dropped, it can never be written (%s): %r", error, row)
+            continue
+        except Exception:
+            _put_back(rows[index:])  # the database is away: the rest waits for the next flush
+            raise
+        written += 1
     return written
 
 

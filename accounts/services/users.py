@@ -5,9 +5,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.acting_user import acting_user_current
 from accounts.credential_events import credentials_changed_notify
 from accounts.models import RefreshFamily, User
 from accounts.roles import Role
@@ -89,7 +92,12 @@ def user_roles_set(*, user: User, roles: Iterable[Role], actor: User | None) -> 
 
 
 def sessions_revoke_all(*, user: User, reason: str) -> int:
-    """End every login session of `user`: their refresh tokens and access tokens stop working."""
+    """End every login session of `user`; returns how many JWT sessions ended.
+
+    Their refresh and access tokens stop working, and so do console sessions authenticated
+    before now (accounts.principal.console_session_check); open websockets on any of them are
+    told to re-check and close. API keys are credentials of their own and stay valid.
+    """
     now = timezone.now()
     user.tokens_valid_after = now
     user.save(update_fields=["tokens_valid_after"])
@@ -97,6 +105,27 @@ def sessions_revoke_all(*, user: User, reason: str) -> int:
     return RefreshFamily.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=now, revoked_reason=reason
     )
+
+
+@transaction.atomic
+def user_password_change_apply(*, user: User) -> int:
+    """A new password was saved for `user`: end every session signed in with the old one.
+
+    Called by the model whenever the stored hash is replaced (accounts.models.User.save), so
+    every way of setting a password is covered. Whoever was signed in to the console when it
+    happened is the audit record's actor, else the system. The console session in which a
+    user changed their own password is kept (accounts.middleware renews it); their other
+    sessions, JWT sessions included, end. API keys stay valid. Returns how many JWT sessions
+    ended.
+    """
+    ended = sessions_revoke_all(user=user, reason="password_change")
+    audit_event_record(
+        action="auth.password.changed",
+        target=user,
+        metadata={"sessions_ended": ended},
+        **_system_or(acting_user_current()),  # type: ignore[arg-type]
+    )
+    return ended
 
 
 @transaction.atomic
@@ -147,11 +176,21 @@ def admin_ensure(*, username: str, password: str | None) -> AdminEnsured:
     """Make sure the platform admin exists; idempotent.
 
     An existing admin is left untouched (its password is never reset here). A new one gets
-    `password`, or a generated one that the caller must show to the operator exactly once.
+    `password`, which must pass AUTH_PASSWORD_VALIDATORS (else ValidationError, saying which
+    rule), or a generated one that the caller must show to the operator exactly once.
     """
     existing = User.objects.filter(username=username).first()
     if existing is not None:
         return AdminEnsured(user=existing, created=False, generated_password=None)
+    if password:
+        try:
+            validate_password(password, user=User(username=username, is_staff=True, is_superuser=True))
+        except ValidationError as weak:
+            raise ValidationError(
+                "The admin password (GATEHOUSE_ADMIN_PASSWORD) fails the password rules: "
+                f"{' '.join(weak.messages)} Choose another, or unset it to have one generated.",
+                code="admin_password_weak",
+            ) from weak
     generated = None if password else secrets.token_urlsafe(16)
     user = user_create(
         username=username,

@@ -9,6 +9,7 @@ still verifies. The request row keeps the evidence: counts of everything done.
 
 from typing import Any
 
+from django.apps import apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
@@ -29,6 +30,7 @@ from audit.compliance.requests import (
     compliance_request_fail,
     compliance_request_open,
 )
+from audit.console_log import console_subject_fields
 from audit.models import AuditEvent, ErasureRequest, ExportRequest
 from audit.services import audit_event_record
 from audit.subjects import audit_subject_erase
@@ -72,12 +74,18 @@ def _console_sessions_end(user: User) -> int:
 
 
 def _console_log_forget(user: User) -> int:
-    """The admin's change log names objects by their text (a username, a key's name)."""
-    about: list[tuple[ContentType, list[str]]] = [
-        (ContentType.objects.get_for_model(User), [str(user.pk)]),
-        (ContentType.objects.get_for_model(ApiKey), [str(pk) for pk in ApiKey.objects.filter(user=user).values_list("pk", flat=True)]),
-        (ContentType.objects.get_for_model(QuotaPolicy), [str(pk) for pk in QuotaPolicy.objects.filter(user=user).values_list("pk", flat=True)]),
-    ]  # fmt: skip
+    """The admin's change log names objects by their text (a username, a key's name): the
+    entries about the user and about every object of theirs (see `audit.console_log`)."""
+    about: list[tuple[ContentType, list[str]]] = [(ContentType.objects.get_for_model(User), [str(user.pk)])]
+    for label, field in console_subject_fields().items():
+        try:
+            model = apps.get_model(label)
+        except LookupError:
+            continue
+        ids = model._base_manager.filter(**{field: user}).values_list("pk", flat=True)
+        about.append(
+            (ContentType.objects.get_for_model(model, for_concrete_model=False), [str(pk) for pk in ids])
+        )
     deleted = 0
     for content_type, ids in about:
         deleted += LogEntry.objects.filter(content_type=content_type, object_id__in=ids).delete()[0]
@@ -95,6 +103,8 @@ def _exports_forget(user: User) -> int:
 
 
 def _erase(user: User) -> dict[str, Any]:
+    # First, while the objects it looks up (keys, grants, conversations) are still there.
+    console_log_entries_deleted = _console_log_forget(user)
     conversations = Conversation.objects.filter(owner=user)
     evidence: dict[str, Any] = {
         "messages_deleted": Message.objects.filter(conversation__in=conversations).count(),
@@ -106,7 +116,7 @@ def _erase(user: User) -> dict[str, Any]:
         "object_permissions_dropped": UserObjectPermission.objects.filter(user=user).delete()[0],
         "roles_and_teams_removed": sorted(Group.objects.filter(user=user).values_list("name", flat=True)),
         "second_factor_devices_deleted": len(list(devices_for_user(user, confirmed=None))),
-        "console_log_entries_deleted": _console_log_forget(user),
+        "console_log_entries_deleted": console_log_entries_deleted,
         "exports_deleted": _exports_forget(user),
         "usage_records_kept_pseudonymous": UsageRecord.objects.filter(user_id=user.pk).count(),
     }

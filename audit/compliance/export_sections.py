@@ -134,15 +134,64 @@ def _conversations(user: User) -> object:
     ]
 
 
+# What identifies someone else on a row about the person: withheld from their export.
+_OTHER_ACTOR_FIELDS = ("actor_pseudonym", "actor_digest", "actor_display", "client_ip", "user_agent")
+_OTHER_TARGET_FIELDS = ("target_pseudonym", "target_digest", "target_display")
+
+
+class _Roles:
+    """Each actor's platform roles as they stand now, looked up once per actor."""
+
+    def __init__(self) -> None:
+        self.known: dict[int, list[str]] = {}
+
+    def of(self, user_id: int | None) -> list[str]:
+        if user_id is None:
+            return []
+        if user_id not in self.known:
+            user = User.objects.filter(pk=user_id).first()
+            names = set(user.groups.values_list("name", flat=True)) if user else set()
+            roles = {role.value for role in Role} & names
+            if user is not None and user.is_superuser:
+                roles.add(Role.ADMIN.value)
+            self.known[user_id] = sorted(roles)
+        return self.known[user_id]
+
+
+def audit_event_for_subject(*, event: AuditEvent, pseudonym: str, roles: list[str]) -> dict[str, object]:
+    """`event` as the person `pseudonym` receives it: their own details, and of anyone else
+    (the administrator who acted on them, the person they acted on) only the kind and the
+    role (`roles`, the actor's roles now). `withheld` names what was blanked; such a row
+    is matched to the trail by its sequence and hash."""
+    record = event_export_record(event)
+    withheld: list[str] = []
+    actor = str(event.actor_pseudonym or "")
+    if actor and actor != pseudonym:
+        withheld += _OTHER_ACTOR_FIELDS
+    target = str(event.target_pseudonym or "")
+    if target and target != pseudonym:
+        withheld += _OTHER_TARGET_FIELDS
+    for name in withheld:
+        record[name] = ""
+    record["actor_roles"] = roles
+    record["withheld"] = withheld
+    return record
+
+
 def _audit_events(pseudonym: str) -> bytes:
     """Events by or about the person, with their chained fields and hash (checkable against
-    the trail) and the personal details the trail holds."""
+    the trail) and the personal details the trail holds about them, but not about others.
+
+    Whoever may download an export (the person, or an officer on their behalf) gets this
+    same file, so it never holds another person's name, address, agent or pseudonym."""
     lines = []
     events = AuditEvent.objects.filter(Q(actor_pseudonym=pseudonym) | Q(target_pseudonym=pseudonym)).order_by(
         "sequence"
     )
+    roles = _Roles()
     for event in events.iterator(chunk_size=2000):
-        lines.append(json.dumps(event_export_record(event), ensure_ascii=False))
+        record = audit_event_for_subject(event=event, pseudonym=pseudonym, roles=roles.of(event.actor_id))
+        lines.append(json.dumps(record, ensure_ascii=False))
     return ("\n".join(lines) + "\n" if lines else "").encode()
 
 

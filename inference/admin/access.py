@@ -135,7 +135,7 @@ class _GrantAdmin(admin.ModelAdmin[Any]):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         model_access_revoke(model=obj.content_object, grantee=self.grantee(obj), actor=console_user(request))
 
-    @admin.action(description="Revoke the selected grants")
+    @admin.action(description="Revoke the selected grants", permissions=["delete"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         grants = list(queryset)
         for grant in grants:

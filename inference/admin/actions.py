@@ -16,6 +16,13 @@ from inference.models import ModelVersion
 from inference.services import model_version_canary_start
 from inference.services.lifecycle import MAX_CANARY_WEIGHT
 
+# The lifecycle's own rights (ModelVersion's Meta.permissions): editing a version's page is
+# not enough to put it in front of users. Actions name them as "promote", "canary", "retire"
+# and the admins check them in `has_<name>_permission`.
+PROMOTE_VERSION = "inference.promote_modelversion"
+CANARY_VERSION = "inference.canary_modelversion"
+RETIRE_VERSION = "inference.retire_modelversion"
+
 
 def apply_each(
     admin_view: admin.ModelAdmin[Any],

@@ -13,7 +13,13 @@ from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
 from accounts.authentication import console_user
 from accounts.models import Team, User
-from inference.admin.actions import apply_each, canary_start_view
+from inference.admin.actions import (
+    CANARY_VERSION,
+    PROMOTE_VERSION,
+    RETIRE_VERSION,
+    apply_each,
+    canary_start_view,
+)
 from inference.models import Model, ModelVersion
 from inference.services import (
     model_access_grant,
@@ -21,10 +27,16 @@ from inference.services import (
     model_canary_stop,
     model_version_canary_start,
     model_version_promote,
+    model_version_register,
+    model_version_register_remote,
     model_version_retire,
     model_version_rollback,
     model_version_stage,
+    model_version_update,
+    model_version_upstream_errors,
 )
+from inference.services.registry import MODEL_VERSION_UPDATABLE_FIELDS
+from inference.upstream_credentials import upstream_credential_names
 
 
 class ModelVersionInline(admin.TabularInline[ModelVersion, Model]):
@@ -123,16 +135,35 @@ class ModelAdmin(admin.ModelAdmin[Model]):
         self, request: HttpRequest, model: Model, canary: ModelVersion | None, percent: int | None
     ) -> None:
         model.refresh_from_db()
+        stopping = canary is None and model.canary_version_id is not None
+        starting = canary is not None and (
+            canary.pk != model.canary_version_id or percent != model.canary_weight
+        )
+        if (stopping or starting) and not self.has_canary_permission(request):
+            self.message_user(
+                request,
+                "The canary was left as it was: starting or stopping one needs the permission "
+                "to run canaries (inference.canary_modelversion).",
+                level=messages.ERROR,
+            )
+            return
         if canary is None:
-            if model.canary_version_id is not None:
+            if stopping:
                 model_canary_stop(model=model, actor=console_user(request))
-        elif canary.pk != model.canary_version_id or percent != model.canary_weight:
+        elif starting:
             try:
                 model_version_canary_start(version=canary, weight=percent or 0, actor=console_user(request))
             except ValidationError as refused:
                 self.message_user(request, " ".join(refused.messages), level=messages.ERROR)
 
-    @admin.action(description="Roll back to the previous production version")
+    # Rolling back puts another version in production: the promotion right, not the page's.
+    def has_promote_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(PROMOTE_VERSION))
+
+    def has_canary_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(CANARY_VERSION))
+
+    @admin.action(description="Roll back to the previous production version", permissions=["promote"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
         apply_each(
             self,
@@ -142,7 +173,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
             "Rolled back",
         )
 
-    @admin.action(description="Stop the canary")
+    @admin.action(description="Stop the canary", permissions=["canary"])
     def stop_canary(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:
         apply_each(
             self,
@@ -153,26 +184,166 @@ class ModelAdmin(admin.ModelAdmin[Model]):
         )
 
 
+# Registering a version (the add page) sets where it comes from; nothing else is editable there.
+VERSION_ADD_FIELDS = (
+    "model",
+    "label",
+    "backend",
+    "source",
+    "remote_base_url",
+    "remote_model",
+    "credential_ref",
+    "allow_pickle_weights",
+    "dtype",
+    "context_length",
+)
+# On an existing version, what registration fixed is shown, never edited: a change there is a
+# new version with its own review. Status moves through the actions; the manifest is computed
+# at registration; the credential is the name of a secret, never the secret.
+VERSION_CHANGE_READONLY_FIELDS = (
+    "model",
+    "label",
+    "backend",
+    "source",
+    "hub_repo",
+    "hub_revision",
+    "remote_base_url",
+    "remote_model",
+    "credential_ref",
+    "allow_pickle_weights",
+    "manifest",
+    "status",
+    "created_by",
+    "created_at",
+    "promoted_at",
+    "retired_at",
+)
+VERSION_CHANGE_EDITABLE_FIELDS = MODEL_VERSION_UPDATABLE_FIELDS
+
+
+class ModelVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Registering a version in the console, under the services' rules (shown as form errors)."""
+
+    credential_ref = forms.CharField(
+        required=False,
+        label="Upstream credential",
+        widget=forms.Select(),
+        help_text="Remote versions: the environment variable (GATEHOUSE_UPSTREAM_…) holding the "
+        "upstream's API key. Only the names set on this server are offered; the key is never shown.",
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = list(VERSION_ADD_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        widget: forms.Select = self.fields["credential_ref"].widget
+        widget.choices = [("", "none"), *((name, name) for name in upstream_credential_names())]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("backend") == ModelVersion.Backend.OPENAI_COMPATIBLE:
+            self._clean_remote(cleaned)
+        else:
+            self._clean_local(cleaned)
+        return cleaned
+
+    def _clean_remote(self, cleaned: dict[str, Any]) -> None:
+        for name in ("source", "allow_pickle_weights"):
+            if cleaned.get(name):
+                self.add_error(name, "A remote version has no local files: leave this empty.")
+        for name in ("remote_base_url", "remote_model"):
+            if not cleaned.get(name) and name not in self.errors:
+                self.add_error(name, "A remote version needs this.")
+        credential = cleaned.get("credential_ref") or ""
+        errors = model_version_upstream_errors(
+            base_url=cleaned.get("remote_base_url") or "", credential_ref=credential
+        )
+        for name, message in errors.items():
+            self.add_error(name, message)
+        if credential and "credential_ref" not in errors and credential not in upstream_credential_names():
+            self.add_error("credential_ref", f"{credential} is not set in this server's environment.")
+
+    def _clean_local(self, cleaned: dict[str, Any]) -> None:
+        for name in ("remote_base_url", "remote_model", "credential_ref"):
+            if cleaned.get(name):
+                self.add_error(name, "Only a remote version has an upstream: leave this empty.")
+        source = cleaned.get("source") or ""
+        if not source or not (ModelVersion(source=source).source_path / "config.json").is_file():
+            self.add_error(
+                "source",
+                "Give a Hugging Face model directory (with config.json), absolute or relative to "
+                "the model root.",
+            )
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
     list_display = ("__str__", "backend", "status", "dtype", "promoted_at", "created_at")
     list_filter = ("status", "backend")
-    # Status changes go through the actions below (services, audited); the manifest is set at
-    # registration and the credential is a reference to a secret, never the secret.
-    # Hub origin is recorded at registration: the files are what the manifest says, not the hub.
-    readonly_fields = (
-        "status",
-        "manifest",
-        "hub_repo",
-        "hub_revision",
-        "created_by",
-        "created_at",
-        "promoted_at",
-        "retired_at",
-    )
     actions = ["stage", "promote", "start_canary", "retire"]
 
-    @admin.action(description="Stage (draft → staging)")
+    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> Any:
+        if obj is None:
+            return VERSION_ADD_FIELDS
+        return (*VERSION_CHANGE_READONLY_FIELDS, *VERSION_CHANGE_EDITABLE_FIELDS)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> Any:
+        return () if obj is None else VERSION_CHANGE_READONLY_FIELDS
+
+    def get_form(
+        self, request: HttpRequest, obj: ModelVersion | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ModelVersionAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
+        """Through the services: registration records the console user as the version's author
+        (so separation of duties applies), and a change touches only what may change."""
+        actor = console_user(request)
+        data = form.cleaned_data
+        if change:
+            changes = {
+                name: data[name] for name in form.changed_data if name in VERSION_CHANGE_EDITABLE_FIELDS
+            }
+            if changes:
+                model_version_update(version=obj, changes=changes, actor=actor)
+            return
+        if data["backend"] == ModelVersion.Backend.OPENAI_COMPATIBLE:
+            version = model_version_register_remote(
+                model=data["model"],
+                label=data["label"],
+                base_url=data["remote_base_url"],
+                remote_model=data["remote_model"],
+                credential_ref=data["credential_ref"],
+                context_length=data["context_length"],
+                actor=actor,
+            )
+        else:
+            version = model_version_register(
+                model=data["model"],
+                label=data["label"],
+                source=data["source"],
+                context_length=data["context_length"],
+                dtype=data["dtype"],
+                allow_pickle_weights=data["allow_pickle_weights"],
+                actor=actor,
+            )
+        obj.pk = version.pk
+        obj.created_by = version.created_by
+
+    def has_promote_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(PROMOTE_VERSION))
+
+    def has_canary_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(CANARY_VERSION))
+
+    def has_retire_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(RETIRE_VERSION))
+
+    @admin.action(description="Stage (draft → staging)", permissions=["change"])
     def stage(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         apply_each(
             self,
@@ -182,7 +353,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
             "Staged",
         )
 
-    @admin.action(description="Promote to production")
+    @admin.action(description="Promote to production", permissions=["promote"])
     def promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         apply_each(
             self,
@@ -192,11 +363,11 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
             "Promoted",
         )
 
-    @admin.action(description="Start a canary beside production…")
+    @admin.action(description="Start a canary beside production…", permissions=["canary"])
     def start_canary(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> TemplateResponse | None:
         return canary_start_view(self, request, queryset)
 
-    @admin.action(description="Retire")
+    @admin.action(description="Retire", permissions=["retire"])
     def retire(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         apply_each(
             self,

@@ -6,7 +6,6 @@ the budget. Celery workers warm the models they serve at start-up (GATEHOUSE_WAR
 """
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -17,6 +16,7 @@ from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.remote import OpenAICompatibleEngine, circuit_breaker_for
 from inference.models import ModelVersion
+from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_read
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,10 @@ _lock = threading.Lock()
 
 class EngineTooLarge(Exception):
     """One model alone does not fit the memory budget."""
+
+
+class UpstreamRefused(Exception):
+    """A remote version's stored registration breaks the upstream rules; it is not loaded."""
 
 
 def _manifest_key(manifest: dict[str, str]) -> str:
@@ -106,8 +110,14 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
 
 
 def _remote_engine(version: ModelVersion) -> Engine:
-    # The version names where its key lives (an environment variable); the key is never stored.
-    api_key = os.environ.get(version.credential_ref) if version.credential_ref else None
+    # The version names where its key lives (a GATEHOUSE_UPSTREAM_* environment variable); the
+    # key is never stored. The name is checked again here: a row that breaks the rule (written
+    # before it, or by hand) never gets any other variable of this process read, let alone sent.
+    # The address is checked by the engine before every call.
+    try:
+        api_key = upstream_credential_read(name=version.credential_ref) if version.credential_ref else None
+    except UpstreamCredentialRefused as refused:
+        raise UpstreamRefused(str(refused)) from None
     return OpenAICompatibleEngine(
         base_url=version.remote_base_url,
         model=version.remote_model,

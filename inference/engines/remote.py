@@ -3,6 +3,10 @@
 Streaming chat completions with connect and read timeouts, retries only before the first
 token (after it, a retry would send the client a second, different answer), and a circuit
 breaker per upstream so a dead server is failed fast instead of waited on by every request.
+
+The upstream's address passes the outbound guard (gatehouse.outbound) before every call, and
+redirects are never followed. Its reported usage is believed only within what the request
+could have used.
 """
 
 import json
@@ -13,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from inference.engines.base import (
     ChatMessage,
     FinishReason,
@@ -102,7 +107,8 @@ class OpenAICompatibleEngine:
         # One client per engine, shared by its threads: connections are kept alive between
         # generations, and the TLS context (loading the CA bundle costs milliseconds of CPU)
         # is built once, not per request.
-        self._client = httpx.Client(timeout=self.timeout, headers=self.headers)
+        # Never follow a redirect: it would lead past the outbound guard.
+        self._client = httpx.Client(timeout=self.timeout, headers=self.headers, follow_redirects=False)
 
     def close(self) -> None:
         self._client.close()
@@ -129,14 +135,24 @@ class OpenAICompatibleEngine:
         on_token: TokenCallback,
         should_stop: StopCheck,
     ) -> GenerationResult:
+        try:
+            # Checked at every call, not only at registration: a name can resolve elsewhere later.
+            outbound_url_check(url=self.url)
+        except OutboundUrlRefused as refused:
+            raise RemoteUnavailable(f"the upstream's address is refused: {refused}") from None
         body = self._body(messages, params)
+        prompt = _PromptSize(
+            content_bytes=sum(len(message.content.encode()) for message in messages), messages=len(messages)
+        )
         for attempt in range(self.max_retries + 1):
             if not self.breaker.allow():
                 raise RemoteUnavailable(
                     "the upstream is failing; requests are paused for a moment (circuit open)"
                 )
             try:
-                result = self._stream_once(body, params=params, on_token=on_token, should_stop=should_stop)
+                result = self._stream_once(
+                    body, params=params, prompt=prompt, on_token=on_token, should_stop=should_stop
+                )
             except _RetryBeforeFirstToken as exc:
                 self.breaker.failed()
                 if attempt == self.max_retries:
@@ -157,20 +173,18 @@ class OpenAICompatibleEngine:
         body: dict[str, Any],
         *,
         params: GenerationParams,
+        prompt: "_PromptSize",
         on_token: TokenCallback,
         should_stop: StopCheck,
     ) -> GenerationResult:
         deadline = time.monotonic() + params.max_seconds if params.max_seconds else None
         delivery = _Delivery(on_token)
-        stream = _SseStream(on_token=delivery.push)
+        stream = _SseStream(on_token=delivery.push, max_pieces=params.max_tokens)
         stop = _ThrottledStopCheck(should_stop)
         ended = False
         try:
             with self._client.stream("POST", self.url, json=body) as response:
-                if response.status_code in RETRYABLE_STATUS:
-                    raise _RetryBeforeFirstToken(f"HTTP {response.status_code}")
-                if response.status_code >= 400:  # noqa: PLR2004 - HTTP client errors
-                    raise RemoteUnavailable(f"the upstream refused the request (HTTP {response.status_code})")
+                _status_check(response.status_code)
                 for line in response.iter_lines():
                     if stop():
                         stream.finish = FinishReason.CANCELLED
@@ -180,6 +194,11 @@ class OpenAICompatibleEngine:
                         break
                     if stream.feed(line):
                         ended = True
+                        break
+                    if stream.overflowed:
+                        # Each piece is at least one token: an upstream that ignores
+                        # max_tokens is not read, nor passed on, past it.
+                        stream.finish = FinishReason.LENGTH
                         break
         except httpx.TransportError as exc:
             delivery.close(reraise=False)
@@ -198,7 +217,19 @@ class OpenAICompatibleEngine:
             if stream.chunks == 0:
                 raise _RetryBeforeFirstToken("the stream ended before any token")
             raise RemoteUnavailable("the upstream connection failed mid-stream (the stream ended early)")
-        return stream.result()
+        return stream.result(max_tokens=params.max_tokens, prompt=prompt)
+
+
+def _status_check(status: int) -> None:
+    """Refuse an answer that is not a stream: errors, and redirects (never followed)."""
+    if status in RETRYABLE_STATUS:
+        raise _RetryBeforeFirstToken(f"HTTP {status}")
+    if status >= 400:  # noqa: PLR2004 - HTTP client errors
+        raise RemoteUnavailable(f"the upstream refused the request (HTTP {status})")
+    if status >= 300:  # noqa: PLR2004 - a redirect would lead past the outbound guard
+        raise RemoteUnavailable(
+            f"the upstream answered with a redirect (HTTP {status}), which is not followed"
+        )
 
 
 # How often the stream asks whether it was cancelled (a cache read: Redis in production).
@@ -277,14 +308,40 @@ class _Delivery:
             raise self.error
 
 
+# Tokens a chat template may add per message (role markers, separators), generously.
+_TEMPLATE_TOKENS_PER_MESSAGE = 16
+
+
+@dataclass(frozen=True)
+class _PromptSize:
+    content_bytes: int
+    messages: int
+
+    @property
+    def most_tokens(self) -> int:
+        # A token is at least one byte; the template adds its markers around each message.
+        return self.content_bytes + _TEMPLATE_TOKENS_PER_MESSAGE * (self.messages + 1)
+
+
+def _reported_count(usage: dict[str, Any] | None, name: str) -> int | None:
+    """A count the upstream reported, if it is one (a non-negative integer); else None."""
+    value = usage.get(name) if usage else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 @dataclass
 class _SseStream:
     """The state of one server-sent-events chat completion stream."""
 
     on_token: TokenCallback
+    max_pieces: int
     chunks: int = 0
     finish: FinishReason | None = None
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
+    # The upstream sent more pieces than max_tokens allows (the extra is not passed on).
+    overflowed: bool = False
 
     def feed(self, line: str) -> bool:
         """Take one line of the stream; True at its end (`data: [DONE]`)."""
@@ -297,23 +354,38 @@ class _SseStream:
             chunk = json.loads(data)
         except json.JSONDecodeError as exc:
             raise RemoteUnavailable("the upstream sent a malformed stream") from exc
-        self.usage = chunk.get("usage") or self.usage
+        if not isinstance(chunk, dict):
+            raise RemoteUnavailable("the upstream sent a malformed stream")
+        usage = chunk.get("usage")
+        self.usage = usage if isinstance(usage, dict) and usage else self.usage
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content") or ""
-            if text:
+            if text and self.chunks >= self.max_pieces:
+                self.overflowed = True
+            elif text:
                 self.on_token([text])
                 self.chunks += 1
             if choice.get("finish_reason"):
                 self.finish = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
         return False
 
-    def result(self) -> GenerationResult:
-        # The upstream's own usage counts tokens exactly; without it, each chunk is one token.
-        complete = self.usage is not None and self.finish != FinishReason.CANCELLED
+    def result(self, *, max_tokens: int, prompt: _PromptSize) -> GenerationResult:
+        """The usage to charge: the upstream's figures where they are possible.
+
+        Completion tokens lie between the pieces streamed (each is at least one token) and
+        `max_tokens`; prompt tokens between 0 and the prompt's bytes plus the template's
+        markers. A missing or impossible figure (negative, not an integer) is replaced by what
+        was seen: each piece one token, each prompt byte one token. A cancelled stream is
+        charged the pieces it delivered.
+        """
+        reported = self.usage if self.finish != FinishReason.CANCELLED else None
+        completion = _reported_count(reported, "completion_tokens")
+        completion = self.chunks if completion is None else max(completion, self.chunks)
+        prompt_tokens = _reported_count(self.usage, "prompt_tokens")
+        if prompt_tokens is None:
+            prompt_tokens = prompt.content_bytes
         return GenerationResult(
-            prompt_tokens=int(self.usage["prompt_tokens"]) if self.usage else 0,
-            completion_tokens=int(self.usage["completion_tokens"])
-            if complete and self.usage
-            else self.chunks,
+            prompt_tokens=min(prompt_tokens, prompt.most_tokens),
+            completion_tokens=min(completion, max_tokens),
             finish_reason=self.finish or FinishReason.STOP,
         )

@@ -30,6 +30,8 @@ from inference.services.registry import (
     model_version_register,
     model_version_register_from_hub,
     model_version_register_remote,
+    model_version_update,
+    model_version_upstream_errors,
 )
 
 __all__ = [
@@ -57,4 +59,6 @@ __all__ = [
     "model_version_retire",
     "model_version_rollback",
     "model_version_stage",
+    "model_version_update",
+    "model_version_upstream_errors",
 ]

@@ -1,6 +1,7 @@
 """The model registry: models, versions and their lifecycle."""
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from django.conf import settings
@@ -9,10 +10,30 @@ from django.db import transaction
 
 from accounts.models import User
 from audit.services import audit_event_record
+from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from inference.hub import HubUnavailable, hub_snapshot_fetch
 from inference.manifest import Progress, manifest_compute
 from inference.models import Model, ModelVersion
 from inference.services._actors import actor_kwargs
+from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_check
+
+# What registration fixes: changing any of these is a new version, with its own review.
+MODEL_VERSION_REGISTRATION_FIELDS = (
+    "model",
+    "label",
+    "backend",
+    "source",
+    "hub_repo",
+    "hub_revision",
+    "remote_base_url",
+    "remote_model",
+    "credential_ref",
+    "allow_pickle_weights",
+    "manifest",
+    "created_by",
+)
+# What may change on an existing version (status moves through the lifecycle services).
+MODEL_VERSION_UPDATABLE_FIELDS = ("dtype", "context_length")
 
 
 @transaction.atomic
@@ -36,8 +57,35 @@ def model_register(
     return model
 
 
+def model_version_upstream_errors(*, base_url: str, credential_ref: str) -> dict[str, str]:
+    """What is wrong with a remote upstream's address and credential name, by field (empty: nothing).
+
+    The address must pass the outbound guard (gatehouse.outbound); the credential must be the
+    name of a GATEHOUSE_UPSTREAM_* environment variable (inference.upstream_credentials).
+    """
+    errors: dict[str, str] = {}
+    if base_url:
+        try:
+            outbound_url_check(url=base_url)
+        except OutboundUrlRefused as refused:
+            errors["remote_base_url"] = str(refused)
+    if credential_ref:
+        try:
+            upstream_credential_check(name=credential_ref)
+        except UpstreamCredentialRefused as refused:
+            errors["credential_ref"] = str(refused)
+    return errors
+
+
 def _version_save(version: ModelVersion, *, actor: User | None, after: dict[str, object]) -> ModelVersion:
     """Validate, save and audit a newly registered version (a draft)."""
+    errors = model_version_upstream_errors(
+        base_url=version.remote_base_url, credential_ref=version.credential_ref
+    )
+    if version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE and not version.remote_base_url:
+        errors["remote_base_url"] = "A remote version needs the base URL of its upstream."
+    if errors:
+        raise ValidationError(errors)
     version.full_clean()
     version.save()
     audit_event_record(
@@ -171,6 +219,50 @@ def model_version_register_remote(
         actor=actor,
         after={"label": label, "backend": "openai_compatible", "base_url": base_url, "model": remote_model},
     )
+
+
+@transaction.atomic
+def model_version_update(
+    *, version: ModelVersion, changes: Mapping[str, object], actor: User | None
+) -> ModelVersion:
+    """Change what may change on an existing version (its dtype, context length); audited.
+
+    What registration fixed (where the model comes from, its upstream and credential, the
+    pickle opt-in, the manifest) is refused: a change there is a new version, reviewed anew.
+    """
+    fixed = sorted(set(changes) & set(MODEL_VERSION_REGISTRATION_FIELDS))
+    if fixed:
+        raise ValidationError(
+            f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} fixed when a version is "
+            "registered; register a new version to change it."
+        )
+    unknown = sorted(set(changes) - set(MODEL_VERSION_UPDATABLE_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"{', '.join(unknown)} cannot be changed here: only "
+            f"{' and '.join(MODEL_VERSION_UPDATABLE_FIELDS)} can (status moves by stage, promote, retire)."
+        )
+    locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    before = {name: getattr(locked, name) for name in changes}
+    changed = {name: value for name, value in changes.items() if before[name] != value}
+    if not changed:
+        return locked
+    for name, value in changed.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    locked.save(update_fields=list(changed))
+    audit_event_record(
+        action="model.version.changed",
+        target=locked,
+        metadata={
+            "model": locked.model.name,
+            "version": locked.label,
+            "before": {name: before[name] for name in changed},
+            "after": changed,
+        },
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return locked
 
 
 def model_source_relative(*, directory: Path) -> str:

@@ -4,6 +4,7 @@ Both are served by the console site (`admin_site.ConsoleAdminSite.get_urls`), so
 behind the same login, staff check and second factor as the rest of the console.
 """
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -15,9 +16,15 @@ from gatehouse.console import selectors
 from inference.selectors import model_list_usable
 
 DASHBOARD_DAYS = (7, 14, 30, 90)
+# The dashboard shows every person's and team's usage: staff status alone does not open it.
+DASHBOARD_PERMISSION = "accounts.view_usage_dashboard"
 
 
 def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpResponse:
+    if not request.user.has_perm(DASHBOARD_PERMISSION):
+        raise PermissionDenied(
+            f"The dashboard shows everyone's usage; it needs the {DASHBOARD_PERMISSION} permission."
+        )
     days = int(request.GET.get("days", "14")) if request.GET.get("days", "14").isdigit() else 14
     days = days if days in DASHBOARD_DAYS else 14
     now = timezone.now()

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey, User
 from accounts.services import api_key_create, api_key_revoke
 from audit.models import AuditEvent
+from audit.subjects import audit_pseudonym
 from tests.accounts.helpers import bearer_client, login
 
 KEYS = "/api/keys/"
@@ -208,3 +209,12 @@ def test_sessions_signed_under_an_old_secret_key_survive_its_rotation(bob: User,
     assert active.get(KEYS).status_code == 200
     # One left idle through the whole rotation is signed out once the old key goes.
     assert idle.get(KEYS).status_code in (401, 403)
+
+
+def test_key_rows_on_the_trail_are_about_the_keys_owner(alice: User, bob: User) -> None:
+    # The owner's pseudonym on the row lets their erasure blank the key's name and prefix.
+    key, _ = _create(bob, name="bob's laptop")
+    api_key_revoke(api_key=key, actor=alice)
+    rows = AuditEvent.objects.filter(action__in=["apikey.created", "apikey.revoked"], target_id=str(key.pk))
+    assert sorted(rows.values_list("action", flat=True)) == ["apikey.created", "apikey.revoked"]
+    assert {str(row.target_pseudonym) for row in rows} == {audit_pseudonym(user=bob)}

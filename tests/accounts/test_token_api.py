@@ -50,7 +50,7 @@ def test_login_is_audited_with_the_request_id(api_client: APIClient, bob: User) 
 def test_wrong_password_is_401_and_audited(api_client: APIClient, bob: User) -> None:
     response = api_client.post(URL, {"username": "bob", "password": "not-his-password"}, format="json")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid username or password."}
+    assert response.json() == {"detail": "Invalid username, password or one-time code."}
     assert response["WWW-Authenticate"].startswith("Bearer")
     event = AuditEvent.objects.get(action="auth.login.failed")
     # Logged against the account it claimed, unauthenticated: its erasable pseudonym covers the row.

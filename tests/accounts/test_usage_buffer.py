@@ -59,3 +59,42 @@ def test_with_redis_unreachable_a_record_goes_straight_to_the_database(
         patched.setattr(usage, "_redis", lambda: dead)
         _enqueue(bob, 2)
     assert list(UsageRecord.objects.order_by("id").values_list("request_id", flat=True)) == ["r0", "r1"]
+
+
+def test_a_row_that_can_never_be_written_is_dropped_and_the_others_are_written(
+    bob: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    _enqueue(bob, 2)
+    usage_record_enqueue(
+        user_id=bob.pk,
+        api_key_id=None,
+        model_version_id=None,
+        channel="api",
+        prompt_tokens=-5,
+        completion_tokens=1,
+        latency_ms=1.0,
+        time_to_first_token_ms=None,
+        outcome="completed",
+        request_id="unwritable",
+    )
+    usage_record_enqueue(
+        user_id=bob.pk,
+        api_key_id=None,
+        model_version_id=None,
+        channel="api",
+        prompt_tokens=1,
+        completion_tokens=1,
+        latency_ms=1.0,
+        time_to_first_token_ms=None,
+        outcome="completed",
+        request_id="after",
+    )
+    assert usage_records_flush() == 3
+    assert list(UsageRecord.objects.order_by("id").values_list("request_id", flat=True)) == [
+        "r0",
+        "r1",
+        "after",
+    ]
+    assert "usage record dropped" in caplog.text
+    assert "unwritable" in caplog.text
+    assert usage_records_flush() == 0  # not queued again

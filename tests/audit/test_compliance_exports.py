@@ -16,9 +16,19 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from audit.compliance import compliance_export_run, compliance_exports_expire, compliance_requests_sweep
-from audit.models import AuditEvent, ExportRequest
+from audit.models import AuditEvent, AuditSubject, ExportRequest
 from tests.accounts.helpers import bearer_client, login
-from tests.audit.people import EMAIL, SECRET_PLAN, USERNAME, Person, person_with_everything
+from tests.audit.people import (
+    ADMIN_ADDRESS,
+    ADMIN_AGENT,
+    EMAIL,
+    SECRET_PLAN,
+    USERNAME,
+    Person,
+    console_client,
+    console_user_change,
+    person_with_everything,
+)
 
 URL = "/api/compliance/exports/"
 
@@ -205,3 +215,40 @@ def test_a_file_gone_from_the_volume_is_gone_not_an_error(
     response = client.get(f"{URL}{created['id']}/download/")
     assert response.status_code == 410
     assert "ask for a new export" in response.json()["detail"]
+
+
+def test_a_persons_export_shows_the_staff_who_acted_on_them_by_role_only(
+    alice: User, bob: User, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    # An administrator edits bob in the console and, through the API, asks for his export.
+    console_user_change(console_client(admin=alice), user=bob, first_name="Robert")
+    staff_api = APIClient(REMOTE_ADDR=ADMIN_ADDRESS, HTTP_USER_AGENT=ADMIN_AGENT)
+    staff_api.credentials(HTTP_AUTHORIZATION=f"Bearer {login(alice).access}")
+    _ask(staff_api, django_capture_on_commit_callbacks, subject="bob")
+    staff_rows = AuditEvent.objects.filter(actor=alice, target_pseudonym__isnull=False)
+    assert {"console.changed", "compliance.export.requested"} <= set(
+        staff_rows.values_list("action", flat=True)
+    )
+    assert staff_rows.filter(client_ip=ADMIN_ADDRESS, user_agent=ADMIN_AGENT).exists()
+
+    mine = bearer_client(login(bob).access)
+    created = _ask(mine, django_capture_on_commit_callbacks)
+    section = _download(mine, created["id"], tmp_path).read("audit_events.jsonl").decode()
+    alice_pseudonym = str(AuditSubject.objects.get(user=alice).pseudonym)
+    for detail in ("alice", ADMIN_ADDRESS, ADMIN_AGENT, alice_pseudonym):
+        assert detail not in section
+    records = [json.loads(line) for line in section.splitlines()]
+    by_staff = [
+        record for record in records if record["action"] in ("console.changed", "compliance.export.requested")
+    ]
+    assert len(by_staff) >= 3  # the change, the administrator's request, bob's own request
+    for record in by_staff:
+        if record["actor_display"] == "bob":
+            continue  # bob's own request: his own details stay
+        assert (record["actor_kind"], record["actor_roles"]) == ("user", ["admin"])
+        assert (record["actor_display"], record["client_ip"], record["user_agent"]) == ("", "", "")
+        assert record["actor_pseudonym"] == ""
+        assert "actor_pseudonym" in record["withheld"]
+    own = [record for record in records if record["actor_display"] == "bob"]
+    assert own
+    assert all(record["withheld"] == [] for record in own)

@@ -79,6 +79,12 @@ def test_after_erasure_no_table_holds_the_person_and_the_chain_verifies(
         single_object=True,
     )
     assert _personal_data_left(person, user_pk), "the fixture should hold personal data before erasure"
+    # The console's own rows about them (their page, their key, their grant) name them by pseudonym.
+    pseudonym = str(AuditSubject.objects.get(user=person.user).pseudonym)
+    console_rows = AuditEvent.objects.filter(action__startswith="console.", target_pseudonym=pseudonym)
+    assert {"accounts.user", "accounts.apikey", "inference.personmodelgrant"} <= set(
+        console_rows.values_list("target_type", flat=True)
+    )
 
     erasure = _erase(person.user, olga, django_capture_on_commit_callbacks)
 
@@ -110,6 +116,31 @@ def test_after_erasure_no_table_holds_the_person_and_the_chain_verifies(
     completed = AuditEvent.objects.get(action="compliance.erasure.completed")
     assert str(completed.target_pseudonym) == str(erasure.subject_pseudonym)
     assert completed.actor_display == "olga"
+
+
+def test_console_rows_about_the_person_are_blanked_and_still_verify(
+    alice: User, olga: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    person = person_with_everything(admin=alice)
+    console_rows = list(AuditEvent.objects.filter(action__startswith="console.").values_list("pk", flat=True))
+    named = AuditEvent.objects.filter(pk__in=console_rows, target_display__contains=USERNAME)
+    assert named.exists(), "the console's rows should name the person before erasure"
+
+    erasure = _erase(person.user, olga, django_capture_on_commit_callbacks)
+
+    for event in AuditEvent.objects.filter(pk__in=console_rows):
+        row = " ".join(str(value) for value in event.__dict__.values())
+        left = [detail for detail in person.personal if detail in row]
+        assert left == [], f"{event.action} on {event.target_type} still holds {left}"
+        if event.target_type in ("accounts.user", "accounts.apikey", "inference.personmodelgrant"):
+            assert str(event.target_pseudonym) == str(erasure.subject_pseudonym)
+            assert event.target_display == ""
+    # The administrator's own details on those rows are theirs, and stay.
+    assert set(AuditEvent.objects.filter(pk__in=console_rows).values_list("actor_display", flat=True)) == {
+        "alice"
+    }
+    report = audit_chain_verify()
+    assert report.ok, report.as_dict()
 
 
 def test_members_may_erase_themselves_only(bob: User, carol: User) -> None:

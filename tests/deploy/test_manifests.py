@@ -732,6 +732,9 @@ def test_the_cpu_image_collects_static_files_with_throwaway_keys() -> None:
     keys = dict(re.findall(r"\b(SECRET_KEY|JWT_SIGNING_KEY)=(\S+)", collect))
     assert set(keys) == {"SECRET_KEY", "JWT_SIGNING_KEY"}, "DEBUG=false refuses to load without both"
     assert len(set(keys.values())) == 2, "settings refuse one key for both"
+    from gatehouse.checks import secret_refusals
+
+    assert not secret_refusals({**keys, "API_KEY_PEPPER": keys["SECRET_KEY"]}), "settings refuse these keys"
 
 
 def test_the_cuda_image_is_an_nvidia_runtime_image_with_python_311_and_a_celery_worker() -> None:
@@ -742,3 +745,51 @@ def test_the_cuda_image_is_an_nvidia_runtime_image_with_python_311_and_a_celery_
     command = _cmd(DOCKERFILE_CUDA)
     assert command[:4] == ["celery", "-A", "gatehouse", "worker"]
     assert all(queue.startswith("inference.") for queue in _option(command, "--queues").split(","))
+
+
+# --- /metrics: scraped with the token, never open ----------------------------------------------------
+
+PODMONITOR = K8S / "monitoring" / "podmonitor.yaml"
+
+
+def test_prometheus_scrapes_the_web_pods_with_the_metrics_token(manifests: list[Doc]) -> None:
+    """With DEBUG off /metrics answers only the bearer token (or an allowed network): the
+    PodMonitor sends the token from the Secret, and no annotation invites a token-less scrape."""
+    web = _web(manifests)
+    annotations = web["spec"]["template"]["metadata"].get("annotations", {})
+    assert "prometheus.io/scrape" not in annotations, "annotation scrapes send no token: they get 401"
+    (monitor,) = _documents(PODMONITOR)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= _pod_labels(web).items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    port_names = {port["name"] for port in _main(web)["ports"]}
+    assert endpoint["port"] in port_names
+    assert endpoint["path"] == "/metrics"
+    credentials = endpoint["authorization"]["credentials"]
+    assert endpoint["authorization"].get("type", "Bearer") == "Bearer"
+    secrets = {secret["metadata"]["name"]: secret for secret in _find(manifests, "Secret")}
+    secret = secrets[credentials["name"]]
+    assert credentials["key"] == "GATEHOUSE_METRICS_TOKEN"
+    assert credentials["key"] in secret["stringData"]
+    env_from = {source.get("secretRef", {}).get("name") for source in _main(web)["envFrom"]}
+    assert credentials["name"] in env_from, "the web pods do not read the token the scraper sends"
+
+
+def test_no_deployment_opens_metrics_to_every_address(manifests: list[Doc]) -> None:
+    settings_sets = [_config(manifests)] + [
+        _env(container) for workload in _find(manifests, "Deployment") for container in _containers(workload)
+    ]
+    settings_sets += [
+        dict(service.get("environment", {})) for service in _gatehouse_services(_compose()).values()
+    ]
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert example.get("DEBUG") == "false"
+    for values in [*settings_sets, example]:
+        networks = str(values.get("GATEHOUSE_METRICS_ALLOWED_NETWORKS", ""))
+        assert "0.0.0.0/0" not in networks, networks
+        assert "::/0" not in networks, networks

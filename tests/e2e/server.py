@@ -153,6 +153,10 @@ def serve(
             # One metrics directory for the server and its worker, as on one host (SPEC §8's
             # figures and /metrics's test read what both processes counted).
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+            # With DEBUG off /metrics answers only a scraper with this token.
+            "GATEHOUSE_METRICS_TOKEN": uuid.uuid4().hex,
+            # Served with DEBUG off; the tests' fake upstreams listen on loopback.
+            "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
         }
     )
     (workdir / "metrics").mkdir(parents=True, exist_ok=True)

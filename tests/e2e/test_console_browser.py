@@ -162,7 +162,7 @@ def test_an_enrolled_admin_needs_the_code_and_cancels_a_chat(page: Page, gatehou
     page.fill("#id_username", "tess")
     page.fill("#id_password", password)
     page.click("input[type=submit]")
-    expect(page.locator(".errornote, .errorlist").first).to_contain_text("OTP token")
+    expect(page.locator(".errornote, .errorlist").first).to_contain_text("one-time code")
     _shot(page, "5-second-factor-asked")
     page.fill("#id_username", "tess")
     page.fill("#id_password", password)

@@ -15,7 +15,8 @@ from tests.prometheus_text import Samples, metric_samples
 
 
 def _scrape(gatehouse: ServedGatehouse) -> Samples:
-    response = httpx.get(f"{gatehouse.base_url}/metrics")
+    token = gatehouse.env["GATEHOUSE_METRICS_TOKEN"]
+    response = httpx.get(f"{gatehouse.base_url}/metrics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return metric_samples(response.text)

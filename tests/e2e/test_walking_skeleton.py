@@ -61,7 +61,7 @@ def test_wrong_password_is_401(gatehouse: ServedGatehouse) -> None:
         f"{gatehouse.base_url}/api/auth/token/", {"username": gatehouse.admin_username, "password": "wrong"}
     )
     assert status == 401
-    assert body == {"detail": "Invalid username or password."}
+    assert body == {"detail": "Invalid username, password or one-time code."}
 
 
 async def _chat(gatehouse: ServedGatehouse, token: str) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import pytest
 from channels.db import database_sync_to_async
 
-from accounts.models import User
+from accounts.models import UsageRecord, User
+from accounts.services.usage import usage_records_flush
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from inference.services import model_register, model_version_promote, model_version_register_remote
@@ -60,3 +61,20 @@ async def test_a_down_upstream_answers_unavailable_and_is_audited(
     assert frames[-1]["code"] == "unavailable"
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert "did not answer" in event.metadata["reason"]
+
+
+async def test_negative_usage_from_the_upstream_credits_nothing(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    upstream.usage = {"prompt_tokens": -100000, "completion_tokens": -100000, "total_tokens": -200000}
+    await database_sync_to_async(_remote_model)(alice, upstream)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("r", model="remote-model"))
+    *_, done = await frames_until_end(communicator, "r")
+    await communicator.disconnect()
+    assert done["usage"]["completion_tokens"] == len(upstream.words)
+    assert done["usage"]["prompt_tokens"] > 0
+    assert await database_sync_to_async(usage_records_flush)() == 1
+    record = await database_sync_to_async(UsageRecord.objects.get)()
+    assert record.completion_tokens == len(upstream.words)

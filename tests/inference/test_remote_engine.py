@@ -34,7 +34,7 @@ def _run(engine: OpenAICompatibleEngine, **params: object) -> tuple[list[str], o
     pieces: list[str] = []
     result = engine.generate_stream(
         messages=HELLO,
-        params=GenerationParams(max_tokens=16, **params),  # type: ignore[arg-type]
+        params=GenerationParams(**{"max_tokens": 16, **params}),  # type: ignore[arg-type]
         on_token=pieces.extend,
         should_stop=lambda: False,
     )
@@ -131,3 +131,51 @@ def test_cancel_stops_reading(upstream: FakeUpstream) -> None:
     )
     assert result.finish_reason is FinishReason.CANCELLED
     assert result.completion_tokens == len(pieces) == 2
+
+
+def test_negative_usage_from_the_upstream_is_not_believed(upstream: FakeUpstream) -> None:
+    upstream.usage = {"prompt_tokens": -1000, "completion_tokens": -500, "total_tokens": -1500}
+    _, result = _run(_engine(upstream))
+    assert result.prompt_tokens == len(b"hello")  # type: ignore[attr-defined]
+    assert result.completion_tokens == len(upstream.words)  # type: ignore[attr-defined]
+
+
+def test_usage_past_max_tokens_is_clamped_to_it(upstream: FakeUpstream) -> None:
+    upstream.usage = {"prompt_tokens": 3, "completion_tokens": 10**12}
+    _, result = _run(_engine(upstream))
+    assert result.completion_tokens == 16  # type: ignore[attr-defined] - the request's max_tokens
+    assert result.prompt_tokens == 3  # type: ignore[attr-defined]
+
+
+def test_usage_that_is_not_a_count_falls_back_to_what_was_streamed(upstream: FakeUpstream) -> None:
+    upstream.usage = {"prompt_tokens": "many", "completion_tokens": 2.5}
+    _, result = _run(_engine(upstream))
+    assert result.completion_tokens == len(upstream.words)  # type: ignore[attr-defined]
+    assert result.prompt_tokens == len(b"hello")  # type: ignore[attr-defined]
+
+
+def test_missing_usage_is_counted_from_the_stream_and_the_prompt(upstream: FakeUpstream) -> None:
+    upstream.usage = None
+    _, result = _run(_engine(upstream))
+    assert result.completion_tokens == len(upstream.words)  # type: ignore[attr-defined]
+    assert result.prompt_tokens == len(b"hello")  # type: ignore[attr-defined]
+
+
+def test_fewer_completion_tokens_than_streamed_pieces_is_impossible(upstream: FakeUpstream) -> None:
+    upstream.usage = {"prompt_tokens": 11, "completion_tokens": 1}
+    _, result = _run(_engine(upstream))
+    assert result.completion_tokens == len(upstream.words)  # type: ignore[attr-defined]
+
+
+def test_an_upstream_ignoring_max_tokens_is_cut_at_it(upstream: FakeUpstream) -> None:
+    pieces, result = _run(_engine(upstream), max_tokens=3)
+    assert pieces == upstream.words[:3]
+    assert result.completion_tokens == 3  # type: ignore[attr-defined]
+    assert result.finish_reason is FinishReason.LENGTH  # type: ignore[attr-defined]
+
+
+def test_an_answer_of_exactly_max_tokens_keeps_the_upstreams_usage(upstream: FakeUpstream) -> None:
+    pieces, result = _run(_engine(upstream), max_tokens=len(upstream.words))
+    assert pieces == upstream.words
+    assert result.prompt_tokens == 11  # type: ignore[attr-defined]
+    assert result.completion_tokens == len(upstream.words)  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""`manage.py model_version_register`: register a local directory, or a hub repository, as a new version."""
+"""`manage.py model_version_register`: register a local directory, a hub repository, or a remote
+OpenAI-compatible upstream, as a new version."""
 
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from inference.services import (
     model_source_relative,
     model_version_register,
     model_version_register_from_hub,
+    model_version_register_remote,
 )
 
 
@@ -22,7 +24,8 @@ class Command(BaseCommand):
     help = (
         "Register a local Hugging Face model directory (or, where a hub is reachable, a hub "
         "repository, fetched once into the model root) as a draft version of MODEL (created if "
-        "new), recording the SHA-256 of every file. Stage and promote it in the console."
+        "new), recording the SHA-256 of every file; or, with --remote-base-url, a model served by "
+        "an OpenAI-compatible upstream. Stage and promote it in the console."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,15 +44,53 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-pickle-weights", action="store_true", help="accept .bin/.pt weights (unsafe)"
         )
+        parser.add_argument(
+            "--remote-base-url",
+            help="instead of files: an OpenAI-compatible upstream, e.g. https://vllm:8000/v1",
+        )
+        parser.add_argument(
+            "--remote-model", help="with --remote-base-url: the model name the upstream knows"
+        )
+        parser.add_argument(
+            "--credential",
+            default="",
+            help="with --remote-base-url: the NAME of the GATEHOUSE_UPSTREAM_* environment variable "
+            "holding the upstream's API key (never the key)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if (options["directory"] is None) == (options["hub_id"] is None):
-            raise CommandError("Give either a model directory or --hub-id, not both and not neither.")
+        sources = [options["directory"], options["hub_id"], options["remote_base_url"]]
+        if sum(source is not None for source in sources) != 1:
+            raise CommandError(
+                "Give either a model directory or --hub-id (or --remote-base-url for a remote model): "
+                "one of them, not several and not none."
+            )
         try:
+            if options["remote_base_url"]:
+                version = self._remote(options)
+                self.stdout.write(f"Registered {version} as a draft (remote: {version.remote_base_url}).")
+                return
             version = self._from_hub(options) if options["hub_id"] else self._from_directory(options)
         except ValidationError as invalid:
             raise CommandError("; ".join(invalid.messages)) from None
         self.stdout.write(f"Registered {version} as a draft ({len(version.manifest)} files).")
+
+    def _remote(self, options: dict[str, Any]) -> ModelVersion:
+        if not options["remote_model"]:
+            raise CommandError("--remote-base-url needs --remote-model, the model name the upstream knows.")
+        with transaction.atomic():
+            model = Model.objects.filter(name=options["model"]).first() or model_register(
+                name=options["model"], open_to_all=options["open_to_all"], actor=None
+            )
+            return model_version_register_remote(
+                model=model,
+                label=options["label"],
+                base_url=options["remote_base_url"],
+                remote_model=options["remote_model"],
+                credential_ref=options["credential"],
+                context_length=options["context_length"],
+                actor=None,
+            )
 
     def _common(self, options: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return {

@@ -3,7 +3,8 @@
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import admin_ensure, role_groups_ensure
 from inference.services import demo_model_ensure
@@ -24,7 +25,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         role_groups_ensure()
         username = os.environ.get("GATEHOUSE_ADMIN_USERNAME") or "admin"
-        admin = admin_ensure(username=username, password=os.environ.get("GATEHOUSE_ADMIN_PASSWORD") or None)
+        try:
+            admin = admin_ensure(
+                username=username, password=os.environ.get("GATEHOUSE_ADMIN_PASSWORD") or None
+            )
+        except ValidationError as weak:
+            raise CommandError(" ".join(weak.messages)) from weak
         if admin.generated_password:
             self.stdout.write(
                 self.style.WARNING(

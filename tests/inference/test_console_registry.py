@@ -1,0 +1,171 @@
+"""Versions registered in the console: the same rules as the services, and nothing that
+registration fixed can be edited afterwards."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from audit.models import AuditEvent
+from inference.models import Model, ModelVersion
+from inference.services import model_register, model_version_register_remote
+from tests.inference.test_console_lifecycle import _console, _model_manager
+
+PUBLIC_UPSTREAM = "https://93.184.216.34/v1"
+ADD_URL = "/admin/inference/modelversion/add/"
+
+
+@pytest.fixture
+def remote_model(alice: User) -> Model:
+    return model_register(name="remote-model", open_to_all=True, actor=alice)
+
+
+@pytest.fixture
+def upstream_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("GATEHOUSE_UPSTREAM_VLLM", "sk-upstream-value")
+    monkeypatch.setenv("JWT_SIGNING_KEY", "the-signing-key")
+    return "GATEHOUSE_UPSTREAM_VLLM"
+
+
+def _remote_form(model: Model, **overrides: Any) -> dict[str, Any]:
+    form = {
+        "model": model.pk,
+        "label": "r1",
+        "backend": ModelVersion.Backend.OPENAI_COMPATIBLE,
+        "source": "",
+        "remote_base_url": PUBLIC_UPSTREAM,
+        "remote_model": "upstream-model",
+        "credential_ref": "GATEHOUSE_UPSTREAM_VLLM",
+        "dtype": "auto",
+        "context_length": 8192,
+    }
+    form.update(overrides)
+    return form
+
+
+@pytest.mark.usefixtures("upstream_key")
+def test_the_add_page_offers_upstream_credential_names_never_values(remote_model: Model) -> None:
+    page = _console(_model_manager()).get(ADD_URL).content.decode()
+    assert '<select name="credential_ref"' in page
+    assert 'value="GATEHOUSE_UPSTREAM_VLLM"' in page
+    assert "sk-upstream-value" not in page
+    assert "JWT_SIGNING_KEY" not in page
+
+
+@pytest.mark.usefixtures("upstream_key")
+def test_the_add_page_refuses_a_credential_outside_the_upstream_prefix(remote_model: Model) -> None:
+    response = _console(_model_manager()).post(
+        ADD_URL, _remote_form(remote_model, credential_ref="JWT_SIGNING_KEY")
+    )
+    assert response.status_code == 200
+    assert "credential_ref" in response.context["adminform"].form.errors
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.usefixtures("upstream_key")
+def test_the_add_page_refuses_a_metadata_address(remote_model: Model) -> None:
+    response = _console(_model_manager()).post(
+        ADD_URL, _remote_form(remote_model, remote_base_url="http://169.254.169.254/latest/meta-data/")
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "link-local or cloud metadata" in str(errors["remote_base_url"])
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.usefixtures("upstream_key")
+def test_a_console_registration_records_its_author_for_separation_of_duties(
+    remote_model: Model, settings: Any
+) -> None:
+    settings.GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = True
+    mia = _model_manager()
+    console = _console(mia)
+    assert console.post(ADD_URL, _remote_form(remote_model)).status_code == 302
+    version = ModelVersion.objects.get(model=remote_model)
+    assert version.created_by == mia
+    assert version.credential_ref == "GATEHOUSE_UPSTREAM_VLLM"
+    assert AuditEvent.objects.filter(action="model.version.registered", actor=mia).exists()
+    response = console.post(
+        "/admin/inference/modelversion/",
+        {"action": "promote", "_selected_action": [version.pk]},
+        follow=True,
+    )
+    shown = " ".join(str(message) for message in response.context["messages"])
+    assert "Separation of duties" in shown
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.DRAFT
+
+
+@pytest.mark.usefixtures("upstream_key")
+def test_the_change_page_cannot_change_what_registration_fixed(remote_model: Model, alice: User) -> None:
+    version = model_version_register_remote(
+        model=remote_model,
+        label="r1",
+        base_url=PUBLIC_UPSTREAM,
+        remote_model="upstream-model",
+        credential_ref="GATEHOUSE_UPSTREAM_VLLM",
+        actor=alice,
+    )
+    console: Client = _console(_model_manager())
+    url = f"/admin/inference/modelversion/{version.pk}/change/"
+    page = console.get(url).content.decode()
+    for fixed in (
+        "backend",
+        "source",
+        "remote_base_url",
+        "remote_model",
+        "credential_ref",
+        "allow_pickle_weights",
+    ):
+        assert f'name="{fixed}"' not in page
+    response = console.post(
+        url,
+        _remote_form(
+            remote_model,
+            remote_base_url="https://attacker.example.com/v1",
+            credential_ref="JWT_SIGNING_KEY",
+            allow_pickle_weights="on",
+            context_length=4096,
+        ),
+    )
+    assert response.status_code == 302
+    version.refresh_from_db()
+    assert version.remote_base_url == PUBLIC_UPSTREAM
+    assert version.credential_ref == "GATEHOUSE_UPSTREAM_VLLM"
+    assert version.allow_pickle_weights is False
+    assert version.context_length == 4096
+
+
+def test_a_local_directory_registered_in_the_console_gets_its_manifest(
+    remote_model: Model, tmp_path: Any
+) -> None:
+    from inference.demo_model import demo_model_build
+    from inference.manifest import manifest_compute
+
+    demo_model_build(directory=tmp_path / "local")
+    mia = _model_manager()
+    form = _remote_form(
+        remote_model,
+        backend=ModelVersion.Backend.TRANSFORMERS,
+        source=str(tmp_path / "local"),
+        remote_base_url="",
+        remote_model="",
+        credential_ref="",
+    )
+    assert _console(mia).post(ADD_URL, form).status_code == 302
+    version = ModelVersion.objects.get(model=remote_model)
+    assert version.created_by == mia
+    assert version.manifest == manifest_compute(directory=tmp_path / "local")
+
+
+def test_a_local_version_may_not_name_an_upstream_or_a_missing_directory(
+    remote_model: Model, tmp_path: Any
+) -> None:
+    form = _remote_form(remote_model, backend=ModelVersion.Backend.TRANSFORMERS, source=str(tmp_path))
+    response = _console(_model_manager()).post(ADD_URL, form)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "config.json" in str(errors["source"])
+    assert "Only a remote version" in str(errors["remote_base_url"])
+    assert not ModelVersion.objects.exists()
