@@ -8,6 +8,13 @@ An export is a zip of three files:
 - `manifest.sig`: an Ed25519 signature of `manifest.json`, base64 (the detached signature).
 `python -m audit.offline_verify export.zip --public-key key.pem` checks all of it without
 Django or a database.
+
+A CSV is opened in spreadsheets, and its cells hold what anyone typed (a username at a failed
+login, a user agent, a key's name). Every cell that starts with `=`, `+`, `-`, `@`, a tab or
+a carriage return, or with a single quote, is written with a single quote `'` in front (OWASP's
+advice against CSV injection), and every cell is quoted. The quote before a quote makes the
+rule reversible: the verifier strips one leading quote from any cell that has one (see
+`audit.offline_verify`), and the manifest says the file was written so (`csv_cells`).
 """
 
 import csv
@@ -25,6 +32,7 @@ from django.utils import timezone
 from audit import chain
 from audit.checkpoints import key_id, public_key_raw, sign, signing_key
 from audit.models import AuditEvent
+from audit.offline_verify import CSV_CELLS_ESCAPED, CSV_ESCAPE_MARK, CSV_FORMULA_STARTS
 from audit.services import chained_values, personal_values
 
 FORMATS = ("jsonl", "csv")
@@ -53,15 +61,24 @@ def event_export_record(event: AuditEvent) -> dict[str, Any]:
     return dict(zip(COLUMNS, [*chained_values(event), event.hash, *personal], strict=True))
 
 
+def csv_cell_escape(value: str) -> str:
+    """`value` as a CSV cell no spreadsheet runs as a formula; `offline_verify` undoes it."""
+    return CSV_ESCAPE_MARK + value if value.startswith((*CSV_FORMULA_STARTS, CSV_ESCAPE_MARK)) else value
+
+
+def _csv_cells(record: dict[str, Any]) -> dict[str, str]:
+    return {name: csv_cell_escape("" if value is None else str(value)) for name, value in record.items()}
+
+
 def _events_file(records: Iterator[dict[str, Any]], export_format: str) -> tuple[bytes, int, str]:
     buffer = io.StringIO()
     count, last_hash = 0, ""
     if export_format == "csv":
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
     for record in records:
         if export_format == "csv":
-            writer.writerow(record)
+            writer.writerow(_csv_cells(record))
         else:
             buffer.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         count, last_hash = count + 1, str(record["hash"])
@@ -101,6 +118,7 @@ def audit_export_build(*, sequence_from: int, sequence_to: int, export_format: s
             "previous_hash": previous,
             "last_hash": last_hash,
             "chained_fields": list(chain.CHAINED_FIELDS),
+            **({"csv_cells": CSV_CELLS_ESCAPED} if export_format == "csv" else {}),
             "created_at": timezone.now().isoformat(),
             "key_id": key_id(key),
             "public_key": public_key_raw(key).hex(),

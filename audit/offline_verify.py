@@ -6,6 +6,14 @@
 It checks that the manifest is signed by the given key, that the events file is the one the
 manifest names, and that every event's hash follows from its fields and its predecessor's,
 from the manifest's previous hash to its last. Exit status 0 means all of it holds.
+
+CSV cells are escaped against formula injection (OWASP, "CSV Injection"): a spreadsheet runs
+a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula, so the
+exporter writes every such cell with a single quote `'` in front, and every cell that already
+starts with a quote with one more, so that the rule can be undone exactly: a cell that starts
+with `'` had one quote added, which this verifier removes before hashing; no other cell was
+changed. A cell that starts with a formula character was not written by the exporter. Exports
+whose manifest names no `csv_cells` escaping predate the rule and are read as they stand.
 """
 
 import argparse
@@ -34,6 +42,18 @@ class ExportInvalid(Exception):
     pass
 
 
+# What a spreadsheet reads as the start of a formula, and the mark that makes a cell text.
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_ESCAPE_MARK = "'"
+# The manifest's name for the rule above (`csv_cells`); absent from older exports.
+CSV_CELLS_ESCAPED = "formula-escaped"
+
+
+def csv_cell_unescape(cell: str) -> str:
+    """The value the exporter escaped into `cell`: one leading quote removed, if there is one."""
+    return cell[1:] if cell.startswith(CSV_ESCAPE_MARK) else cell
+
+
 def _public_key(text: bytes) -> Ed25519PublicKey:
     if text.strip().startswith(b"-----BEGIN"):
         key = serialization.load_pem_public_key(text)
@@ -44,10 +64,29 @@ def _public_key(text: bytes) -> Ed25519PublicKey:
     return key
 
 
-def _rows(body: bytes, export_format: str) -> Iterator[dict[str, Any]]:
-    if export_format == "csv":
+def _csv_row(row: dict[str, Any], escaped: bool) -> dict[str, Any]:
+    if escaped:
+        for name, cell in row.items():
+            if isinstance(cell, str) and cell.startswith(CSV_FORMULA_STARTS):
+                raise ExportInvalid(
+                    f"event {row.get('sequence')}'s {name} starts with a formula character: "
+                    "it is not escaped as the exporter writes cells"
+                )
+        row = {name: csv_cell_unescape(cell) if isinstance(cell, str) else cell for name, cell in row.items()}
+    try:
+        sequence = int(row["sequence"])
+    except (KeyError, ValueError) as error:
+        raise ExportInvalid(f"a row's sequence is not a number: {row.get('sequence')!r}") from error
+    return {**row, "sequence": sequence}
+
+
+def _rows(body: bytes, manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if manifest["format"] == "csv":
+        if manifest.get("csv_cells", CSV_CELLS_ESCAPED) != CSV_CELLS_ESCAPED:
+            raise ExportInvalid(f"this export writes CSV cells as {manifest['csv_cells']!r}, unknown here")
+        escaped = "csv_cells" in manifest
         for row in csv.DictReader(io.StringIO(body.decode())):
-            yield {**row, "sequence": int(row["sequence"])}
+            yield _csv_row(row, escaped)
     else:
         for line in body.decode().splitlines():
             yield json.loads(line)
@@ -70,7 +109,7 @@ def export_verify(archive_path: Path, public_key: Ed25519PublicKey) -> dict[str,
     if list(fields) != list(chain.CHAINED_FIELDS):
         raise ExportInvalid("this export chains other fields than this verifier knows")
     previous, expected = manifest["previous_hash"], manifest["sequence_from"]
-    for row in _rows(body, manifest["format"]):
+    for row in _rows(body, manifest):
         if row["sequence"] != expected:
             raise ExportInvalid(f"event {expected} is missing (found {row['sequence']})")
         if chain.link_hash(previous, chain.event_canonical([row[name] for name in fields])) != row["hash"]:

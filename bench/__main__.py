@@ -72,13 +72,17 @@ def main() -> int:
     max_tokens, rounds, streams = (16, 1, 6) if args.quick else (256, 5, 50)
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
-    # One user drives every stream, 50 at once: lift the per-user bound for the run.
+    # One user drives every stream, 50 at once, a connection each: lift the per-user bounds.
     served, stop = serve(
         workdir,
         production=production,
         worker_concurrency=16,
         worker_queues=f"inference.demo-tiny,inference.{MOCK_MODEL},celery",
-        extra_env={"GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64", **DEPLOYED},
+        extra_env={
+            "GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64",
+            "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",
+            **DEPLOYED,
+        },
     )
     try:
         profiles = args.out / "profiles" if args.profile else None

@@ -8,7 +8,6 @@ arriving for the trail to be complete.
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -25,9 +24,17 @@ from accounts.principal import CredentialRejected, Principal, principal_recheck
 from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_context_bound, request_id_new
+from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
 from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
 from inference.chat_slots import chat_slot_acquire, chat_slot_release
+from inference.connection_slots import (
+    RENEW_EVERY_SECONDS,
+    ConnectionSlot,
+    connection_slot_acquire,
+    connection_slot_release,
+    connection_slot_renew,
+)
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.engines.base import ChatMessage
 from inference.generation import GenerationJob
@@ -50,6 +57,7 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_POLICY_VIOLATION = 1008  # a message flood
 CLOSE_IDLE = 4408  # no frame and nothing running for GATEHOUSE_WS_IDLE_TIMEOUT seconds
 CLOSE_INTERNAL_ERROR = 1011  # the channel layer (Redis) failed under the connection
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # the user already holds GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER
 WATCHDOG_INTERVAL_SECONDS = 0.5
 
 
@@ -84,6 +92,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         user = self.scope["user"]
         self.principal: Principal = self.scope.get("principal") or Principal(user=user, method="session")
         self.user = user
+        # Open connections per user are bounded across every process (a lease each, in the cache).
+        per_user = settings.GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER
+        self.connection_slot: ConnectionSlot | None = await database_sync_to_async(connection_slot_acquire)(
+            user_id=user.pk, limit=per_user
+        )
+        if self.connection_slot is None:
+            # Accepted only to say why: a refusal before accepting reaches the client as a bare 403.
+            message = f"You already have {per_user} chat connections open; close one first."
+            await self.accept()
+            await self._send_error(None, "rate_limited", message)
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=message)
+            return
+        self.slot_renewed_at = time.monotonic()
         self.running: dict[str, _RunningChat] = {}
         self.budget = MessageBudget(
             per_window=settings.GATEHOUSE_WS_MESSAGES_PER_WINDOW,
@@ -114,10 +135,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         for client_id, chat in list(getattr(self, "running", {}).items()):
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
             await self._forget(client_id)
+        await self._connection_slot_give_back()
 
     # --- client frames -------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "budget"):
+            return  # refused at the handshake and closing: nothing is read
         # Logs written while handling a frame carry the connection's request id.
         with request_context_bound(self.request_context):
             await self._receive(text_data)
@@ -138,9 +162,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_MESSAGE_TOO_BIG)
             return
         try:
-            frame = frame_parse(json.loads(text_data))
-        except json.JSONDecodeError:
-            await self._send_error(None, "invalid", "The frame is not valid JSON.")
+            frame = frame_parse(json_document_parse(text=text_data))
+        except JsonUnreadable as unreadable:
+            why = f": {unreadable}" if isinstance(unreadable, JsonBeyondLimits) else ""
+            await self._send_error(None, "invalid", f"The frame is not valid JSON{why}.")
             return
         except ProtocolError as error:
             await self._send_error(error.client_id, error.code, error.message)
@@ -167,7 +192,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 api_key=self.principal.api_key,
                 channel="websocket",
                 model_name=frame.model,
-                code=rejected.code,
+                code=rejected.detail_code,
                 reason=rejected.message,
             )
             await self._send_error(frame.id, rejected.code, rejected.message)
@@ -333,6 +358,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if not self.running and now - self.last_frame_at > settings.GATEHOUSE_WS_IDLE_TIMEOUT:
                 await self.close(code=CLOSE_IDLE)
                 return
+            if now - self.slot_renewed_at > RENEW_EVERY_SECONDS and self.connection_slot is not None:
+                self.slot_renewed_at = now
+                with contextlib.suppress(RedisError):  # the next renewal tries again
+                    await database_sync_to_async(connection_slot_renew)(slot=self.connection_slot)
             for client_id, chat in list(self.running.items()):
                 allowed = (
                     settings.GATEHOUSE_GENERATION_STALL_TIMEOUT
@@ -371,6 +400,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._client_send(
                 error_frame(code="unavailable", message=BROKER_LOST_MESSAGE, client_id=client_id)
             )
+        await self._connection_slot_give_back()
         await self._client_send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}, raw=True)
 
     async def _client_send(self, message: dict[str, Any], *, raw: bool = False) -> None:
@@ -395,6 +425,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.counted_open = False
         if hasattr(self, "watchdog"):
             self.watchdog.cancel()
+
+    async def _connection_slot_give_back(self) -> None:
+        """Once: the connection's place among the user's open connections. With the cache
+        away the lease is left to expire."""
+        slot, self.connection_slot = getattr(self, "connection_slot", None), None
+        if slot is not None:
+            with contextlib.suppress(RedisError):
+                await database_sync_to_async(connection_slot_release)(slot=slot)
 
     async def _forget(self, client_id: str) -> None:
         """A chat ended (or never started): stop tracking it and give back the user's slot."""

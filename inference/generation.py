@@ -73,14 +73,18 @@ class GenerationJob:
         return cls(**payload)
 
 
-def _failed(job: GenerationJob, *, code: str, message: str) -> dict[str, Any]:
-    return {
+def _failed(job: GenerationJob, *, code: str, message: str, detail_code: str | None = None) -> dict[str, Any]:
+    """`code` is the websocket protocol's; `detail_code`, a finer one, what /v1 answers."""
+    event = {
         "type": "generation.failed",
         "generation_id": job.generation_id,
         "client_id": job.client_id,
         "code": code,
         "message": message,
     }
+    if detail_code is not None:
+        event["detail_code"] = detail_code
+    return event
 
 
 class _Outcome:
@@ -108,10 +112,13 @@ class _Outcome:
         else:
             quota_settle(admission=admission, used_tokens=used_tokens)
 
-    def fail(self, *, code: str, reason: str | None = None) -> None:
-        """End as failed: what the client was sent is charged, and the record says so."""
-        self.quota_end(used_tokens=self.delivered)
+    def fail(self, *, code: str, reason: str | None = None, prompt_tokens: int = 0) -> None:
+        """End as failed: what was used is charged (the prompt, where the model read it, and what
+        the client was sent), and the record says so."""
+        self.quota_end(used_tokens=prompt_tokens + self.delivered)
         details: dict[str, object] = {"code": code, "completion_tokens": self.delivered}
+        if prompt_tokens:
+            details["prompt_tokens"] = prompt_tokens
         if reason is not None:
             details["reason"] = reason
         self.record(failed=True, **details)
@@ -269,8 +276,9 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         )
         return
     except PromptTooLong as exc:
-        outcome.fail(code="invalid")
-        relay.send(_failed(job, code="invalid", message=str(exc)))
+        # Tokenizing the prompt was work done for the caller: what it counted is charged.
+        outcome.fail(code="invalid", reason="context_length_exceeded", prompt_tokens=exc.prompt_tokens)
+        relay.send(_failed(job, code="invalid", message=str(exc), detail_code="context_length_exceeded"))
         return
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
     if job.conversation_id:

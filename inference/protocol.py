@@ -12,6 +12,11 @@ MAX_MODEL_NAME_CHARS = 100
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 100
 ROLES = ("system", "user", "assistant")
+# The largest frame the ASGI server reads at all (uvicorn --ws-max-size, in every command that
+# serves Gatehouse). The consumer's own limit, GATEHOUSE_WS_MAX_FRAME_BYTES (64 KiB), closes
+# with 1009 first; this, a little above it, stops the server from buffering anything bigger
+# (its default, 16 MiB a frame, let a few clients take hundreds of MiB before that check).
+SERVER_MAX_FRAME_BYTES = 64 * 1024 + 1024
 
 
 class ProtocolError(Exception):

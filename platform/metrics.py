@@ -48,6 +48,12 @@ WEBSOCKETS_OPEN = Gauge(
 QUOTA_REJECTIONS = Counter(
     "gatehouse_quota_rejections", "Requests refused by a quota or rate limit, by code.", ["code"]
 )
+# Every refused attempt; the audit trail records only the first of each lockout.
+LOGINS_BLOCKED = Counter(
+    "gatehouse_logins_blocked",
+    "Login attempts refused by a lockout, by what is locked (account-address, address, account).",
+    ["scope"],
+)
 
 
 def metrics_process_exited() -> None:

@@ -297,6 +297,11 @@ GATEHOUSE_COMPLIANCE_DOWNLOAD_HOURS = env.int("GATEHOUSE_COMPLIANCE_DOWNLOAD_HOU
 # A running request whose heartbeat is older than this is taken to be lost with its worker.
 GATEHOUSE_COMPLIANCE_STALE_SECONDS = env.int("GATEHOUSE_COMPLIANCE_STALE_SECONDS", default=600)
 GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS = env.int("GATEHOUSE_COMPLIANCE_MAX_ATTEMPTS", default=3)
+# After an export of a person is built, a new one for them waits this long (0: no wait); the
+# finished one is answered meanwhile.
+GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS = env.int(
+    "GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS", default=3600
+)
 # A pause between the sections of an export, to spread a large request's load on the database.
 GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS = env.float(
     "GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS", default=0.0
@@ -334,6 +339,13 @@ GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEO
 # Loaded models share this much memory (weights, estimated from their files); least recently
 # used ones are unloaded first.
 GATEHOUSE_ENGINE_MEMORY_BUDGET_MB = env.int("GATEHOUSE_ENGINE_MEMORY_BUDGET_MB", default=16 * 1024)
+# The most bytes of text one token may stand for, where a model's own vocabulary has not said
+# (remote versions; local ones until they first load). Messages of more bytes than
+# (context - max_tokens) times this cannot fit and are refused before anything tokenizes them.
+# Keep it at least the longest token of any model served, or a prompt that fits may be refused.
+GATEHOUSE_MAX_BYTES_PER_TOKEN = env.int("GATEHOUSE_MAX_BYTES_PER_TOKEN", default=256)
+if GATEHOUSE_MAX_BYTES_PER_TOKEN < 1:
+    raise ImproperlyConfigured("GATEHOUSE_MAX_BYTES_PER_TOKEN must be at least 1.")
 # Models a worker loads and exercises as it starts, so the first request does not wait.
 GATEHOUSE_WARM_MODELS = env.list("GATEHOUSE_WARM_MODELS", default=[])
 # On shutdown, how long the web process waits for its own (in-process) generations to end.
@@ -388,8 +400,15 @@ GATEHOUSE_USAGE_FLUSH_SECONDS = env.float("GATEHOUSE_USAGE_FLUSH_SECONDS", defau
 GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER = env.int("GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER", default=8)
 # Concurrent chats one websocket connection may run (SPEC §6).
 GATEHOUSE_WS_MAX_CONCURRENT_CHATS = env.int("GATEHOUSE_WS_MAX_CONCURRENT_CHATS", default=4)
-# Largest websocket text frame accepted, in bytes.
+# Largest websocket text frame accepted, in bytes. The ASGI server refuses larger frames
+# before reading them (uvicorn --ws-max-size, inference.protocol.SERVER_MAX_FRAME_BYTES):
+# raising this past that needs the server's limit raised too.
 GATEHOUSE_WS_MAX_FRAME_BYTES = env.int("GATEHOUSE_WS_MAX_FRAME_BYTES", default=64 * 1024)
+# Chat websockets one user may hold open at once, over every web process; one more is
+# refused at the handshake (error `rate_limited`, close 4429).
+GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER = env.int("GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER", default=16)
+if GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER < 1:
+    raise ImproperlyConfigured("GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER must be at least 1.")
 # Messages one connection may send per window: past it `rate_limited` errors; a client that
 # keeps sending a whole window's worth more is a flood and is closed (1008).
 GATEHOUSE_WS_MESSAGES_PER_WINDOW = env.int("GATEHOUSE_WS_MESSAGES_PER_WINDOW", default=30)
@@ -399,9 +418,15 @@ GATEHOUSE_WS_MESSAGE_WINDOW_SECONDS = env.float("GATEHOUSE_WS_MESSAGE_WINDOW_SEC
 GATEHOUSE_WS_IDLE_TIMEOUT = env.float("GATEHOUSE_WS_IDLE_TIMEOUT", default=300.0)
 
 # --- REST API and JWT --------------------------------------------------------------------------
-# Failed logins: per account and per client IP within a window; a lockout then expires.
+# Failed logins within a window, counted as each attempt starts (accounts.login_throttle); a
+# lockout then expires. PER_ACCOUNT is per account *and client address*: guesses from one
+# address lock the account there only. PER_IP: any accounts from one address. PER_ACCOUNT_GLOBAL:
+# one account from every address together, a ceiling for guesses spread over many addresses.
 GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT", default=5)
 GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP = env.int("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", default=20)
+GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT_GLOBAL = env.int(
+    "GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT_GLOBAL", default=100
+)
 GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS = env.int("GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 GATEHOUSE_LOGIN_LOCKOUT_SECONDS = env.int("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 # A login (JWT session family or console session) ends this many seconds after it began,
@@ -425,6 +450,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "accounts.authentication.HasScope",
+    ],
+    # DRF's defaults, with a JSON parser that answers too-deep nesting and too-long numbers
+    # with 400 like any other unreadable body (gatehouse.json_parsing).
+    "DEFAULT_PARSER_CLASSES": [
+        "gatehouse.json_parsing.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

@@ -6,6 +6,7 @@ The browser drives them in tests/e2e/test_console_browser.py.
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from django.test import Client
 from django.utils import timezone
 
@@ -70,12 +71,19 @@ def test_the_chain_status_is_for_auditors_and_admins(alice: User, olga: User) ->
     assert 'id="audit-chain"' not in _console(olga).get("/admin/dashboard/").content.decode()
 
 
-def test_a_strange_period_falls_back_to_two_weeks(alice: User) -> None:
-    response = _console(alice).get("/admin/dashboard/?days=banana")
+def test_the_period_defaults_to_two_weeks(alice: User) -> None:
+    response = _console(alice).get("/admin/dashboard/")
     assert response.status_code == 200
     assert response.context["days"] == 14
     assert len(response.context["charts"]["requests"]["labels"]) == 14
     assert _console(alice).get("/admin/dashboard/?days=30").context["days"] == 30
+
+
+@pytest.mark.parametrize("days", ["banana", "²", "9" * 5000, "5", "-7", ""])
+def test_a_strange_period_is_a_400_naming_the_choices(alice: User, days: str) -> None:
+    response = _console(alice).get("/admin/dashboard/", {"days": days})
+    assert response.status_code == 400
+    assert "The period must be one of 7, 14, 30 or 90 days." in response.content.decode()
 
 
 def test_the_playground_offers_the_models_one_may_use(

@@ -1,23 +1,34 @@
 """One login policy for both doors: the token endpoint of the API and the console's login form.
 
-In order: a lockout (per account and per client address) refuses before the password is
-looked at; then the password; then the second factor: anyone with a confirmed authenticator
-must send a one-time code, which is good once, and an admin without one is refused when the
-deployment requires it. Every refusal is audited, with the reason for auditors; the caller
-gets only one message for a wrong password, a missing code and a wrong code, so the answer
-never says which of them was right. Wrong passwords and wrong or missing codes count toward
-the lockout; a login that passes clears the account's counter.
+In order: the attempt takes its slot in the lockout counters (accounts.login_throttle: per
+account and client address, per address, per account) and a lockout refuses it before the
+password is looked at; then the password; then the second factor: anyone with a confirmed
+authenticator must send a one-time code, which is good once, and an admin without one is
+refused when the deployment requires it. Every refusal is audited, with the reason for
+auditors, except that a lockout's refusals are audited once (and all counted in a metric);
+the caller gets only one message for a wrong password, a missing code and a wrong code, so
+the answer never says which of them was right. Wrong passwords and wrong or missing codes
+count toward the lockout; a login that passes clears its account-and-address counter.
 """
 
 from typing import Any, Literal
 
 from django.contrib.auth import authenticate
+from django_otp.models import Device
 
-from accounts.login_throttle import login_failure_record, login_failures_clear, login_lockout_current
+from accounts.login_throttle import (
+    Lockout,
+    LoginAttempt,
+    login_attempt_fail,
+    login_attempt_release,
+    login_attempt_reserve,
+    login_attempt_succeed,
+)
 from accounts.models import User
 from accounts.two_factor import two_factor_enrolled, two_factor_required, two_factor_verify
 from audit.models import AuditEvent
 from audit.services import audit_event_record
+from gatehouse.metrics import LOGINS_BLOCKED
 
 LoginChannel = Literal["api", "console"]
 LoginRefusalCode = Literal["invalid_credentials", "locked", "otp_enrolment_required"]
@@ -54,15 +65,41 @@ def login_attempt_subject(*, username: str) -> dict[str, Any]:
     return {"actor": account, "actor_kind": AuditEvent.ActorKind.ANONYMOUS, "target": account}
 
 
-def _failure(*, username: str, client_ip: str | None, channel: LoginChannel, reason: str) -> LoginRefused:
-    """Audit and count one failed attempt; returns the refusal to raise."""
+class _WrongGuess(Exception):
+    """A wrong password, or a missing or wrong one-time code; `reason` is for auditors."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _blocked(*, lockout: Lockout, username: str, channel: LoginChannel) -> LoginRefused:
+    """Count a refusal by a lockout, audit the first of each lockout; returns the refusal to raise."""
+    LOGINS_BLOCKED.labels(scope=lockout.scope).inc()
+    if lockout.first_refusal:
+        audit_event_record(
+            action="auth.login.blocked",
+            **login_attempt_subject(username=username),
+            outcome=AuditEvent.Outcome.DENIED,
+            metadata={
+                "lockout": lockout.scope,
+                "retry_after": lockout.retry_after_seconds,
+                "channel": channel,
+            },
+        )
+    return LoginRefused(code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=lockout.retry_after_seconds)
+
+
+def _failure(*, attempt: LoginAttempt, username: str, channel: LoginChannel, reason: str) -> LoginRefused:
+    """Count and audit one failed attempt; returns the refusal to raise."""
+    # Counted first: the slot stays taken even if the audit write fails.
+    triggered = login_attempt_fail(attempt=attempt)
     audit_event_record(
         action="auth.login.failed",
         **login_attempt_subject(username=username),
         outcome=AuditEvent.Outcome.FAILURE,
         metadata={"method": "password", "channel": channel, "reason": reason},
     )
-    triggered = login_failure_record(username=username, client_ip=client_ip)
     if triggered is not None:
         audit_event_record(
             action="auth.login.locked",
@@ -87,31 +124,36 @@ def login_authenticate(
     dummy password for unknown usernames, so the answer takes as long either way. Success is
     audited by the caller, which knows what the login opened (a session, a console visit).
     """
-    lockout = login_lockout_current(username=username, client_ip=client_ip)
-    if lockout is not None:
-        audit_event_record(
-            action="auth.login.blocked",
-            **login_attempt_subject(username=username),
-            outcome=AuditEvent.Outcome.DENIED,
-            metadata={
-                "lockout": lockout.scope,
-                "retry_after": lockout.retry_after_seconds,
-                "channel": channel,
-            },
-        )
-        raise LoginRefused(
-            code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=lockout.retry_after_seconds
-        )
+    attempt = login_attempt_reserve(username=username, client_ip=client_ip)
+    if attempt.lockout is not None:
+        raise _blocked(lockout=attempt.lockout, username=username, channel=channel)
+    try:
+        user, device = _credentials_check(username=username, password=password, otp=otp, channel=channel)
+    except _WrongGuess as wrong:
+        raise _failure(attempt=attempt, username=username, channel=channel, reason=wrong.reason) from None
+    except BaseException:
+        # No verdict on the guess (an error, or a right password that may not log in yet).
+        login_attempt_release(attempt=attempt)
+        raise
+    login_attempt_succeed(attempt=attempt)
+    user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
+    return user
+
+
+def _credentials_check(
+    *, username: str, password: str, otp: str | None, channel: LoginChannel
+) -> tuple[User, Device | None]:
+    """The user and the authenticator that accepted the code; raises `_WrongGuess` or `LoginRefused`."""
     user = authenticate(username=username, password=password)
     if not isinstance(user, User):
-        raise _failure(username=username, client_ip=client_ip, channel=channel, reason="password")
+        raise _WrongGuess("password")
     device = None
     if two_factor_enrolled(user):
         if not otp:
-            raise _failure(username=username, client_ip=client_ip, channel=channel, reason="otp_missing")
+            raise _WrongGuess("otp_missing")
         device = two_factor_verify(user=user, code=otp)
         if device is None:
-            raise _failure(username=username, client_ip=client_ip, channel=channel, reason="otp_invalid")
+            raise _WrongGuess("otp_invalid")
     elif two_factor_required(user):
         # Shown only after a right password: it says the account exists and needs enrolling.
         audit_event_record(
@@ -121,6 +163,4 @@ def login_authenticate(
             metadata={"method": "password", "channel": channel, "reason": "otp_enrolment_required"},
         )
         raise LoginRefused(code="otp_enrolment_required", message=LOGIN_ENROLMENT_REQUIRED_MESSAGE)
-    login_failures_clear(username=username)
-    user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
-    return user
+    return user, device

@@ -78,6 +78,17 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+class TooSoon(APIException):
+    """429 with `Retry-After` (DRF's handler writes the header from `wait`)."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_soon"
+
+    def __init__(self, detail: dict[str, Any], *, wait: int) -> None:
+        super().__init__(detail)
+        self.wait = wait
+
+
 def _subject(request: Request) -> User:
     body = SubjectSerializer(data=request.data)
     body.is_valid(raise_exception=True)
@@ -98,6 +109,11 @@ def _visible(model: type[ExportRequest] | type[ErasureRequest], user: User) -> Q
 
 
 def _refused(refused: ComplianceRefused) -> APIException:
+    """409 while one is under way; 429 and when to ask again while the last is recent."""
+    if refused.existing is not None and refused.retry_after is not None:
+        return TooSoon(
+            {"detail": refused.message, "existing": str(refused.existing.pk)}, wait=refused.retry_after
+        )
     if refused.existing is not None:
         return Conflict({"detail": refused.message, "existing": str(refused.existing.pk)})
     return ValidationError({"detail": refused.message})
@@ -112,7 +128,17 @@ class ExportRequestListView(APIView):
         listed = ExportRequestSerializer(list(rows[:200]), many=True, context={"request": request})  # type: ignore[arg-type]
         return Response(listed.data)
 
-    @extend_schema(request=SubjectSerializer, responses={202: ExportRequestSerializer})
+    @extend_schema(
+        request=SubjectSerializer,
+        responses={
+            202: ExportRequestSerializer,
+            429: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The person's last export is recent: `existing` names it, "
+                "Retry-After says when a new one may be asked for.",
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         try:
             export = compliance_export_request(subject=_subject(request), requested_by=request.user)  # type: ignore[arg-type]

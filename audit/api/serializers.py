@@ -3,6 +3,9 @@ from rest_framework import serializers
 from audit.models import AuditEvent
 from audit.selectors import AuditEventFilter
 
+# The largest sequence number the trail's column holds (a signed 64-bit integer).
+SEQUENCE_MAX = 2**63 - 1
+
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     metadata = serializers.JSONField(read_only=True)
@@ -45,8 +48,8 @@ class AuditEventFilterSerializer(serializers.Serializer[AuditEventFilter]):
     request_id = serializers.CharField(required=False, max_length=64)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    sequence_from = serializers.IntegerField(required=False, min_value=1)
-    sequence_to = serializers.IntegerField(required=False, min_value=1)
+    sequence_from = serializers.IntegerField(required=False, min_value=1, max_value=SEQUENCE_MAX)
+    sequence_to = serializers.IntegerField(required=False, min_value=1, max_value=SEQUENCE_MAX)
 
     def to_filter(self) -> AuditEventFilter:
         return AuditEventFilter(**self.validated_data)
@@ -55,7 +58,10 @@ class AuditEventFilterSerializer(serializers.Serializer[AuditEventFilter]):
 class AuditExportQuerySerializer(serializers.Serializer[None]):
     # Not "format": DRF reads that parameter for content negotiation.
     export_format = serializers.ChoiceField(choices=["jsonl", "csv"], default="jsonl")
-    sequence_from = serializers.IntegerField(min_value=1, default=1)
+    sequence_from = serializers.IntegerField(min_value=1, max_value=SEQUENCE_MAX, default=1)
     sequence_to = serializers.IntegerField(
-        min_value=1, required=False, help_text="Default: the newest event (within the export limit)."
+        min_value=1,
+        max_value=SEQUENCE_MAX,
+        required=False,
+        help_text="Default: the newest event (within the export limit).",
     )

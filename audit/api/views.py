@@ -1,26 +1,34 @@
 """The auditor API: read the trail, verify it, and take signed exports of it."""
 
+import re
 from typing import Any
 
 from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import Role, user_holds_role
-from audit.api.serializers import AuditEventFilterSerializer, AuditEventSerializer, AuditExportQuerySerializer
+from audit.api.serializers import (
+    SEQUENCE_MAX,
+    AuditEventFilterSerializer,
+    AuditEventSerializer,
+    AuditExportQuerySerializer,
+)
 from audit.exports import MAX_EVENTS, ExportRangeError, audit_export_build
 from audit.models import AuditEvent
 from audit.selectors import audit_events_filtered, audit_head_sequence
 from audit.services import audit_event_record
 from audit.verification import audit_chain_verify
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class AuditReader(BasePermission):
@@ -42,6 +50,24 @@ class AuditEventPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+    invalid_cursor_message = "Invalid cursor: use the next or previous link of a page."
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """The cursor is the client's to hand back, not to write: one that does not decode, or
+        whose position is no sequence number, is refused (400) before it reaches a query."""
+        refusal = ValidationError({"cursor": [self.invalid_cursor_message]})
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise refusal from None
+        if cursor is not None and cursor.position is not None and not _sequence_text(str(cursor.position)):
+            raise refusal
+        return cursor
+
+
+def _sequence_text(text: str) -> bool:
+    """`text` spells a sequence number: ASCII digits, within the column's range."""
+    return bool(_DIGITS.fullmatch(text)) and 1 <= int(text) <= SEQUENCE_MAX
 
 
 class AuditEventListView(_AuditView, ListAPIView[AuditEvent]):

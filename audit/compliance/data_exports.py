@@ -42,9 +42,19 @@ class ExportUnavailable(Exception):
 
 @transaction.atomic
 def compliance_export_request(*, subject: User, requested_by: User) -> ExportRequest:
-    """Ask for an export of `subject`'s data; the caller must be them or a compliance officer."""
+    """Ask for an export of `subject`'s data; the caller must be them or a compliance officer.
+
+    One export per person per `GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS`: while the last is
+    under way, or was done within that time, the refusal names it (it can still be downloaded)
+    and when a new one may be asked for. Each export is a full zip kept for days; asking again
+    at once would only build the same one again.
+    """
     return compliance_request_open(
-        model=ExportRequest, subject=subject, requested_by=requested_by, what="an export"
+        model=ExportRequest,
+        subject=subject,
+        requested_by=requested_by,
+        what="an export",
+        cooldown=timedelta(seconds=settings.GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS),
     )
 
 

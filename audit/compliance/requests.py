@@ -6,6 +6,7 @@ redelivery, or the sweeper's re-queue racing a slow worker) runs the work once.
 """
 
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -32,10 +33,14 @@ _OPEN = (ComplianceRequest.Status.PENDING, ComplianceRequest.Status.RUNNING)
 class ComplianceRefused(Exception):
     """The request cannot be made as asked; the message says why, for the person asking."""
 
-    def __init__(self, message: str, *, existing: ComplianceRequest | None = None) -> None:
+    def __init__(
+        self, message: str, *, existing: ComplianceRequest | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.existing = existing
+        # Set when the request may be made again later: seconds until then.
+        self.retry_after = retry_after
 
 
 def compliance_officer_is(*, user: AbstractBaseUser) -> bool:
@@ -51,11 +56,26 @@ def _kind(model: type[ComplianceRequest]) -> str:
     return "export" if model is ExportRequest else "erasure"
 
 
-def compliance_request_open(*, model: type[_R], subject: User, requested_by: User, what: str) -> _R:
+def _finished_within(model: type[_R], subject: User, cooldown: timedelta, now: datetime) -> _R | None:
+    """The subject's request that finished (done) most recently, if within `cooldown` of `now`."""
+    if cooldown <= timedelta(0):
+        return None
+    return (
+        model.objects.filter(subject=subject, status=model.Status.DONE, finished_at__gt=now - cooldown)
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def compliance_request_open(
+    *, model: type[_R], subject: User, requested_by: User, what: str, cooldown: timedelta = timedelta(0)
+) -> _R:
     """Record a new request for `subject` and queue its work; in the caller's transaction.
 
-    Refused when the caller is neither the subject nor an officer, and when one is already
-    open for the subject (the refusal then carries it). `what` names it in messages.
+    Refused when the caller is neither the subject nor an officer, when one is already open
+    for the subject, and when one for the subject was done less than `cooldown` ago, whoever
+    asked for it (the refusal then carries it, and when to ask again). `what` names it in
+    messages.
     """
     if subject.pk != requested_by.pk and not compliance_officer_is(user=requested_by):
         raise ComplianceRefused(f"You may ask for {what} for yourself only.")
@@ -65,6 +85,15 @@ def compliance_request_open(*, model: type[_R], subject: User, requested_by: Use
             f"{what.capitalize()} for this person is already under way.", existing=existing
         )
     now = timezone.now()
+    recent = _finished_within(model, subject, cooldown, now)
+    if recent is not None and recent.finished_at is not None:
+        again_at = recent.finished_at + cooldown
+        raise ComplianceRefused(
+            f"This person already has {what} finished at {recent.finished_at.isoformat()}; "
+            f"use it, or ask for a new one after {again_at.isoformat()}.",
+            existing=recent,
+            retry_after=max(1, math.ceil((again_at - now).total_seconds())),
+        )
     request = model.objects.create(
         subject=subject,
         subject_pseudonym=audit_pseudonym(user=subject),

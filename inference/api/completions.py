@@ -93,6 +93,13 @@ class TooManyRequests(APIException):
     default_code = "rate_limited"
 
 
+class ContextLengthExceeded(APIException):
+    """The prompt (with max_tokens) does not fit the model's context: OpenAI's 400 for it."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "context_length_exceeded"
+
+
 _REJECTIONS: dict[str, type[APIException]] = {
     "not_found": NotFound,
     "invalid": ValidationError,
@@ -100,6 +107,7 @@ _REJECTIONS: dict[str, type[APIException]] = {
     "unavailable": ServiceUnavailable,
     "rate_limited": TooManyRequests,
     "quota_exceeded": TooManyRequests,
+    "context_length_exceeded": ContextLengthExceeded,
 }
 
 
@@ -188,9 +196,13 @@ async def _admit(
         )
     except ChatRejected as rejected:
         await _refusal_record(
-            user=user, api_key=api_key, completion=completion, code=rejected.code, reason=rejected.message
+            user=user,
+            api_key=api_key,
+            completion=completion,
+            code=rejected.detail_code,
+            reason=rejected.message,
         )
-        raise _rejection(rejected.code, rejected.message) from None
+        raise _rejection(rejected.detail_code, rejected.message) from None
     limit = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
     if not await sync_to_async(chat_slot_acquire)(user_id=user.pk, limit=limit):
         raise TooManyRequests(f"You already have {limit} chats running; wait for one to end.")
@@ -243,7 +255,7 @@ async def _whole(session: GenerationSession, answer: CompletionFormat) -> dict[s
             if event["type"] == "generation.tokens":
                 texts.extend(event["texts"])
             elif event["type"] == "generation.failed":
-                raise _rejection(event["code"], event["message"])
+                raise _rejection(event.get("detail_code") or event["code"], event["message"])
             else:
                 return answer.completion(text="".join(texts), finished=event)
     except GenerationLost as lost:
@@ -265,7 +277,8 @@ async def _stream(
                 for text in event["texts"]:
                     yield answer.chunk(delta={"content": text}, include_usage=include_usage)
             elif event["type"] == "generation.failed":
-                yield sse(error_object(message=event["message"], code=event["code"]))
+                code = event.get("detail_code") or event["code"]
+                yield sse(error_object(message=event["message"], code=code))
                 return
             else:
                 yield answer.chunk(

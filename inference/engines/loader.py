@@ -5,12 +5,14 @@ memory), so the least recently used engines are evicted first and a load never o
 the budget. Celery workers warm the models they serve at start-up (GATEHOUSE_WARM_MODELS).
 """
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 
 from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.local import LocalTransformersEngine
@@ -106,7 +108,48 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
             batch_overflow_after_seconds=settings.GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS / 1000,
         )
         _engines[key] = (engine, size)
+        if engine.max_bytes_per_token is not None:
+            _bytes_per_token_publish(version, engine.max_bytes_per_token)
         return engine
+
+
+# What each version's tokenizer says about its tokens, learned where it loaded (a worker) and
+# shared through the cache with the web processes that admit requests. Fixed for a manifest.
+_bytes_per_token: dict[str, int] = {}
+
+
+def _bytes_per_token_key(version: ModelVersion) -> str:
+    digest = hashlib.sha256(_manifest_key(version.manifest).encode()).hexdigest()[:32]
+    return f"inference:max-bytes-per-token:{version.pk}:{digest}"
+
+
+def _bytes_per_token_publish(version: ModelVersion, value: int) -> None:
+    _bytes_per_token[_bytes_per_token_key(version)] = value
+    try:
+        cache.set(_bytes_per_token_key(version), value, timeout=None)
+    except Exception:  # noqa: BLE001 - a cache away: admission keeps the constant, nothing fails
+        logger.warning("version %s: could not share its tokens' size through the cache", version.pk)
+
+
+def version_max_bytes_per_token(*, version: ModelVersion) -> int:
+    """The most bytes one token of `version` stands for, as far as this process can tell.
+
+    A local version's tokenizer says so once it has loaded somewhere; until then, and for
+    remote versions (their tokenizer is not ours to read), GATEHOUSE_MAX_BYTES_PER_TOKEN.
+    """
+    if version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE:
+        return int(settings.GATEHOUSE_MAX_BYTES_PER_TOKEN)
+    key = _bytes_per_token_key(version)
+    known = _bytes_per_token.get(key)
+    if known is None:
+        try:
+            learned = cache.get(key)
+        except Exception:  # noqa: BLE001 - a cache away: the constant is the safe answer
+            learned = None
+        if not isinstance(learned, int) or learned < 1:
+            return int(settings.GATEHOUSE_MAX_BYTES_PER_TOKEN)
+        known = _bytes_per_token[key] = learned
+    return known
 
 
 def _remote_engine(version: ModelVersion) -> Engine:

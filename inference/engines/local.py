@@ -26,13 +26,22 @@ from inference.engines.continuous import (
 )
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.device import cpu_threads_apply, device_resolve, dtype_resolve
+from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit, tokenizer_max_bytes_per_token
 from inference.engines.sampling import PerRowSampling
 from inference.engines.streaming import BatchStreamer, RowStreamer
 from inference.manifest import manifest_verify, weights_policy_check
 
 
 class PromptTooLong(ValueError):
-    """The prompt plus the requested tokens do not fit the model's context."""
+    """The prompt plus the requested tokens do not fit the model's context.
+
+    `prompt_tokens` is what tokenizing the prompt counted (charged like any use), or 0 when
+    its bytes alone showed it could not fit and it was never tokenized.
+    """
+
+    def __init__(self, message: str, *, prompt_tokens: int = 0) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
 
 
 class LocalTransformersEngine:
@@ -77,6 +86,8 @@ class LocalTransformersEngine:
             dtype=self.dtype,
         )
         self.model = model.to(self.device).eval()
+        # The most bytes one token stands for (None: this tokenizer gives no sound bound).
+        self.max_bytes_per_token = tokenizer_max_bytes_per_token(self.tokenizer)
         self.eos_token_id: int | None = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
@@ -109,6 +120,16 @@ class LocalTransformersEngine:
         """Stop the batch threads (called when the engine is unloaded)."""
         self.scheduler.close()
 
+    def max_prompt_bytes(self, *, max_tokens: int) -> int | None:
+        """Messages of more bytes than this surely do not fit beside `max_tokens` (None: no bound)."""
+        if self.max_bytes_per_token is None:
+            return None
+        return prompt_byte_limit(
+            context_length=self.context_length,
+            max_tokens=max_tokens,
+            max_bytes_per_token=self.max_bytes_per_token,
+        )
+
     def encode_prompt(self, messages: list[ChatMessage]) -> list[int]:
         """The prompt's token ids, built by the tokenizer's chat template."""
         conversation = [{"role": message.role, "content": message.content} for message in messages]
@@ -125,11 +146,20 @@ class LocalTransformersEngine:
         on_token: TokenCallback,
         should_stop: StopCheck,
     ) -> GenerationResult:
+        # Tokenizing costs time in proportion to the text: a prompt whose bytes cannot fit is
+        # refused first (a conversation's stored history reaches here unchecked by admission).
+        limit, size = self.max_prompt_bytes(max_tokens=params.max_tokens), messages_bytes(messages)
+        if limit is not None and size > limit:
+            raise PromptTooLong(
+                f"The messages are {size} bytes; with max_tokens={params.max_tokens} the model's "
+                f"context of {self.context_length} tokens holds at most {limit} bytes of them."
+            )
         prompt_ids = self.encode_prompt(messages)
         if len(prompt_ids) + params.max_tokens > self.context_length:
             raise PromptTooLong(
                 f"The prompt is {len(prompt_ids)} tokens; with max_tokens={params.max_tokens} it exceeds "
-                f"the model's context of {self.context_length} tokens."
+                f"the model's context of {self.context_length} tokens.",
+                prompt_tokens=len(prompt_ids),
             )
         request = BatchRequest(prompt_ids=prompt_ids, params=params)
         return self.scheduler.run(request, on_token=on_token, should_stop=should_stop)

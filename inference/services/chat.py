@@ -14,6 +14,8 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatMessage, GenerationParams
+from inference.engines.loader import version_max_bytes_per_token
+from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_get_usable, model_version_route
@@ -27,10 +29,14 @@ _TEMPLATE_MARGIN = 16
 
 
 class ChatRejected(Exception):
-    def __init__(self, message: str, *, code: str) -> None:
+    """Why a chat may not run. `code` is the websocket protocol's error code; `detail_code`
+    a finer one where there is one (what /v1 answers and the trail records), else `code`."""
+
+    def __init__(self, message: str, *, code: str, detail_code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail_code = detail_code or code
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         raise ChatRejected(
             f"max_tokens is {max_tokens}, above this model's limit of {model.max_tokens_cap}.", code="invalid"
         )
+    _prompt_fit_check(version=version, messages=frame.messages, max_tokens=max_tokens)
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
@@ -76,6 +83,25 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         params=params,
         remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
     )
+
+
+def _prompt_fit_check(*, version: ModelVersion, messages: list[ChatMessage], max_tokens: int) -> None:
+    """Refuse messages whose bytes alone show they cannot fit the context: before anything
+    tokenizes them (that costs time in proportion to their size), and charging nothing."""
+    limit = prompt_byte_limit(
+        context_length=version.context_length,
+        max_tokens=max_tokens,
+        max_bytes_per_token=version_max_bytes_per_token(version=version),
+    )
+    size = messages_bytes(messages)
+    if size > limit:
+        raise ChatRejected(
+            f"The messages are {size} bytes; with max_tokens={max_tokens} this model's context of "
+            f"{version.context_length} tokens cannot hold more than {limit} bytes of them. "
+            "Shorten the messages.",
+            code="invalid",
+            detail_code="context_length_exceeded",
+        )
 
 
 def chat_record_outcome(
@@ -130,13 +156,14 @@ def _audit_actor(*, user: User, api_key: ApiKey | None) -> dict[str, Any]:
 
 # Refusals that are policy decisions go on the trail. Malformed frames and rate limits do not:
 # they say nothing about access, and recording each would let a flood grow the trail.
-AUDITED_REFUSALS = frozenset({"forbidden", "not_found", "quota_exceeded"})
+AUDITED_REFUSALS = frozenset({"forbidden", "not_found", "quota_exceeded", "context_length_exceeded"})
 
 
 def chat_refusal_record(
     *, user: User, api_key: ApiKey | None, channel: str, model_name: str, code: str, reason: str
 ) -> AuditEvent | None:
-    """Audit a chat refused before it ran (no access, no such model, over quota)."""
+    """Audit a chat refused before it ran (no access, no such model, over quota, a prompt far
+    beyond the context). `code` is the refusal's `detail_code`."""
     if code not in AUDITED_REFUSALS:
         return None
     return audit_event_record(

@@ -5,7 +5,7 @@ behind the same login, staff check and second factor as the rest of the console.
 """
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -20,13 +20,29 @@ DASHBOARD_DAYS = (7, 14, 30, 90)
 DASHBOARD_PERMISSION = "accounts.view_usage_dashboard"
 
 
+_DAYS_SAID = ", ".join(str(days) for days in DASHBOARD_DAYS[:-1]) + f" or {DASHBOARD_DAYS[-1]}"
+
+
+def _dashboard_days(text: str | None) -> int | None:
+    """The period asked for: 14 when none is; None when it is not one of the choices.
+
+    Compared as text, never converted first: `int()` refuses some strings `isdigit()` accepts
+    (such as "²") and thousands of digits."""
+    if text is None:
+        return 14
+    return next((days for days in DASHBOARD_DAYS if str(days) == text), None)
+
+
 def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpResponse:
     if not request.user.has_perm(DASHBOARD_PERMISSION):
         raise PermissionDenied(
             f"The dashboard shows everyone's usage; it needs the {DASHBOARD_PERMISSION} permission."
         )
-    days = int(request.GET.get("days", "14")) if request.GET.get("days", "14").isdigit() else 14
-    days = days if days in DASHBOARD_DAYS else 14
+    days = _dashboard_days(request.GET.get("days"))
+    if days is None:
+        return HttpResponseBadRequest(
+            f"The period must be one of {_DAYS_SAID} days.", content_type="text/plain; charset=utf-8"
+        )
     now = timezone.now()
     requests, tokens = selectors.usage_by_model_daily(now=now, days=days)
     users, teams = selectors.usage_top_people(now=now, days=days)

@@ -1,6 +1,7 @@
 """The auditor API: filtered events with cursors, verification, and signed exports that an
 outsider can check with nothing but the public key."""
 
+import base64
 import io
 import json
 import zipfile
@@ -183,3 +184,33 @@ def test_bad_export_ranges_get_a_clear_400(auditor: APIClient, alice: User) -> N
     assert "export_format" in unknown_format.json()
     # A refused export is not a download: nothing was appended.
     assert AuditEvent.objects.count() == before
+
+
+def _cursor(query: str) -> str:
+    return base64.b64encode(query.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("p=abc"),  # a position that is no sequence number
+        _cursor("p=" + "9" * 5000),  # more digits than Python turns into a number
+        _cursor("p=²"),  # a digit to isdigit(), not to int()
+        _cursor("p=-5"),
+        _cursor("o=²"),
+        "not-base64!!",
+    ],
+)
+def test_a_tampered_cursor_is_a_400_saying_so(auditor: APIClient, alice: User, cursor: str) -> None:
+    audit_event_record(action="test.paged", actor=alice)
+    response = auditor.get("/api/audit/events/", {"cursor": cursor})
+    assert response.status_code == 400, response.content[:200]
+    assert response.json() == {"cursor": ["Invalid cursor: use the next or previous link of a page."]}
+
+
+def test_sequence_bounds_beyond_any_event_are_refused(auditor: APIClient) -> None:
+    huge = "9" * 30
+    for url in ("/api/audit/events/", "/api/audit/export/"):
+        response = auditor.get(url, {"sequence_from": huge})
+        assert response.status_code == 400
+        assert "sequence_from" in response.json()

@@ -218,8 +218,10 @@ def test_a_file_gone_from_the_volume_is_gone_not_an_error(
 
 
 def test_a_persons_export_shows_the_staff_who_acted_on_them_by_role_only(
-    alice: User, bob: User, tmp_path: Path, django_capture_on_commit_callbacks: Any
+    alice: User, bob: User, tmp_path: Path, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
+    # Two exports of bob one after the other: no cooldown between them here.
+    settings.GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS = 0
     # An administrator edits bob in the console and, through the API, asks for his export.
     console_user_change(console_client(admin=alice), user=bob, first_name="Robert")
     staff_api = APIClient(REMOTE_ADDR=ADMIN_ADDRESS, HTTP_USER_AGENT=ADMIN_AGENT)
@@ -252,3 +254,59 @@ def test_a_persons_export_shows_the_staff_who_acted_on_them_by_role_only(
     own = [record for record in records if record["actor_display"] == "bob"]
     assert own
     assert all(record["withheld"] == [] for record in own)
+
+
+def _frozen_clock(monkeypatch: pytest.MonkeyPatch, start: Any) -> list[Any]:
+    """Freeze `timezone.now`; the returned list's one item is the time, to move it on."""
+    clock = [start]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    return clock
+
+
+def test_exports_asked_back_to_back_return_the_last_until_the_cooldown_ends(
+    bob: User, settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS = 3600
+    clock = _frozen_clock(monkeypatch, timezone.now())
+    client = bearer_client(login(bob).access)
+    first = _ask(client, django_capture_on_commit_callbacks)
+    clock[0] += timedelta(minutes=10)
+    for _ in range(4):
+        again = client.post(URL, format="json")
+        assert again.status_code == 429, again.content
+        assert again["Retry-After"] == "3000"
+        body = again.json()
+        assert body["existing"] == first["id"]
+        assert "already has an export" in body["detail"]
+    assert ExportRequest.objects.filter(subject=bob).count() == 1
+    # The last one stays downloadable meanwhile; once the cooldown is over a new one is built.
+    assert client.get(f"{URL}{first['id']}/download/").status_code == 200
+    clock[0] += timedelta(minutes=50)
+    assert _ask(client, django_capture_on_commit_callbacks)["id"] != first["id"]
+
+
+def test_the_cooldown_is_per_subject_whoever_asks(
+    person: Person, bob: User, olga: User, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS = 3600
+    _ask(bearer_client(login(bob).access), django_capture_on_commit_callbacks)
+    officer = bearer_client(login(olga).access)
+    on_behalf = officer.post(URL, {"subject": "bob"}, format="json")
+    assert on_behalf.status_code == 429
+    assert int(on_behalf["Retry-After"]) > 0
+    # Another person's export is not held back by bob's.
+    assert _ask(officer, django_capture_on_commit_callbacks, subject=USERNAME)["subject"] == USERNAME
+
+
+def test_a_failed_export_does_not_hold_back_a_new_one(bob: User, settings: Any) -> None:
+    settings.GATEHOUSE_COMPLIANCE_EXPORT_COOLDOWN_SECONDS = 3600
+    client = bearer_client(login(bob).access)
+    export_id = client.post(URL, format="json").json()["id"]
+    ExportRequest.objects.filter(pk=export_id).update(status="failed", finished_at=timezone.now())
+    assert client.post(URL, format="json").status_code == 202
+
+
+def test_the_schema_documents_the_cooldown() -> None:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    answers = schema["paths"]["/api/compliance/exports/"]["post"]["responses"]
+    assert "Retry-After" in answers["429"]["description"]

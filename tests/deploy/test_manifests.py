@@ -22,6 +22,8 @@ import pytest
 import yaml
 from django.conf import settings
 
+from inference.protocol import SERVER_MAX_FRAME_BYTES
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -338,6 +340,73 @@ def test_the_image_serves_the_asgi_application_as_make_run_does() -> None:
     # The lifespan drains the process's generations on shutdown; the image must run it as make does.
     assert _option(command, "--lifespan") == _option(_make_run_uvicorn(), "--lifespan")
     assert int(_option(command, "--timeout-graceful-shutdown")) > 0
+
+
+def _e2e_server_uvicorn() -> list[str]:
+    """The uvicorn command line tests/e2e/server.py starts (the e2e, reliability and bench stacks)."""
+    tree = ast.parse((ROOT / "tests" / "e2e" / "server.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List) and any(
+            isinstance(item, ast.Constant) and item.value == "gatehouse.asgi:application"
+            for item in node.elts
+        ):
+            words = []
+            for item in node.elts:
+                if isinstance(item, ast.Constant):
+                    words.append(str(item.value))
+                elif (
+                    isinstance(item, ast.Call)
+                    and isinstance(item.args[0], ast.Name)
+                    and item.args[0].id == "SERVER_MAX_FRAME_BYTES"
+                ):
+                    words.append(str(SERVER_MAX_FRAME_BYTES))
+                else:
+                    words.append(ast.unparse(item))
+            return words[words.index("uvicorn") :]
+    raise AssertionError("tests/e2e/server.py starts no uvicorn")
+
+
+def _serving_commands(manifests: list[Doc]) -> dict[str, list[str]]:
+    """Every command line in the repository that serves the ASGI application, by where it is."""
+    commands = {"Makefile (make run)": _make_run_uvicorn(), "tests/e2e/server.py": _e2e_server_uvicorn()}
+    for dockerfile in (DOCKERFILE, DOCKERFILE_CUDA):
+        if "gatehouse.asgi:application" in _cmd(dockerfile):
+            commands[str(dockerfile.relative_to(ROOT))] = _cmd(dockerfile)
+    for name, service in _compose()["services"].items():
+        command = service.get("command")
+        words = command.split() if isinstance(command, str) else [str(word) for word in command or []]
+        if any("gatehouse.asgi" in word for word in words):
+            commands[f"compose service {name}"] = words
+    for workload in manifests:
+        if "template" not in workload.get("spec", {}):
+            continue
+        for container in _containers(workload):
+            words = [str(word) for word in container.get("command", []) + container.get("args", [])]
+            if any("gatehouse.asgi" in word for word in words):
+                commands[f"{workload['kind']} {workload['metadata']['name']}/{container['name']}"] = words
+    return commands
+
+
+def test_every_server_command_refuses_websocket_frames_past_the_protocols_limit(
+    manifests: list[Doc],
+) -> None:
+    """uvicorn reads a frame whole (16 MiB by default) before the consumer can refuse it;
+    --ws-max-size makes the server itself refuse what the protocol would."""
+    assert (
+        settings.GATEHOUSE_WS_MAX_FRAME_BYTES
+        < SERVER_MAX_FRAME_BYTES
+        <= 2 * settings.GATEHOUSE_WS_MAX_FRAME_BYTES
+    )
+    commands = _serving_commands(manifests)
+    assert {"Makefile (make run)", "tests/e2e/server.py", "deploy/docker/Dockerfile"} <= commands.keys()
+    for where, command in commands.items():
+        assert "--ws-max-size" in command, f"{where} serves without --ws-max-size: {command}"
+        assert _option(command, "--ws-max-size") == str(SERVER_MAX_FRAME_BYTES), where
+    # The web tier runs the image's command, which carries it (no override that could drop it).
+    assert "command" not in _compose()["services"]["web"], "compose web overrides the image's command"
+    web = _main(_web(manifests))
+    assert "command" not in web
+    assert "args" not in web
 
 
 def _shutdown_seconds(manifests: list[Doc]) -> int:

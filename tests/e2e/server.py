@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+from inference.protocol import SERVER_MAX_FRAME_BYTES
 from tests.profile import PRODUCTION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -211,7 +212,8 @@ def serve(
         server_log = workdir / "server.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "25"],
+             "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "25",
+             "--ws-max-size", str(SERVER_MAX_FRAME_BYTES)],
             cwd=REPO_ROOT, env=server_env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         served.processes.append(server)

@@ -19,7 +19,12 @@ import websockets
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED
 from tests.e2e.server import ServedGatehouse, serve
 from tests.reliability.artifacts import figures_write
-from tests.reliability.processes import process_cpu_seconds, process_rss_kib
+from tests.reliability.processes import (
+    process_cpu_seconds,
+    process_peak_rss_kib,
+    process_peak_rss_reset,
+    process_rss_kib,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -27,11 +32,29 @@ IDLE_CONNECTIONS = int(os.environ.get("GATEHOUSE_IDLE_CONNECTIONS", "2000"))
 # Measured at about 80 KiB a connection (see the artifact); the bound leaves room, not a leak.
 MAX_KIB_PER_IDLE_CONNECTION = 160
 IDLE_SECONDS = 5
+# Frames far past the protocol's 64 KiB, several at once: the server must refuse them unread.
+HUGE_FRAME_BYTES = 15 * 1024 * 1024
+HUGE_FRAMES_AT_ONCE = 6
+CONNECTION_CAP = 3
 
 
 @pytest.fixture(scope="module")
 def gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGatehouse]:
-    served, stop = serve(tmp_path_factory.mktemp("abuse"))
+    # The idle-connections test holds thousands of connections as one user: above the cap.
+    served, stop = serve(
+        tmp_path_factory.mktemp("abuse"),
+        extra_env={"GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": str(IDLE_CONNECTIONS + 100)},
+    )
+    yield served
+    stop()
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGatehouse]:
+    served, stop = serve(
+        tmp_path_factory.mktemp("capped"),
+        extra_env={"GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": str(CONNECTION_CAP)},
+    )
     yield served
     stop()
 
@@ -100,6 +123,80 @@ def test_an_oversized_frame_closes_with_1009(gatehouse: ServedGatehouse, token: 
     _still_serves(gatehouse, token)
 
 
+def test_huge_frames_in_parallel_are_refused_unread_and_cost_the_server_no_memory(
+    gatehouse: ServedGatehouse, token: str
+) -> None:
+    """uvicorn's default frame limit (16 MiB) held each frame whole before the consumer's
+    64 KiB check: six 15 MiB frames at once cost the server hundreds of MiB."""
+    server_pid = gatehouse.processes[-1].pid
+    frame = "x" * HUGE_FRAME_BYTES
+
+    async def one(ws: Any) -> int | None:
+        try:
+            await ws.send(frame)
+            await asyncio.wait_for(ws.recv(), 60)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        finally:
+            await ws.close()
+        return None
+
+    async def run() -> tuple[list[int | None], int, int]:
+        opened = [
+            await websockets.connect(gatehouse.ws_url, additional_headers=_headers(token), max_size=None)
+            for _ in range(HUGE_FRAMES_AT_ONCE)
+        ]
+        process_peak_rss_reset(server_pid)
+        before = process_rss_kib(server_pid)
+        codes = await asyncio.gather(*(one(ws) for ws in opened))
+        return list(codes), before, process_peak_rss_kib(server_pid)
+
+    codes, before, peak = asyncio.run(run())
+    sent_kib = HUGE_FRAMES_AT_ONCE * HUGE_FRAME_BYTES // 1024
+    figures = {
+        "frames": HUGE_FRAMES_AT_ONCE,
+        "frame_kib": HUGE_FRAME_BYTES // 1024,
+        "server_rss_before_kib": before,
+        "server_peak_rss_kib": peak,
+        "server_growth_kib": peak - before,
+    }
+    figures_write("huge-websocket-frames", figures)
+    assert codes == [1009] * HUGE_FRAMES_AT_ONCE
+    # Not one frame's worth, let alone all of them (each was 15 MiB).
+    assert peak - before < HUGE_FRAME_BYTES // 1024 // 2, (figures, sent_kib)
+    _still_serves(gatehouse, token)
+
+
+def test_connections_past_the_per_user_cap_are_refused_with_a_reason(
+    capped: ServedGatehouse,
+) -> None:
+    token = capped.admin_token()
+
+    async def run() -> tuple[list[Any], int | None, str, list[dict[str, Any]]]:
+        held = [
+            await websockets.connect(capped.ws_url, additional_headers=_headers(token))
+            for _ in range(CONNECTION_CAP)
+        ]
+        refused = await websockets.connect(capped.ws_url, additional_headers=_headers(token))
+        said = [json.loads(await asyncio.wait_for(refused.recv(), 30))]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(refused.recv(), 30)
+        close = closed.value.rcvd
+        # One closes: its place is free again, and a new connection chats.
+        await held.pop().close()
+        async with websockets.connect(capped.ws_url, additional_headers=_headers(token)) as ws:
+            await ws.send(_chat("after-cap"))
+            frames = await _until_end(ws, "after-cap")
+        await asyncio.gather(*(ws.close() for ws in held))
+        return said, close.code if close else None, close.reason if close else "", frames
+
+    said, code, reason, frames = asyncio.run(run())
+    message = f"You already have {CONNECTION_CAP} chat connections open; close one first."
+    assert said == [{"type": "error", "id": None, "code": "rate_limited", "message": message}]
+    assert (code, reason) == (4429, message)
+    assert frames[-1]["type"] == "done", frames[-1]
+
+
 def test_a_flood_is_refused_then_closed_with_1008(gatehouse: ServedGatehouse, token: str) -> None:
     flood = [json.dumps({"type": "cancel", "id": f"f{index}"}) for index in range(500)]
     code, said = _closed_with(gatehouse.ws_url, token, flood)
@@ -116,14 +213,22 @@ def test_malformed_and_binary_frames_get_errors_and_the_connection_lives(
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         async with websockets.connect(gatehouse.ws_url, additional_headers=_headers(token)) as ws:
             errors = []
-            for bad in ["{not json", "[1, 2]", '{"type": "chat"}', '{"type": "launch"}', b"\x00\x01binary"]:
+            for bad in [
+                "{not json",
+                "[1, 2]",
+                '{"type": "chat"}',
+                '{"type": "launch"}',
+                b"\x00\x01binary",
+                "[" * 5000 + "]" * 5000,
+                '{"type": "chat", "max_tokens": ' + "9" * 5000 + "}",
+            ]:
                 await ws.send(bad)
                 errors.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
             await ws.send(_chat("fine"))
             return errors, await _until_end(ws, "fine")
 
     errors, frames = asyncio.run(run())
-    assert [error["type"] for error in errors] == ["error"] * 5
+    assert [error["type"] for error in errors] == ["error"] * 7
     assert {error["code"] for error in errors} == {"invalid"}
     assert all(error["message"] for error in errors)
     assert frames[-1]["type"] == "done"
