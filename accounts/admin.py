@@ -233,20 +233,7 @@ class TeamAdmin(admin.ModelAdmin[Team]):
 class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
     """Quota policies; every change is audited with before and after (accounts.services.quotas)."""
 
-    list_display = (
-        "name",
-        "user",
-        "team",
-        "api_key",
-        "role",
-        "requests_per_minute",
-        "tokens_per_day",
-        "tokens_per_month",
-        "concurrent_streams",
-    )
-    list_filter = ("role", "team")
-    search_fields = ("name", "user__username", "team__name")
-    autocomplete_fields = ("user",)
+    # The list shows every field the form edits.
     fields = (
         "name",
         "user",
@@ -258,6 +245,10 @@ class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
         "tokens_per_month",
         "concurrent_streams",
     )
+    list_display = fields
+    list_filter = ("role", "team")
+    search_fields = ("name", "user__username", "team__name")
+    autocomplete_fields = ("user",)
 
     def save_model(self, request: HttpRequest, obj: QuotaPolicy, form: Any, change: bool) -> None:
         quota_policy_save(policy=obj, actor=console_user(request))

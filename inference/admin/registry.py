@@ -35,7 +35,7 @@ from inference.services import (
     model_version_update,
     model_version_upstream_errors,
 )
-from inference.services.registry import MODEL_VERSION_UPDATABLE_FIELDS
+from inference.services.registry import MODEL_VERSION_REGISTRATION_FIELDS, MODEL_VERSION_UPDATABLE_FIELDS
 from inference.upstream_credentials import upstream_credential_names
 
 
@@ -201,19 +201,8 @@ VERSION_ADD_FIELDS = (
 # new version with its own review. Status moves through the actions; the manifest is computed
 # at registration; the credential is the name of a secret, never the secret.
 VERSION_CHANGE_READONLY_FIELDS = (
-    "model",
-    "label",
-    "backend",
-    "source",
-    "hub_repo",
-    "hub_revision",
-    "remote_base_url",
-    "remote_model",
-    "credential_ref",
-    "allow_pickle_weights",
-    "manifest",
+    *MODEL_VERSION_REGISTRATION_FIELDS,
     "status",
-    "created_by",
     "created_at",
     "promoted_at",
     "retired_at",
