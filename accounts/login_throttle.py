@@ -131,10 +131,26 @@ def _give_back(subjects: Iterable[_Subject]) -> None:
             cache.decr(subject.counter_key)
 
 
+def _add_until(key: str, *, seconds: int) -> bool:
+    """Set `key` to the time it lapses, unless it holds one still to come; True when set.
+
+    The stored time, not only the cache's expiry, decides: both agree in production, and a
+    key whose time has passed is treated as gone even while the cache still holds it.
+    """
+    until = time.time() + seconds
+    if cache.add(key, until, timeout=seconds):
+        return True
+    held = cache.get(key)
+    if isinstance(held, int | float) and held > time.time():
+        return False
+    cache.set(key, until, timeout=seconds)
+    return True
+
+
 def _noted(lockout: Lockout, subjects: tuple[_Subject, ...], *, for_seconds: int) -> Lockout:
     """The lockout, marked as its first refusal if none was noted in the last `for_seconds`."""
     subject = next(s for s in subjects if s.scope == lockout.scope)
-    first = cache.add(subject.noted_key, 1, timeout=for_seconds)
+    first = _add_until(subject.noted_key, seconds=for_seconds)
     return Lockout(scope=lockout.scope, retry_after_seconds=lockout.retry_after_seconds, first_refusal=first)
 
 
@@ -176,11 +192,13 @@ def login_attempt_fail(*, attempt: LoginAttempt) -> Lockout | None:
         count = cache.get(subject.counter_key)
         if count is None or count < subject.limit:
             continue
-        if cache.add(subject.lock_key, time.time() + lockout_seconds, timeout=lockout_seconds):
+        if _add_until(subject.lock_key, seconds=lockout_seconds):
             cache.delete(subject.counter_key)
             # A refusal noted while guesses in flight were filling the counter belongs to
             # this lockout: it is not recorded again before the lockout ends.
-            cache.touch(subject.noted_key, timeout=lockout_seconds)
+            noted_until = cache.get(subject.noted_key)
+            if isinstance(noted_until, int | float) and noted_until > time.time():
+                cache.set(subject.noted_key, time.time() + lockout_seconds, timeout=lockout_seconds)
             triggered = triggered or Lockout(scope=subject.scope, retry_after_seconds=lockout_seconds)
     return triggered
 

@@ -1,6 +1,7 @@
 """Scheduled housekeeping for identity (Celery beat runs it; see CELERY_BEAT_SCHEDULE)."""
 
 from celery import shared_task
+from django.db import transaction
 from guardian.utils import clean_orphan_obj_perms
 
 from audit.models import AuditEvent
@@ -9,15 +10,19 @@ from audit.services import audit_event_record
 
 @shared_task(name="accounts.tasks.object_permissions_sweep", ignore_result=True)
 def object_permissions_sweep() -> int:
-    """Delete object permissions whose object no longer exists; audit how many."""
-    removed = int(clean_orphan_obj_perms())
-    if removed:
-        audit_event_record(
-            action="permission.orphans_removed",
-            actor_display="system",
-            actor_kind=AuditEvent.ActorKind.SYSTEM,
-            metadata={"removed": removed},
-        )
+    """Delete object permissions whose object no longer exists; audit how many.
+
+    One transaction: if the record cannot be written, the permissions stay.
+    """
+    with transaction.atomic():
+        removed = int(clean_orphan_obj_perms())
+        if removed:
+            audit_event_record(
+                action="permission.orphans_removed",
+                actor_display="system",
+                actor_kind=AuditEvent.ActorKind.SYSTEM,
+                metadata={"removed": removed},
+            )
     return removed
 
 

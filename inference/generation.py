@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from accounts.models import User
@@ -35,6 +36,11 @@ from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
 
 logger = logging.getLogger(__name__)
+
+# The test hook GATEHOUSE_TEST_HOLD_MODELS: how long a held generation waits for its cancel,
+# and how often it asks.
+HOLD_LIMIT_SECONDS = 30.0
+HOLD_POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,14 @@ class GenerationJob:
     quota: dict[str, Any] | None = None
     # The version is a remote (OpenAI-compatible) server: see GATEHOUSE_REMOTE_GENERATION.
     remote: bool = False
+    # Test hook (GATEHOUSE_TEST_HOLD_MODELS): decided where the job is made, from that
+    # process's settings, and obeyed wherever it runs.
+    hold_until_cancelled: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.hold_until_cancelled is None:
+            held = self.model_name in settings.GATEHOUSE_TEST_HOLD_MODELS
+            object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,6 +219,18 @@ def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
         close_old_connections()
 
 
+def _held_until_cancelled(job: GenerationJob) -> None:
+    """The test hook: once, after the first tokens, wait for the cancel (bounded), then go on."""
+    deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+    while not generation_cancel_requested(generation_id=job.generation_id):
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "generation %s: held for %.0fs without a cancel", job.generation_id, HOLD_LIMIT_SECONDS
+            )
+            return
+        time.sleep(HOLD_POLL_SECONDS)
+
+
 def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> None:
     version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
@@ -239,10 +265,11 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
 
     index = 0
     reply: list[str] = []
+    held = bool(job.hold_until_cancelled)
 
     def on_token(texts: list[str]) -> None:
         # An empty `texts` is a heartbeat: sent on, so the consumer knows this worker is alive.
-        nonlocal index
+        nonlocal index, held
         if texts and outcome.first_token_at is None:
             outcome.first_token_at = time.time()
         if job.conversation_id:
@@ -258,6 +285,9 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         )
         index += len(texts)
         outcome.delivered = index
+        if held and texts:
+            held = False
+            _held_until_cancelled(job)
 
     try:
         result = engine.generate_stream(

@@ -5,6 +5,8 @@ local-memory cache and an in-process inference executor, so `make run` needs no 
 server. Setting DATABASE_URL and REDIS_URL switches to the production configuration.
 """
 
+import os
+import sys
 from datetime import timedelta
 from ipaddress import ip_network
 from pathlib import Path
@@ -336,6 +338,28 @@ GATEHOUSE_GENERATION_START_TIMEOUT = env.float("GATEHOUSE_GENERATION_START_TIMEO
 # Local generations send a heartbeat every 2 s even while they wait, so 10 s of silence means
 # the worker is gone.
 GATEHOUSE_GENERATION_STALL_TIMEOUT = env.float("GATEHOUSE_GENERATION_STALL_TIMEOUT", default=10.0)
+
+
+def held_models_parse(*, raw: str, debug: bool, under_tests: bool) -> tuple[str, ...]:
+    """GATEHOUSE_TEST_HOLD_MODELS: a test hook, refused with DEBUG off outside the test suite."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if names and not (debug or under_tests):
+        raise ImproperlyConfigured(
+            "GATEHOUSE_TEST_HOLD_MODELS is a test hook: it holds generations until they are "
+            "cancelled, so it is refused with DEBUG off outside the test suite. Unset it."
+        )
+    return names
+
+
+# Test hook: a generation of one of these models (comma-separated names) stops after its first
+# tokens until it is cancelled (30 s at most), so a test's cancel always lands mid-generation.
+# Empty by default; honoured with DEBUG on or under the test suite (which sets
+# GATEHOUSE_TEST_PROFILE for the stacks it serves).
+GATEHOUSE_TEST_HOLD_MODELS = held_models_parse(
+    raw=env.str("GATEHOUSE_TEST_HOLD_MODELS", default=""),
+    debug=DEBUG,
+    under_tests="pytest" in sys.modules or "GATEHOUSE_TEST_PROFILE" in os.environ,
+)
 # Loaded models share this much memory (weights, estimated from their files); least recently
 # used ones are unloaded first.
 GATEHOUSE_ENGINE_MEMORY_BUDGET_MB = env.int("GATEHOUSE_ENGINE_MEMORY_BUDGET_MB", default=16 * 1024)

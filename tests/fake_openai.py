@@ -4,15 +4,22 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# A held request is answered at the latest after this long, so a test that forgets to
+# release it still ends.
+HANG_LIMIT_SECONDS = 60.0
 
 
 class FakeUpstream:
     """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request | redirect:<url>.
 
     `usage` replaces the usage the stream reports (None: it reports none); unset, it is exact.
+    In `hang` mode a request is held, unanswered, until the test calls `release()` (or the
+    server stops); `held` counts the requests held and `answered_after_hold` those answered
+    since, so a test can show that its client gave up before the upstream said anything.
     """
 
     def __init__(self) -> None:
@@ -21,6 +28,9 @@ class FakeUpstream:
         self.delay = 0.0
         self.usage: dict[str, Any] | None = {}
         self.requests: list[dict[str, Any]] = []
+        self.held = 0
+        self.answered_after_hold = 0
+        self.released = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
@@ -43,6 +53,10 @@ class FakeUpstream:
         handler.wfile.write(f"data: {data}\n\n".encode())
         handler.wfile.flush()
 
+    def release(self) -> None:
+        """Let held (`hang`) requests be answered."""
+        self.released.set()
+
     def respond(self, handler: BaseHTTPRequestHandler, nth: int) -> None:
         mode = self.mode
         if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
@@ -60,7 +74,12 @@ class FakeUpstream:
             handler.end_headers()
             return
         if mode == "hang":
-            time.sleep(5)
+            self.held += 1
+            self.released.wait(timeout=HANG_LIMIT_SECONDS)
+            self.answered_after_hold += 1
+            with suppress(OSError):  # the client has usually given up by now
+                handler.send_response(503)
+                handler.end_headers()
             return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
@@ -92,5 +111,29 @@ def fake_upstream() -> Iterator[FakeUpstream]:
     try:
         yield upstream
     finally:
+        upstream.release()
         upstream.server.shutdown()
         upstream.server.server_close()
+
+
+class _ShiftedClock:
+    """The `time` module, with `monotonic()` running `offset` seconds ahead."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def clock_advance(monkeypatch: Any, *, seconds: float) -> None:
+    """Move the remote engine's clock (its circuit breakers' pauses) `seconds` ahead, for the
+    rest of the test, instead of waiting for the time to pass."""
+    from inference.engines import remote
+
+    current = remote.time
+    offset = current.offset if isinstance(current, _ShiftedClock) else 0.0
+    monkeypatch.setattr(remote, "time", _ShiftedClock(offset + seconds))

@@ -20,7 +20,28 @@ async def eventually(query: Callable[[], Any], *, seconds: float = 30.0) -> Any:
 
 
 def completed_audit_event() -> Any:
-    """The (first) `inference.completed` record, or None while there is none yet."""
+    """The `inference.completed` record, or None while there is none yet.
+
+    For a test that made one generation: a second record (another test's late write, say)
+    fails it rather than being mistaken for its own. Prefer `completed_audit_event_for`.
+    """
     from audit.models import AuditEvent
 
-    return AuditEvent.objects.filter(action="inference.completed").first()
+    found = list(AuditEvent.objects.filter(action="inference.completed")[:2])
+    if len(found) > 1:
+        raise AssertionError(
+            "more than one inference.completed record: wait with completed_audit_event_for(request_id=...)"
+        )
+    return found[0] if found else None
+
+
+def completed_audit_event_for(*, request_id: str) -> Callable[[], Any]:
+    """A query for `eventually`: the `inference.completed` record of the request sent with
+    this X-Request-ID, or None while there is none yet."""
+
+    def query() -> Any:
+        from audit.models import AuditEvent
+
+        return AuditEvent.objects.filter(action="inference.completed", request_id=request_id).first()
+
+    return query

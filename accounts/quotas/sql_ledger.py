@@ -3,23 +3,37 @@
 `UPDATE ... SET used = used + n WHERE used + n <= limit` either moves a counter or touches
 no row, atomically, on SQLite and PostgreSQL alike; if any counter refuses, the transaction
 rolls back the ones already moved. This is the embedded default's ledger.
+
+A database that cannot answer (away, locked, its connection dropped) is a ledger that cannot:
+LedgerUnavailable, so token quotas fail closed exactly as with Redis.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import QuotaCounter, QuotaLease
-from accounts.quotas.ledger import CounterSpec, QuotaExceeded, Reservation
+from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, Reservation
+
+
+@contextmanager
+def _store() -> Iterator[None]:
+    """Run against the database (outside its transaction, so that is rolled back first)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise LedgerUnavailable(f"the quota database cannot answer: {error}") from error
 
 
 class SqlQuotaLedger:
     def reserve(self, *, counters: list[CounterSpec], amount: int, lease_seconds: float) -> Reservation:
         now = timezone.now()
         reservation = Reservation(counters=tuple(counters), amount=amount)
-        with transaction.atomic():
+        with _store(), transaction.atomic():
             rows = self._counters(counters, now=now)
             for spec in counters:
                 counter = rows[spec.key]
@@ -42,16 +56,17 @@ class SqlQuotaLedger:
             )
         return reservation
 
-    @transaction.atomic
     def settle(self, *, reservation: Reservation, actual: int) -> None:
-        self._end(reservation, charge=actual)
+        with _store(), transaction.atomic():
+            self._end(reservation, charge=actual)
 
-    @transaction.atomic
     def release(self, *, reservation: Reservation) -> None:
-        self._end(reservation, charge=0)
+        with _store(), transaction.atomic():
+            self._end(reservation, charge=0)
 
     def used(self, *, key: str) -> int:
-        return QuotaCounter.objects.filter(key=key).values_list("used", flat=True).first() or 0
+        with _store():
+            return QuotaCounter.objects.filter(key=key).values_list("used", flat=True).first() or 0
 
     # --- helpers -------------------------------------------------------------------------------
 

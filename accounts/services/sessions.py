@@ -142,6 +142,8 @@ def auth_tokens_refresh(*, raw_refresh: str) -> TokenPair:
             pair = _token_pair(user=user, family=family)
     # Raised after the block so the family's revocation and its audit row commit.
     if reused:
+        # Its sockets close now, not at their next frame.
+        credentials_changed_notify(user_id=family.user_id)
         raise AuthenticationFailed(
             "This refresh token was already used. The session has been ended to protect the account; log in again."
         )

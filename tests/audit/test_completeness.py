@@ -1,31 +1,34 @@
 """Every security-relevant action is on the trail, in its own transaction.
 
-If the audit insert fails, the action does not happen; bulk writes that skip the services
-are audited anyway; console edits arrive through the admin's own change log.
+If the audit insert fails, the action does not happen: every audited action
+(`tests/audit/audited_actions.py`) runs with no transaction around it but its own, with the
+database refusing every audit insert, and none of its rows may be left. Bulk writes that skip
+the services are audited anyway; console edits arrive through the admin's own change log.
 """
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, QuotaPolicy, Team, User
-from accounts.services import api_key_create, team_create, user_deactivate
+from accounts.services import api_key_create, role_groups_ensure
 from accounts.services.quotas import quota_policy_save
 from audit.models import AuditEvent
 from inference.models import Model
 from inference.services import model_register
 from tests.accounts.helpers import bearer_client, login
+from tests.audit.audited_actions import ACTIONS, World
 from tests.audit.tampering import sql
 
 
 @pytest.fixture
-def audit_store_failing(db: None) -> None:
-    """Every audit insert raises, as a full disk or a revoked grant would make it."""
+def audit_store_failing(transactional_db: None) -> Iterator[None]:
+    """Every audit insert fails in the database itself, as a full disk or a revoked grant would
+    make it. Installed for real (the test has no outer transaction) and dropped afterwards."""
     if connection.vendor == "postgresql":
         sql(
             "CREATE FUNCTION audit_store_failing() RETURNS trigger AS $$ "
@@ -40,44 +43,48 @@ def audit_store_failing(db: None) -> None:
             "CREATE TRIGGER audit_store_failing BEFORE INSERT ON audit_auditevent "
             "BEGIN SELECT RAISE(ABORT, 'audit store failing'); END"
         )
-    # No teardown: the test's own transaction rolls the trigger back with everything else.
+    yield
+    if connection.vendor == "postgresql":
+        sql("DROP TRIGGER audit_store_failing ON audit_auditevent")
+        sql("DROP FUNCTION audit_store_failing()")
+    else:
+        sql("DROP TRIGGER audit_store_failing")
 
 
-ACTIONS: dict[str, tuple[Callable[[User, User], Any], Callable[[], int]]] = {
-    "api key created": (
-        lambda alice, bob: api_key_create(user=bob, name="k", scopes=["chat"], actor=bob),
-        ApiKey.objects.count,
-    ),
-    "team created": (lambda alice, bob: team_create(name="ops", actor=alice), Team.objects.count),
-    "model registered": (
-        lambda alice, bob: model_register(name="m", actor=alice),
-        Model.objects.count,
-    ),
-    "quota policy saved": (
-        lambda alice, bob: quota_policy_save(
-            policy=QuotaPolicy(name="p", user=bob, requests_per_minute=5), actor=alice
-        ),
-        QuotaPolicy.objects.count,
-    ),
-    "user deactivated": (
-        lambda alice, bob: user_deactivate(user=bob, actor=alice),
-        lambda: User.objects.filter(is_active=False).count(),
-    ),
-}
+@pytest.fixture
+def world(alice: User, bob: User, monkeypatch: pytest.MonkeyPatch) -> World:
+    role_groups_ensure()
+    return World(alice=alice, bob=bob, monkeypatch=monkeypatch)
 
 
+# No outer transaction in these: each action commits (or not) exactly as it does in production,
+# so one that commits its own rows before its audit row is written is caught.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("name", list(ACTIONS))
-def test_an_action_whose_audit_insert_fails_does_not_happen(
-    name: str, alice: User, bob: User, request: pytest.FixtureRequest
+def test_with_the_trail_working_the_action_is_seen_to_happen(name: str, world: World) -> None:
+    prepared = ACTIONS[name](world)
+    assert not prepared.happened(), "set up wrongly: the action's effect is there before it ran"
+    before = AuditEvent.objects.count()
+    prepared.act()
+    assert prepared.happened()
+    assert AuditEvent.objects.count() > before
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("name", list(ACTIONS))
+def test_an_action_whose_audit_insert_fails_is_not_in_the_database(
+    name: str, world: World, request: pytest.FixtureRequest
 ) -> None:
-    act, state = ACTIONS[name]
-    before = state()
+    prepared = ACTIONS[name](world)
     request.getfixturevalue("audit_store_failing")
-    with pytest.raises(DatabaseError, match="audit store failing"), transaction.atomic():
-        act(alice, bob)
-    assert state() == before
+    before = AuditEvent.objects.count()
+    with pytest.raises(DatabaseError, match="audit store failing"):
+        prepared.act()
+    assert not prepared.happened(), f"{name}: committed without its audit row"
+    assert AuditEvent.objects.count() == before
 
 
+@pytest.mark.django_db(transaction=True)
 def test_an_api_call_whose_audit_fails_answers_500_and_creates_nothing(
     bob: User, request: pytest.FixtureRequest
 ) -> None:
@@ -124,14 +131,6 @@ def test_bulk_create_and_queryset_delete_are_audited(alice: User, bob: User) -> 
     assert _last("inference.model.bulk_deleted").metadata["count"] == 1
     User.objects.filter(pk=bob.pk).update(is_staff=True)
     assert _last("accounts.user.bulk_updated").metadata["ids"] == [str(bob.pk)]
-
-
-def test_a_bulk_update_whose_audit_fails_changes_nothing(bob: User, request: pytest.FixtureRequest) -> None:
-    api_key_create(user=bob, name="k", scopes=["chat"], actor=bob)
-    request.getfixturevalue("audit_store_failing")
-    with pytest.raises(DatabaseError, match="audit store failing"), transaction.atomic():
-        ApiKey.objects.filter(user=bob).update(revoked_at=timezone.now())
-    assert ApiKey.objects.get(user=bob).revoked_at is None
 
 
 def test_console_edits_reach_the_trail_from_the_admins_change_log(

@@ -1,10 +1,21 @@
-"""One served stack for every end-to-end module (starting one takes seconds)."""
+"""One served stack for every end-to-end module (starting one takes seconds).
+
+The stack is shared, so a test that changes it (a model's cap, a quota policy) puts back
+what it changed, and a test that counts exactly (tests/e2e/test_operations.py) serves a
+stack of its own. Tests that cancel a chat use `demo-held` (the `held_model` fixture): the
+same demo model, whose generations wait after their first tokens until they are cancelled
+(GATEHOUSE_TEST_HOLD_MODELS), so a cancel never races the end of the answer.
+"""
 
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.server import ServedGatehouse, serve
+
+HELD_MODEL = "demo-held"
+# A held chat may ask for this many tokens: far more than it produces before its cancel.
+HELD_MAX_TOKENS = 400
 
 
 @pytest.fixture(scope="package")
@@ -14,10 +25,40 @@ def gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateho
     served, stop = serve(
         tmp_path_factory.mktemp("served"),
         worker_concurrency=4,
+        worker_queues=f"inference.demo-tiny,inference.{HELD_MODEL},celery",
         extra_env={
             "GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64",
             "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",
+            "GATEHOUSE_TEST_HOLD_MODELS": HELD_MODEL,
         },
     )
     yield served
     stop()
+
+
+@pytest.fixture(scope="package")
+def held_model(gatehouse: ServedGatehouse) -> str:
+    """`demo-held`, open to all: the demo model, held after its first tokens until cancelled."""
+    gatehouse.manage(
+        "shell",
+        "-c",
+        f"""
+from pathlib import Path
+from django.conf import settings
+from accounts.models import User
+from inference.demo_model import demo_model_build
+from inference.models import Model
+from inference.services import model_register, model_version_promote, model_version_register
+
+if not Model.objects.filter(name={HELD_MODEL!r}).exists():
+    admin = User.objects.get(username={gatehouse.admin_username!r})
+    directory = Path(settings.GATEHOUSE_MODEL_ROOT) / {HELD_MODEL!r} / "v1"
+    demo_model_build(directory=directory)
+    model = model_register(name={HELD_MODEL!r}, open_to_all=True, max_tokens_cap={HELD_MAX_TOKENS}, actor=admin)
+    version = model_version_register(
+        model=model, label="v1", source=str(directory), context_length=512, actor=admin
+    )
+    model_version_promote(version=version, actor=admin)
+""",
+    )
+    return HELD_MODEL

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from inference.protocol import SERVER_MAX_FRAME_BYTES
-from tests.profile import PRODUCTION
+from tests.profile import PRODUCTION, PROFILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,6 +158,9 @@ def serve(
             "GATEHOUSE_METRICS_TOKEN": uuid.uuid4().hex,
             # Served with DEBUG off; the tests' fake upstreams listen on loopback.
             "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
+            # Marks the stack as the suite's: test hooks (GATEHOUSE_TEST_HOLD_MODELS) are
+            # refused with DEBUG off anywhere else.
+            "GATEHOUSE_TEST_PROFILE": PROFILE,
         }
     )
     (workdir / "metrics").mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import pytest
 from django_otp.oath import totp
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.e2e.conftest import HELD_MAX_TOKENS
 from tests.e2e.server import REPO_ROOT, ServedGatehouse
 
 CHROMIUM = Path(os.environ.get("GATEHOUSE_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -155,7 +156,9 @@ def _enrolled_admin(gatehouse: ServedGatehouse, username: str, password: str) ->
     return base64.b32decode(secret + "=" * (-len(secret) % 8))
 
 
-def test_an_enrolled_admin_needs_the_code_and_cancels_a_chat(page: Page, gatehouse: ServedGatehouse) -> None:
+def test_an_enrolled_admin_needs_the_code_and_cancels_a_chat(
+    page: Page, gatehouse: ServedGatehouse, held_model: str
+) -> None:
     password = "tess-has-a-long-password-7"
     key = _enrolled_admin(gatehouse, "tess", password)
     page.goto(f"{gatehouse.base_url}/admin/login/")
@@ -170,21 +173,16 @@ def test_an_enrolled_admin_needs_the_code_and_cancels_a_chat(page: Page, gatehou
     page.click("input[type=submit]")
     expect(page.locator(".console-nav")).to_contain_text("Model access")
 
-    # Room for a long answer, so that the cancel lands while tokens are still coming.
-    gatehouse.manage(
-        "shell", "-c",
-        "from inference.models import Model; Model.objects.filter(name='demo-tiny').update(max_tokens_cap=400)",
-    )  # fmt: skip
+    # The held demo model stops after its first tokens until the cancel arrives, so the
+    # cancel always lands mid-answer. The cancel frame follows the chat frame on the same
+    # socket, so the server always sees the chat first.
     page.goto(f"{gatehouse.base_url}/admin/playground/")
     expect(page.locator("#playground-status")).to_have_text("Ready", timeout=15_000)
-    page.select_option("#playground-model", "demo-tiny")
-    page.fill("#playground-max-tokens", "400")
+    page.select_option("#playground-model", held_model)
+    page.fill("#playground-max-tokens", str(HELD_MAX_TOKENS))
     page.click("#playground-send")
-    # At once: the demo model can write 400 tokens in well under a second, so waiting to
-    # see some first could find the answer already complete. The cancel frame follows the
-    # chat frame on the same socket, so the server always sees the chat first.
     page.click("#playground-cancel")
     expect(page.locator("#playground-status")).to_have_text("Done (cancelled)", timeout=30_000)
     completion = int(page.locator("#playground-usage").inner_text().split(" completion")[0].split("+ ")[-1])
-    assert completion < 400
+    assert completion < HELD_MAX_TOKENS
     _shot(page, "6-playground-cancelled")

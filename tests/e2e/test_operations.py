@@ -1,5 +1,10 @@
 """Operations against the served stack: /metrics after real traffic, /readyz while Redis
-goes away and comes back."""
+goes away and comes back.
+
+The metrics tests count exact deltas, so they run on a stack of their own: what other
+modules change on the shared one (a model's cap, a quota policy, chats of their own)
+cannot reach their counters.
+"""
 
 import time
 from collections.abc import Iterator
@@ -26,7 +31,18 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def test_metrics_count_real_traffic(gatehouse: ServedGatehouse) -> None:
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGatehouse]:
+    """A stack only this module's metrics tests use."""
+    served, stop = serve(tmp_path_factory.mktemp("counted"))
+    try:
+        yield served
+    finally:
+        stop()
+
+
+def test_metrics_count_real_traffic(counted: ServedGatehouse) -> None:
+    gatehouse = counted
     before = _scrape(gatehouse)
     headers = {"Authorization": f"Bearer {gatehouse.admin_token()}"}
     body = {"model": "demo-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8,
@@ -58,7 +74,8 @@ def test_metrics_count_real_traffic(gatehouse: ServedGatehouse) -> None:
     assert _value(after, "gatehouse_audit_checkpoint_matches") == 1
 
 
-def test_metrics_count_quota_refusals(gatehouse: ServedGatehouse) -> None:
+def test_metrics_count_quota_refusals(counted: ServedGatehouse) -> None:
+    gatehouse = counted
     script = (
         "from accounts.models import QuotaPolicy; from accounts.roles import Role; "
         "from accounts.services import user_create; "

@@ -15,7 +15,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from tests.inference.websocket import access_token
-from tests.waiting import completed_audit_event, eventually
+from tests.waiting import completed_audit_event_for, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -62,12 +62,12 @@ async def test_a_completion_answers_in_openai_shape(bob: User, demo_version: Mod
     assert body["system_fingerprint"] == "demo-tiny@v1"
     (choice,) = body["choices"]
     assert choice["message"]["role"] == "assistant"
-    assert choice["finish_reason"] in ("stop", "length")
+    # Greedy (_body): the demo model never writes end-of-text for this prompt.
+    assert choice["finish_reason"] == "length"
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert usage["prompt_tokens"] > 0
-    if choice["finish_reason"] == "length":
-        assert usage["completion_tokens"] == 8
+    assert usage["completion_tokens"] == 8
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.completed")
     assert event.metadata["channel"] == "api"
     assert event.request_id == "api-trace-1"
@@ -87,7 +87,8 @@ async def test_a_stream_sends_role_tokens_finish_usage_then_done(
     assert all(chunk["object"] == "chat.completion.chunk" and chunk["usage"] is None for chunk in events[:-2])
     assert len({chunk["id"] for chunk in events[:-1]}) == 1
     tokens = [chunk["choices"][0]["delta"]["content"] for chunk in middle]
-    assert finish["choices"][0]["finish_reason"] in ("stop", "length")
+    assert finish["choices"][0]["finish_reason"] == "length"
+    assert len(tokens) == 8
     assert finish["choices"][0]["delta"] == {}
     assert usage["choices"] == []
     assert usage["usage"]["completion_tokens"] == len(tokens)
@@ -172,16 +173,17 @@ async def test_a_full_queue_answers_503_at_once_and_is_audited(bob: User, demo_v
     assert event.metadata["reason"].startswith("queue full")
 
 
+@override_settings(GATEHOUSE_TEST_HOLD_MODELS=("demo-tiny",))
 async def test_a_client_that_hangs_up_mid_stream_cancels_the_generation(
     bob: User, demo_version: ModelVersion
 ) -> None:
     """As Django's ASGI handler does on a disconnect: close the iterator taken from the response."""
-    response = await _post(bob, _body(stream=True, max_tokens=256))
+    response = await _post(bob, _body(stream=True, max_tokens=256), **{"X-Request-ID": "hang-up-1"})
     assert response.status_code == 200
     content = aiter(response)
     assert (await anext(content)).startswith(b"data: ")
     await content.aclose()
-    event = await eventually(completed_audit_event)
+    event = await eventually(completed_audit_event_for(request_id="hang-up-1"))
     assert await database_sync_to_async(AuditEvent.objects.filter(action="inference.completed").count)() == 1
     assert event.metadata["finish_reason"] == "cancelled"
     assert event.metadata["completion_tokens"] < 256

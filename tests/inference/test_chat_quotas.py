@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import AsyncClient
+from django.test import AsyncClient, override_settings
 
 from accounts.models import QuotaPolicy, User
 from accounts.services.quotas import QuotaRefused, quota_admit, quota_settle
@@ -122,8 +122,10 @@ async def test_a_disconnect_mid_stream_charges_what_ran_and_leaks_nothing(
     await _policy(bob, tokens_per_day=100_000, concurrent_streams=1)
     communicator = communicator_for(token=await access_token(bob))
     await communicator.connect()
-    await communicator.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
-    assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
+    # Held after its first tokens until cancelled, so the disconnect never races the answer's end.
+    with override_settings(GATEHOUSE_TEST_HOLD_MODELS=("demo-tiny",)):
+        await communicator.send_json_to(chat_frame("long", max_tokens=256, temperature=0.0))
+        assert (await communicator.receive_json_from(timeout=30))["type"] == "start"
     assert (await communicator.receive_json_from(timeout=60))["type"] == "token"
     await communicator.disconnect()
     event = await eventually(completed_audit_event)

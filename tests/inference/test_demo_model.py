@@ -1,6 +1,7 @@
 """SPEC §7: the demo model is built offline, deterministically, as a normal HF directory."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,16 +52,26 @@ def test_demo_model_ensure_is_idempotent(demo_version: ModelVersion) -> None:
     assert AuditEvent.objects.filter(action="model.version.promoted").count() == 1
 
 
-def test_a_corrupted_demo_model_is_rebuilt_to_the_recorded_manifest(demo_version: ModelVersion) -> None:
-    weights = demo_version.source_path / "model.safetensors"
+def _files_written_at(root: Path) -> dict[Path, int]:
+    return {path: path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+
+
+def test_a_corrupted_demo_model_is_rebuilt_to_the_recorded_manifest(
+    db: None, tmp_path: Path, model_root: Path, settings: Any
+) -> None:
+    """On a model root of the test's own: the suite's demo model is read by other tests (and,
+    in the production profile, by a worker) while this one runs, so it is never corrupted."""
+    shared_files = _files_written_at(model_root)
+    settings.GATEHOUSE_MODEL_ROOT = tmp_path
+    version = demo_model_ensure()
+    weights = version.source_path / "model.safetensors"
+    assert tmp_path in weights.parents
     original = weights.read_bytes()
     weights.write_bytes(original[:-8] + b"tampered")
-    try:
-        repaired = demo_model_ensure()
-        assert repaired.manifest == demo_version.manifest
-        assert weights.read_bytes() == original
-    finally:
-        weights.write_bytes(original)
+    repaired = demo_model_ensure()
+    assert repaired.manifest == version.manifest
+    assert weights.read_bytes() == original
+    assert _files_written_at(model_root) == shared_files
 
 
 def test_the_engine_refuses_files_that_do_not_match_the_manifest(demo_version: ModelVersion) -> None:
