@@ -48,7 +48,9 @@ def api_key_create(
         raise ValidationError({"expires_at": "The expiry must be in the future."})
     # The owner's row lock serialises concurrent creations for one person, so the count below
     # cannot be read by two of them before either inserts (PostgreSQL; SQLite locks the database).
-    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+    # NO KEY UPDATE: rows that merely reference the user (an audit event's actor, whose insert
+    # runs under the chain's lock) take KEY SHARE on it and must not wait for this lock.
+    User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True).first()
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_KEYS_PER_USER:
         raise ValidationError({"name": f"An account may hold at most {MAX_KEYS_PER_USER} active keys."})
     prefix, secret = api_key_material_new()
