@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.conftest import HELD_MAX_TOKENS
 from tests.e2e.server import ServedGatehouse
 
 pytestmark = pytest.mark.e2e
@@ -80,21 +81,14 @@ def test_errors_are_raised_as_the_client_expects(client: openai.OpenAI) -> None:
 
 
 def test_a_client_that_hangs_up_mid_stream_cancels_the_generation(
-    gatehouse: ServedGatehouse, api_key: str
+    gatehouse: ServedGatehouse, api_key: str, held_model: str
 ) -> None:
-    # The demo model writes its usual cap of 256 tokens in about a quarter of a second, and on
-    # a busy 2-core machine the hang-up once took longer than that to land. 400 tokens (the
-    # prompt and its template take the rest of the 512-token context) give it half as long
-    # again, and the check is no weaker.
-    gatehouse.manage(
-        "shell",
-        "-c",
-        "from inference.models import Model; Model.objects.filter(name='demo-tiny').update(max_tokens_cap=400)",
-    )
+    # The held model waits after its first tokens until it is cancelled: the hang-up never
+    # races the end of the answer.
     body = {
-        "model": "demo-tiny",
+        "model": held_model,
         "messages": [{"role": "user", "content": "a long answer"}],
-        "max_tokens": 400,
+        "max_tokens": HELD_MAX_TOKENS,
         "temperature": 0,
         "stream": True,
     }
@@ -118,4 +112,4 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_generation(
         time.sleep(0.2)
     assert metadata is not None
     assert metadata["finish_reason"] == "cancelled"
-    assert metadata["completion_tokens"] < 400
+    assert metadata["completion_tokens"] < HELD_MAX_TOKENS
