@@ -14,6 +14,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.dispatch import receiver
 
+from gatehouse.local_cache import local_caches_invalidate
+
 logger = logging.getLogger(__name__)
 
 CREDENTIALS_CHANGED = "credentials.changed"
@@ -30,6 +32,9 @@ def credentials_changed_notify(*, user_id: int) -> None:
     Best effort by design: if the channel layer is down, connections still re-check on their
     next frame, so a failure here is logged and never undoes the revocation.
     """
+
+    # The request path's caches of who may do what are dropped in every process too.
+    local_caches_invalidate(reason=f"credentials of user {user_id} changed")
 
     def send() -> None:
         layer = get_channel_layer()

@@ -10,6 +10,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -31,6 +32,7 @@ from accounts.session_lifetime import (
     session_lifetime_over,
     session_stamp,
 )
+from gatehouse.local_cache import LocalCache, local_cache_miss
 
 Method = Literal["jwt", "api_key", "session", "ticket"]
 # Writing last_used_at once a minute at most keeps key auth from being a write per request.
@@ -90,10 +92,8 @@ def principal_from_access_token(*, raw: str) -> Principal:
         token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError:
         raise CredentialRejected("The access token is invalid or expired.") from None
-    family = (
-        RefreshFamily.objects.select_related("user")
-        .filter(pk=token.get("fam"), user_id=token.get(jwt_settings.USER_ID_CLAIM))
-        .first()
+    family = _family_cached(
+        family_id=str(token.get("fam")), user_id=str(token.get(jwt_settings.USER_ID_CLAIM))
     )
     if family is None:
         raise CredentialRejected("The access token is invalid or expired.")
@@ -102,6 +102,31 @@ def principal_from_access_token(*, raw: str) -> Principal:
     issued_at = int(token["iat"])
     user_credentials_check(user, issued_at=issued_at)
     return Principal(user=user, method="jwt", family_id=family.id, issued_at=issued_at)
+
+
+# The request path's reads of credentials, held per process and dropped everywhere on any
+# change (gatehouse.local_cache). Only credentials that exist are kept: a flood of made-up
+# ones cannot push the real ones out.
+_families: LocalCache[tuple[str, str | int], RefreshFamily | None] = LocalCache("session families")
+_api_keys: LocalCache[str, ApiKey | None] = LocalCache("API keys by prefix")
+
+
+def _family_cached(*, family_id: str, user_id: str | int) -> RefreshFamily | None:
+    def load() -> RefreshFamily | None:
+        try:
+            return RefreshFamily.objects.select_related("user").filter(pk=family_id, user_id=user_id).first()
+        except (ValueError, ValidationError):  # not a UUID: no such family
+            return None
+
+    return _families.fetch((family_id, user_id), load, keep=lambda family: family is not None)
+
+
+def _api_key_cached(*, prefix: str) -> ApiKey | None:
+    return _api_keys.fetch(
+        prefix,
+        lambda: ApiKey.objects.select_related("user").filter(prefix=prefix).first(),
+        keep=lambda key: key is not None,
+    )
 
 
 def family_check(family: RefreshFamily) -> None:
@@ -164,7 +189,7 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
     if parsed is None:
         raise CredentialRejected("The API key is malformed.")
     prefix, secret = parsed
-    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    key = _api_key_cached(prefix=prefix)
     match = api_key_secret_match(secret=secret, expected_hash=key.secret_hash if key else _ABSENT_KEY_HASH)
     if key is None or match is SecretMatch.NONE:
         raise CredentialRejected("The API key is invalid.")
@@ -177,14 +202,17 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
         raise CredentialRejected("This API key may not be used from this address.")
     user_credentials_check(key.user, issued_at=None)
     if match is SecretMatch.FALLBACK:
+        local_cache_miss("API key rehash")  # a write: not on an event loop
         # Imported here: the services import this module for CredentialRejected.
         from accounts.services.api_keys import api_key_rehash
 
         api_key_rehash(api_key=key, secret=secret)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        local_cache_miss("API key last use")  # a write, once a minute at most
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
+        key.last_used_at = now  # the cached copy too, so the next request does not write again
     return Principal(user=key.user, method="api_key", api_key=key)
 
 

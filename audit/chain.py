@@ -13,6 +13,11 @@ The first event's previous hash is `GENESIS`. Personal details (names, addresses
 are not chained directly: each event carries keyed digests of them (`actor_digest`,
 `target_digest`), and the digests are chained. Erasing a person deletes their key and blanks
 their details in place; the chain still verifies because the digests have not changed.
+
+An event is written before it has a place in the chain (see `audit.sealing`): it then carries
+a keyed digest of its chained content, every field but the sequence (`PENDING_FIELDS`), so that
+a change made before it is sealed is caught when it is sealed. That digest is the server's
+business (its key never leaves it); the chain and its exports do not depend on it.
 """
 
 import hashlib
@@ -41,6 +46,9 @@ CHAINED_FIELDS: tuple[str, ...] = (
     "target_digest",
     "metadata_json",
 )
+
+# What a row's digest covers while it waits to be sealed: everything chained but its position.
+PENDING_FIELDS: tuple[str, ...] = CHAINED_FIELDS[1:]
 
 # Fields that name a person. They are covered by the digests, not by the chain, so that
 # erasure can blank them without breaking it.
@@ -79,6 +87,14 @@ def personal_digest(key: bytes, values: Sequence[str]) -> str:
     anyone can check them; a person's key lives in the erasable subject table.
     """
     return hmac.new(key, event_canonical(values), hashlib.sha256).hexdigest()
+
+
+def pending_digest(key: bytes, values: Sequence[object]) -> str:
+    """HMAC-SHA256 under `key` of an unsealed event's `PENDING_FIELDS` values, encoded canonically.
+
+    Anyone who can write rows but does not hold the key cannot make one that matches.
+    """
+    return hmac.digest(key, event_canonical(values), "sha256").hex()
 
 
 def chain_walk(rows: Sequence[Sequence[object]], *, previous: str = GENESIS) -> tuple[str, int | None]:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit.sealing import audit_chain_head, audit_seal_pending
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +148,15 @@ def _sink() -> Path:
 
 
 def audit_checkpoint_write() -> Checkpoint | None:
-    """Seal the current head, unless the last checkpoint already sealed it. None if empty."""
-    head = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
-    if head is None:
+    """Sign the chain's head, unless the last checkpoint already signed it. None if empty.
+
+    Links what is pending into the chain first (`audit.sealing`), so the checkpoint covers
+    every event committed before the call; only sealed heads are ever signed. Raises what the
+    sealer raises (the database gone, say), before anything is written to the sink.
+    """
+    audit_seal_pending()
+    head = audit_chain_head()
+    if head[0] == 0:
         return None
     latest = checkpoint_latest()
     if latest and latest.sequence == head[0]:

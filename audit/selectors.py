@@ -1,11 +1,17 @@
-"""Reads of the audit trail for the auditor API and exports."""
+"""Reads of the audit trail for the auditor API and exports.
+
+Lists run in insertion order (`id`): every row has one from its insert, while its chain
+position (`sequence`) comes a moment later from the sealer, so a list by sequence would miss
+(or misplace) the newest events. Chain ranges and the head are about sealed events only.
+"""
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
+from django.utils import timezone
 
 from audit.checkpoints import checkpoint_latest
 from audit.models import AuditEvent, AuditSubject
@@ -37,7 +43,8 @@ def _actor_pseudonyms(actor: str) -> list[str]:
 
 
 def audit_events_filtered(*, criteria: AuditEventFilter) -> QuerySet[AuditEvent]:
-    """Events matching `criteria`, newest first. An `action` ending in "." matches a family."""
+    """Events matching `criteria`, newest first (by insertion, sealed or not). An `action` ending
+    in "." matches a family; a sequence bound matches sealed events only."""
     events = AuditEvent.objects.all()
     if criteria.action:
         events = (
@@ -64,7 +71,7 @@ def audit_events_filtered(*, criteria: AuditEventFilter) -> QuerySet[AuditEvent]
         events = events.filter(sequence__gte=criteria.sequence_from)
     if criteria.sequence_to is not None:
         events = events.filter(sequence__lte=criteria.sequence_to)
-    return events.order_by("-sequence")
+    return events.order_by("-id")
 
 
 def _is_uuid(value: str) -> bool:
@@ -82,17 +89,40 @@ def audit_chain_range(*, sequence_from: int, sequence_to: int) -> QuerySet[Audit
     )
 
 
+def _sealed() -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(sequence__isnull=False)
+
+
 def audit_head_sequence() -> int:
-    head = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
+    """The last sealed sequence number; 0 for an empty chain."""
+    head = _sealed().order_by("-sequence").values_list("sequence", flat=True).first()
     return int(head or 0)
 
 
-def audit_chain_status() -> dict[str, Any]:
-    """The trail's head and its last signed checkpoint: cheap to read on every page view.
+def audit_pending_status() -> dict[str, Any]:
+    """Rows written but not sealed yet: how many, and how many seconds the oldest has waited
+    (None when none wait). One index range (the pending index), cheap while the sealer keeps up."""
+    found = AuditEvent.objects.filter(sequence__isnull=True).aggregate(
+        count=Count("id"), oldest=Min("occurred_at")
+    )
+    oldest = found["oldest"]
+    return {
+        "pending_events": int(found["count"] or 0),
+        "pending_oldest_seconds": max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else None,
+    }
 
-    Full verification walks the whole chain; the audit pages link to it instead.
+
+def audit_chain_status() -> dict[str, Any]:
+    """The chain's sealed head, its last signed checkpoint, and the rows not sealed yet: cheap
+    to read on every page view and every scrape.
+
+    `unsealed_events` counts the events no checkpoint covers yet: sealed past the last one, and
+    `pending_events`, those the sealer has not linked into the chain yet. Full verification walks the whole chain; the audit pages
+    link to it instead.
     """
-    head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at").first()
+    head = _sealed().order_by("-sequence").values("sequence", "hash", "occurred_at").first()
+    head_sequence = int(head["sequence"] or 0) if head else 0
+    pending = audit_pending_status()
     latest = checkpoint_latest()
     sealed_hash = (
         AuditEvent.objects.filter(sequence=latest.sequence).values_list("hash", flat=True).first()
@@ -100,12 +130,12 @@ def audit_chain_status() -> dict[str, Any]:
         else None
     )
     return {
-        "head_sequence": head["sequence"] if head else 0,
+        "head_sequence": head_sequence,
         "head_at": head["occurred_at"] if head else None,
         "checkpoint_sequence": latest.sequence if latest else None,
         "checkpoint_at": latest.written_at if latest else None,
         "checkpoint_matches": (sealed_hash == latest.hash) if latest else None,
-        "unsealed_events": (head["sequence"] - latest.sequence)
-        if head and latest
-        else (head["sequence"] if head else 0),
+        "unsealed_events": (head_sequence - latest.sequence if head and latest else head_sequence)
+        + pending["pending_events"],
+        **pending,
     }

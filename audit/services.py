@@ -1,7 +1,13 @@
-"""Writes to the audit trail. The only way a row gets into `AuditEvent`."""
+"""Writes to the audit trail. The only way a row gets into `AuditEvent`.
+
+An append takes no lock: the row is inserted unsealed, in the caller's transaction, with a keyed
+digest of its contents, and this process's sealer (`audit.sealer`, started here on first use)
+links it into the chain moments after it commits (`audit.sealing`).
+"""
 
 import ipaddress
 import uuid
+from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,12 +17,10 @@ from django.utils import timezone
 
 from audit import chain
 from audit.context import request_context_current
+from audit.digests import audit_row_digest
 from audit.models import AuditEvent
+from audit.sealer import audit_sealer_ensure
 from audit.subjects import audit_subject_for
-
-# pg_advisory_xact_lock's key for "the chain's head". Any constant; this one spells "gatehaud".
-_CHAIN_LOCK = 0x6761746568617564
-_HEAD_QUERY = "SELECT sequence, hash FROM audit_auditevent ORDER BY sequence DESC LIMIT 1"
 
 
 def _actor_fields(actor: AbstractBaseUser | None) -> dict[str, Any]:
@@ -35,26 +39,15 @@ def _ip_canonical(address: str | None) -> str | None:
 
 
 def _chain_head() -> tuple[int, str]:
-    """The last sequence number and hash, read under the chain's lock.
+    """The sealed head (sequence, hash), after sealing what had committed. Kept for callers
+    that seed the chain directly (bench); new code reads `audit.sealing.audit_chain_head`."""
+    from audit.sealing import audit_chain_head, audit_seal_pending
 
-    PostgreSQL: a transaction-scoped advisory lock, so concurrent appends queue here and each
-    reads the head its predecessor committed (a new snapshot per statement under READ
-    COMMITTED). SQLite: transactions begin IMMEDIATE (settings), which already serialises
-    writers. Either way the unique sequence makes a fork impossible, not merely unlikely.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Lock, then read, in one round trip: two statements of one simple query, each with
-            # its own snapshot, so the read sees what the lock's previous holder committed.
-            cursor.execute(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK}); {_HEAD_QUERY}")
-            cursor.nextset()
-        else:
-            cursor.execute(_HEAD_QUERY)
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, chain.GENESIS)
+    audit_seal_pending()
+    return audit_chain_head()
 
 
-def audit_event_record(
+def audit_event_build(
     *,
     action: str,
     actor: AbstractBaseUser | None = None,
@@ -67,23 +60,20 @@ def audit_event_record(
     target_subject: AbstractBaseUser | None = None,
     outcome: AuditEvent.Outcome = AuditEvent.Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
+    request_context: bool = True,
 ) -> AuditEvent:
-    """Append one audit event to the chain.
+    """The unsaved, unsealed event `audit_event_record` inserts, digests and all (see there).
 
-    Call it inside the transaction of the action it records, so the action and its record
-    commit or roll back together. `target_type`/`target_id` name a target that is not at hand
-    as an instance (a console log entry's object, say). `target_subject` is the person a
-    target that is not itself a user belongs to (an API key's owner): the row then carries
-    their pseudonym and their key covers `target_display`, so their erasure blanks it. Request
-    id, client IP and user agent come from the current request context (HTTP middleware or
-    websocket consumer).
+    `request_context=False` leaves the current request's id, address and agent off it (the
+    sealer's own events belong to no request). May create the actor's or target's audit
+    subject (`audit.subjects`), in the caller's transaction.
     """
     fields = _actor_fields(actor)
     if actor_kind is not None:
         fields["actor_kind"] = actor_kind
     if actor_display:
         fields["actor_display"] = actor_display
-    context = request_context_current()
+    context = request_context_current() if request_context else None
     user_model = get_user_model()
     actor_subject = audit_subject_for(user=fields["actor"]) if fields["actor"] is not None else None
     subject_user = target if isinstance(target, user_model) else target_subject
@@ -111,14 +101,83 @@ def audit_event_record(
         target_subject_row.key if target_subject_row else b"",
         personal_values(event, chain.PERSONAL_TARGET_FIELDS),
     )
-    # No savepoint: inside the caller's transaction this joins it (and its lock is held to
-    # its commit); outside one it is its own transaction.
-    with transaction.atomic(savepoint=False):
-        sequence, previous = _chain_head()
-        event.sequence = sequence + 1
-        event.hash = chain.link_hash(previous, chain.event_canonical(chained_values(event)))
-        event.save(force_insert=True)
+    event.row_digest = audit_row_digest(pending_values(event))
     return event
+
+
+def audit_event_record(
+    *,
+    action: str,
+    actor: AbstractBaseUser | None = None,
+    actor_kind: AuditEvent.ActorKind | None = None,
+    actor_display: str = "",
+    target: models.Model | None = None,
+    target_type: str = "",
+    target_id: str = "",
+    target_display: str = "",
+    target_subject: AbstractBaseUser | None = None,
+    outcome: AuditEvent.Outcome = AuditEvent.Outcome.SUCCESS,
+    metadata: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event to the trail, unsealed: no sequence and no hash until the sealer
+    links it into the chain, moments after it commits.
+
+    Call it inside the transaction of the action it records, so the action and its record
+    commit or roll back together: a failed insert raises here and the caller's transaction
+    (and its action) rolls back. No lock is taken, so audited requests do not queue behind
+    each other. `target_type`/`target_id` name a target that is not at hand as an instance (a
+    console log entry's object, say). `target_subject` is the person a target that is not
+    itself a user belongs to (an API key's owner): the row then carries their pseudonym and
+    their key covers `target_display`, so their erasure blanks it. Request id, client IP and
+    user agent come from the current request context (HTTP middleware or websocket consumer).
+    """
+    event = audit_event_build(
+        action=action,
+        actor=actor,
+        actor_kind=actor_kind,
+        actor_display=actor_display,
+        target=target,
+        target_type=target_type,
+        target_id=target_id,
+        target_display=target_display,
+        target_subject=target_subject,
+        outcome=outcome,
+        metadata=metadata,
+    )
+    # No savepoint: inside the caller's transaction this joins it; outside one it is its own.
+    with transaction.atomic(savepoint=False):
+        _event_insert(event)
+    audit_sealer_ensure()
+    return event
+
+
+@cache
+def _insert_fields() -> tuple[models.Field[Any, Any], ...]:
+    return tuple(field for field in AuditEvent._meta.concrete_fields if not field.primary_key)
+
+
+@cache
+def _insert_statement(vendor: str, returning: bool) -> str:
+    fields = _insert_fields()
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    values = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES ({values})" + (  # noqa: S608
+        " RETURNING id" if returning else ""
+    )
+
+
+def _event_insert(event: AuditEvent) -> None:
+    """INSERT `event` with one statement made once per process, as `save(force_insert=True)`
+    would but without compiling a query for every event (a third of an append's own time).
+    AuditEvent has no save() override and no signal receivers to skip. Raises what the
+    database raises; the caller's transaction then rolls back."""
+    returning = connection.features.can_return_columns_from_insert
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in _insert_fields()]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_statement(connection.vendor, returning), values)
+        row = cursor.fetchone() if returning else None
+        event.pk = row[0] if row else cursor.lastrowid
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def personal_values(event: AuditEvent, names: tuple[str, ...]) -> list[str]:
@@ -127,8 +186,13 @@ def personal_values(event: AuditEvent, names: tuple[str, ...]) -> list[str]:
 
 def chained_values(event: AuditEvent) -> list[object]:
     """`event`'s values in `chain.CHAINED_FIELDS` order, spelled as the chain hashes them."""
+    return [event.sequence, *pending_values(event)]
+
+
+def pending_values(event: AuditEvent) -> list[object]:
+    """`event`'s values in `chain.PENDING_FIELDS` order (all chained but the sequence), spelled
+    as the chain hashes them: what its row digest covers."""
     return [
-        event.sequence,
         str(event.uuid),
         chain.timestamp_canonical(event.occurred_at),
         str(event.actor_pseudonym or ""),

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from audit.checkpoints import audit_checkpoint_write as _checkpoint_write
+from audit.sealing import audit_seal_pending as _seal_pending
 
 
 @shared_task(name="audit.tasks.audit_checkpoint_write", ignore_result=True)
@@ -10,6 +11,16 @@ def audit_checkpoint_write() -> int | None:
     """Seal the chain's head into the checkpoint sink; returns the sealed sequence number."""
     checkpoint = _checkpoint_write()
     return checkpoint.sequence if checkpoint else None
+
+
+@shared_task(name="audit.tasks.audit_seal_pending", ignore_result=True)
+def audit_seal_pending() -> int:
+    """Link what is pending into the chain, if no other sealer is at it; returns how many.
+
+    The processes that write seal on their own (`audit.sealer`); beat runs this as well, so
+    rows left by a process that died are sealed even while nothing else writes.
+    """
+    return _seal_pending(wait=False).sealed
 
 
 # A worker lost mid-task (killed, out of memory) must not lose the request: the message is

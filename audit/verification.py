@@ -1,22 +1,33 @@
-"""Checking the trail: every link, every checkpoint, and every person's details.
+"""Checking the trail: every link, every checkpoint, every unsealed row, every person's details.
 
-Three questions, answered in one pass over the events in sequence order:
+Four questions, answered in one pass over the sealed events in sequence order and one over the
+rows not yet sealed:
 - the chain: does each stored hash match its event and its predecessor, with no gaps?
 - the checkpoints: does the trail still hold, at each sealed position, the hash that was
   signed there, and does it reach that far?
+- the rows waiting to be sealed: how many, since when, and does each still match the digest
+  it was written with? (One that does not was changed before the sealer reached it; the sealer
+  refuses it and records so in the chain, and it is reported here every time.) Rows merely
+  waiting are no problem: they are reported, separately, and the trail still verifies.
 - personal details: do the names and addresses match the digests chained for them, and have
   erased people's details stayed blank?
+
+`audit_chain_verify` does not seal; `manage.py audit_verify` (unless given --no-seal) and the
+auditor API's verify view seal what is pending first.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit import chain
+from audit.canonical import chained_columns, pending_columns, personal_columns
 from audit.checkpoints import (
     Checkpoint,
     checkpoints_read,
@@ -25,6 +36,8 @@ from audit.checkpoints import (
     signing_key,
     verification_keys,
 )
+from audit.digests import audit_row_digest_matches, audit_row_keys
+from audit.sealing import REFUSED_ACTION, REFUSED_TARGET_TYPE
 from audit.subjects import audit_subject_keys
 
 _PAGE = 5000
@@ -36,8 +49,9 @@ _CHAINED = len(chain.CHAINED_FIELDS)
 
 @dataclass
 class Problem:
-    sequence: int
+    sequence: int  # 0 for a row not sealed yet: `event_id` names it
     reason: str
+    event_id: int | None = None
 
 
 @dataclass
@@ -51,6 +65,13 @@ class VerificationReport:
     checkpoint_problems: list[Problem] = field(default_factory=list)
     personal_problem_count: int = 0
     personal_problems: list[Problem] = field(default_factory=list)
+    # Rows written but not sealed yet: how many, and how long the oldest has waited. Not a
+    # problem by themselves (the sealer is a moment behind); tampered ones are listed below.
+    pending_events: int = 0
+    pending_oldest_seconds: float | None = None
+    # Unsealed rows that no longer match the digest written with them (the sealer refuses these).
+    tampered_pending_count: int = 0
+    tampered_pending: list[Problem] = field(default_factory=list)
     public_key_id: str = ""
     seconds: float = 0.0
 
@@ -65,36 +86,24 @@ class VerificationReport:
 # Read with plain SQL, each value already spelled as the chain hashes it where the database
 # can do that: building model instances or even Django's typed tuples costs more per row than
 # hashing does, and verification must run at 100k events/s (SPEC §8 P6).
-_SELECT_POSTGRESQL = """
-    SELECT sequence, uuid::text,
-           to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-           COALESCE(actor_pseudonym::text, ''), actor_kind, action, target_type, target_id,
-           COALESCE(target_pseudonym::text, ''), request_id, outcome, actor_digest, target_digest,
-           metadata_json, hash, actor_display, COALESCE(host(client_ip), ''), user_agent, target_display
-    FROM audit_auditevent ORDER BY sequence
-"""
+def _sealed_query(vendor: str) -> str:
+    return (
+        f"SELECT {chained_columns(vendor)}, hash, {personal_columns(vendor)} "  # noqa: S608 - no input in it
+        "FROM audit_auditevent WHERE sequence IS NOT NULL ORDER BY sequence"
+    )
 
 
-def _sqlite_dashed(column: str) -> str:
-    """SQLite keeps UUIDs as 32 hex digits; the chain spells them with dashes."""
-    parts = "||'-'||".join(f"substr({column}, {start}, {length})" for start, length in _UUID_GROUPS)
-    return f"CASE WHEN {column} IS NULL THEN '' ELSE {parts} END"
-
-
-_UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
-# Stored as naive UTC "YYYY-MM-DD HH:MM:SS[.ffffff]", with no fraction when it is zero.
-_SELECT_SQLITE = f"""
-    SELECT sequence, {_sqlite_dashed("uuid")},
-           replace(occurred_at, ' ', 'T') || CASE WHEN length(occurred_at) = 19 THEN '.000000Z' ELSE 'Z' END,
-           {_sqlite_dashed("actor_pseudonym")}, actor_kind, action, target_type, target_id,
-           {_sqlite_dashed("target_pseudonym")}, request_id, outcome, actor_digest, target_digest,
-           metadata_json, hash, actor_display, COALESCE(client_ip, ''), user_agent, target_display
-    FROM audit_auditevent ORDER BY sequence
-"""  # noqa: S608 - no input in it
+def _pending_query(vendor: str) -> str:
+    """Unsealed rows, oldest first: id, occurred_at, digest, stored hash, then as `_sealed_query`
+    but with no sequence (the chained fields but it, a NULL hash, the personal details)."""
+    return (
+        f"SELECT id, occurred_at, row_digest, hash, {pending_columns(vendor)}, "  # noqa: S608 - no input in it
+        f"{personal_columns(vendor)} FROM audit_auditevent WHERE sequence IS NULL ORDER BY id"
+    )
 
 
 def _rows() -> Iterator[tuple[Any, ...]]:
-    """Every event in sequence order, spelled for hashing: one query, streamed.
+    """Every sealed event in sequence order, spelled for hashing: one query, streamed.
 
     On PostgreSQL a server-side cursor inside one read-only transaction: the walk sees one
     snapshot and memory stays flat. On SQLite a plain cursor in autocommit (a transaction there
@@ -104,7 +113,7 @@ def _rows() -> Iterator[tuple[Any, ...]]:
     with transaction.atomic() if postgresql else nullcontext():
         cursor = connection.chunked_cursor()
         try:
-            cursor.execute(_SELECT_POSTGRESQL if postgresql else _SELECT_SQLITE)
+            cursor.execute(_sealed_query(connection.vendor))
             while page := cursor.fetchmany(_PAGE):
                 yield from page
         finally:
@@ -116,25 +125,83 @@ class _PersonalCheck:
         self.report = report
         self.keys = audit_subject_keys()
 
-    def _problem(self, sequence: int, reason: str) -> None:
+    def _problem(self, sequence: int, reason: str, event_id: int | None) -> None:
         self.report.personal_problem_count += 1
         if len(self.report.personal_problems) < _PERSONAL_LISTED:
-            self.report.personal_problems.append(Problem(sequence, reason))
+            self.report.personal_problems.append(Problem(sequence, reason, event_id))
 
-    def _one(self, sequence: int, pseudonym: str, digest: str, values: list[str], who: str) -> None:
+    def _one(
+        self, sequence: int, pseudonym: str, digest: str, values: list[str], *, who: str, event_id: int | None
+    ) -> None:
         key = self.keys.get(pseudonym, b"") if pseudonym else b""
         if key is None:
             if any(values):
-                self._problem(sequence, f"the {who}'s details were erased but the row shows some again")
+                self._problem(
+                    sequence, f"the {who}'s details were erased but the row shows some again", event_id
+                )
         elif chain.personal_digest(key, values) != digest:
-            self._problem(sequence, f"the {who}'s recorded details (name, address or agent) were altered")
+            self._problem(
+                sequence, f"the {who}'s recorded details (name, address or agent) were altered", event_id
+            )
 
-    def check(self, row: tuple[Any, ...]) -> None:
-        """`row` as `_rows` reads it: the chained fields, the hash, then the personal ones."""
+    def check(self, row: Sequence[Any], event_id: int | None = None) -> None:
+        """`row` as `_rows` reads it: the chained fields, the hash, then the personal ones. An
+        unsealed row has sequence 0 and is named by `event_id`."""
         personal = ["" if value is None else str(value) for value in row[_CHAINED + 1 :]]
         sequence = int(row[0])
-        self._one(sequence, str(row[3]), str(row[11]), personal[:3], "actor")
-        self._one(sequence, str(row[8]), str(row[12]), personal[3:], "target")
+        self._one(sequence, str(row[3]), str(row[11]), personal[:3], who="actor", event_id=event_id)
+        self._one(sequence, str(row[8]), str(row[12]), personal[3:], who="target", event_id=event_id)
+
+
+def _refusals() -> dict[str, int]:
+    """Row id (as text) -> the sequence of the sealed event that records its refusal."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT target_id, sequence FROM audit_auditevent "
+            "WHERE action = %s AND target_type = %s AND sequence IS NOT NULL",
+            [REFUSED_ACTION, REFUSED_TARGET_TYPE],
+        )
+        return {str(target_id): int(sequence) for target_id, sequence in cursor.fetchall()}
+
+
+def _aware(moment: datetime | str) -> datetime:
+    """SQLite hands back naive UTC (or text, where no converter applied)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone=UTC)
+
+
+def _pending_check(report: VerificationReport, personal_check: _PersonalCheck | None) -> None:
+    """Count the unsealed rows and check each against its digest (and personal digests)."""
+    keys, refused, now = audit_row_keys(), _refusals(), timezone.now()
+    pending = len(chain.PENDING_FIELDS)
+    oldest: datetime | None = None
+    with connection.cursor() as cursor:
+        cursor.execute(_pending_query(connection.vendor))
+        while page := cursor.fetchmany(_PAGE):
+            for row in page:
+                event_id, occurred_at, digest, stored_hash = int(row[0]), _aware(row[1]), row[2], row[3]
+                values = list(row[4 : 4 + pending])
+                report.pending_events += 1
+                oldest = occurred_at if oldest is None else min(oldest, occurred_at)
+                if personal_check is not None:
+                    personal_check.check([0, *values, None, *row[4 + pending :]], event_id)
+                if stored_hash is None and audit_row_digest_matches(values, str(digest or ""), keys=keys):
+                    continue
+                report.tampered_pending_count += 1
+                if len(report.tampered_pending) < _PERSONAL_LISTED:
+                    refusal = refused.get(str(event_id))
+                    report.tampered_pending.append(
+                        Problem(
+                            0,
+                            f"unsealed event id {event_id} (uuid {values[0]}) was changed before it was "
+                            "sealed: it no longer matches the digest written with it"
+                            + (f"; the sealer refused it (event {refusal})" if refusal else ""),
+                            event_id,
+                        )
+                    )
+    if oldest is not None:
+        report.pending_oldest_seconds = round(max(0.0, (now - oldest).total_seconds()), 3)
 
 
 def _checkpoints_compare(report: VerificationReport, sealed: dict[int, str], found: list[Checkpoint]) -> None:
@@ -180,13 +247,17 @@ def _checkpoints_compare(report: VerificationReport, sealed: dict[int, str], fou
 
 
 def audit_chain_verify(*, personal: bool = True) -> VerificationReport:
-    """Walk the whole trail; the report names the first broken link and every bad checkpoint."""
+    """Walk the whole trail; the report names the first broken link, every bad checkpoint and
+    every unsealed row that was tampered with, and counts the rows still waiting to be sealed.
+    `ok` is False on any problem; rows merely waiting are not one."""
     started = time.perf_counter()
     report = VerificationReport()
     found = checkpoints_read()
     wanted = {checkpoint.sequence for checkpoint in found}
     sealed: dict[int, str] = {}
     personal_check = _PersonalCheck(report) if personal else None
+    # The unsealed rows first: one sealed meanwhile is then walked below too, never missed.
+    _pending_check(report, personal_check)
     # The hot loop: locals only, since it runs once per event of the whole trail.
     link_hash, canonical, chained = chain.link_hash, chain.event_canonical, _CHAINED
     previous, expected, events, first_break = chain.GENESIS, 1, 0, None
@@ -214,7 +285,10 @@ def audit_chain_verify(*, personal: bool = True) -> VerificationReport:
         report.head_sequence, report.head_hash = expected - 1, previous
     _checkpoints_compare(report, sealed, found)
     report.ok = (
-        report.first_break is None and not report.checkpoint_problems and not report.personal_problem_count
+        report.first_break is None
+        and not report.checkpoint_problems
+        and not report.personal_problem_count
+        and not report.tampered_pending_count
     )
     report.seconds = round(time.perf_counter() - started, 4)
     return report

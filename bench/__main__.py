@@ -1,27 +1,49 @@
 """`make bench`: serve Gatehouse on loopback, drive it from this process, report SPEC §8 ratios.
 
 Production-like (PostgreSQL, Redis, a Celery worker) when DATABASE_URL and REDIS_URL reach
-running servers, the embedded default otherwise; the report says which ran.
+running servers, the embedded default otherwise; the report says which ran. The gateway's
+rows are measured beside the same mock upstream called directly and through the floor, a
+bare pass-through proxy (bench.floor). `--goals P1,P2,P8,P9` measures only those goals.
 """
 
 import argparse
 import os
 import platform
+import re
 import secrets
 import sys
 import tempfile
 import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from bench.audit import measure_p6
+from bench.audit import audit_probe, goal_p7, goals_p6
+from bench.counters import count_p9, goals_p9, p9_rows
 from bench.engine import engine_batching_compare
-from bench.gateway import MOCK_MODEL, gateway_prepare, measure_p1, measure_p2, measure_p4, mock_upstream
+from bench.gateway import (
+    MOCK_MODEL,
+    Upstream,
+    api_key_create,
+    direct_side,
+    floor_proxy,
+    floor_side,
+    gateway_side,
+    goal_p1,
+    goal_p8,
+    goals_p2,
+    measure_p4,
+    mock_model_register,
+    mock_upstream,
+    side_by_side,
+    side_by_side_rows,
+)
 from bench.profile import profile_processes
-from bench.report import Goal, report_markdown, report_write
+from bench.report import Goal, Row, report_markdown, report_write
+from bench.sides import Side
 from bench.streaming import measure_p3, measure_p5
-from tests.e2e.server import REPO_ROOT, serve
+from tests.e2e.server import REPO_ROOT, ServedGatehouse, serve
 
 # Settings as deployed: DEBUG off (no query log, manifest static files), JSON logs. Loopback
 # is plain HTTP and the bench's admin logs in by password, so no HTTPS redirect and no
@@ -54,11 +76,37 @@ def _reachable(database_url: str | None, redis_url: str | None) -> bool:
     return True
 
 
-def main() -> int:
+# SPEC §8's goals, and what each needs started beyond the served stack.
+GOALS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
+SIDE_BY_SIDE = {"P1", "P2", "P8"}  # the mock upstream, the floor, the gateway
+API_KEY = {*SIDE_BY_SIDE, "P9", "P4"}
+AUDIT = {"P6", "P7"}
+
+
+def _goals_parse(text: str) -> set[str]:
+    """`P1,P2,P8` (or `p6a`: a goal's family) to the goals' ids; ValueError for an unknown one."""
+    chosen = set()
+    for part in filter(None, (part.strip().upper() for part in text.split(","))):
+        family = re.fullmatch(r"(P\d)[A-Z]?", part)
+        if family is None or family[1] not in GOALS:
+            raise ValueError(f"unknown goal {part!r}: the goals are {', '.join(GOALS)}")
+        chosen.add(family[1])
+    if not chosen:
+        raise ValueError("no goal named")
+    return chosen
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks the harness works")
     parser.add_argument(
         "--embedded", action="store_true", help="serve the embedded default even if servers exist"
+    )
+    parser.add_argument(
+        "--goals",
+        default=",".join(GOALS),
+        help="measure only these goals, comma-separated (e.g. P1,P2,P8,P9), starting only what "
+        "they need; default: all",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench", help="where the report goes")
     parser.add_argument(
@@ -67,9 +115,132 @@ def main() -> int:
         help="sample the served processes with py-spy per goal (OUT/profiles)",
     )
     args = parser.parse_args()
+    try:
+        args.goals = _goals_parse(args.goals)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
+
+@dataclass
+class _Run:
+    """What every goal's measurement is given: the served stack and the run's settings."""
+
+    served: ServedGatehouse
+    selected: set[str]
+    quick: bool
+    production: bool
+    workdir: Path
+    profiles: Path | None
+    token: str
+    key: str
+
+    def profiled(self, name: str, others: dict[str, int] | None = None) -> AbstractContextManager[None]:
+        return profile_processes(self.served, name=name, directory=self.profiles, others=others)
+
+
+def _side_by_side_goals(run: _Run, upstream: Upstream, gateway: Side) -> tuple[list[Goal], list[Row]]:
+    """P1, P2 and P8 from one side-by-side run of direct, floor and gateway."""
+    with (
+        floor_proxy(upstream, log=run.workdir / "floor.log") as floor,
+        run.profiled("side-by-side", others={"floor": floor.pid, "upstream": upstream.pid}),
+    ):
+        results = side_by_side(
+            [direct_side(upstream), floor_side(floor), gateway],
+            upstream,
+            latency_requests=30 if run.quick else 300,
+            throughput_requests=64 if run.quick else 400,
+            rounds=1 if run.quick else 3,
+            concurrency_1="P1" in run.selected,
+            concurrency_16=bool(run.selected & {"P2", "P8"}),
+        )
+    goals = [goal_p1(results)] if "P1" in run.selected else []
+    goals += goals_p2(results) if "P2" in run.selected else []
+    goals += [goal_p8(results)] if "P8" in run.selected else []
+    return goals, side_by_side_rows(results)
+
+
+def _gateway_goals(run: _Run) -> tuple[list[Goal], list[Row]]:
+    """P1, P2, P8 and P9: the gateway in front of the mock upstream (P9 counted in production only)."""
+    goals: list[Goal] = []
+    rows: list[Row] = []
+    counted = "P9" in run.selected and run.production
+    if run.selected & SIDE_BY_SIDE or counted:
+        with mock_upstream() as upstream:
+            mock_model_register(run.served, upstream)
+            gateway = gateway_side(run.served, run.key)
+            if run.selected & SIDE_BY_SIDE:
+                goals, rows = _side_by_side_goals(run, upstream, gateway)
+            if counted:
+                with run.profiled("P9"):
+                    p9 = goals_p9(count_p9(run.served, gateway, requests=50))
+                goals += p9
+                rows += p9_rows(p9)
+    if "P9" in run.selected and not run.production:
+        goals += goals_p9(None, reason="n/a: the embedded configuration has no Redis and no PostgreSQL")
+    return goals, rows
+
+
+def _model_goals(run: _Run) -> list[Goal]:
+    """P3, P4 and P5: generation with the demo model, and a cheap GET beside it."""
+    max_tokens, rounds, streams = (16, 1, 6) if run.quick else (256, 5, 50)
+    model_directory = run.workdir / "models" / "demo-tiny" / "v1"
+    goals: list[Goal] = []
+    if "P4" in run.selected:
+        with run.profiled("P4"):
+            goals.append(
+                measure_p4(
+                    run.served, run.token, run.key, requests=50 if run.quick else 400, max_tokens=max_tokens
+                )
+            )
+    if "P3" in run.selected:
+        with run.profiled("P3"):
+            goals.append(
+                measure_p3(
+                    base_url=run.served.base_url,
+                    ws_url=run.served.ws_url,
+                    token=run.token,
+                    model_directory=model_directory,
+                    max_tokens=max_tokens,
+                    rounds=rounds,
+                    streams=streams,
+                )
+            )
+    if "P5" in run.selected:
+        with run.profiled("P5"):
+            goals.append(
+                measure_p5(
+                    ws_url=run.served.ws_url,
+                    token=run.token,
+                    max_tokens=max(max_tokens // 2, 8),
+                    rounds=rounds,
+                )
+            )
+        goals[-1].details["engine_level"] = engine_batching_compare(
+            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1)
+        )
+    return goals
+
+
+def _audit_goals(run: _Run) -> list[Goal]:
+    """P6 and P7 from one run of the audit probe."""
+    if not run.selected & AUDIT:
+        return []
+    with run.profiled("P6-P7"):
+        figures = audit_probe(
+            run.served,
+            appends=(200 if run.quick else 2000) if "P6" in run.selected else 0,
+            events=5_000 if run.quick else 100_000,
+            seconds=30 if run.quick else 180,
+        )
+    goals = goals_p6(figures) if "P6" in run.selected else []
+    return goals + ([goal_p7(figures)] if "P7" in run.selected else [])
+
+
+def main() -> int:
+    args = _arguments()
+    selected: set[str] = args.goals
     production = not args.embedded and _reachable(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"))
-    max_tokens, rounds, streams = (16, 1, 6) if args.quick else (256, 5, 50)
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     # One user drives every stream, 50 at once, a connection each: lift the per-user bounds.
@@ -85,56 +256,19 @@ def main() -> int:
         },
     )
     try:
-        profiles = args.out / "profiles" if args.profile else None
-
-        def profiled(name: str) -> AbstractContextManager[None]:
-            return profile_processes(served, name=name, directory=profiles)
-
         token = served.admin_token()
-        model_directory = workdir / "models" / "demo-tiny" / "v1"
-        with mock_upstream() as upstream:
-            key = gateway_prepare(served, upstream, token)
-            with profiled("P1"):
-                goals: list[Goal] = [measure_p1(served, upstream, key, requests=30 if args.quick else 300)]
-            with profiled("P2"):
-                goals.append(
-                    measure_p2(
-                        served,
-                        upstream,
-                        key,
-                        requests=64 if args.quick else 400,
-                        rounds=1 if args.quick else 3,
-                    )
-                )
-        with profiled("P4"):
-            goals.append(
-                measure_p4(served, token, key, requests=50 if args.quick else 400, max_tokens=max_tokens)
-            )
-        with profiled("P3"):
-            goals.append(
-                measure_p3(
-                    base_url=served.base_url,
-                    ws_url=served.ws_url,
-                    token=token,
-                    model_directory=model_directory,
-                    max_tokens=max_tokens,
-                    rounds=rounds,
-                    streams=streams,
-                )
-            )
-        with profiled("P5"):
-            goals.append(
-                measure_p5(
-                    ws_url=served.ws_url, token=token, max_tokens=max(max_tokens // 2, 8), rounds=rounds
-                )
-            )
-        goals[-1].details["engine_level"] = engine_batching_compare(
-            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1)
+        run = _Run(
+            served=served,
+            selected=selected,
+            quick=args.quick,
+            production=production,
+            workdir=workdir,
+            profiles=args.out / "profiles" if args.profile else None,
+            token=token,
+            key=api_key_create(served, token) if selected & API_KEY else "",
         )
-        with profiled("P6"):
-            goals += measure_p6(
-                served, appends=200 if args.quick else 2000, events=5_000 if args.quick else 100_000
-            )
+        goals, rows = _gateway_goals(run)
+        goals += _model_goals(run) + _audit_goals(run)
     finally:
         stop()
     goals.sort(key=lambda goal: goal.id)
@@ -144,10 +278,11 @@ def main() -> int:
         else "embedded default: SQLite, in-memory channel layer, in-process executor",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "settings": "quick" if args.quick else "full",
+        "goals": ",".join(sorted(selected)),
         "duration_s": round(time.perf_counter() - started, 1),
     }
-    print(report_markdown(goals, context=context))
-    markdown, data = report_write(goals, context=context, directory=args.out)
+    print(report_markdown(goals, context=context, rows=rows))
+    markdown, data = report_write(goals, context=context, directory=args.out, rows=rows)
     print(f"written: {markdown} and {data}", file=sys.stderr)
     return 0
 

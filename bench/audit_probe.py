@@ -1,17 +1,24 @@
-"""P6, run inside a Django process on the served stack's database (see `bench.audit`).
+"""P6 and P7, run inside a Django process on the served stack's database (see `bench.audit`).
 
 Prints one JSON object: what one audited append costs inside a request's transaction, what
-it costs with its own commit, how appends fare with 8 writers at once (each holds the chain
-lock to its commit), and how fast the whole chain verifies once it holds `--events` events.
+it costs with its own commit (P6a); how many events per second 8 writers append at once, each
+a process of its own (P7); and how fast the whole chain then verifies (P6b, and P7's "kept").
+
+It writes only through `audit.services.audit_event_record` and checks only with
+`audit.verification.audit_chain_verify`, so it measures whatever the audit app does behind
+them (a chain lock per append today; a sealer linking events off the request path, later).
+The 8 writers also fill the chain the verification reads: they append until it holds
+`--events` events or `--seconds` have passed, whichever comes first.
 """
 
 import argparse
 import json
+import multiprocessing
 import os
+import queue
 import statistics
-import threading
 import time
-import uuid
+from typing import Any
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -56,94 +63,100 @@ def _append_costs(appends: int) -> dict[str, object]:
     }
 
 
-def _concurrent_appends(writers: int, each: int) -> dict[str, object]:
-    from django.db import connection, transaction
-
-    from audit.services import audit_event_record
-
-    latencies: list[float] = []
-    barrier = threading.Barrier(writers)
-
-    def write() -> None:
-        barrier.wait()
-        for _ in range(each):
-            started = time.perf_counter()
-            with transaction.atomic():
-                audit_event_record(action="bench.concurrent", metadata={"n": 1})
-            latencies.append((time.perf_counter() - started) * 1000)
-        connection.close()
-
-    threads = [threading.Thread(target=write) for _ in range(writers)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    return {"writers": writers, "appends_per_s": round(writers * each / elapsed), **_percentiles(latencies)}
-
-
-_SEED_BATCH = 2000
-
-
-def _seed(events: int) -> None:
-    """Top the chain up to `events` quickly: the same hashing, inserted in batches."""
-    from django.utils import timezone
-
-    from audit import chain
-    from audit.models import AuditEvent
-    from audit.services import _chain_head, chained_values
-
-    sequence, previous = _chain_head()
-    batch: list[AuditEvent] = []
-    empty = chain.personal_digest(b"", ["system", "", ""])
-    while sequence < events:
-        sequence += 1
-        event = AuditEvent(
-            sequence=sequence,
-            uuid=uuid.uuid4(),
-            occurred_at=timezone.now(),
-            actor_kind=AuditEvent.ActorKind.SYSTEM,
-            actor_display="system",
-            action="bench.seeded",
-            metadata_json=chain.metadata_canonical({"n": sequence}),
-            actor_digest=empty,
-            target_digest=chain.personal_digest(b"", [""]),
-        )
-        event.hash = previous = chain.link_hash(previous, chain.event_canonical(chained_values(event)))
-        batch.append(event)
-        if len(batch) == _SEED_BATCH or sequence == events:
-            AuditEvent.objects.bulk_create(batch)
-            batch = []
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--appends", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=100_000)
-    args = parser.parse_args()
+def _django_setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatehouse.settings")
     import django
 
     django.setup()
     from django.conf import settings
-    from django.db import connection
 
     # As deployed: DEBUG off, so queries are not logged (which costs more than some of them).
     settings.DEBUG = False
 
+
+def _writer(barrier: Any, counter: Any, target: int, seconds: float, results: Any) -> None:
+    """One of the concurrent writers, in a process of its own: append, each in its own
+    transaction, until `counter` (shared) reaches `target` or `seconds` have passed."""
+    _django_setup()
+    from django.db import connection, transaction
+
+    from audit.services import audit_event_record
+
+    latencies: list[float] = []
+    barrier.wait(timeout=300)  # every writer set up: they start together
+    started = time.monotonic()  # system-wide: comparable across the writers
+    while time.monotonic() - started < seconds:
+        with counter.get_lock():
+            if counter.value >= target:
+                break
+            counter.value += 1
+        begun = time.perf_counter()
+        with transaction.atomic():
+            audit_event_record(action="bench.concurrent", metadata={"n": 1})
+        latencies.append((time.perf_counter() - begun) * 1000)
+    results.put((started, time.monotonic(), latencies))
+    connection.close()
+
+
+def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
+    """`writers` processes appending `appends` events between them (or for `seconds`)."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier, counter, results = spawn.Barrier(writers), spawn.Value("l", 0), spawn.Queue()
+    processes = [
+        spawn.Process(target=_writer, args=(barrier, counter, appends, seconds, results))
+        for _ in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    finished: list[tuple[float, float, list[float]]] = []
+    deadline = time.monotonic() + seconds + 300
+    while len(finished) < writers:
+        try:
+            finished.append(results.get(timeout=1))
+        except queue.Empty:
+            if time.monotonic() > deadline or any(process.exitcode not in (None, 0) for process in processes):
+                for process in processes:
+                    process.kill()
+                raise RuntimeError("a concurrent writer failed or hung") from None
+    for process in processes:
+        process.join(timeout=60)
+    latencies = [latency for _, _, each in finished for latency in each]
+    elapsed = max(end for _, end, _ in finished) - min(start for start, _, _ in finished)
+    return {
+        "writers": writers,
+        "processes": True,
+        "appends": len(latencies),
+        "seconds": round(elapsed, 2),
+        "appends_per_s": round(len(latencies) / elapsed) if elapsed else 0,
+        **(_percentiles(latencies) if latencies else {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--appends", type=int, default=1000, help="P6a's appends (0: skip P6a)")
+    parser.add_argument("--events", type=int, default=100_000, help="the chain to fill and verify")
+    parser.add_argument("--seconds", type=float, default=180, help="at most this long filling it")
+    parser.add_argument("--writers", type=int, default=8)
+    args = parser.parse_args()
+    _django_setup()
+    from django.db import connection
+
+    from audit.models import AuditEvent
     from audit.verification import audit_chain_verify
 
-    costs = _append_costs(args.appends)
-    concurrent = _concurrent_appends(8, max(args.appends // 8, 10))
-    _seed(args.events)
+    costs = _append_costs(args.appends) if args.appends else None
+    # At least a few appends per writer, so the rate is the writers' even on a full chain.
+    missing = max(args.events - AuditEvent.objects.count(), 10 * args.writers)
+    connection.close()  # not carried into the writers' processes
+    concurrent = _concurrent_appends(args.writers, missing, args.seconds)
     links_only = audit_chain_verify(personal=False)
     full = audit_chain_verify(personal=True)
     print(
         json.dumps(
             {
                 "database": connection.vendor,
-                "append": costs,
+                **({"append": costs} if costs is not None else {}),
                 "concurrent": concurrent,
                 "verify": {
                     "events": full.events,

@@ -1,36 +1,41 @@
-"""P1, P2 and P4: what the gateway costs a request, and what generation costs a cheap one.
+"""P1, P2, P8 and P4: what the gateway costs a request, beside the floor, and what generation
+costs a cheap one.
 
-P1 and P2 call the same mock OpenAI-compatible upstream (bench.mock_upstream) two ways:
-directly, and through Gatehouse with an API key (key check, quota, routing, the upstream
-call, usage and the audit record). Both are streamed chat completions read to `[DONE]`, so
-the two sides do the same work but for the gateway. P4 times a cheap authenticated GET
-(`/v1/models` with the key) while 4 demo-model generations stream, against the same GET idle.
+P1, P2 and P8 call the same mock OpenAI-compatible upstream (bench.mock_upstream) three ways
+(bench.sides): directly; through the floor, a bare pass-through proxy (bench.floor); and
+through Gatehouse with an API key. Streamed answers are read to `[DONE]` and whole ones to
+their end, so the sides do the same work but for what stands between client and mock. P4
+times a cheap authenticated GET (`/v1/models` with the key) while 4 demo-model generations
+stream, against the same GET idle.
 """
 
 import asyncio
 import multiprocessing
-import statistics
-import subprocess
-import sys
+import secrets
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from bench.client import chat_stream
-from bench.report import Goal
-from tests.e2e.server import REPO_ROOT, ServedGatehouse, free_port
+from bench.processes import GATEWAY_SERVER_FLAGS, QUIET_SERVER_FLAGS, served_roles, uvicorn_served
+from bench.report import Goal, Row
+from bench.sides import Latency, Side, Throughput, latencies, percentile, throughputs
+from tests.e2e.server import ServedGatehouse
 
 MOCK_MODEL = "mock-upstream"
 # SPEC §8.
 P1_P50_MS, P1_P99_MS = 3.0, 10.0
 P2_GOAL = 0.5
 P4_GOAL = 2.0
-BODY = {"messages": [{"role": "user", "content": "Benchmark."}], "max_tokens": 16, "stream": True}
+P8_GOAL = 1.5
+CONCURRENCY = 16
+
+Figures = TypeVar("Figures", dict[str, Latency], dict[str, Throughput])
 
 
 @dataclass
@@ -38,37 +43,43 @@ class Upstream:
     base_url: str
     latency_ms: float
     chunks: int
+    pid: int
 
 
 @contextmanager
 def mock_upstream(*, latency_ms: float = 20, chunks: int = 16) -> Iterator[Upstream]:
     """The mock upstream in its own uvicorn process, on a free loopback port."""
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "uvicorn", "bench.mock_upstream:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=REPO_ROOT, env={"MOCK_LATENCY_MS": str(latency_ms), "MOCK_CHUNKS": str(chunks), "PATH": ""},
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url}/v1/models", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the mock upstream did not start") from None
-            time.sleep(0.1)
-    try:
-        yield Upstream(base_url=base_url, latency_ms=latency_ms, chunks=chunks)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with uvicorn_served(
+        "bench.mock_upstream:app",
+        env={"MOCK_LATENCY_MS": str(latency_ms), "MOCK_CHUNKS": str(chunks)},
+        flags=QUIET_SERVER_FLAGS,
+        ready_path="/v1/models",
+    ) as served:
+        yield Upstream(base_url=served.base_url, latency_ms=latency_ms, chunks=chunks, pid=served.pid)
 
 
-def gateway_prepare(served: ServedGatehouse, upstream: Upstream, token: str) -> str:
-    """Register the mock as a remote model, open to all; return an API key for the runs."""
+@dataclass
+class Floor:
+    base_url: str
+    token: str
+    pid: int
+
+
+@contextmanager
+def floor_proxy(upstream: Upstream, *, log: Path) -> Iterator[Floor]:
+    """The floor (bench.floor) relaying to `upstream`, served as the gateway is (same flags)."""
+    token = secrets.token_urlsafe(24)
+    with uvicorn_served(
+        "bench.floor:app",
+        env={"FLOOR_UPSTREAM": upstream.base_url, "FLOOR_TOKEN": token},
+        flags=GATEWAY_SERVER_FLAGS,
+        log=log,
+    ) as served:
+        yield Floor(base_url=served.base_url, token=token, pid=served.pid)
+
+
+def mock_model_register(served: ServedGatehouse, upstream: Upstream) -> None:
+    """Register the mock as a remote model, open to all, promoted."""
     served.manage(
         "shell", "-c",
         "from inference.services import model_register, model_version_promote; "
@@ -78,6 +89,10 @@ def gateway_prepare(served: ServedGatehouse, upstream: Upstream, token: str) -> 
         f"base_url={upstream.base_url + '/v1'!r}, remote_model='mock', actor=None); "
         "model_version_promote(version=version, actor=None)",
     )  # fmt: skip
+
+
+def api_key_create(served: ServedGatehouse, token: str) -> str:
+    """An API key (chat, models:read) for the runs, made by the admin through the API."""
     created = httpx.post(
         f"{served.base_url}/api/keys/",
         json={"name": "bench", "scopes": ["chat", "models:read"]},
@@ -87,127 +102,233 @@ def gateway_prepare(served: ServedGatehouse, upstream: Upstream, token: str) -> 
     return str(created.json()["key"])
 
 
-async def _streamed(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
-) -> float:
-    """Seconds from sending a streamed completion to reading its `[DONE]`."""
-    started = time.perf_counter()
-    async with client.stream("POST", url, json=body, headers=headers) as response:
-        if response.status_code != httpx.codes.OK:
-            raise RuntimeError(f"{url} answered {response.status_code}: {(await response.aread())[:200]!r}")
-        tail = b""
-        async for data in response.aiter_bytes():
-            tail = (tail + data)[-32:]
-        if b"[DONE]" not in tail:
-            raise RuntimeError(f"{url}: the stream ended without [DONE]")
-    return time.perf_counter() - started
+def direct_side(upstream: Upstream) -> Side:
+    return Side(name="direct", url=f"{upstream.base_url}/v1/chat/completions", model="mock")
 
 
-# A way to call the mock: URL, body, headers.
-Side = tuple[str, dict[str, Any], dict[str, str]]
+def floor_side(floor: Floor) -> Side:
+    return Side(
+        name="floor",
+        url=f"{floor.base_url}/v1/chat/completions",
+        model="mock",
+        headers={"Authorization": f"Bearer {floor.token}"},
+        processes={"server": [floor.pid]},
+    )
 
 
-class _Sides:
-    """The two ways to the mock: its own URL, and Gatehouse's with the API key."""
-
-    def __init__(self, served: ServedGatehouse, upstream: Upstream, key: str) -> None:
-        self.direct: Side = (f"{upstream.base_url}/v1/chat/completions", {**BODY, "model": "mock"}, {})
-        self.gateway: Side = (
-            f"{served.base_url}/v1/chat/completions",
-            {**BODY, "model": MOCK_MODEL},
-            {"Authorization": f"Bearer {key}"},
-        )
-
-
-def _percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+def gateway_side(served: ServedGatehouse, key: str) -> Side:
+    """Gatehouse with the key; CPU counted for its web server(s) and, apart, its worker(s)."""
+    roles = served_roles(served)
+    processes = {"server": roles["web"]}
+    if roles["worker"]:
+        processes["worker"] = roles["worker"]
+    return Side(
+        name="gateway",
+        url=f"{served.base_url}/v1/chat/completions",
+        model=MOCK_MODEL,
+        headers={"Authorization": f"Bearer {key}"},
+        processes=processes,
+    )
 
 
-def measure_p1(served: ServedGatehouse, upstream: Upstream, key: str, *, requests: int) -> Goal:
-    goal = Goal(
+@dataclass
+class SideBySide:
+    """The rows' raw figures by side name; None for what the selected goals did not need."""
+
+    streamed_c1: dict[str, Latency] | None = None
+    whole_c1: dict[str, Latency] | None = None
+    streamed_c16: dict[str, Throughput] | None = None
+    whole_c16: dict[str, Throughput] | None = None
+    upstream: str = ""
+
+
+def side_by_side(
+    sides: list[Side],
+    upstream: Upstream,
+    *,
+    latency_requests: int,
+    throughput_requests: int,
+    rounds: int,
+    concurrency_1: bool,
+    concurrency_16: bool,
+) -> SideBySide:
+    """Measure the rows: latency at concurrency 1 and/or throughput (with CPU) at 16, both kinds."""
+    results = SideBySide(upstream=f"{upstream.latency_ms:g} ms, then {upstream.chunks} chunks")
+    if concurrency_1:
+        results.streamed_c1 = latencies(sides, stream=True, requests=latency_requests)
+        results.whole_c1 = latencies(sides, stream=False, requests=latency_requests)
+    if concurrency_16:
+        kwargs = {"requests": throughput_requests, "rounds": rounds, "concurrency": CONCURRENCY}
+        results.streamed_c16 = throughputs(sides, stream=True, **kwargs)
+        results.whole_c16 = throughputs(sides, stream=False, **kwargs)
+    return results
+
+
+def _latency_rows(kind: str, figures: dict[str, Latency], goals: tuple[str, str]) -> list[Row]:
+    def value(side: str, name: str) -> float | None:
+        return getattr(figures[side], name) if side in figures else None
+
+    return [
+        Row(measure=f"{kind}, concurrency 1: {name[:3]}", unit="ms", direct=value("direct", name),
+            floor=value("floor", name), gateway=value("gateway", name), versus="added", goal=goal)
+        for name, goal in zip(("p50_ms", "p99_ms"), goals, strict=True)
+    ]  # fmt: skip
+
+
+def _throughput_row(kind: str, figures: dict[str, Throughput], goal: str) -> Row:
+    def value(side: str) -> float | None:
+        return figures[side].median_per_s if side in figures else None
+
+    return Row(
+        measure=f"{kind}, concurrency {CONCURRENCY}: throughput (median of rounds)",
+        unit="requests/s",
+        direct=value("direct"),
+        floor=value("floor"),
+        gateway=value("gateway"),
+        versus="ratio",
+        goal=goal,
+    )
+
+
+def _cpu(figures: dict[str, Throughput], side: str, role: str = "server") -> float | None:
+    return figures[side].cpu_ms_per_request.get(role) if side in figures else None
+
+
+def _cpu_rows(kind: str, figures: dict[str, Throughput], goal: str) -> list[Row]:
+    """The web server's CPU beside the floor's; the worker's apart (production only)."""
+    rows = [
+        Row(measure=f"{kind}, concurrency {CONCURRENCY}: server CPU per request", unit="ms",
+            floor=_cpu(figures, "floor"), gateway=_cpu(figures, "gateway"), versus="floor", goal=goal),
+    ]  # fmt: skip
+    worker = _cpu(figures, "gateway", "worker")
+    if worker is not None:
+        rows.append(
+            Row(measure=f"{kind}, concurrency {CONCURRENCY}: Celery worker CPU per request (not on the "
+                "remote path)", unit="ms", gateway=worker)
+        )  # fmt: skip
+    return rows
+
+
+def side_by_side_rows(results: SideBySide) -> list[Row]:
+    """The report's rows, in the order the issue lists them."""
+    rows: list[Row] = []
+    p1 = (f"P1: <= +{P1_P50_MS:g} ms", f"P1: <= +{P1_P99_MS:g} ms")
+    if results.streamed_c1 is not None:
+        rows += _latency_rows("streamed", results.streamed_c1, p1)
+    if results.streamed_c16 is not None:
+        rows.append(_throughput_row("streamed", results.streamed_c16, f"P2: >= {P2_GOAL:g}x"))
+    if results.whole_c16 is not None:
+        rows.append(_throughput_row("whole", results.whole_c16, f"P2: >= {P2_GOAL:g}x"))
+    if results.whole_c1 is not None:
+        rows += _latency_rows("whole", results.whole_c1, ("", ""))
+    if results.streamed_c16 is not None:
+        rows += _cpu_rows("streamed", results.streamed_c16, f"P8: <= {P8_GOAL:g}x floor")
+    if results.whole_c16 is not None:
+        rows += _cpu_rows("whole", results.whole_c16, "")
+    return rows
+
+
+def _needed(figures: Figures | None, goal: str) -> Figures:
+    if figures is None:
+        raise RuntimeError(f"{goal}'s rows were not measured")
+    return figures
+
+
+def _added(figures: dict[str, Latency], side: str, name: str) -> float:
+    added: float = getattr(figures[side], name) - getattr(figures["direct"], name)
+    return round(added, 2)
+
+
+def goal_p1(results: SideBySide) -> Goal:
+    """P1 on the streamed row at concurrency 1; the whole row and the floor's are details."""
+    streamed, whole = _needed(results.streamed_c1, "P1"), _needed(results.whole_c1, "P1")
+    added_p50, added_p99 = _added(streamed, "gateway", "p50_ms"), _added(streamed, "gateway", "p99_ms")
+    return Goal(
         id="P1",
-        measure="added latency of the stack vs the same mock upstream called directly, concurrency 1",
+        measure="added latency of the stack vs the same mock upstream called directly, streamed, "
+        "concurrency 1 (ms, p50)",
         goal=f"p50 <= {P1_P50_MS:g} ms, p99 <= {P1_P99_MS:g} ms",
         anchor="LiteLLM adds 4.3 ms p50, 9.8 ms p99",
+        measured=added_p50,
+        met=added_p50 <= P1_P50_MS and added_p99 <= P1_P99_MS,
+        details={
+            "unit": "milliseconds added (measured is p50)",
+            "added_p50_ms": added_p50,
+            "added_p99_ms": added_p99,
+            **{f"{side}_{name}": getattr(streamed[side], name) for side in streamed for name in ("p50_ms", "p99_ms")},
+            "floor_added_p50_ms": _added(streamed, "floor", "p50_ms"),
+            "floor_added_p99_ms": _added(streamed, "floor", "p99_ms"),
+            "whole": {
+                "gateway_added_p50_ms": _added(whole, "gateway", "p50_ms"),
+                "gateway_added_p99_ms": _added(whole, "gateway", "p99_ms"),
+                "floor_added_p50_ms": _added(whole, "floor", "p50_ms"),
+                "floor_added_p99_ms": _added(whole, "floor", "p99_ms"),
+                **{side: asdict(figures) for side, figures in whole.items()},
+            },
+            "requests_each": streamed["gateway"].requests,
+            "upstream": results.upstream,
+        },
+    )  # fmt: skip
+
+
+def _ratio(figures: dict[str, Throughput], side: str) -> float:
+    return figures[side].median_per_s / figures["direct"].median_per_s
+
+
+def goals_p2(results: SideBySide) -> list[Goal]:
+    """P2a streamed and P2b whole: gateway throughput at concurrency 16 over direct's."""
+    goals = []
+    for suffix, kind, measured in (
+        ("a", "streamed", results.streamed_c16),
+        ("b", "whole", results.whole_c16),
+    ):
+        figures = _needed(measured, "P2")
+        ratio = _ratio(figures, "gateway")
+        goals.append(
+            Goal(
+                id=f"P2{suffix}",
+                measure=f"throughput at concurrency {CONCURRENCY} through the gateway vs direct, "
+                f"{kind} answers (the same mock upstream)",
+                goal=f">= {P2_GOAL}x direct",
+                anchor="LiteLLM (Python) 0.21x, Portkey 0.92x",
+                measured=ratio,
+                met=ratio >= P2_GOAL,
+                details={
+                    **{f"{side}_requests_per_s": figures[side].per_s for side in figures},
+                    "floor_ratio": round(_ratio(figures, "floor"), 3),
+                    "requests_per_round": figures["gateway"].requests_per_round,
+                    "concurrency": CONCURRENCY,
+                },
+            )
+        )
+    return goals
+
+
+def goal_p8(results: SideBySide) -> Goal:
+    """P8: the gateway's server CPU per streamed request at concurrency 16 over the floor's."""
+    streamed, whole = _needed(results.streamed_c16, "P8"), _needed(results.whole_c16, "P8")
+    gateway, floor = _cpu(streamed, "gateway"), _cpu(streamed, "floor")
+    ratio = gateway / floor if gateway is not None and floor else None
+    return Goal(
+        id="P8",
+        measure=f"server CPU per streamed gateway request at concurrency {CONCURRENCY} "
+        "(process CPU time / requests) vs the floor's",
+        goal=f"<= {P8_GOAL:g}x the floor",
+        anchor="floor 2.6 ms, LiteLLM 22 ms here",
+        measured=ratio,
+        met=None if ratio is None else ratio <= P8_GOAL,
+        details={
+            "unit": "CPU milliseconds per request (user + system, process tree)",
+            "streamed": {side: streamed[side].cpu_ms_per_request for side in ("floor", "gateway")},
+            "whole": {side: whole[side].cpu_ms_per_request for side in ("floor", "gateway")},
+            "whole_ratio": _rounded_ratio(_cpu(whole, "gateway"), _cpu(whole, "floor")),
+            "requests": streamed["gateway"].requests_per_round * len(streamed["gateway"].per_s),
+        },
     )
-    sides = _Sides(served, upstream, key)
-
-    async def run() -> tuple[list[float], list[float]]:
-        direct, gateway = [], []
-        async with httpx.AsyncClient(timeout=60) as client:
-            for _ in range(10):  # warm both paths: connections, the engine, caches
-                await _streamed(client, *sides.direct)
-                await _streamed(client, *sides.gateway)
-            for _ in range(requests):  # interleaved: drift hits both sides alike
-                direct.append(await _streamed(client, *sides.direct))
-                gateway.append(await _streamed(client, *sides.gateway))
-        return direct, gateway
-
-    direct, gateway = asyncio.run(run())
-    added_p50 = (_percentile(gateway, 0.5) - _percentile(direct, 0.5)) * 1000
-    added_p99 = (_percentile(gateway, 0.99) - _percentile(direct, 0.99)) * 1000
-    goal.measured = added_p50
-    goal.met = added_p50 <= P1_P50_MS and added_p99 <= P1_P99_MS
-    goal.details = {
-        "unit": "milliseconds added (measured is p50)",
-        "added_p50_ms": round(added_p50, 2),
-        "added_p99_ms": round(added_p99, 2),
-        "direct_p50_ms": round(_percentile(direct, 0.5) * 1000, 2),
-        "direct_p99_ms": round(_percentile(direct, 0.99) * 1000, 2),
-        "gateway_p50_ms": round(_percentile(gateway, 0.5) * 1000, 2),
-        "gateway_p99_ms": round(_percentile(gateway, 0.99) * 1000, 2),
-        "requests_each": requests,
-        "upstream": f"{upstream.latency_ms:g} ms, then {upstream.chunks} chunks",
-    }
-    return goal
 
 
-def _throughput(
-    side: tuple[str, dict[str, Any], dict[str, str]], *, concurrency: int, requests: int
-) -> float:
-    """Completed requests per second with `concurrency` clients sharing `requests` calls."""
-
-    async def run() -> float:
-        remaining = requests
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    await _streamed(client, *side)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return requests / (time.perf_counter() - started)
-
-    return asyncio.run(run())
-
-
-def measure_p2(served: ServedGatehouse, upstream: Upstream, key: str, *, requests: int, rounds: int) -> Goal:
-    goal = Goal(
-        id="P2",
-        measure="throughput at concurrency 16 through the gateway vs direct (the same mock upstream)",
-        goal=f">= {P2_GOAL}x direct",
-        anchor="LiteLLM (Python) 0.21x, Portkey 0.92x",
-    )
-    sides = _Sides(served, upstream, key)
-    _throughput(sides.gateway, concurrency=16, requests=32)  # warm
-    direct, gateway = [], []
-    for _ in range(rounds):
-        direct.append(_throughput(sides.direct, concurrency=16, requests=requests))
-        gateway.append(_throughput(sides.gateway, concurrency=16, requests=requests))
-    goal.measured = statistics.median(gateway) / statistics.median(direct)
-    goal.met = goal.measured >= P2_GOAL
-    goal.details = {
-        "direct_requests_per_s": [round(rate, 1) for rate in direct],
-        "gateway_requests_per_s": [round(rate, 1) for rate in gateway],
-        "requests_per_round": requests,
-        "concurrency": 16,
-    }
-    return goal
+def _rounded_ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator is not None and denominator else None
 
 
 def _get_latencies(url: str, key: str, *, requests: int) -> list[float]:
@@ -260,13 +381,13 @@ def measure_p4(served: ServedGatehouse, token: str, key: str, *, requests: int, 
     during = tokens.value - before
     stop.set()
     streams.join(timeout=120)
-    goal.measured = _percentile(busy, 0.99) / _percentile(idle, 0.99)
+    goal.measured = percentile(busy, 0.99) / percentile(idle, 0.99)
     goal.met = goal.measured <= P4_GOAL
     goal.details = {
-        "idle_p50_ms": round(_percentile(idle, 0.5) * 1000, 2),
-        "idle_p99_ms": round(_percentile(idle, 0.99) * 1000, 2),
-        "busy_p50_ms": round(_percentile(busy, 0.5) * 1000, 2),
-        "busy_p99_ms": round(_percentile(busy, 0.99) * 1000, 2),
+        "idle_p50_ms": round(percentile(idle, 0.5) * 1000, 2),
+        "idle_p99_ms": round(percentile(idle, 0.99) * 1000, 2),
+        "busy_p50_ms": round(percentile(busy, 0.5) * 1000, 2),
+        "busy_p99_ms": round(percentile(busy, 0.99) * 1000, 2),
         "requests_each": requests,
         # Proof the generations ran while the busy GETs were timed.
         "tokens_streamed_while_timed": during,

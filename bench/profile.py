@@ -2,7 +2,8 @@
 
 py-spy reads a process's stacks from outside (no code in the server changes), so the profile
 shows the deployed configuration as measured. Each goal gets the raw folded stacks of every
-served process (the web server, and the worker in production) and a summary of where the
+served process (the web server, and the worker in production; the floor beside them where it
+runs) and a summary of where the
 samples fell: the frames that hold the most samples inclusively, and the leaves that burn
 them. The summary is what the note quotes; the folded files open in speedscope.
 """
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,19 +38,23 @@ def _py_spy() -> str:
 
 
 @contextmanager
-def profile_processes(served: ServedGatehouse, *, name: str, directory: Path | None) -> Iterator[None]:
-    """Record every served process while the body runs; a no-op when `directory` is None."""
+def profile_processes(
+    served: ServedGatehouse, *, name: str, directory: Path | None, others: Mapping[str, int] | None = None
+) -> Iterator[None]:
+    """Record every served process, and `others` (role to pid), while the body runs; a no-op
+    when `directory` is None."""
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
     recorders: list[tuple[subprocess.Popen[bytes], Path]] = []
-    for index, process in enumerate(served.processes):
-        output = directory / f"{name}-{_role(served, index)}.folded"
+    targets = {_role(served, index): process.pid for index, process in enumerate(served.processes)}
+    for role, pid in {**targets, **(others or {})}.items():
+        output = directory / f"{name}-{role}.folded"
         recorders.append(
             (
                 subprocess.Popen(  # noqa: S603 - py-spy with fixed arguments on our own child
-                    [_py_spy(), "record", "--pid", str(process.pid), "--rate", str(RATE), "--format", "raw",
+                    [_py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw",
                      "--output", str(output), "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 ),

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
+from accounts.services.chat_quotas import ChatSlot
 from gatehouse.deferred import deferred_until_done
 
 # Longer than any chat may run (a model's wall-clock limit is at most a few minutes).
@@ -18,6 +19,13 @@ _TTL_SECONDS = 15 * 60
 
 def _key(user_id: int) -> str:
     return f"inference:chats:{user_id}"
+
+
+def chat_slot_for(*, user_id: int, limit: int) -> ChatSlot:
+    """The user's counter as the chat admission script takes it (the cache's own key for it)."""
+    return ChatSlot(
+        user_id=user_id, key=cache.make_and_validate_key(_key(user_id)), limit=limit, ttl_seconds=_TTL_SECONDS
+    )
 
 
 def chat_slot_acquire(*, user_id: int, limit: int) -> bool:

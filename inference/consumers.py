@@ -21,13 +21,14 @@ from redis.exceptions import RedisError
 
 from accounts.credential_events import user_group
 from accounts.principal import CredentialRejected, Principal, principal_recheck
-from accounts.services.quotas import QuotaAdmission, QuotaRefused, quota_admit
+from accounts.services.chat_quotas import quota_chat_admit
+from accounts.services.quotas import QuotaAdmission, QuotaRefused
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
 from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
-from inference.chat_slots import chat_slot_acquire, chat_slot_release
+from inference.chat_slots import chat_slot_for, chat_slot_release
 from inference.connection_slots import (
     RENEW_EVERY_SECONDS,
     ConnectionSlot,
@@ -260,22 +261,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             raise ChatRejected(
                 f"This conversation is with {history.model_name}; continue it there.", code="invalid"
             )
-        per_user = settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
-        if not chat_slot_acquire(user_id=self.user.pk, limit=per_user):
-            raise ChatRejected(
-                f"You already have {per_user} chats running; wait for one to end.", code="rate_limited"
-            )
         messages = (history.messages if history else []) + frame.messages
         try:
-            quota = quota_admit(
+            # The chat slot and every quota limit, together (one round trip with Redis).
+            hold = quota_chat_admit(
                 user=self.user,
                 api_key=self.principal.api_key,
                 token_estimate=chat_token_estimate(messages=messages, max_tokens=plan.params.max_tokens),
                 lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+                slot=chat_slot_for(
+                    user_id=self.user.pk, limit=settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
+                ),
             )
         except QuotaRefused as refused:
-            chat_slot_release(user_id=self.user.pk)
             raise ChatRejected(refused.message, code=refused.code) from None
+        quota = hold.quota
         return conversation_id, history, plan, quota
 
     def _conversation(self, frame: ChatFrame) -> tuple[str, "_History | None"]:

@@ -15,8 +15,6 @@ from django.db import close_old_connections
 from accounts.models import User
 from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
-from audit.models import AuditEvent
-from audit.services import audit_event_record
 from gatehouse.metrics import (
     ACTIVE_STREAMS,
     GENERATION_LATENCY,
@@ -34,6 +32,7 @@ from inference.models import ModelVersion
 from inference.relay import ChannelRelay, ReaderGone
 from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
+from inference.services.registry import model_version_load_refused_record
 
 logger = logging.getLogger(__name__)
 
@@ -243,16 +242,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         )
         return
     except (ManifestMismatch, UpstreamRefused) as exc:
-        # Refusing to load tampered or unsafe weights, or an upstream registration that breaks
-        # the rules, is a security event, recorded like one.
-        audit_event_record(
-            action="model.version.load_refused",
-            actor_display="system",
-            actor_kind=AuditEvent.ActorKind.SYSTEM,
-            target=version,
-            outcome=AuditEvent.Outcome.DENIED,
-            metadata={"reason": str(exc), "generation_id": job.generation_id},
-        )
+        model_version_load_refused_record(version=version, reason=str(exc), generation_id=job.generation_id)
         outcome.fail(code="unavailable")
         if isinstance(exc, UpstreamRefused):
             message = "The model's upstream registration is not allowed on this server."

@@ -2,11 +2,13 @@
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import User
+from gatehouse.local_cache import LocalCache
 from inference.engines.base import ChatMessage
 from inference.models import Conversation, Model, ModelVersion
 
@@ -39,8 +41,11 @@ def route_bucket(*, model_id: int, sticky_key: str) -> int:
     return int.from_bytes(digest[:8], "big") % 100
 
 
-def model_version_route(*, model: Model, sticky_key: str) -> ModelVersion | None:
-    """The version that serves this conversation: the canary for its share of buckets, else production."""
+def model_version_route(
+    *, model: Model, sticky_key: str, serving: ModelVersion | None = None
+) -> ModelVersion | None:
+    """The version that serves this conversation: the canary for its share of buckets, else
+    production (`serving`, when the caller has it at hand)."""
     canary = model.canary_version
     if (
         canary is not None
@@ -48,7 +53,33 @@ def model_version_route(*, model: Model, sticky_key: str) -> ModelVersion | None
         and route_bucket(model_id=model.pk, sticky_key=sticky_key) < model.canary_weight
     ):
         return canary
-    return model_version_serving(model=model)
+    return serving if serving is not None else model_version_serving(model=model)
+
+
+@dataclass(frozen=True)
+class ModelRoutes:
+    """A model a user may run, with its production version (None: none in production)."""
+
+    model: Model
+    serving: ModelVersion | None
+
+
+# What each user may run and where it is served, held per process and dropped everywhere on
+# any change to models, versions, grants, roles or teams (gatehouse.local_cache). Only models
+# that exist for the user are kept: made-up names cannot push the real ones out.
+_routes: LocalCache[tuple[int, str], ModelRoutes | None] = LocalCache("model routes")
+
+
+def model_routes_for(*, user: User, name: str) -> ModelRoutes | None:
+    """The model called `name` and its serving version, if `user` may use it (else None)."""
+
+    def load() -> ModelRoutes | None:
+        model = model_get_usable(user=user, name=name)
+        if model is None:
+            return None
+        return ModelRoutes(model=model, serving=model_version_serving(model=model))
+
+    return _routes.fetch((user.pk, name), load, keep=lambda routes: routes is not None)
 
 
 def conversation_list_own(*, user: User) -> QuerySet[Conversation]:

@@ -18,9 +18,12 @@ class GatehouseConfig(AppConfig):
         # Bind shared tasks to the project's Celery app in every process that loads Django.
         import gatehouse.celery  # noqa: F401
         from gatehouse.checks import unsafe_defaults_check
+        from gatehouse.local_cache_signals import local_cache_signals_connect
 
         # Production refuses deploy/'s placeholder secrets: `check --deploy` and every command.
         checks.register(unsafe_defaults_check, checks.Tags.security)
+        # Governance state the request path caches is dropped everywhere when it changes.
+        local_cache_signals_connect()
 
 
 class ConsoleAdminConfig(AdminConfig):

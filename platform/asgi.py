@@ -1,4 +1,5 @@
-"""The ASGI application: HTTP through Django, websockets through Channels, and a lifespan
+"""The ASGI application: HTTP through Django (chat completions on their own route,
+inference.chat.asgi), websockets through Channels, and a lifespan
 that drains this process's generations on shutdown (gatehouse.lifespan)."""
 
 import os
@@ -15,11 +16,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from accounts.websocket_auth import WebsocketAuthMiddlewareStack  # noqa: E402
 from gatehouse.lifespan import lifespan  # noqa: E402
 from gatehouse.websocket_origin import BrowserOriginValidator  # noqa: E402
+from inference.chat.asgi import ChatCompletionsRoute  # noqa: E402
 from inference.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Chat completions with a bearer credential skip Django's request cycle (the fast path).
+        "http": ChatCompletionsRoute(django_asgi_app),  # type: ignore[arg-type]
         "websocket": BrowserOriginValidator(WebsocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }

@@ -55,6 +55,14 @@ LOGINS_BLOCKED = Counter(
     ["scope"],
 )
 
+# The audit sealer (audit.sealing): events linked into the hash chain, and rows it refused to
+# link because they no longer matched their digest (tampered before sealing; any is an alarm).
+AUDIT_EVENTS_SEALED = Counter("gatehouse_audit_events_sealed", "Audit events linked into the hash chain.")
+AUDIT_EVENTS_REFUSED = Counter(
+    "gatehouse_audit_events_refused",
+    "Audit rows the sealer refused to chain: their contents no longer match their digest (tampering).",
+)
+
 
 def metrics_process_exited() -> None:
     """Drop this process's live gauges (open streams, sockets) from the shared directory.

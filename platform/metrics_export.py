@@ -81,6 +81,16 @@ def _audit_lag() -> Iterator[Metric]:
         "gatehouse_audit_checkpoint_matches", "1 when the last checkpoint's hash is still the chain's, else 0.",
         value=1 if status["checkpoint_matches"] in (True, None) else 0,
     )  # fmt: skip
+    # Written but not yet linked into the chain by the sealer (audit.sealer): near 0 and a
+    # second or so old while it keeps up.
+    yield GaugeMetricFamily(
+        "gatehouse_audit_pending_events", "Audit events written but not yet sealed into the hash chain.",
+        value=status["pending_events"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "gatehouse_audit_pending_oldest_seconds", "Seconds the oldest unsealed audit event has waited (0: none).",
+        value=status["pending_oldest_seconds"] or 0.0,
+    )  # fmt: skip
 
 
 def gpu_memory() -> Iterator[Metric]:

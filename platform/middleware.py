@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Awaitable, Callable, Generator
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
@@ -137,3 +138,30 @@ def _probe(request: HttpRequest) -> HttpResponseBase:
     request.resolver_match = match  # labels the request in /metrics like any other route
     response: HttpResponseBase = match.func(request, *match.args, **match.kwargs)
     return response
+
+
+@sync_and_async_middleware
+def StaticFilesMiddleware(get_response: GetResponse) -> GetResponse:  # noqa: N802 - named like Django's middleware
+    """WhiteNoise's static files, without making the rest of the chain synchronous.
+
+    WhiteNoise's middleware is synchronous only, so under ASGI Django ran everything after
+    it (every view) through a thread and an event loop of its own per request. Here the file
+    lookup (a dictionary read) runs inline, and only a static file is served by WhiteNoise.
+    """
+    from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
+
+    whitenoise: Any = WhiteNoiseMiddleware(get_response)
+    if not iscoroutinefunction(get_response):
+        return cast(GetResponse, whitenoise)
+    async_get_response = cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], get_response)
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        if whitenoise.autorefresh:
+            static_file = await sync_to_async(whitenoise.find_file)(request.path_info)
+        else:
+            static_file = whitenoise.files.get(request.path_info)
+        if static_file is not None:
+            return cast(HttpResponseBase, whitenoise.serve(static_file, request))
+        return await async_get_response(request)
+
+    return middleware

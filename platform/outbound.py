@@ -16,6 +16,7 @@ Call it when the URL is accepted *and* right before each call: a name can resolv
 elsewhere later. Clients that use it must not follow redirects (a redirect would skip it).
 """
 
+import asyncio
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -63,6 +64,20 @@ def outbound_url_check(*, url: str) -> None:
     host, port = _host_and_port(url)
     allowed = _allowed_entries()
     for address in _addresses(host, port):
+        _address_check(host=host, address=address, allowed=allowed)
+
+
+async def outbound_url_check_async(*, url: str) -> None:
+    """`outbound_url_check` from an event loop: a host name is resolved off the loop (an IP
+    address, the common case for in-cluster upstreams, needs no resolving)."""
+    host, port = _host_and_port(url)
+    allowed = _allowed_entries()
+    literal = _literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        addresses = await asyncio.get_running_loop().run_in_executor(None, _addresses, host, port)
+    for address in addresses:
         _address_check(host=host, address=address, allowed=allowed)
 
 

@@ -105,7 +105,7 @@ MIDDLEWARE = [
     "gatehouse.middleware.RequestMetricsMiddleware",
     "gatehouse.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "gatehouse.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -270,9 +270,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.audit_checkpoint_write",
         "schedule": timedelta(seconds=env.int("GATEHOUSE_AUDIT_CHECKPOINT_SECONDS", default=300)),
     },
+    # Seals rows left unsealed by a process that died, even while no other process writes.
+    "audit-seal": {
+        "task": "audit.tasks.audit_seal_pending",
+        "schedule": timedelta(seconds=10),
+    },
 }
 
 # --- audit -------------------------------------------------------------------------------------
+# Audit rows are written unsealed (no lock on the request path) and linked into the hash chain
+# by a sealer thread in each process that writes (audit.sealer), about this many seconds after
+# they commit. 0 starts no thread: the test suite seals explicitly; a deployment may run
+# `manage.py audit_seal --loop` instead.
+GATEHOUSE_AUDIT_SEAL_INTERVAL = env.float(
+    "GATEHOUSE_AUDIT_SEAL_INTERVAL", default=0.0 if "pytest" in sys.modules else 0.5
+)
 # Signed checkpoints of the chain's head go here: a directory by default; in production a
 # write-once mount (or one synced to object storage with retention lock) the app cannot rewrite.
 GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
@@ -330,6 +342,10 @@ if GATEHOUSE_INFERENCE_EXECUTOR == "celery" and CELERY_TASK_ALWAYS_EAGER:
 GATEHOUSE_REMOTE_GENERATION = env.str("GATEHOUSE_REMOTE_GENERATION", default="web")
 if GATEHOUSE_REMOTE_GENERATION not in ("web", "worker"):
     raise ImproperlyConfigured("GATEHOUSE_REMOTE_GENERATION must be 'web' or 'worker'.")
+# The request path keeps who a credential belongs to, what a user may run and which quota
+# policies apply in each process (gatehouse.local_cache), dropped everywhere on any change;
+# this bounds an entry's life should an announcement be lost.
+GATEHOUSE_LOCAL_CACHE_SECONDS = env.float("GATEHOUSE_LOCAL_CACHE_SECONDS", default=60.0)
 # Separation of duties: whoever registered a version may not promote it or start its canary.
 GATEHOUSE_MODEL_SEPARATION_OF_DUTIES = env.bool("GATEHOUSE_MODEL_SEPARATION_OF_DUTIES", default=False)
 # A generation that sends nothing for this long is given up as lost (worker dead, or no worker

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import role_groups_ensure, user_create
+from gatehouse.local_cache import local_caches_clear
 from inference.models import ModelVersion
 from inference.services import demo_model_ensure
 from tests.celery_worker import CeleryWorker, database_url
@@ -127,6 +128,13 @@ def _flush_past_append_only_triggers() -> Iterator[None]:
     operations.execute_sql_flush = flush  # type: ignore[method-assign]
     yield
     operations.execute_sql_flush = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _local_caches_forgotten() -> None:
+    """Each test starts with empty request-path caches: rolled-back tests reuse primary keys,
+    and a rollback announces nothing."""
+    local_caches_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -44,7 +44,7 @@ class FakeUpstream:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 upstream.requests.append({"body": body, "authorization": self.headers.get("Authorization")})
-                upstream.respond(self, len(upstream.requests))
+                upstream.respond(self, len(upstream.requests), stream=bool(body.get("stream")))
 
         return Handler
 
@@ -57,7 +57,35 @@ class FakeUpstream:
         """Let held (`hang`) requests be answered."""
         self.released.set()
 
-    def respond(self, handler: BaseHTTPRequestHandler, nth: int) -> None:
+    def _exact_usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": 11,
+            "completion_tokens": len(self.words),
+            "total_tokens": 11 + len(self.words),
+        }
+
+    def _whole(self, handler: BaseHTTPRequestHandler) -> None:
+        """A whole answer (`stream` false): the words as one message."""
+        answer: dict[str, Any] = {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(self.words)},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if self.usage is not None:
+            answer["usage"] = self.usage or self._exact_usage()
+        data = json.dumps(answer).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def respond(self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True) -> None:
         mode = self.mode
         if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
             handler.send_response(503)
@@ -81,6 +109,9 @@ class FakeUpstream:
                 handler.send_response(503)
                 handler.end_headers()
             return
+        if not stream and mode != "reset_mid_stream":
+            self._whole(handler)
+            return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.end_headers()
@@ -93,13 +124,8 @@ class FakeUpstream:
                 handler, {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
             )
         self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        exact = {
-            "prompt_tokens": 11,
-            "completion_tokens": len(self.words),
-            "total_tokens": 11 + len(self.words),
-        }
         if self.usage is not None:
-            self._chunk(handler, {"choices": [], "usage": self.usage or exact})
+            self._chunk(handler, {"choices": [], "usage": self.usage or self._exact_usage()})
         self._chunk(handler, "[DONE]")
 
 

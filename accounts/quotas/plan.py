@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from accounts.models import ApiKey, QuotaPolicy, User
 from accounts.quotas.ledger import CounterSpec
+from gatehouse.local_cache import LocalCache
 
 # Counters outlive their window a little, so a late settle still finds them.
 _GRACE_SECONDS = 3600
@@ -69,16 +70,32 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
+# The policies that apply to a caller, per (user, key), held per process and dropped
+# everywhere on any change to policies, teams or group membership (gatehouse.local_cache).
+_applicable: LocalCache[tuple[int, int | None], tuple[QuotaPolicy, ...]] = LocalCache("quota policies")
+
+
+def quota_policies_applicable(*, user: User, api_key: ApiKey | None) -> tuple[QuotaPolicy, ...]:
+    """Every policy the caller is held to: on the user, their roles, their teams, the key."""
+
+    def load() -> tuple[QuotaPolicy, ...]:
+        groups = user.groups.all()
+        return tuple(
+            QuotaPolicy.objects.filter(
+                Q(user=user)
+                | Q(role__in=groups)
+                | Q(team__group__in=groups)
+                | (Q(api_key=api_key) if api_key else Q(pk__in=[]))
+            ).select_related("team")
+        )
+
+    return _applicable.fetch((user.pk, api_key.pk if api_key else None), load)
+
+
 def quota_plan_for(*, user: User, api_key: ApiKey | None, now: datetime | None = None) -> QuotaPlan:
     now = now or _now()
     windows = _windows(now)
-    groups = user.groups.all()
-    applicable = QuotaPolicy.objects.filter(
-        Q(user=user)
-        | Q(role__in=groups)
-        | Q(team__group__in=groups)
-        | (Q(api_key=api_key) if api_key else Q(pk__in=[]))
-    ).select_related("team")
+    applicable = quota_policies_applicable(user=user, api_key=api_key)
     requests: list[Limit] = []
     tokens: list[Limit] = []
     streams: list[Limit] = []

@@ -11,18 +11,16 @@ from typing import Any
 import redis
 
 from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, Reservation
+from accounts.quotas.lua import EXPIRE_LEASES
 
-_RESERVE = """
+_RESERVE = (
+    EXPIRE_LEASES
+    + """
 local now, amount, rid, deadline = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = #KEYS / 3
 for i = 1, n do
   local used_key, leases_key, amounts_key = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  for _, expired in ipairs(redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)) do
-    local lent = tonumber(redis.call('HGET', amounts_key, expired) or '0')
-    redis.call('DECRBY', used_key, lent)
-    redis.call('HDEL', amounts_key, expired)
-    redis.call('ZREM', leases_key, expired)
-  end
+  expire_leases(used_key, leases_key, amounts_key, now)
   local used = tonumber(redis.call('GET', used_key) or '0')
   if used + amount > tonumber(ARGV[4 + 2 * i - 1]) then
     return {0, i, used}
@@ -40,6 +38,7 @@ for i = 1, n do
 end
 return {1, 0, 0}
 """
+)
 
 # ARGV: reservation id, amount to charge (0 to release), then each counter's ttl.
 _END = """
@@ -72,6 +71,10 @@ class RedisQuotaLedger:
         self._prefix = prefix
         self._reserve = client.register_script(_RESERVE)
         self._end = client.register_script(_END)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
 
     def _keys(self, counters: tuple[CounterSpec, ...] | list[CounterSpec]) -> list[str]:
         base = [f"{self._prefix}:{counter.key}" for counter in counters]

@@ -30,7 +30,8 @@ from accounts.models import Team, UsageRecord, UsageRollup
 
 logger = logging.getLogger(__name__)
 
-_REDIS_KEY = "gatehouse:usage:pending"
+# The buffer in Redis (chat ends file their records here in the same script: chat_quotas).
+USAGE_BUFFER_KEY = "gatehouse:usage:pending"
 _local: deque[dict[str, Any]] = deque()
 _local_lock = threading.Lock()
 _flusher: threading.Thread | None = None
@@ -45,7 +46,12 @@ def _redis() -> Any:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
-def usage_record_enqueue(
+def usage_record_enqueue(**fields: Any) -> None:
+    """Buffer one usage record; `fields` are `usage_row`'s."""
+    usage_row_enqueue(row=usage_row(**fields))
+
+
+def usage_row(
     *,
     user_id: int,
     api_key_id: int | None,
@@ -57,8 +63,9 @@ def usage_record_enqueue(
     time_to_first_token_ms: float | None,
     outcome: str,
     request_id: str,
-) -> None:
-    row = {
+) -> dict[str, Any]:
+    """One usage record as the buffer holds it (JSON-safe), stamped now."""
+    return {
         "created_at": datetime.now(tz=UTC).isoformat(),
         "user_id": user_id,
         "api_key_id": api_key_id,
@@ -71,9 +78,13 @@ def usage_record_enqueue(
         "outcome": outcome,
         "request_id": request_id[:64],
     }
+
+
+def usage_row_enqueue(*, row: dict[str, Any]) -> None:
+    """Put `row` (`usage_row`) in the buffer the flush empties into the database."""
     if settings.REDIS_URL:
         try:
-            _redis().rpush(_REDIS_KEY, json.dumps(row))
+            _redis().rpush(USAGE_BUFFER_KEY, json.dumps(row))
         except RedisError as error:
             logger.warning("usage buffer unreachable (%s): writing the record directly", error)
             _write([row])
@@ -87,8 +98,8 @@ def usage_record_enqueue(
 def _take(limit: int) -> list[dict[str, Any]]:
     if settings.REDIS_URL:
         pipe = _redis().pipeline(transaction=True)
-        pipe.lrange(_REDIS_KEY, 0, limit - 1)
-        pipe.ltrim(_REDIS_KEY, limit, -1)
+        pipe.lrange(USAGE_BUFFER_KEY, 0, limit - 1)
+        pipe.ltrim(USAGE_BUFFER_KEY, limit, -1)
         raw, _ = pipe.execute()
         return [row for item in raw if (row := _parsed(item)) is not None]
     with _local_lock:
@@ -108,7 +119,7 @@ def _parsed(item: bytes) -> dict[str, Any] | None:
 
 def _put_back(rows: list[dict[str, Any]]) -> None:
     if settings.REDIS_URL:
-        _redis().lpush(_REDIS_KEY, *[json.dumps(row) for row in reversed(rows)])
+        _redis().lpush(USAGE_BUFFER_KEY, *[json.dumps(row) for row in reversed(rows)])
         return
     with _local_lock:
         _local.extendleft(reversed(rows))
@@ -194,7 +205,7 @@ def _flush_forever() -> None:
 def usage_buffer_clear() -> None:
     """Drop what waits to be written (tests start from an empty buffer)."""
     if settings.REDIS_URL:
-        _redis().delete(_REDIS_KEY)
+        _redis().delete(USAGE_BUFFER_KEY)
     with _local_lock:
         _local.clear()
 

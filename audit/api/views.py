@@ -24,6 +24,7 @@ from audit.api.serializers import (
 )
 from audit.exports import MAX_EVENTS, ExportRangeError, audit_export_build
 from audit.models import AuditEvent
+from audit.sealing import audit_seal_pending
 from audit.selectors import audit_events_filtered, audit_head_sequence
 from audit.services import audit_event_record
 from audit.verification import audit_chain_verify
@@ -45,8 +46,9 @@ class _AuditView:
 
 
 class AuditEventPagination(CursorPagination):
-    # A cursor keyed on the sequence: stable while new events arrive, and an index seek per page.
-    ordering = "-sequence"
+    # A cursor keyed on the insertion order (id), which every event has from its insert (its
+    # sequence comes when it is sealed): stable while new events arrive, an index seek per page.
+    ordering = "-id"
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
@@ -54,24 +56,27 @@ class AuditEventPagination(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         """The cursor is the client's to hand back, not to write: one that does not decode, or
-        whose position is no sequence number, is refused (400) before it reaches a query."""
+        whose position is no event id, is refused (400) before it reaches a query."""
         refusal = ValidationError({"cursor": [self.invalid_cursor_message]})
         try:
             cursor = super().decode_cursor(request)
         except NotFound:
             raise refusal from None
-        if cursor is not None and cursor.position is not None and not _sequence_text(str(cursor.position)):
+        if cursor is not None and cursor.position is not None and not _position_text(str(cursor.position)):
             raise refusal
         return cursor
 
 
-def _sequence_text(text: str) -> bool:
-    """`text` spells a sequence number: ASCII digits, within the column's range."""
+def _position_text(text: str) -> bool:
+    """`text` spells an event id: ASCII digits, within the column's range (a signed 64-bit
+    integer, as the sequence's)."""
     return bool(_DIGITS.fullmatch(text)) and 1 <= int(text) <= SEQUENCE_MAX
 
 
 class AuditEventListView(_AuditView, ListAPIView[AuditEvent]):
-    """Events, newest first, filtered by the query string; `next`/`previous` are cursors."""
+    """Events, newest first, filtered by the query string; `next`/`previous` are cursors.
+
+    The newest may not be sealed yet: their `sequence` and `hash` are null for a moment."""
 
     permission_classes = [*APIView.permission_classes, AuditReader]
     serializer_class = AuditEventSerializer
@@ -94,12 +99,14 @@ class AuditEventListView(_AuditView, ListAPIView[AuditEvent]):
 
 
 class AuditVerifyView(_AuditView, APIView):
-    """Walk the whole chain now: links, signed checkpoints and personal details."""
+    """Seal what is pending, then walk the whole chain: links, signed checkpoints, rows not
+    sealed yet (and whether any was tampered with), personal details."""
 
     permission_classes = [*APIView.permission_classes, AuditReader]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
+        audit_seal_pending()
         return Response(audit_chain_verify().as_dict())
 
 
@@ -116,6 +123,8 @@ class AuditExportView(_AuditView, APIView):
         query = AuditExportQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         sequence_from = query.validated_data["sequence_from"]
+        # Exports hold sealed events only: seal what has committed, so "now" is in the range.
+        audit_seal_pending()
         # By default up to the newest event; past the head that is an empty range, said so.
         sequence_to = query.validated_data.get("sequence_to") or max(
             sequence_from, min(audit_head_sequence(), sequence_from + MAX_EVENTS - 1)

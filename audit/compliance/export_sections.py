@@ -7,12 +7,13 @@ prefix and scopes, never by their stored hash; passwords and second-factor seeds
 import json
 from collections.abc import Callable, Iterator
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from accounts.models import ApiKey, QuotaPolicy, RefreshFamily, UsageRecord, UsageRollup, User
 from accounts.roles import Role
 from audit.exports import event_export_record
 from audit.models import AuditEvent
+from audit.sealing import audit_seal_pending
 from inference.models import Conversation
 
 
@@ -183,10 +184,14 @@ def _audit_events(pseudonym: str) -> bytes:
     the trail) and the personal details the trail holds about them, but not about others.
 
     Whoever may download an export (the person, or an officer on their behalf) gets this
-    same file, so it never holds another person's name, address, agent or pseudonym."""
+    same file, so it never holds another person's name, address, agent or pseudonym.
+
+    What has committed is sealed first, so each row carries its chain position; one written
+    after that comes last, with none yet."""
     lines = []
+    audit_seal_pending()
     events = AuditEvent.objects.filter(Q(actor_pseudonym=pseudonym) | Q(target_pseudonym=pseudonym)).order_by(
-        "sequence"
+        F("sequence").asc(nulls_last=True), "id"
     )
     roles = _Roles()
     for event in events.iterator(chunk_size=2000):

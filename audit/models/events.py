@@ -1,8 +1,11 @@
 """The audit trail: one row per security-relevant action, chained by hashes.
 
-Rows are written only through `audit.services.audit_event_record`. The database refuses to
-change or delete them (triggers in `audit.triggers`); the one change it allows is erasure
-blanking a person's details, which the chain does not cover (see `audit.chain`).
+Rows are written only through `audit.services.audit_event_record`, unsealed: no chain position
+and no hash yet, but a keyed digest of their contents. The sealer (`audit.sealing`) links them
+into the chain in insertion order moments later. The database refuses to change or delete
+rows (triggers in `audit.triggers`); the changes it allows are the seal itself (sequence and
+hash set once, from nothing) and erasure blanking a person's details, which the chain does not
+cover (see `audit.chain`).
 """
 
 import json
@@ -27,8 +30,9 @@ class AuditEvent(models.Model):
         FAILURE = "failure", "Failure"
         DENIED = "denied", "Denied"
 
-    # The chain position: 1, 2, 3... with no gaps. Unique, so two appends can never fork it.
-    sequence = models.PositiveBigIntegerField(unique=True)
+    # The chain position: 1, 2, 3... with no gaps, given by the sealer; NULL until then. Unique,
+    # so two sealers could never fork the chain even without their lock.
+    sequence = models.PositiveBigIntegerField(unique=True, null=True, blank=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Set in Python before hashing (not auto_now_add) so the hashed value is the stored one.
     occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -58,23 +62,36 @@ class AuditEvent(models.Model):
     metadata_json = models.TextField(default="{}")
     actor_digest = models.CharField(max_length=64)
     target_digest = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    # The chain hash, given with the sequence by the sealer; NULL until then (not "": a row is
+    # sealed or not, and the triggers let these two go from NULL to a value exactly once).
+    hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL means unsealed
+    # HMAC of the chained content but the sequence (`audit.chain.pending_digest`), under a key
+    # derived from SECRET_KEY, written with the row: the sealer refuses a row that no longer
+    # matches it. Blank on rows sealed before sealing moved off the request path.
+    row_digest = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
-        ordering = ["-sequence"]
+        # Insertion order: every row has an id at once; sealed rows also have a sequence.
+        ordering = ["-id"]
         indexes = [
-            models.Index(fields=["action", "-sequence"], name="audit_action_seq"),
-            models.Index(fields=["actor_pseudonym", "-sequence"], name="audit_actor_seq"),
-            models.Index(fields=["target_pseudonym", "-sequence"], name="audit_target_person_seq"),
+            models.Index(fields=["action", "-id"], name="audit_action_id"),
+            models.Index(fields=["actor_pseudonym", "-id"], name="audit_actor_id"),
+            models.Index(fields=["target_pseudonym", "-id"], name="audit_target_person_id"),
             models.Index(fields=["target_type", "target_id"], name="audit_target"),
             models.Index(fields=["request_id"], name="audit_request"),
-            models.Index(fields=["outcome", "-sequence"], name="audit_outcome_seq"),
+            models.Index(fields=["outcome", "-id"], name="audit_outcome_id"),
+            # What the sealer reads: the rows still waiting, oldest first. Small, since rows
+            # leave it within a second or so.
+            models.Index(fields=["id"], condition=models.Q(sequence__isnull=True), name="audit_pending"),
         ]
 
     def __str__(self) -> str:
-        return (
-            f"#{self.sequence} {self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_display or '-'} {self.action}"
-        )
+        position = f"#{self.sequence}" if self.sequence is not None else f"(unsealed, id {self.pk})"
+        return f"{position} {self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_display or '-'} {self.action}"
+
+    @property
+    def sealed(self) -> bool:
+        return self.sequence is not None
 
     @cached_property
     def metadata(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """OpenAI's response objects for chat completions: the whole answer, and streamed chunks."""
 
-import json
 import time
 from typing import Any
+
+import orjson
 
 
 def _usage(event: dict[str, Any]) -> dict[str, int]:
@@ -43,24 +44,27 @@ class CompletionFormat:
             "usage": _usage(finished),
         }
 
-    def chunk(
+    def chunk_bytes(
         self, *, delta: dict[str, str], finish_reason: str | None = None, include_usage: bool = False
-    ) -> str:
+    ) -> bytes:
         body: dict[str, Any] = {
             **self._base("chat.completion.chunk"),
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
         if include_usage:
             body["usage"] = None  # OpenAI sends null here; the totals come in a last chunk
-        return sse(body)
+        return sse_bytes(body)
 
-    def usage_chunk(self, finished: dict[str, Any]) -> str:
-        return sse({**self._base("chat.completion.chunk"), "choices": [], "usage": _usage(finished)})
+    def usage_chunk_bytes(self, finished: dict[str, Any]) -> bytes:
+        return sse_bytes({**self._base("chat.completion.chunk"), "choices": [], "usage": _usage(finished)})
 
 
-def sse(data: dict[str, Any] | str) -> str:
-    """One server-sent event carrying `data` (a JSON object, or a literal like [DONE])."""
-    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
+def sse_bytes(data: dict[str, Any]) -> bytes:
+    """One server-sent event carrying the JSON object `data`."""
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
 
 
 def error_object(*, message: str, code: str, kind: str = "server_error") -> dict[str, Any]:

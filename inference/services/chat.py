@@ -2,13 +2,13 @@
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.services.quotas import QuotaAdmission, quota_release
-from accounts.services.usage import usage_record_enqueue
+from accounts.services.usage import usage_row, usage_row_enqueue
 from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
 from audit.services import audit_event_record
@@ -18,7 +18,7 @@ from inference.engines.loader import version_max_bytes_per_token
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
 from inference.models import ModelVersion
 from inference.protocol import ChatFrame
-from inference.selectors import model_get_usable, model_version_route
+from inference.selectors import model_routes_for, model_version_route
 
 if TYPE_CHECKING:  # generation imports these services; only the type is needed here
     from inference.generation import GenerationJob
@@ -47,6 +47,8 @@ class ChatPlan:
     params: GenerationParams
     # Served by an OpenAI-compatible server elsewhere: calling it is I/O only.
     remote: bool = False
+    # The version itself, for whoever runs it in this process (not sent to workers).
+    version: ModelVersion | None = field(default=None, compare=False, repr=False)
 
 
 def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
@@ -55,12 +57,13 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
     A model the user may not use is "not found", exactly like one that does not exist,
     so the answer does not reveal which models exist.
     """
-    model = model_get_usable(user=user, name=frame.model)
-    if model is None:
+    routes = model_routes_for(user=user, name=frame.model)
+    if routes is None:
         raise ChatRejected(
             f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
         )
-    version = model_version_route(model=model, sticky_key=sticky_key)
+    model = routes.model
+    version = model_version_route(model=model, sticky_key=sticky_key, serving=routes.serving)
     if version is None:
         raise ChatRejected(f"Model '{model.name}' has no version in production.", code="unavailable")
     max_tokens = frame.max_tokens or min(model.default_max_tokens, model.max_tokens_cap)
@@ -82,6 +85,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         version_label=version.label,
         params=params,
         remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
+        version=version,
     )
 
 
@@ -113,7 +117,7 @@ def chat_record_outcome(
     failed: bool,
     channel: str = "websocket",
 ) -> AuditEvent:
-    """Audit one chat once it has ended, whichever way it ended.
+    """Audit one chat once it has ended, whichever way it ended, and buffer its usage record.
 
     Called where the generation ran (a web-process thread or a Celery worker), before the
     client is told: the record never depends on the channel layer delivering an event.
@@ -121,7 +125,32 @@ def chat_record_outcome(
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
     user = User.objects.get(pk=user_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
-    usage_record_enqueue(
+    usage_row_enqueue(
+        row=chat_usage_row(
+            user_id=user_id,
+            api_key_id=api_key_id,
+            version_id=version_id,
+            channel=channel,
+            metadata=metadata,
+            failed=failed,
+        )
+    )
+    return chat_outcome_audit(
+        user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
+    )
+
+
+def chat_usage_row(
+    *,
+    user_id: int,
+    api_key_id: int | None,
+    version_id: int,
+    channel: str,
+    metadata: dict[str, object],
+    failed: bool,
+) -> dict[str, Any]:
+    """The usage record of a chat that ended, from its outcome's metadata."""
+    return usage_row(
         user_id=user_id,
         api_key_id=api_key_id,
         model_version_id=version_id,
@@ -130,11 +159,21 @@ def chat_record_outcome(
         completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
         latency_ms=_number(metadata.get("latency_ms")),
         time_to_first_token_ms=_number(metadata.get("time_to_first_token_ms")),
-        outcome="failed"
-        if failed
-        else (str(metadata.get("finish_reason")) == "cancelled" and "cancelled") or "completed",
+        outcome=_usage_outcome(failed=failed, finish_reason=metadata.get("finish_reason")),
         request_id=(request_context_current() or RequestContext(request_id="")).request_id,
     )
+
+
+def chat_outcome_audit(
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    version: ModelVersion,
+    failed: bool,
+    channel: str,
+    metadata: dict[str, object],
+) -> AuditEvent:
+    """The audit event of one chat's end (`inference.completed` or `.failed`)."""
     return audit_event_record(
         action="inference.failed" if failed else "inference.completed",
         **_audit_actor(user=user, api_key=api_key),

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
+from audit.models import AuditEvent
 from audit.services import audit_event_record
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from inference.hub import HubUnavailable, hub_snapshot_fetch
@@ -270,3 +271,16 @@ def model_source_relative(*, directory: Path) -> str:
     root = Path(settings.GATEHOUSE_MODEL_ROOT).resolve()
     resolved = directory.resolve()
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(resolved)
+
+
+def model_version_load_refused_record(*, version: ModelVersion, reason: str, generation_id: str) -> None:
+    """Refusing to load tampered or unsafe weights, or an upstream registration that breaks the
+    rules, is a security event, recorded like one."""
+    audit_event_record(
+        action="model.version.load_refused",
+        actor_display="system",
+        actor_kind=AuditEvent.ActorKind.SYSTEM,
+        target=version,
+        outcome=AuditEvent.Outcome.DENIED,
+        metadata={"reason": reason, "generation_id": generation_id},
+    )

@@ -39,7 +39,7 @@ def sql(statement: str, params: list[Any] | None = None) -> None:
 def chain_recompute() -> None:
     """What a careful forger does after an edit: rehash every event so each link holds again."""
     previous = chain.GENESIS
-    for event in AuditEvent.objects.order_by("sequence"):
+    for event in AuditEvent.objects.filter(sequence__isnull=False).order_by("sequence"):
         digest = chain.link_hash(previous, chain.event_canonical(chained_values(event)))
         sql("UPDATE audit_auditevent SET hash = %s WHERE id = %s", [digest, event.pk])
         previous = digest

@@ -18,6 +18,7 @@ from audit.checkpoints import public_key_pem
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tests.accounts.helpers import bearer_client, login
+from tests.audit.sealed import sealed
 from tests.audit.tampering import as_database_superuser, sql
 
 
@@ -34,13 +35,29 @@ def _events(client: APIClient, **query: Any) -> dict[str, Any]:
 
 
 def test_events_come_newest_first_with_their_chain_fields(auditor: APIClient, alice: User) -> None:
-    audit_event_record(action="test.listed", actor=alice, metadata={"why": "listing"})
+    event = audit_event_record(action="test.listed", actor=alice, metadata={"why": "listing"})
+    # Listed at once, before the sealer has given it a place in the chain.
     newest = _events(auditor)["results"][0]
     assert newest["action"] == "test.listed"
     assert newest["metadata"] == {"why": "listing"}
     assert newest["actor_display"] == "alice"
+    assert (newest["sequence"], newest["hash"]) == (None, None)
+    (event,) = sealed(event)
+    newest = _events(auditor)["results"][0]
+    assert newest["uuid"] == str(event.uuid)
     assert len(newest["hash"]) == 64
+    assert newest["sequence"] == event.sequence
     assert newest["sequence"] == AuditEvent.objects.order_by("-sequence").first().sequence  # type: ignore[union-attr]
+
+
+def test_unsealed_and_sealed_events_list_together_in_insertion_order(auditor: APIClient, alice: User) -> None:
+    sealed(audit_event_record(action="test.mixed", actor=alice, metadata={"n": 0}))
+    audit_event_record(action="test.mixed", actor=alice, metadata={"n": 1})
+    listed = _events(auditor, action="test.mixed")["results"]
+    assert [(event["metadata"]["n"], event["sequence"] is None) for event in listed] == [
+        (1, True),
+        (0, False),
+    ]
 
 
 def test_filters_narrow_the_trail(auditor: APIClient, alice: User, bob: User) -> None:
@@ -85,10 +102,14 @@ def test_cursor_pages_walk_the_trail_without_repeats(auditor: APIClient, alice: 
 
 def test_verify_reports_the_state_of_the_chain(auditor: APIClient, alice: User) -> None:
     events = [audit_event_record(action="test.v", actor=alice) for _ in range(3)]
+    # The view seals what is pending before it walks the chain.
     body = auditor.get("/api/audit/verify/").json()
     assert body["ok"] is True
     assert body["first_break"] is None
     assert body["events"] >= 3
+    assert body["pending_events"] == 0
+    assert body["tampered_pending"] == []
+    events = sealed(*events)
     with as_database_superuser():
         sql("UPDATE audit_auditevent SET action = 'test.x' WHERE id = %s", [events[1].pk])
     body = auditor.get("/api/audit/verify/").json()
@@ -124,9 +145,11 @@ def test_an_export_verifies_offline_with_only_the_public_key(
 ) -> None:
     for n in range(5):
         audit_event_record(action="test.exported", actor=alice, metadata={"n": n, "note": "naïve ✓"})
-    head = AuditEvent.objects.order_by("-sequence").first()
-    assert head is not None
+    # Not sealed yet: the export seals them first, as it holds sealed events only.
     path = _export(auditor, tmp_path, export_format=export_format, sequence_from=2)
+    head = AuditEvent.objects.exclude(action="audit.export.downloaded").order_by("-sequence").first()
+    assert head is not None
+    assert head.action == "test.exported"
     key = tmp_path / "public.pem"
     key.write_text(public_key_pem())
     assert offline_verify.main([str(path), "--public-key", str(key)]) == 0

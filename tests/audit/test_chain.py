@@ -1,8 +1,10 @@
-"""The chain: appends link up, the database refuses edits, and tampering is caught.
+"""The chain: appends link up once sealed, the database refuses edits, and tampering is caught.
 
 Each tampering test works as a database superuser would (triggers out of the way) and checks
 that verification names what was done: an edited row, a deleted row, a cut tail, a whole
 chain recomputed after an edit (caught only by the signed checkpoint outside the database).
+The background sealer is off in the test suite: tests seal when they mean to
+(`tests.audit.sealed`); sealing itself is tested in `test_sealing.py`.
 """
 
 import base64
@@ -23,14 +25,19 @@ from audit.models import AuditEvent, AuditSubject
 from audit.services import audit_event_record
 from audit.subjects import audit_subject_erase
 from audit.verification import audit_chain_verify
+from tests.audit.sealed import sealed
 from tests.audit.tampering import as_database_superuser, chain_recompute, sql
 
 
 def _trail(actor: User, count: int = 6) -> list[AuditEvent]:
-    return [audit_event_record(action=f"test.step.{n}", actor=actor, metadata={"n": n}) for n in range(count)]
+    """`count` events, sealed."""
+    return sealed(
+        *[audit_event_record(action=f"test.step.{n}", actor=actor, metadata={"n": n}) for n in range(count)]
+    )
 
 
 def test_events_are_numbered_and_linked_from_genesis(alice: User) -> None:
+    sealed()
     start = AuditEvent.objects.count()
     events = _trail(alice, 3)
     assert [event.sequence for event in events] == [start + 1, start + 2, start + 3]
@@ -65,7 +72,7 @@ def test_rows_carry_pseudonyms_and_digests_not_only_names(alice: User, bob: User
 
 
 def test_the_database_refuses_updates_and_deletes(alice: User) -> None:
-    event = audit_event_record(action="test.frozen", actor=alice)
+    (event,) = sealed(audit_event_record(action="test.frozen", actor=alice))
     for statement in (
         "UPDATE audit_auditevent SET action = 'test.edited' WHERE id = %s",
         "UPDATE audit_auditevent SET actor_display = 'mallory' WHERE id = %s",
@@ -81,6 +88,35 @@ def test_the_database_refuses_updates_and_deletes(alice: User) -> None:
     assert AuditEvent.objects.get(pk=event.pk).action == "test.frozen"
 
 
+def test_an_unsealed_row_is_as_frozen_but_for_its_seal(alice: User) -> None:
+    """Before sealing, the same refusals hold; the seal sets sequence and hash once, alone."""
+    event = audit_event_record(action="test.frozen", actor=alice)
+    assert (event.sequence, event.hash) == (None, None)
+    for statement in (
+        "UPDATE audit_auditevent SET action = 'test.edited' WHERE id = %s",
+        "UPDATE audit_auditevent SET row_digest = 'x' WHERE id = %s",
+        "UPDATE audit_auditevent SET actor_display = 'mallory' WHERE id = %s",
+        # Half a seal, or a seal with anything else changed along with it.
+        "UPDATE audit_auditevent SET sequence = 999999 WHERE id = %s",
+        "UPDATE audit_auditevent SET hash = 'x' WHERE id = %s",
+        "UPDATE audit_auditevent SET sequence = 999999, hash = 'x', outcome = 'failure' WHERE id = %s",
+        "UPDATE audit_auditevent SET sequence = 999999, hash = 'x', actor_display = '' WHERE id = %s",
+        "DELETE FROM audit_auditevent WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            sql(statement, [event.pk])
+    sql("UPDATE audit_auditevent SET sequence = 999999, hash = 'x' WHERE id = %s", [event.pk])
+    # Once, and never again: not re-sealed elsewhere, not unsealed.
+    for statement in (
+        "UPDATE audit_auditevent SET sequence = 999998, hash = 'y' WHERE id = %s",
+        "UPDATE audit_auditevent SET hash = 'y' WHERE id = %s",
+        "UPDATE audit_auditevent SET sequence = NULL, hash = NULL WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            sql(statement, [event.pk])
+    assert AuditEvent.objects.filter(pk=event.pk).values_list("sequence", "hash").get() == (999999, "x")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_postgresql_refuses_truncate(alice: User) -> None:
     if connection.vendor != "postgresql":
@@ -92,18 +128,27 @@ def test_postgresql_refuses_truncate(alice: User) -> None:
 
 
 def test_blanking_personal_details_is_the_one_change_allowed(alice: User) -> None:
-    event = audit_event_record(action="test.blank", actor=alice)
-    sql("UPDATE audit_auditevent SET actor_display = '', actor_id = NULL WHERE id = %s", [event.pk])
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        sql("UPDATE audit_auditevent SET actor_display = '', outcome = 'failure' WHERE id = %s", [event.pk])
-    assert AuditEvent.objects.get(pk=event.pk).actor_display == ""
+    unsealed = audit_event_record(action="test.blank", actor=alice)
+    (event,) = sealed(audit_event_record(action="test.blank", actor=alice))
+    for row in (unsealed, event):
+        sql("UPDATE audit_auditevent SET actor_display = '', actor_id = NULL WHERE id = %s", [row.pk])
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            sql("UPDATE audit_auditevent SET actor_display = '', outcome = 'failure' WHERE id = %s", [row.pk])
+        assert AuditEvent.objects.get(pk=row.pk).actor_display == ""
+    # The blanked row still seals: its digest does not cover personal details. (Blanked by hand,
+    # not by erasure, the personal check flags it; the chain holds.)
+    (unsealed,) = sealed(unsealed)
+    assert unsealed.sequence is not None
+    report = audit_chain_verify()
+    assert report.first_break is None
+    assert report.tampered_pending_count == 0
 
 
 def test_deleting_a_user_keeps_their_events_and_the_chain(alice: User) -> None:
     temp = User.objects.create_user(username="temp", password="x" * 20)
     audit_event_record(action="test.by_temp", actor=temp)
     temp.delete()
-    event = AuditEvent.objects.get(action="test.by_temp")
+    (event,) = sealed(AuditEvent.objects.get(action="test.by_temp"))
     assert event.actor_id is None
     assert event.actor_display == "temp"
     assert audit_chain_verify().ok
@@ -199,6 +244,7 @@ def test_checkpoints_are_written_once_per_head(alice: User) -> None:
     first = audit_checkpoint_write()
     assert audit_checkpoint_write() == first
     audit_event_record(action="test.more", actor=alice)
+    # The checkpoint seals what is pending first: it signs the new event's position.
     second = audit_checkpoint_write()
     assert second is not None
     assert first is not None
@@ -273,11 +319,13 @@ def test_concurrent_appends_never_fork_the_chain(alice: User) -> None:
     for worker in workers:
         worker.join()
     assert errors == []
+    assert AuditEvent.objects.filter(action="test.race").count() == threads * each
+    sealed()
     sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
     assert sequences == list(range(1, len(sequences) + 1))
-    assert AuditEvent.objects.filter(action="test.race").count() == threads * each
     report = audit_chain_verify()
     assert report.ok, report.as_dict()
+    assert report.pending_events == 0
 
 
 def test_beat_seals_the_head_with_the_checkpoint_task(alice: User) -> None:
@@ -288,9 +336,7 @@ def test_beat_seals_the_head_with_the_checkpoint_task(alice: User) -> None:
 
     schedule = live.CELERY_BEAT_SCHEDULE["audit-checkpoint"]
     assert schedule["task"] in app.tasks
-    audit_event_record(action="test.sealed", actor=alice)
-    head = AuditEvent.objects.order_by("-sequence").first()
-    assert head is not None
+    (head,) = sealed(audit_event_record(action="test.sealed", actor=alice))
     assert task.apply().get() == head.sequence
     assert checkpoints_read()[-1].hash == head.hash
 

@@ -1,5 +1,6 @@
 """The production grants: the application's database role may append to the trail and read it,
-and blank a person's details for erasure, and nothing else (`deploy/postgres/audit-grants.sql`).
+seal what it appended (set a row's sequence and hash), and blank a person's details for
+erasure, and nothing else (`deploy/postgres/audit-grants.sql`).
 
 Run as a role that does not own the table, connected on its own, with the file applied as the
 owner applies it. Each refusal must come from the grants ("permission denied", "must be
@@ -20,9 +21,14 @@ from django.db import connection
 from psycopg import errors, sql
 
 from accounts.models import User
+from audit import chain
 from audit.models import AuditEvent
+from audit.sealing import audit_chain_head, seal_statement_postgresql
+from audit.services import audit_event_build, chained_values
 from audit.subjects import audit_pseudonym
+from audit.verification import audit_chain_verify
 from tests.accounts.helpers import login
+from tests.audit.sealed import sealed
 
 pytestmark = [
     pytest.mark.skipif(
@@ -70,38 +76,50 @@ def app_role(transactional_db: None) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.fixture
 def trail(alice: User, bob: User) -> User:
-    """Events about bob, as target (his account's creation) and as actor (his login)."""
+    """Events about bob, as target (his account's creation) and as actor (his login), sealed."""
     login(bob)
+    sealed()
     return bob
 
 
 def _an_event_id() -> int:
-    return int(AuditEvent.objects.order_by("-sequence").values_list("pk", flat=True)[0])
-
-
-def test_the_app_role_appends_and_reads(app_role: psycopg.Connection[Any], trail: User) -> None:
-    # An append as the service writes it: every column but the id, which the sequence gives.
-    columns = [field.column for field in AuditEvent._meta.concrete_fields if field.column != "id"]
-    head = AuditEvent.objects.order_by("-sequence").first()
-    assert head is not None
-    insert = sql.SQL(
-        "INSERT INTO audit_auditevent ({columns}) SELECT {values} FROM audit_auditevent "
-        "WHERE id = %s RETURNING sequence"
-    ).format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(
-            sql.SQL("sequence + 1")
-            if c == "sequence"
-            else sql.Placeholder()
-            if c == "uuid"
-            else sql.Identifier(c)
-            for c in columns
-        ),
+    return int(
+        AuditEvent.objects.filter(sequence__isnull=False)
+        .order_by("-sequence")
+        .values_list("pk", flat=True)[0]
     )
-    inserted = app_role.execute(insert, [uuid.uuid4(), head.pk]).fetchone()
-    assert inserted == (head.sequence + 1,)
+
+
+def test_the_app_role_appends_seals_and_reads(app_role: psycopg.Connection[Any], trail: User) -> None:
+    # An append as the service writes it: every column but the id, unsealed (no sequence, no
+    # hash yet), with its digest.
+    event = audit_event_build(
+        action="test.granted", actor_kind=AuditEvent.ActorKind.SYSTEM, metadata={"n": 1}
+    )
+    fields = [field for field in AuditEvent._meta.concrete_fields if field.column != "id"]
+    insert = sql.SQL("INSERT INTO audit_auditevent ({columns}) VALUES ({values}) RETURNING id").format(
+        columns=sql.SQL(", ").join(sql.Identifier(field.column) for field in fields),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(fields)),
+    )
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+    inserted = app_role.execute(insert, values).fetchone()
+    assert inserted is not None
+    event.pk = inserted[0]
+    assert audit_chain_verify().pending_events == 1
+    # The seal, as `audit.sealing` writes it: the app role may set the sequence and the hash.
+    head_sequence, head_hash = audit_chain_head()
+    event.sequence = head_sequence + 1
+    event.hash = chain.link_hash(head_hash, chain.event_canonical(chained_values(event)))
+    with app_role.transaction():
+        sealed_rows = app_role.execute(
+            seal_statement_postgresql(1), [event.pk, event.sequence, event.hash]
+        ).rowcount
+    assert sealed_rows == 1
     row = app_role.execute("SELECT count(*), max(sequence) FROM audit_auditevent").fetchone()
-    assert row == (AuditEvent.objects.count(), head.sequence + 1)
+    assert row == (AuditEvent.objects.count(), head_sequence + 1)
+    report = audit_chain_verify()
+    assert report.ok, report.as_dict()
+    assert report.pending_events == 0
 
 
 def test_the_app_role_blanks_a_persons_details_for_erasure(
@@ -132,8 +150,8 @@ def test_the_app_role_blanks_a_persons_details_for_erasure(
 
 REFUSED = {
     "rewrite an action": "UPDATE audit_auditevent SET action = 'nothing.happened' WHERE id = %s",
-    "rewrite a hash": "UPDATE audit_auditevent SET hash = repeat('0', 64) WHERE id = %s",
     "rewrite metadata": "UPDATE audit_auditevent SET metadata_json = '{}' WHERE id = %s",
+    "rewrite a row's digest": "UPDATE audit_auditevent SET row_digest = repeat('0', 64) WHERE id = %s",
     "delete a row": "DELETE FROM audit_auditevent WHERE id = %s",
     "truncate the trail": "TRUNCATE audit_auditevent",
     "drop the append-only trigger": "DROP TRIGGER audit_event_guard_rows ON audit_auditevent",
@@ -152,5 +170,25 @@ def test_the_app_role_may_not(what: str, app_role: psycopg.Connection[Any], trai
         r"(permission denied for table|must be owner of (table|relation)) audit_auditevent",
         str(refused.value),
     )
+    after = list(AuditEvent.objects.order_by("sequence").values_list("sequence", "action", "hash"))
+    assert after == before
+
+
+SEAL_REWRITES = {
+    "rewrite a hash": "UPDATE audit_auditevent SET hash = repeat('0', 64) WHERE id = %s",
+    "move a row in the chain": "UPDATE audit_auditevent SET sequence = sequence + 1000000 WHERE id = %s",
+    "unseal a row": "UPDATE audit_auditevent SET sequence = NULL, hash = NULL WHERE id = %s",
+}
+
+
+@pytest.mark.parametrize("what", list(SEAL_REWRITES))
+def test_the_app_role_may_seal_but_never_reseal(
+    what: str, app_role: psycopg.Connection[Any], trail: User
+) -> None:
+    """The seal columns are granted (the app seals), so here the triggers are what refuse: a
+    sealed row's sequence and hash are set once, from nothing, and never again."""
+    before = list(AuditEvent.objects.order_by("sequence").values_list("sequence", "action", "hash"))
+    with pytest.raises(errors.InsufficientPrivilege, match="audit events are append-only"):
+        app_role.execute(SEAL_REWRITES[what], [_an_event_id()])
     after = list(AuditEvent.objects.order_by("sequence").values_list("sequence", "action", "hash"))
     assert after == before

@@ -3,6 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.sealing import audit_seal_pending
 from audit.verification import audit_chain_verify
 
 
@@ -17,8 +18,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-personal", action="store_true", help="check links and checkpoints only (faster)"
         )
+        parser.add_argument(
+            "--no-seal",
+            action="store_true",
+            help="check the trail as it stands, without first linking what is pending into the chain",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["no_seal"]:
+            audit_seal_pending()
         report = audit_chain_verify(personal=not options["skip_personal"])
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
@@ -36,6 +44,15 @@ class Command(BaseCommand):
                 self.stdout.write(f"event {problem.sequence}: {problem.reason}")
             if report.personal_problem_count > len(report.personal_problems):
                 self.stdout.write(f"... {report.personal_problem_count} personal-detail problems in all")
+            for problem in report.tampered_pending:
+                self.stdout.write(f"tampered: {problem.reason}")
+            if report.tampered_pending_count > len(report.tampered_pending):
+                self.stdout.write(f"... {report.tampered_pending_count} tampered unsealed rows in all")
+            if report.pending_events:
+                self.stdout.write(
+                    f"{report.pending_events} events not sealed yet "
+                    f"(the oldest waiting {report.pending_oldest_seconds:.1f} s)"
+                )
         if not report.ok:
             raise CommandError("the audit trail does not verify", returncode=1)
         if not options["json"]:

@@ -1,0 +1,98 @@
+"""The floor: a bare pass-through proxy, the least a Python proxy on this machine can cost.
+
+A raw ASGI app (no Django, no framework) that `python -m bench` serves with uvicorn in its own
+process, with the gateway's server flags, beside Gatehouse. It does what any proxy must and
+nothing else: one shared `httpx.AsyncClient` (made at lifespan startup), a constant bearer
+check (the Authorization header against a fixed token), and POST /v1/chat/completions relayed
+to the upstream with the request body and the response bytes untouched: a streamed answer
+(text/event-stream) is relayed chunk by chunk as it arrives, a whole answer whole. No
+governance, no accounting, no logging of its own: every gateway figure is shown beside it.
+
+    FLOOR_UPSTREAM=http://127.0.0.1:9000 FLOOR_TOKEN=secret \
+        python -m uvicorn bench.floor:app --port 9001 --lifespan on
+"""
+
+import os
+from typing import Any
+
+import httpx
+
+UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:9000").rstrip("/")
+EXPECTED_AUTHORIZATION = f"Bearer {os.environ.get('FLOOR_TOKEN', 'floor')}".encode()
+PATH = "/v1/chat/completions"
+
+_JSON = [(b"content-type", b"application/json")]
+_state: dict[str, httpx.AsyncClient] = {}
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    """Make the one shared client at startup, close it at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            _state["client"] = httpx.AsyncClient(timeout=httpx.Timeout(60, connect=5), limits=limits)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if "client" in _state:
+                await _state.pop("client").aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message: dict[str, Any] = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
+async def _respond(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _authorized(scope: dict[str, Any]) -> bool:
+    return any(
+        name == b"authorization" and value == EXPECTED_AUTHORIZATION for name, value in scope["headers"]
+    )
+
+
+async def _relay(body: bytes, send: Any) -> None:
+    """POST `body` upstream; relay the status, the content type and the bytes as they come."""
+    client = _state["client"]
+    request = client.build_request(
+        "POST", UPSTREAM + PATH, content=body, headers={"content-type": "application/json"}
+    )
+    response = await client.send(request, stream=True)
+    try:
+        content_type = response.headers.get("content-type", "application/json").encode()
+        headers = [(b"content-type", content_type)]
+        if not content_type.startswith(b"text/event-stream"):
+            whole = await response.aread()
+            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            await send({"type": "http.response.body", "body": whole})
+            return
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await response.aclose()
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    if scope["path"] != PATH or scope["method"] != "POST":
+        await _respond(send, 404, b'{"error": {"message": "not found"}}')
+        return
+    if not _authorized(scope):
+        await _respond(send, 401, b'{"error": {"message": "invalid API key"}}')
+        return
+    await _relay(await _read_body(receive), send)

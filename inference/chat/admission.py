@@ -1,0 +1,121 @@
+"""Admission: may this caller run this chat now, and what does it hold while it runs.
+
+What serves the request (the model, its route, its limits) and the caller's quota policies
+come from this process's caches (gatehouse.local_cache); the chat slot and every quota limit
+are then taken together in one step (accounts.services.chat_quotas). The event loop tries
+the whole decision from the caches first and pays one thread hop for the database only on a
+miss.
+
+Failure mode: every refusal is a `ChatRefused`; refusals that are policy decisions (no access,
+no such model, over quota, a prompt far beyond the context) are audited first. Nothing is held
+after a refusal.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from accounts.models import ApiKey, User
+from accounts.principal import Principal
+from accounts.quotas.plan import QuotaPlan, quota_plan_for
+from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async
+from accounts.services.quotas import QuotaRefused
+from gatehouse.database_calls import database_sync
+from gatehouse.local_cache import NotCached, local_caches_only
+from inference.chat.refusal import ChatRefused
+from inference.chat_slots import chat_slot_for
+from inference.protocol import ChatFrame
+from inference.services.chat import (
+    ChatPlan,
+    ChatRejected,
+    chat_prepare,
+    chat_refusal_record,
+    chat_token_estimate,
+)
+
+
+@dataclass
+class ChatAdmitted:
+    """An admitted chat: who asked, what serves it, and what it holds until its outcome."""
+
+    user: User
+    api_key: ApiKey | None
+    plan: ChatPlan
+    hold: ChatHold
+    messages: list[dict[str, str]]
+    request_id: str
+    client_ip: str | None
+    channel: str
+    generation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Wall-clock time (epoch seconds) it was admitted: latency is counted from here.
+    admitted_at: float = field(default_factory=time.time)
+    conversation_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _decide(
+    *, user: User, api_key: ApiKey | None, frame: ChatFrame, sticky_key: str
+) -> tuple[ChatPlan, QuotaPlan]:
+    return (
+        chat_prepare(user=user, frame=frame, sticky_key=sticky_key),
+        quota_plan_for(user=user, api_key=api_key),
+    )
+
+
+async def chat_admit(
+    *, principal: Principal, frame: ChatFrame, request_id: str, client_ip: str | None, channel: str
+) -> ChatAdmitted:
+    """Decide and admit one chat, or raise `ChatRefused` (audited where it is a policy decision)."""
+    user, api_key = principal.user, principal.api_key
+    sticky_key = f"{user.pk}:{request_id}"
+    try:
+        try:
+            with local_caches_only():
+                plan, quota_plan = _decide(user=user, api_key=api_key, frame=frame, sticky_key=sticky_key)
+        except NotCached:
+            plan, quota_plan = await database_sync(_decide)(
+                user=user, api_key=api_key, frame=frame, sticky_key=sticky_key
+            )
+    except ChatRejected as rejected:
+        refused = ChatRefused.from_rejected(rejected)
+        await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
+        raise refused from None
+    try:
+        hold = await quota_chat_admit_async(
+            user=user,
+            api_key=api_key,
+            plan=quota_plan,
+            token_estimate=chat_token_estimate(messages=frame.messages, max_tokens=plan.params.max_tokens),
+            lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+            slot=chat_slot_for(user_id=user.pk, limit=settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER),
+        )
+    except QuotaRefused as quota_refused:
+        refused = ChatRefused.from_quota(quota_refused)
+        await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
+        raise refused from None
+    return ChatAdmitted(
+        user=user,
+        api_key=api_key,
+        plan=plan,
+        hold=hold,
+        messages=[{"role": message.role, "content": message.content} for message in frame.messages],
+        request_id=request_id,
+        client_ip=client_ip,
+        channel=channel,
+    )
+
+
+async def _refusal_record(
+    *, user: User, api_key: ApiKey | None, channel: str, model: str, refused: ChatRefused
+) -> None:
+    await database_sync(chat_refusal_record)(
+        user=user,
+        api_key=api_key,
+        channel=channel,
+        model_name=model,
+        code=refused.code,
+        reason=refused.message,
+    )

@@ -1,0 +1,224 @@
+"""`POST /v1/chat/completions` served straight from ASGI: the door without Django's request cycle.
+
+Django's handler, its middleware and DRF cost more server time per request than a whole
+Python proxy does; on the path every chat takes, this route does only what they would do for
+it: the Host check, the request id and audit context, the client's address, the security
+headers, bearer authentication, the JSON body, request metrics. What it answers comes from
+the same door (`inference.chat.http`) the DRF view uses.
+
+Anything else goes on to Django unchanged: another path or method, no bearer credential (a
+console session), a body that is not JSON, a plain-HTTP request that must be redirected.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from accounts.client_ip import client_ip_resolve
+from accounts.principal import CredentialRejected, Principal, principal_from_bearer
+from audit.context import RequestContext, request_context_bound, request_id_new
+from gatehouse.database_calls import database_sync
+from gatehouse.json_parsing import JsonUnreadable, json_document_parse
+from gatehouse.local_cache import NotCached, local_caches_only
+from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from inference.chat.http import chat_completions_serve, error_respond
+
+PATH = "/v1/chat/completions"
+ROUTE = "v1/chat/completions"  # as Django's resolver names it in the request metrics
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ChatCompletionsRoute:
+    """Wraps the HTTP application: chat completions with a bearer credential are served here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+            headers = _headers(scope)
+            if _ours(scope, headers):
+                await _Exchange(scope, receive, send, headers).serve()
+                return
+        await self.app(scope, receive, send)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _ours(scope: Scope, headers: dict[str, str]) -> bool:
+    scheme, _, _ = headers.get("authorization", "").partition(" ")
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return (
+        scheme.lower() == "bearer"
+        and content_type == "application/json"
+        and not (settings.SECURE_SSL_REDIRECT and not _secure(scope, headers))
+    )
+
+
+def _secure(scope: Scope, headers: dict[str, str]) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not proxy_header:
+        return False
+    name, value = proxy_header
+    return bool(headers.get(name.removeprefix("HTTP_").replace("_", "-").lower()) == value)
+
+
+def _host_allowed(headers: dict[str, str]) -> bool:
+    domain, _ = split_domain_port(headers.get("host", ""))
+    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    return bool(domain) and validate_host(domain, allowed)
+
+
+class _Exchange:
+    """One request and its answer: the `Responder` the door writes to."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        self.scope, self.receive, self.send, self.headers = scope, receive, send, headers
+        self.started = time.perf_counter()
+        self.context = RequestContext(
+            request_id=request_id_new(proposed=headers.get("x-request-id")),
+            client_ip=client_ip_resolve(
+                remote_addr=(scope.get("client") or (None,))[0], forwarded_for=headers.get("x-forwarded-for")
+            ),
+            user_agent=headers.get("user-agent", "")[:512],
+        )
+        self.secure = _secure(scope, headers)
+        self.status = 0
+
+    async def serve(self) -> None:
+        with request_context_bound(self.context):
+            if not _host_allowed(self.headers):
+                await error_respond(
+                    self, status=400, message="The Host header is not allowed here.", code="bad_host"
+                )
+                return
+            body = await self._body()
+            if body is None:
+                return
+            principal = await self._principal()
+            if principal is None:
+                return
+            try:
+                data = json_document_parse(text=body)
+            except JsonUnreadable as error:
+                await error_respond(
+                    self, status=400, message=f"JSON parse error - {error}", code="parse_error"
+                )
+                return
+            await self._until_disconnect(
+                chat_completions_serve(
+                    principal=principal,
+                    data=data,
+                    request_id=self.context.request_id,
+                    client_ip=self.context.client_ip,
+                    responder=self,
+                )
+            )
+
+    async def _body(self) -> bytes | None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                await error_respond(
+                    self, status=413, message=f"The request body is over {limit} bytes.", code="too_large"
+                )
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _principal(self) -> Principal | None:
+        """The bearer credential's caller, from this process's caches where it can be."""
+        raw = self.headers.get("authorization", "").partition(" ")[2].strip()
+        try:
+            if not raw:
+                raise CredentialRejected("The Authorization header has no token.")
+            try:
+                with local_caches_only():
+                    return principal_from_bearer(raw=raw, client_ip=self.context.client_ip)
+            except NotCached:
+                return await database_sync(principal_from_bearer)(raw=raw, client_ip=self.context.client_ip)
+        except CredentialRejected as rejected:
+            await error_respond(
+                self,
+                status=401,
+                message=rejected.message,
+                code="authentication_failed",
+                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+            )
+            return None
+
+    async def _until_disconnect(self, serving: Awaitable[None]) -> None:
+        """Serve; if the client hangs up first, cancel the serving (the chat records itself)."""
+        task = asyncio.ensure_future(serving)
+        watcher = asyncio.ensure_future(self._disconnected())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+            watcher.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not watcher.cancelled() and watcher.done():
+                return  # the client left: nothing more to say to it
+            raise
+
+    async def _disconnected(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+
+    # The Responder.
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        encoded += self._standard_headers()
+        await self.send({"type": "http.response.start", "status": status, "headers": encoded})
+        HTTP_REQUESTS.labels(route=ROUTE, method="POST", status=str(status)).inc()
+        HTTP_LATENCY.labels(route=ROUTE, method="POST").observe(time.perf_counter() - self.started)
+
+    async def write(self, data: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+
+    def _standard_headers(self) -> list[tuple[bytes, bytes]]:
+        """What Django's request-id, security and clickjacking middleware add to every answer."""
+        headers = [(b"x-request-id", self.context.request_id.encode())]
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            headers.append((b"x-content-type-options", b"nosniff"))
+        if settings.SECURE_REFERRER_POLICY:
+            headers.append((b"referrer-policy", str(settings.SECURE_REFERRER_POLICY).encode()))
+        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            headers.append(
+                (b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
+            )
+        headers.append((b"x-frame-options", settings.X_FRAME_OPTIONS.encode()))
+        if self.secure and settings.SECURE_HSTS_SECONDS:
+            value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+            if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+                value += "; includeSubDomains"
+            if settings.SECURE_HSTS_PRELOAD:
+                value += "; preload"
+            headers.append((b"strict-transport-security", value.encode()))
+        return headers

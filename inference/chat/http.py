@@ -1,0 +1,186 @@
+"""The `/v1/chat/completions` door: parse, call the pipeline, format in OpenAI's shapes.
+
+Transport-free: what it answers goes to a `Responder` (status and headers, then bytes), which
+the raw ASGI route (`inference.chat.asgi`, what serves production) and the DRF view
+(`inference.api.completions`, reached through Django) each implement in a few lines.
+
+Streamed answers are server-sent events: the role, the texts of each read together in one
+write, the finish reason, usage if asked, then `[DONE]`. Whole answers ask the upstream for
+a whole answer.
+"""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import orjson
+from django.conf import settings
+
+from accounts.principal import Principal
+from inference.api.completion_request import CompletionRequestInvalid, completion_request_parse
+from inference.api.openai_format import SSE_DONE, CompletionFormat, error_object, sse_bytes
+from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.refusal import ChatRefused
+from inference.chat.run import chat_run
+
+# Where a stored API chat can be found later (/api/conversations/<id>/).
+CONVERSATION_HEADER = "X-Gatehouse-Conversation"
+CHAT_SCOPE = "chat"
+_SSE_HEADERS = [
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),  # proxies must pass each chunk on at once
+]
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "server_error",
+}
+
+
+class Responder(Protocol):
+    """Where the door's answer goes: `start` once, then `write` any number of times, `end` once."""
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def end(self, data: bytes = b"") -> None: ...
+
+
+def error_body(*, status: int, message: str, code: str | None) -> bytes:
+    """OpenAI's error object (the same shape `gatehouse.api_errors` gives every /v1 error)."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "api_error"), "code": code}}
+    )
+
+
+async def error_respond(
+    responder: Responder,
+    *,
+    status: int,
+    message: str,
+    code: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    await responder.start(status, [("Content-Type", "application/json"), *(headers or {}).items()])
+    await responder.end(error_body(status=status, message=message, code=code))
+
+
+async def chat_completions_serve(
+    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
+) -> None:
+    """Answer one chat completion request from an authenticated caller; never raises a refusal."""
+    if not principal.has_scope(CHAT_SCOPE):
+        await error_respond(
+            responder,
+            status=403,
+            message="This API key does not have the scope this endpoint needs.",
+            code="permission_denied",
+        )
+        return
+    try:
+        completion = completion_request_parse(data, request_id=request_id)
+    except CompletionRequestInvalid as invalid:
+        # Named as DRF names a field's error, the shape every other /v1 error has.
+        message = f"{invalid.param}: {invalid.message}" if invalid.param else invalid.message
+        await error_respond(responder, status=400, message=message, code="invalid")
+        return
+    try:
+        admitted = await chat_admit(
+            principal=principal,
+            frame=completion.frame,
+            request_id=request_id,
+            client_ip=client_ip,
+            channel="api",
+        )
+    except ChatRefused as refused:
+        await _refusal_respond(responder, refused)
+        return
+    # Stored only when the operator chose to keep API chat content.
+    if settings.GATEHOUSE_STORE_API_CONVERSATIONS:
+        admitted.conversation_id = str(uuid.uuid4())
+    plan = admitted.plan
+    answer = CompletionFormat(
+        generation_id=admitted.generation_id, model=plan.model_name, version=plan.version_label
+    )
+    headers = list(admitted.hold.quota.headers.items())
+    if admitted.conversation_id:
+        headers.append((CONVERSATION_HEADER, admitted.conversation_id))
+    if completion.stream:
+        await _stream(admitted, answer, responder, headers=headers, include_usage=completion.include_usage)
+    else:
+        await _whole(admitted, answer, responder, headers=headers)
+
+
+async def _refusal_respond(responder: Responder, refused: ChatRefused) -> None:
+    headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after is not None else None
+    assert refused.status is not None  # noqa: S101 - set by ChatRefused itself
+    await error_respond(
+        responder, status=refused.status, message=refused.message, code=refused.code, headers=headers
+    )
+
+
+async def _stream(
+    admitted: ChatAdmitted,
+    answer: CompletionFormat,
+    responder: Responder,
+    *,
+    headers: list[tuple[str, str]],
+    include_usage: bool,
+) -> None:
+    started = False
+
+    async def on_started() -> None:
+        # The role goes out once the chat is under way; a refusal before it is a plain error.
+        nonlocal started
+        started = True
+        await responder.start(200, [*_SSE_HEADERS, *headers])
+        await responder.write(
+            answer.chunk_bytes(delta={"role": "assistant", "content": ""}, include_usage=include_usage)
+        )
+
+    async def on_texts(texts: list[str]) -> None:
+        await responder.write(
+            b"".join(
+                answer.chunk_bytes(delta={"content": text}, include_usage=include_usage) for text in texts
+            )
+        )
+
+    try:
+        end = await chat_run(admitted, stream=True, on_started=on_started, on_texts=on_texts)
+    except ChatRefused as refused:
+        if not started:
+            await _refusal_respond(responder, refused)
+        else:  # the stream had begun: the error is its last event
+            await responder.end(sse_bytes(error_object(message=refused.message, code=refused.code)))
+        return
+    finished = end.as_event()
+    tail = answer.chunk_bytes(delta={}, finish_reason=end.finish_reason, include_usage=include_usage)
+    if include_usage:
+        tail += answer.usage_chunk_bytes(finished)
+    await responder.end(tail + SSE_DONE)
+
+
+async def _nothing() -> None:
+    """A whole answer starts when it ends."""
+
+
+async def _whole(
+    admitted: ChatAdmitted, answer: CompletionFormat, responder: Responder, *, headers: list[tuple[str, str]]
+) -> None:
+    texts: list[str] = []
+
+    async def on_texts(more: list[str]) -> None:
+        texts.extend(more)
+
+    try:
+        end = await chat_run(admitted, stream=False, on_started=_nothing, on_texts=on_texts)
+    except ChatRefused as refused:
+        await _refusal_respond(responder, refused)
+        return
+    await responder.start(200, [("Content-Type", "application/json"), *headers])
+    await responder.end(orjson.dumps(answer.completion(text="".join(texts), finished=end.as_event())))

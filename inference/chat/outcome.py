@@ -1,0 +1,124 @@
+"""The outcome: the one place an in-process chat's end is recorded and what it held given back.
+
+First the record, durably, in one database transaction (the audit event, and the exchange
+where conversations are stored); then, in one round trip, the tokens charged, the stream
+leases and the chat slot freed and the usage record buffered (accounts.services.chat_quotas).
+Only then is the client told the chat ended: what it reads next is already up to date.
+
+A chat run by a worker (a local model) records itself there (`inference.generation`).
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from accounts.services.chat_quotas import quota_chat_finish_async
+from audit.context import RequestContext, request_context_bound
+from gatehouse.database_calls import database_sync
+from gatehouse.metrics import GENERATION_LATENCY, GENERATIONS, TIME_TO_FIRST_TOKEN, TOKENS_GENERATED
+from inference.chat.admission import ChatAdmitted
+from inference.services.chat import chat_outcome_audit, chat_prompt_digest, chat_usage_row
+from inference.services.conversations import conversation_exchange_record
+
+
+@dataclass
+class ChatProgress:
+    """What a running chat has done so far: filled in as it runs, read by its outcome."""
+
+    delivered: int = 0
+    first_token_at: float | None = None
+    reply: list[str] | None = None
+
+
+async def chat_outcome(
+    *,
+    admitted: ChatAdmitted,
+    progress: ChatProgress,
+    failed: bool,
+    charged_tokens: int,
+    details: dict[str, Any],
+) -> None:
+    """Record how the chat ended, then settle what it held. `details` join the record's
+    metadata (finish_reason and usage, or code and reason)."""
+    now = time.time()
+    started = admitted.admitted_at
+    metadata: dict[str, object] = {
+        "client_id": admitted.request_id[:64],
+        "generation_id": admitted.generation_id,
+        "prompt_sha256": chat_prompt_digest(messages=admitted.messages),
+        "latency_ms": round((now - started) * 1000, 1),
+        "time_to_first_token_ms": (
+            round((progress.first_token_at - started) * 1000, 1) if progress.first_token_at else None
+        ),
+        **details,
+    }
+    _observe(admitted, progress=progress, failed=failed, details=details, elapsed=now - started)
+    context = RequestContext(request_id=admitted.request_id, client_ip=admitted.client_ip)
+    with request_context_bound(context):
+        usage = chat_usage_row(
+            user_id=admitted.user.pk,
+            api_key_id=admitted.api_key.pk if admitted.api_key else None,
+            version_id=admitted.plan.version_id,
+            channel=admitted.channel,
+            metadata=metadata,
+            failed=failed,
+        )
+    # The record and the settlement go to different stores: both at once, and both are done
+    # before the caller tells the client the chat ended.
+    await asyncio.gather(
+        database_sync(_record)(
+            admitted, progress=progress, failed=failed, metadata=metadata, context=context
+        ),
+        quota_chat_finish_async(hold=admitted.hold, used_tokens=charged_tokens, usage=usage),
+    )
+
+
+def _record(
+    admitted: ChatAdmitted,
+    *,
+    progress: ChatProgress,
+    failed: bool,
+    metadata: dict[str, object],
+    context: RequestContext,
+) -> None:
+    version = admitted.plan.version
+    assert version is not None  # noqa: S101 - an in-process chat has its version at hand
+    with request_context_bound(context), transaction.atomic():
+        if admitted.conversation_id and not failed and progress.reply is not None:
+            conversation_exchange_record(
+                conversation_id=admitted.conversation_id,
+                owner_id=admitted.user.pk,
+                version_id=version.pk,
+                channel=admitted.channel,
+                new_messages=admitted.messages,
+                reply="".join(progress.reply),
+                finish_reason=str(metadata.get("finish_reason", "stop")),
+                prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
+                completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
+            )
+        chat_outcome_audit(
+            user=admitted.user,
+            api_key=admitted.api_key,
+            version=version,
+            failed=failed,
+            channel=admitted.channel,
+            metadata=metadata,
+        )
+
+
+def _observe(
+    admitted: ChatAdmitted, *, progress: ChatProgress, failed: bool, details: dict[str, Any], elapsed: float
+) -> None:
+    model, channel = admitted.plan.model_name, admitted.channel
+    outcome = "failed" if failed else str(details.get("finish_reason", "stop"))
+    GENERATIONS.labels(model=model, channel=channel, outcome=outcome).inc()
+    completion = details.get("completion_tokens", progress.delivered)
+    TOKENS_GENERATED.labels(model=model, channel=channel).inc(
+        completion if isinstance(completion, int) else 0
+    )
+    GENERATION_LATENCY.labels(model=model).observe(elapsed)
+    if progress.first_token_at is not None:
+        TIME_TO_FIRST_TOKEN.labels(model=model).observe(progress.first_token_at - admitted.admitted_at)

@@ -1,0 +1,212 @@
+"""Run an admitted chat: texts go to `on_texts` as they come, the end is returned.
+
+A remote model (an OpenAI-compatible server) is called right here, on the event loop: no
+thread, no broker, no channel layer between the upstream and the client; the chat's outcome
+is recorded here too (`inference.chat.outcome`). A local model runs where the GPUs are (a
+Celery worker, or this process's pool on the embedded default) and its events come back over
+the channel layer (`inference.generation_session`); it records itself where it ran.
+
+Failure mode: a chat that cannot be served, or fails, raises `ChatRefused` after its outcome
+is recorded and what it held is given back. A chat whose caller leaves (the task is
+cancelled) is recorded as cancelled and charged what it was sent.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.conf import settings
+
+from accounts.services.chat_quotas import quota_chat_finish_async
+from gatehouse.database_calls import database_sync
+from inference.chat.admission import ChatAdmitted
+from inference.chat.outcome import ChatProgress, chat_outcome
+from inference.chat.refusal import ChatRefused
+from inference.dispatch import InferenceBusy
+from inference.engines.base import ChatMessage, GenerationParams, GenerationResult
+from inference.engines.loader import UpstreamRefused, engine_for_version
+from inference.engines.remote import OpenAICompatibleEngine, RemoteUnavailable
+from inference.engines.remote_async import remote_generate
+from inference.generation import GenerationJob
+from inference.generation_session import GenerationLost, GenerationSession
+from inference.services import chat_abandon
+from inference.services.registry import model_version_load_refused_record
+
+OnTexts = Callable[[list[str]], Awaitable[None]]
+OnStarted = Callable[[], Awaitable[None]]
+UNAVAILABLE_MESSAGE = "The model's server is not answering; try again shortly."
+
+
+@dataclass(frozen=True)
+class ChatEnd:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_event(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def chat_run(
+    admitted: ChatAdmitted, *, stream: bool, on_started: OnStarted, on_texts: OnTexts
+) -> ChatEnd:
+    """Generate the answer, handing its texts to `on_texts`; `stream` False asks for it whole.
+
+    `on_started` is awaited once the chat is under way (dispatched, or about to call its
+    upstream): a refusal raised before it (the model's queue is full, say) is the whole answer.
+    """
+    if admitted.plan.remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
+        return await _remote(admitted, stream=stream, on_started=on_started, on_texts=on_texts)
+    return await _dispatched(admitted, on_started=on_started, on_texts=on_texts)
+
+
+async def _remote(
+    admitted: ChatAdmitted, *, stream: bool, on_started: OnStarted, on_texts: OnTexts
+) -> ChatEnd:
+    progress = ChatProgress(reply=[] if admitted.conversation_id else None)
+    version = admitted.plan.version
+    assert version is not None  # noqa: S101 - chat_prepare puts it in every plan
+    try:
+        engine = engine_for_version(version=version)
+    except UpstreamRefused as refused:
+        await database_sync(model_version_load_refused_record)(
+            version=version, reason=str(refused), generation_id=admitted.generation_id
+        )
+        await _failed(admitted, progress, reason=str(refused))
+        raise ChatRefused(
+            code="unavailable", message="The model's upstream registration is not allowed on this server."
+        ) from None
+    assert isinstance(engine, OpenAICompatibleEngine)  # noqa: S101 - a remote version's engine
+
+    async def deliver(texts: list[str]) -> None:
+        if progress.first_token_at is None:
+            progress.first_token_at = time.time()
+        if progress.reply is not None:
+            progress.reply.extend(texts)
+        progress.delivered += len(texts)
+        await on_texts(texts)
+
+    params = admitted.plan.params
+    try:
+        await on_started()
+        result = await remote_generate(
+            engine,
+            messages=[ChatMessage(**message) for message in admitted.messages],
+            params=GenerationParams(**{**asdict(params), "stop": tuple(params.stop)}),
+            stream=stream,
+            deliver=deliver,
+        )
+    except RemoteUnavailable as unavailable:
+        await _failed(admitted, progress, reason=str(unavailable))
+        raise ChatRefused(code="unavailable", message=UNAVAILABLE_MESSAGE) from None
+    except BaseException:
+        # The caller left (cancelled) or something unforeseen: record it, give back, go on.
+        await asyncio.shield(_cancelled(admitted, progress))
+        raise
+    end = _end(result)
+    await chat_outcome(
+        admitted=admitted,
+        progress=progress,
+        failed=False,
+        charged_tokens=result.prompt_tokens + result.completion_tokens,
+        details=end.as_event(),
+    )
+    return end
+
+
+async def _dispatch_abandoned(session: GenerationSession, admitted: ChatAdmitted) -> None:
+    await session.cancel()
+    await quota_chat_finish_async(hold=admitted.hold, used_tokens=0, usage=None)
+
+
+def _end(result: GenerationResult) -> ChatEnd:
+    return ChatEnd(
+        finish_reason=result.finish_reason.value,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+    )
+
+
+async def _failed(admitted: ChatAdmitted, progress: ChatProgress, *, reason: str) -> None:
+    await chat_outcome(
+        admitted=admitted,
+        progress=progress,
+        failed=True,
+        charged_tokens=progress.delivered,
+        details={"code": "unavailable", "reason": reason, "completion_tokens": progress.delivered},
+    )
+
+
+async def _cancelled(admitted: ChatAdmitted, progress: ChatProgress) -> None:
+    # What the client was sent is charged (the prompt's count is not known on this path).
+    await chat_outcome(
+        admitted=admitted,
+        progress=progress,
+        failed=False,
+        charged_tokens=progress.delivered,
+        details={
+            "finish_reason": "cancelled",
+            "reason": "client gone",
+            "completion_tokens": progress.delivered,
+        },
+    )
+
+
+async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts: OnTexts) -> ChatEnd:
+    """A local model: dispatched to where it runs, its events read back on a channel."""
+    plan = admitted.plan
+    session = GenerationSession(
+        lambda channel: GenerationJob(
+            generation_id=admitted.generation_id,
+            client_id=admitted.request_id[:64],
+            reply_channel=channel,
+            version_id=plan.version_id,
+            model_name=plan.model_name,
+            messages=admitted.messages,
+            user_id=admitted.user.pk,
+            api_key_id=admitted.api_key.pk if admitted.api_key else None,
+            params=asdict(plan.params),
+            request_id=admitted.request_id,
+            client_ip=admitted.client_ip,
+            enqueued_at=admitted.admitted_at,
+            channel=admitted.channel,
+            conversation_id=admitted.conversation_id,
+            quota=admitted.hold.quota.to_payload(),
+            remote=plan.remote,
+        )
+    )
+    try:
+        await session.start()
+    except InferenceBusy as busy:
+        await session.release()
+        assert session.job is not None  # noqa: S101 - the job exists before dispatch
+        await database_sync(chat_abandon)(job=session.job, reason=f"queue full: {busy}")
+        raise ChatRefused(code="unavailable", message="The model is busy; try again shortly.") from None
+    except BaseException:
+        # The broker refused the job, or the caller left while it was being queued: if it was
+        # queued after all, its cancel flag stops it; slot and quota go back now.
+        await asyncio.shield(_dispatch_abandoned(session, admitted))
+        raise
+    try:
+        await on_started()
+        async for event in session.events():
+            if event["type"] == "generation.tokens":
+                if event["texts"]:
+                    await on_texts(event["texts"])
+            elif event["type"] == "generation.failed":
+                code = event.get("detail_code") or event["code"]
+                raise ChatRefused(code=code, message=event["message"], protocol_code=event["code"])
+            else:
+                return ChatEnd(
+                    finish_reason=event["finish_reason"],
+                    prompt_tokens=int(event["prompt_tokens"]),
+                    completion_tokens=int(event["completion_tokens"]),
+                )
+    except GenerationLost as lost:
+        raise ChatRefused(code="unavailable", message=lost.client_message) from None
+    finally:
+        await session.cancel()  # the caller left while we waited; nothing if it ended
+        await session.release()
+    raise ChatRefused(code="unavailable", message="The generation ended without a result.")
