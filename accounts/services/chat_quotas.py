@@ -12,6 +12,7 @@ An end that cannot reach the store is retried in the background (gatehouse.defer
 """
 
 import json
+import uuid
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from accounts.models import ApiKey, User
@@ -35,15 +39,15 @@ from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.redis_ledger import RedisQuotaLedger
 from accounts.services import quotas as quota_services
 from accounts.services.quotas import (
-    _LEASE_MARGIN_SECONDS,
+    LEASE_MARGIN_SECONDS,
     QuotaAdmission,
     QuotaRefused,
-    _refusal,
-    _reservation_payload,
-    _reset_text,
-    _unavailable,
     quota_admit,
+    quota_refusal,
     quota_settle,
+    quota_unavailable,
+    reservation_payload,
+    reset_text,
 )
 from accounts.services.usage import USAGE_BUFFER_KEY, usage_row_enqueue
 from gatehouse.deferred import deferred_until_done
@@ -67,20 +71,14 @@ class ChatSlot:
 
 @dataclass
 class ChatHold:
-    """What an admitted chat holds until it ends; JSON-safe (`to_payload`) for a worker."""
+    """What an admitted chat holds until it ends: its quota reservations (`quota`, JSON-safe:
+    a worker settles them) and its chat slot (None where none could be counted)."""
 
     quota: QuotaAdmission
     slot: dict[str, Any] | None
 
-    def to_payload(self) -> dict[str, Any]:
-        return {"quota": self.quota.to_payload(), "slot": self.slot}
 
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "ChatHold":
-        return cls(quota=QuotaAdmission.from_payload(payload.get("quota")), slot=payload.get("slot"))
-
-
-def slot_refused(slot: ChatSlot) -> QuotaRefused:
+def _slot_refused(slot: ChatSlot) -> QuotaRefused:
     QUOTA_REJECTIONS.labels(code="rate_limited").inc()
     return QuotaRefused(
         code="rate_limited",
@@ -92,8 +90,6 @@ def slot_refused(slot: ChatSlot) -> QuotaRefused:
 def _call(
     *, plan: QuotaPlan, slot: ChatSlot | None, token_estimate: int, lease_seconds: float
 ) -> ChatAdmitCall:
-    import uuid
-
     return ChatAdmitCall(
         slot_key=slot.key if slot else "",
         slot_limit=slot.limit if slot else None,
@@ -104,7 +100,7 @@ def _call(
         token_amount=token_estimate,
         lease_id=uuid.uuid4().hex,
         now=plan.now,
-        deadline=plan.now + lease_seconds + _LEASE_MARGIN_SECONDS,
+        deadline=plan.now + lease_seconds + LEASE_MARGIN_SECONDS,
     )
 
 
@@ -115,21 +111,21 @@ def _admitted(
     counters = call.counters
     if result.status == "slot":
         assert slot is not None  # noqa: S101 - the script refuses a slot only when asked for one
-        raise slot_refused(slot)
+        raise _slot_refused(slot)
     if result.status != "ok":
         spec = counters[result.counter]
         exceeded = QuotaExceeded(key=spec.key, limit=spec.limit, used=result.refused_used)
         if result.status == "requests":
-            raise _refusal(plan, exceeded, code="rate_limited", limits=plan.requests)
+            raise quota_refusal(plan, exceeded, code="rate_limited", limits=plan.requests)
         code = "rate_limited" if spec.key.startswith("streams:") else "quota_exceeded"
-        raise _refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens))
+        raise quota_refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens))
     quota = QuotaAdmission(
         headers=_headers(plan, dict(zip((c.key for c in counters), result.used, strict=True)))
     )
     if call.streams:
-        quota.streams = _reservation_payload(Reservation(counters=call.streams, amount=1, id=call.lease_id))
+        quota.streams = reservation_payload(Reservation(counters=call.streams, amount=1, id=call.lease_id))
     if call.tokens:
-        quota.tokens = _reservation_payload(
+        quota.tokens = reservation_payload(
             Reservation(counters=call.tokens, amount=call.token_amount, id=call.lease_id)
         )
     return ChatHold(quota=quota, slot={"user_id": slot.user_id, "key": slot.key} if slot else None)
@@ -144,7 +140,7 @@ def _headers(plan: QuotaPlan, used: dict[str, int]) -> dict[str, str]:
         headers[f"x-ratelimit-limit-{kind}"] = str(limit.spec.limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
         if limit.resets_at is not None:
-            headers[f"x-ratelimit-reset-{kind}"] = _reset_text(limit.resets_at - plan.now)
+            headers[f"x-ratelimit-reset-{kind}"] = reset_text(limit.resets_at - plan.now)
     return headers
 
 
@@ -155,7 +151,7 @@ def _left(pair: tuple[Limit, int]) -> int:
 def _store_down(plan: QuotaPlan) -> ChatHold:
     """The store is unreachable: run without counting only where rate limits may fail open."""
     if plan.tokens or plan.streams or not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
-        raise _unavailable()
+        raise quota_unavailable()
     return ChatHold(quota=QuotaAdmission(), slot=None)
 
 
@@ -179,7 +175,7 @@ def quota_chat_admit(
     from inference.chat_slots import chat_slot_acquire, chat_slot_release
 
     if not chat_slot_acquire(user_id=slot.user_id, limit=slot.limit):
-        raise slot_refused(slot)
+        raise _slot_refused(slot)
     try:
         quota = quota_admit(
             user=user, api_key=api_key, token_estimate=token_estimate, lease_seconds=lease_seconds
@@ -325,12 +321,17 @@ def _async_scripts() -> _Scripts:
 
         # A burst waits for a pooled connection rather than being refused (redis-py's default
         # pool refuses past 100), and a script's round trip is short: few connections serve it.
+        # A pooled connection that Redis dropped (a restart) is retried on a fresh one, at most
+        # twice: the old server never ran the script. A reset mid-reply could count a request
+        # twice (a doubled lease expires); a timeout is not retried, the script may be running.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
             max_connections=_ASYNC_CONNECTIONS,
             timeout=_ASYNC_POOL_WAIT_SECONDS,
             socket_timeout=2,
             socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError],
         )
         client = redis.asyncio.Redis(connection_pool=pool)
         scripts = _async[loop] = _Scripts.on(client)

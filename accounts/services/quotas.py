@@ -22,7 +22,7 @@ from gatehouse.deferred import deferred_until_done
 from gatehouse.metrics import QUOTA_REJECTIONS
 
 # A token reservation or stream slot outlives the longest generation by this much.
-_LEASE_MARGIN_SECONDS = 60
+LEASE_MARGIN_SECONDS = 60
 
 
 class QuotaRefused(Exception):
@@ -65,7 +65,7 @@ def quota_ledger() -> QuotaLedger:
     return SqlQuotaLedger()
 
 
-def _reservation_payload(reservation: Reservation) -> dict[str, Any]:
+def reservation_payload(reservation: Reservation) -> dict[str, Any]:
     return {
         "id": reservation.id,
         "amount": reservation.amount,
@@ -78,7 +78,7 @@ def _reservation(payload: dict[str, Any]) -> Reservation:
     return Reservation(counters=counters, amount=payload["amount"], id=payload["id"])
 
 
-def _reset_text(seconds: float) -> str:
+def reset_text(seconds: float) -> str:
     """OpenAI's reset format: 1s, 6m0s, 2h3m4s."""
     whole = max(0, int(seconds + 0.999))
     hours, rest = divmod(whole, 3600)
@@ -112,11 +112,11 @@ def _headers_read(ledger: QuotaLedger, plan: QuotaPlan) -> dict[str, str]:
         headers[f"x-ratelimit-limit-{kind}"] = str(limit.spec.limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
         if limit.resets_at is not None:
-            headers[f"x-ratelimit-reset-{kind}"] = _reset_text(limit.resets_at - plan.now)
+            headers[f"x-ratelimit-reset-{kind}"] = reset_text(limit.resets_at - plan.now)
     return headers
 
 
-def _refusal(
+def quota_refusal(
     plan: QuotaPlan, exceeded: QuotaExceeded, *, code: str, limits: tuple[Limit, ...]
 ) -> QuotaRefused:
     limit = next(item for item in limits if item.spec.key == exceeded.key)
@@ -124,11 +124,11 @@ def _refusal(
     QUOTA_REJECTIONS.labels(code=code).inc()
     message = f"Limit reached: {plan.label_of(exceeded.key)} ({exceeded.limit})."
     if retry is not None:
-        message += f" Try again in {_reset_text(retry)}."
+        message += f" Try again in {reset_text(retry)}."
     return QuotaRefused(code=code, message=message, retry_after=retry)
 
 
-def _unavailable() -> QuotaRefused:
+def quota_unavailable() -> QuotaRefused:
     return QuotaRefused(
         code="unavailable",
         message="Quotas cannot be checked right now, so the request was not run; try again shortly.",
@@ -149,7 +149,7 @@ def quota_admit(
     if not (plan.requests or plan.tokens or plan.streams):
         return QuotaAdmission()
     ledger = quota_ledger()
-    lease = lease_seconds + _LEASE_MARGIN_SECONDS
+    lease = lease_seconds + LEASE_MARGIN_SECONDS
     if plan.requests:
         try:
             # Requests count as they arrive, whatever becomes of them.
@@ -158,30 +158,30 @@ def quota_admit(
             )
             ledger.settle(reservation=counted, actual=1)
         except QuotaExceeded as exceeded:
-            raise _refusal(plan, exceeded, code="rate_limited", limits=plan.requests) from None
+            raise quota_refusal(plan, exceeded, code="rate_limited", limits=plan.requests) from None
         except LedgerUnavailable:
             if not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
-                raise _unavailable() from None
+                raise quota_unavailable() from None
     admission = QuotaAdmission()
     try:
         if plan.streams:
             streams = ledger.reserve(
                 counters=[limit.spec for limit in plan.streams], amount=1, lease_seconds=lease
             )
-            admission.streams = _reservation_payload(streams)
+            admission.streams = reservation_payload(streams)
         if plan.tokens:
             tokens = ledger.reserve(
                 counters=[limit.spec for limit in plan.tokens], amount=token_estimate, lease_seconds=lease
             )
-            admission.tokens = _reservation_payload(tokens)
+            admission.tokens = reservation_payload(tokens)
         admission.headers = _headers(ledger, plan)
     except QuotaExceeded as exceeded:
         quota_release(admission=admission)
         code = "rate_limited" if exceeded.key.startswith("streams:") else "quota_exceeded"
-        raise _refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens)) from None
+        raise quota_refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens)) from None
     except LedgerUnavailable:
         # Whatever was reserved before the store went away is a lease: it expires.
-        raise _unavailable() from None
+        raise quota_unavailable() from None
     return admission
 
 

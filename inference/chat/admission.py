@@ -14,7 +14,6 @@ after a refusal.
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
 
@@ -53,7 +52,6 @@ class ChatAdmitted:
     # Wall-clock time (epoch seconds) it was admitted: latency is counted from here.
     admitted_at: float = field(default_factory=time.time)
     conversation_id: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _decide(
