@@ -8,7 +8,7 @@ from accounts.models import ApiKey, QuotaPolicy, Team, User
 from accounts.quotas.plan import quota_plan_for
 from accounts.roles import Role
 from accounts.services import api_key_create, team_create, team_member_add
-from accounts.services.quotas import _reset_text
+from accounts.services.quotas import reset_text
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_every_applicable_policy_counts_on_its_own_counter(alice: User, bob: Use
 
 
 def test_reset_times_read_like_openai() -> None:
-    assert [_reset_text(s) for s in (0, 0.2, 59, 60, 61, 3723)] == [
+    assert [reset_text(s) for s in (0, 0.2, 59, 60, 61, 3723)] == [
         "0s",
         "1s",
         "59s",
