@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from bench.mock_upstream import request_body_read
+
 UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:9000").rstrip("/")
 EXPECTED_AUTHORIZATION = f"Bearer {os.environ.get('FLOOR_TOKEN', 'floor')}".encode()
 PATH = "/v1/chat/completions"
@@ -38,15 +40,6 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 await _state.pop("client").aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def _read_body(receive: Any) -> bytes:
-    body = b""
-    while True:
-        message: dict[str, Any] = await receive()
-        body += bytes(message.get("body", b""))
-        if not message.get("more_body"):
-            return body
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
@@ -95,4 +88,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if not _authorized(scope):
         await _respond(send, 401, b'{"error": {"message": "invalid API key"}}')
         return
-    await _relay(await _read_body(receive), send)
+    await _relay(await request_body_read(receive), send)

@@ -43,7 +43,8 @@ def _chunk(delta: dict[str, str], finish: str | None = None, usage: dict[str, in
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-async def _read_body(receive: Any) -> bytes:
+async def request_body_read(receive: Any) -> bytes:
+    """The whole body of an ASGI request (the floor reads its requests the same way)."""
     body = b""
     while True:
         message: dict[str, Any] = await receive()
@@ -61,7 +62,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
         await _respond(send, 404, b'{"error": {"message": "not found"}}')
         return
-    request = json.loads(await _read_body(receive) or b"{}")
+    request = json.loads(await request_body_read(receive) or b"{}")
     await asyncio.sleep(LATENCY_SECONDS)
     if not request.get("stream"):
         await _respond(send, 200, _completion())
