@@ -1,9 +1,8 @@
 """The background sealer: a daemon thread in each process that has written audit rows.
 
-Every GATEHOUSE_AUDIT_SEAL_INTERVAL seconds (0.5 by default) it asks whether any row waits to
-be sealed (one index probe) and, if so, seals with `audit_seal_pending(wait=False)`: it only
-tries the chain's lock, so of the web and worker processes that run one, one seals at a time
-and the rest carry on. A row is therefore sealed about one interval after it commits, by
+Every GATEHOUSE_AUDIT_SEAL_INTERVAL seconds (0.5 by default) it seals what waits with
+`audit_seal_pending(wait=False)`, one transaction a look: it only tries the chain's lock, so
+of the web and worker processes that run one, one seals at a time and the rest carry on. A row is therefore sealed about one interval after it commits, by
 whichever process gets there first, including rows left by a process that died before its own
 sealer ran. This works the same in the embedded default (one process, SQLite) and in
 production (several web processes and Celery workers on PostgreSQL). Where no process writes,
@@ -35,12 +34,17 @@ def audit_seal_interval() -> float:
 
 
 def audit_seal_tick() -> None:
-    """One look: seal if anything is pending and no other sealer is at it. Never raises: an
-    error is logged and the connection dropped, so the next tick starts on a fresh one."""
+    """One look: seal what is pending unless another sealer is at it. Never raises: an error
+    is logged and the connection dropped, so the next tick starts on a fresh one.
+
+    On PostgreSQL a look is one transaction, whether or not anything was pending: asking first
+    would make each busy look two, and under load (when rows are always pending) that was a
+    fifth of a transaction more per request."""
     from audit.sealing import audit_pending_exists, audit_seal_pending
 
     try:
-        if audit_pending_exists():
+        # On SQLite a sealing transaction takes the database's write lock: only when needed.
+        if connection.vendor == "postgresql" or audit_pending_exists():
             audit_seal_pending(wait=False)
     except Exception:
         logger.exception("audit sealer: sealing failed; the rows stay unsealed until the next try")

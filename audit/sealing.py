@@ -212,7 +212,8 @@ def audit_seal_pending(
 
     `wait=True` (tests, checkpoints, commands) queues for the chain's lock, so that on return
     every row committed before the call is sealed (or refused); `wait=False` (the background
-    sealers) returns at once with `busy` set if another sealer holds it. Each batch is its own
+    sealers) returns at once with `busy` set if another sealer holds it (and `head_sequence`
+    unknown: 0). With nothing to seal, a call is one transaction all the same. Each batch is its own
     transaction (a savepoint inside a caller's): an error in one rolls back that batch whole
     and propagates; batches already committed stay sealed. Rows still uncommitted when a batch
     reads are left for the next call.
@@ -230,6 +231,6 @@ def audit_seal_pending(
         AUDIT_EVENTS_REFUSED.inc(len(outcome.refused) - before_refused)
         if read < batch_size:
             break
-    if not outcome.head_sequence:
+    if not outcome.batches and not outcome.busy:
         outcome.head_sequence = audit_chain_head()[0]
     return outcome

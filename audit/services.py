@@ -144,6 +144,11 @@ def audit_event_record(
         outcome=outcome,
         metadata=metadata,
     )
+    return audit_event_insert(event=event)
+
+
+def audit_event_insert(*, event: AuditEvent) -> AuditEvent:
+    """Append `event`, built by `audit_event_build`, as `audit_event_record` does (see there)."""
     # No savepoint: inside the caller's transaction this joins it; outside one it is its own.
     with transaction.atomic(savepoint=False):
         _event_insert(event)
@@ -152,13 +157,14 @@ def audit_event_record(
 
 
 @cache
-def _insert_fields() -> tuple[models.Field[Any, Any], ...]:
+def insert_fields() -> tuple[models.Field[Any, Any], ...]:
+    """The columns an append writes, in order: every concrete field but the id."""
     return tuple(field for field in AuditEvent._meta.concrete_fields if not field.primary_key)
 
 
 @cache
 def _insert_statement(vendor: str, returning: bool) -> str:
-    fields = _insert_fields()
+    fields = insert_fields()
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     values = ", ".join(["%s"] * len(fields))
     return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES ({values})" + (  # noqa: S608
@@ -172,7 +178,7 @@ def _event_insert(event: AuditEvent) -> None:
     AuditEvent has no save() override and no signal receivers to skip. Raises what the
     database raises; the caller's transaction then rolls back."""
     returning = connection.features.can_return_columns_from_insert
-    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in _insert_fields()]
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in insert_fields()]
     with connection.cursor() as cursor:
         cursor.execute(_insert_statement(connection.vendor, returning), values)
         row = cursor.fetchone() if returning else None

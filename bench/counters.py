@@ -316,11 +316,15 @@ def count_p9(served: ServedGatehouse, side: Side, *, requests: int) -> dict[str,
 
 
 def goals_p9(counts: dict[str, Any] | None, *, reason: str = "") -> list[Goal]:
-    """P9a (Redis commands) and P9b (database transactions); not measured without `counts`."""
+    """P9a (Redis commands) and P9b (database transactions); not measured without `counts`.
+
+    P9a counts the commands the stack sent, a script once (the issue's "<= 3 Redis commands,
+    or one pipelined script": a script's inner commands run inside Redis, in the one round
+    trip); the count with the scripts' inner commands (commandstats' way) is reported beside.
+    """
     goals = [
-        Goal(id="P9a", measure="Redis commands per streamed gateway request, steady state (the stack's "
-             "processes', scripts' commands included, net of background)",
-             goal=f"<= {P9_REDIS_GOAL}", anchor="-"),
+        Goal(id="P9a", measure="Redis commands the stack sent per streamed gateway request, steady state "
+             "(a script once; net of background)", goal=f"<= {P9_REDIS_GOAL}", anchor="-"),
         Goal(id="P9b", measure="database transactions per streamed gateway request, steady state (net of "
              "background)", goal=f"<= {P9_TRANSACTIONS_GOAL}", anchor="-"),
     ]  # fmt: skip
@@ -328,32 +332,37 @@ def goals_p9(counts: dict[str, Any] | None, *, reason: str = "") -> list[Goal]:
         for goal in goals:
             goal.details = {"not_measured": reason}
         return goals
-    for goal, key, limit in zip(
-        goals, ("redis", "transactions"), (P9_REDIS_GOAL, P9_TRANSACTIONS_GOAL), strict=True
+    for goal, figures, limit in zip(
+        goals,
+        (counts["redis"]["round_trips"], counts["transactions"]),
+        (P9_REDIS_GOAL, P9_TRANSACTIONS_GOAL),
+        strict=True,
     ):
-        figures = counts[key]
         goal.measured = float(figures["net_per_request"])
         goal.met = goal.measured <= limit
-        goal.details = {
-            **figures,
-            **{name: value for name, value in counts.items() if name not in ("redis", "transactions")},
-        }
+    goals[0].details = {**counts["redis"], **_context(counts)}
+    goals[1].details = {**counts["transactions"], **_context(counts)}
     return goals
 
 
+def _context(counts: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in counts.items() if name not in ("redis", "transactions")}
+
+
 def p9_rows(goals: list[Goal]) -> list[Row]:
-    """The gateway's P9 counts as rows of the side-by-side table (and Redis round trips beside)."""
+    """The gateway's P9 counts as rows of the side-by-side table, and the Redis commands with
+    the scripts' inner ones beside."""
     rows = []
     for goal in goals:
-        what = "Redis commands (scripts' included)" if goal.id == "P9a" else "DB transactions"
+        what = "Redis commands sent (a script once)" if goal.id == "P9a" else "DB transactions"
         rows.append(
             Row(measure=f"streamed, concurrency 1: {what} per request (net)", unit="count",
                 gateway=goal.measured, goal=f"P9: {goal.goal}")
         )  # fmt: skip
-        round_trips = goal.details.get("round_trips")
-        if isinstance(round_trips, dict):
+        commands_run = goal.details.get("net_per_request") if goal.id == "P9a" else None
+        if isinstance(commands_run, int | float):
             rows.append(
-                Row(measure="streamed, concurrency 1: Redis round trips per request (net; a script once)",
-                    unit="count", gateway=float(round_trips["net_per_request"]))
+                Row(measure="streamed, concurrency 1: Redis commands run, scripts' inner ones included "
+                    "(net)", unit="count", gateway=float(commands_run))
             )  # fmt: skip
     return rows

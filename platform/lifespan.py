@@ -5,7 +5,8 @@ HTTP streams up to its graceful timeout, then sends `lifespan.shutdown`, and exi
 re-raising the signal, which kills whatever threads are left. Generations running in this
 process (the in-process executor; Celery workers drain their own on a warm shutdown) were
 told to stop when their sockets closed; waiting for them here is what gets their quota
-settled and their audit record written before the process goes.
+settled and their audit record written before the process goes; then the audit appender's
+connection and the remote upstreams' are closed.
 """
 
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from audit.appender import audit_appender_close
 from gatehouse.metrics import metrics_process_exited
 from inference.dispatch import inprocess_generations_drain
+from inference.engines.remote_async import remote_sessions_close
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -26,6 +29,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             drained = await sync_to_async(inprocess_generations_drain, thread_sensitive=False)(
                 timeout=settings.GATEHOUSE_SHUTDOWN_DRAIN_SECONDS
             )
+            await audit_appender_close()
+            await remote_sessions_close()
             metrics_process_exited()
             if drained:
                 await send({"type": "lifespan.shutdown.complete"})

@@ -285,6 +285,13 @@ CELERY_BEAT_SCHEDULE = {
 GATEHOUSE_AUDIT_SEAL_INTERVAL = env.float(
     "GATEHOUSE_AUDIT_SEAL_INTERVAL", default=0.0 if "pytest" in sys.modules else 0.5
 )
+# On PostgreSQL, a chat served on the event loop (a remote model) appends its audit row on a
+# connection of the loop's own, one INSERT, concurrent chats' rows together (audit.appender),
+# instead of a thread's transaction. Off under the test suite, whose tests roll back their
+# transactions on a connection the appender's could not see; tests turn it on where they commit.
+GATEHOUSE_AUDIT_DIRECT_APPENDS = env.bool(
+    "GATEHOUSE_AUDIT_DIRECT_APPENDS", default="pytest" not in sys.modules
+)
 # Signed checkpoints of the chain's head go here: a directory by default; in production a
 # write-once mount (or one synced to object storage with retention lock) the app cannot rewrite.
 GATEHOUSE_AUDIT_CHECKPOINT_DIR = Path(
@@ -584,6 +591,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # httpx logs every upstream request at INFO: the chat's audit row and metrics say more,
+        # and formatting the line was near 3% of the server's time on a streamed chat.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "uvicorn": _LOG_HANDLER,
         "uvicorn.error": _LOG_HANDLER,
         "uvicorn.access": _LOG_HANDLER,

@@ -14,12 +14,18 @@ HANG_LIMIT_SECONDS = 60.0
 
 
 class FakeUpstream:
-    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request | redirect:<url>.
+    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request | redirect:<url>
+    | linger_after_done.
 
     `usage` replaces the usage the stream reports (None: it reports none); unset, it is exact.
     In `hang` mode a request is held, unanswered, until the test calls `release()` (or the
     server stops); `held` counts the requests held and `answered_after_hold` those answered
     since, so a test can show that its client gave up before the upstream said anything.
+    In `linger_after_done` mode a stream sends `[DONE]` and then keeps its connection open,
+    saying nothing more, until `release()`.
+
+    `keep_alive` speaks HTTP/1.1 (streams chunked, connections kept between requests);
+    `connections` counts the connections clients opened.
     """
 
     def __init__(self) -> None:
@@ -31,6 +37,8 @@ class FakeUpstream:
         self.held = 0
         self.answered_after_hold = 0
         self.released = threading.Event()
+        self.keep_alive = False
+        self.connections = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
@@ -38,6 +46,14 @@ class FakeUpstream:
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
+            @property  # type: ignore[override]
+            def protocol_version(self) -> str:
+                return "HTTP/1.1" if upstream.keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                upstream.connections += 1
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
                 """Quiet: the tests read `upstream.requests` instead."""
 
@@ -50,7 +66,10 @@ class FakeUpstream:
 
     def _chunk(self, handler: BaseHTTPRequestHandler, payload: dict[str, Any] | str) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload)
-        handler.wfile.write(f"data: {data}\n\n".encode())
+        self._write(handler, f"data: {data}\n\n".encode())
+
+    def _write(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self.keep_alive else data)
         handler.wfile.flush()
 
     def release(self) -> None:
@@ -114,6 +133,8 @@ class FakeUpstream:
             return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
+        if self.keep_alive:
+            handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
         for index, word in enumerate(self.words):
             if mode == "reset_mid_stream" and index == 2:
@@ -127,6 +148,12 @@ class FakeUpstream:
         if self.usage is not None:
             self._chunk(handler, {"choices": [], "usage": self.usage or self._exact_usage()})
         self._chunk(handler, "[DONE]")
+        if mode == "linger_after_done":
+            self.held += 1
+            self.released.wait(timeout=HANG_LIMIT_SECONDS)
+            self.answered_after_hold += 1
+        if self.keep_alive:
+            self._write(handler, b"")  # the last chunk: the response ends, the connection stays
 
 
 @contextmanager

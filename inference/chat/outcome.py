@@ -1,7 +1,8 @@
 """The outcome: the one place an in-process chat's end is recorded and what it held given back.
 
 First the record, durably, in one database transaction (the audit event, and the exchange
-where conversations are stored); then, in one round trip, the tokens charged, the stream
+where conversations are stored; on PostgreSQL an event alone is one INSERT from the event
+loop, `audit.appender`); then, in one round trip, the tokens charged, the stream
 leases and the chat slot freed and the usage record buffered (accounts.services.chat_quotas).
 Only then is the client told the chat ended: what it reads next is already up to date.
 
@@ -13,14 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import transaction
 
 from accounts.services.chat_quotas import quota_chat_finish_async
+from audit.appender import audit_appends_direct, audit_event_append_async
 from audit.context import RequestContext, request_context_bound
+from audit.models import AuditEvent
+from audit.services import audit_event_insert
 from gatehouse.database_calls import database_sync
 from gatehouse.metrics import GENERATION_LATENCY, GENERATIONS, TIME_TO_FIRST_TOKEN, TOKENS_GENERATED
 from inference.chat.admission import ChatAdmitted
-from inference.services.chat import chat_outcome_audit, chat_prompt_digest, chat_usage_row
+from inference.services.chat import chat_outcome_event, chat_prompt_digest, chat_usage_row
 from inference.services.conversations import conversation_exchange_record
 
 
@@ -69,14 +74,12 @@ async def chat_outcome(
     # The record and the settlement go to different stores: both at once, and both are done
     # before the caller tells the client the chat ended.
     await asyncio.gather(
-        database_sync(_record)(
-            admitted, progress=progress, failed=failed, metadata=metadata, context=context
-        ),
+        _record(admitted, progress=progress, failed=failed, metadata=metadata, context=context),
         quota_chat_finish_async(hold=admitted.hold, used_tokens=charged_tokens, usage=usage),
     )
 
 
-def _record(
+async def _record(
     admitted: ChatAdmitted,
     *,
     progress: ChatProgress,
@@ -84,14 +87,53 @@ def _record(
     metadata: dict[str, object],
     context: RequestContext,
 ) -> None:
+    """The record: straight from the event loop where it can be (`audit.appender`: no stored
+    exchange to write with it, and nothing to read for it), else in a thread's transaction."""
+    if audit_appends_direct() and not _exchange_stored(admitted, progress=progress, failed=failed):
+        try:
+            with request_context_bound(context):
+                event = _outcome_event(admitted, failed=failed, metadata=metadata)
+        except SynchronousOnlyOperation:
+            pass  # the caller's audit subject is not cached yet: the thread's way makes it
+        else:
+            await audit_event_append_async(event=event)
+            return
+    await database_sync(_record_in_transaction)(
+        admitted, progress=progress, failed=failed, metadata=metadata, context=context
+    )
+
+
+def _outcome_event(admitted: ChatAdmitted, *, failed: bool, metadata: dict[str, object]) -> AuditEvent:
     version = admitted.plan.version
     assert version is not None  # noqa: S101 - an in-process chat has its version at hand
+    return chat_outcome_event(
+        user=admitted.user,
+        api_key=admitted.api_key,
+        version=version,
+        failed=failed,
+        channel=admitted.channel,
+        metadata=metadata,
+    )
+
+
+def _exchange_stored(admitted: ChatAdmitted, *, progress: ChatProgress, failed: bool) -> bool:
+    return bool(admitted.conversation_id) and not failed and progress.reply is not None
+
+
+def _record_in_transaction(
+    admitted: ChatAdmitted,
+    *,
+    progress: ChatProgress,
+    failed: bool,
+    metadata: dict[str, object],
+    context: RequestContext,
+) -> None:
     with request_context_bound(context), transaction.atomic():
         if admitted.conversation_id and not failed and progress.reply is not None:
             conversation_exchange_record(
                 conversation_id=admitted.conversation_id,
                 owner_id=admitted.user.pk,
-                version_id=version.pk,
+                version_id=admitted.plan.version_id,
                 channel=admitted.channel,
                 new_messages=admitted.messages,
                 reply="".join(progress.reply),
@@ -99,14 +141,7 @@ def _record(
                 prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
                 completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
             )
-        chat_outcome_audit(
-            user=admitted.user,
-            api_key=admitted.api_key,
-            version=version,
-            failed=failed,
-            channel=admitted.channel,
-            metadata=metadata,
-        )
+        audit_event_insert(event=_outcome_event(admitted, failed=failed, metadata=metadata))
 
 
 def _observe(

@@ -11,7 +11,7 @@ from accounts.services.quotas import QuotaAdmission, quota_release
 from accounts.services.usage import usage_row, usage_row_enqueue
 from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
-from audit.services import audit_event_record
+from audit.services import audit_event_build, audit_event_insert, audit_event_record
 from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
@@ -173,8 +173,26 @@ def chat_outcome_audit(
     channel: str,
     metadata: dict[str, object],
 ) -> AuditEvent:
-    """The audit event of one chat's end (`inference.completed` or `.failed`)."""
-    return audit_event_record(
+    """The audit event of one chat's end (`inference.completed` or `.failed`), appended."""
+    event = chat_outcome_event(
+        user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
+    )
+    return audit_event_insert(event=event)
+
+
+def chat_outcome_event(
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    version: ModelVersion,
+    failed: bool,
+    channel: str,
+    metadata: dict[str, object],
+) -> AuditEvent:
+    """The event `chat_outcome_audit` appends, built but not appended (for an appender of the
+    caller's: `audit.appender`). Reads the database only for what is not cached: the caller's
+    audit subject, the version's model."""
+    return audit_event_build(
         action="inference.failed" if failed else "inference.completed",
         **_audit_actor(user=user, api_key=api_key),
         target=version,

@@ -18,11 +18,14 @@ from django.test import override_settings
 from accounts.models import ApiKey, QuotaPolicy, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.usage import usage_records_flush
+from audit import appender
+from audit.appender import audit_appender_close
 from audit.models import AuditEvent
 from gatehouse.asgi import application
 from inference.models import ModelVersion
 from inference.services import model_register, model_version_promote, model_version_register_remote
 from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.profile import PRODUCTION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -92,6 +95,55 @@ async def test_a_remote_stream_is_served_relayed_recorded_and_settled(
     assert event.metadata["channel"] == "api"
     assert event.metadata["completion_tokens"] == 8
     assert await database_sync_to_async(usage_records_flush)() == 1
+
+
+async def test_streamed_answers_keep_their_upstream_connection(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    # Read to the response's end, past `[DONE]`: a connection left mid-response is closed, and
+    # every request would pay a new one (mutation: stop reading at `[DONE]`, 2 connections).
+    upstream.keep_alive = True
+    await database_sync_to_async(_remote)(alice, upstream)
+    key = await database_sync_to_async(_key)(bob)
+    for _ in range(2):
+        response = await _post(_body(stream=True), key=key)
+        assert response.status_code == 200, response.text
+        assert _sse(response)[-1] == "[DONE]"
+    assert upstream.connections == 1
+
+
+async def test_an_upstream_that_lingers_after_done_does_not_hold_the_answer(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    upstream.keep_alive = True
+    upstream.mode = "linger_after_done"
+    await database_sync_to_async(_remote)(alice, upstream)
+    key = await database_sync_to_async(_key)(bob)
+    response = await _post(_body(stream=True), key=key)
+    assert response.status_code == 200, response.text
+    assert "".join(
+        chunk["choices"][0]["delta"].get("content", "") for chunk in _sse(response)[:-1]
+    ) == "".join(upstream.words)
+    # Answered and recorded while the upstream still held its response open.
+    assert (upstream.held, upstream.answered_after_hold) == (1, 0)
+    assert await database_sync_to_async(AuditEvent.objects.filter(action="inference.completed").count)() == 1
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the audit appender writes to PostgreSQL only")
+async def test_on_postgresql_the_record_is_one_insert_from_the_event_loop(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    await database_sync_to_async(_remote)(alice, upstream)
+    key = await database_sync_to_async(_key)(bob)
+    try:
+        with override_settings(GATEHOUSE_AUDIT_DIRECT_APPENDS=True):
+            response = await _post(_body(stream=True), key=key, **{"X-Request-ID": "direct-1"})
+            assert response.status_code == 200, response.text
+            assert appender._appender().statements == 1
+    finally:
+        await audit_appender_close()
+    event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.completed")
+    assert (event.request_id, event.actor_id, event.metadata["completion_tokens"]) == ("direct-1", bob.pk, 8)
 
 
 async def test_a_whole_answer_asks_the_upstream_for_a_whole_answer(
