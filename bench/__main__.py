@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from bench.audit import audit_probe, goal_p7, goals_p6
-from bench.counters import count_p9, goals_p9, p9_rows
+from bench.counters import P9_REQUESTS, count_p9, goals_p9, p9_rows
 from bench.engine import engine_batching_compare
 from bench.gateway import (
     MOCK_MODEL,
@@ -110,6 +110,12 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench", help="where the report goes")
     parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes for the gateway and the floor alike (WEB_CONCURRENCY); default 1",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="sample the served processes with py-spy per goal (OUT/profiles)",
@@ -129,6 +135,7 @@ class _Run:
     served: ServedGatehouse
     selected: set[str]
     quick: bool
+    web_workers: int
     production: bool
     workdir: Path
     profiles: Path | None
@@ -142,7 +149,7 @@ class _Run:
 def _side_by_side_goals(run: _Run, upstream: Upstream, gateway: Side) -> tuple[list[Goal], list[Row]]:
     """P1, P2 and P8 from one side-by-side run of direct, floor and gateway."""
     with (
-        floor_proxy(upstream, log=run.workdir / "floor.log") as floor,
+        floor_proxy(upstream, log=run.workdir / "floor.log", workers=run.web_workers) as floor,
         run.profiled("side-by-side", others={"floor": floor.pid, "upstream": upstream.pid}),
     ):
         results = side_by_side(
@@ -173,7 +180,7 @@ def _gateway_goals(run: _Run) -> tuple[list[Goal], list[Row]]:
                 goals, rows = _side_by_side_goals(run, upstream, gateway)
             if counted:
                 with run.profiled("P9"):
-                    p9 = goals_p9(count_p9(run.served, gateway, requests=50))
+                    p9 = goals_p9(count_p9(run.served, gateway, requests=P9_REQUESTS))
                 goals += p9
                 rows += p9_rows(p9)
     if "P9" in run.selected and not run.production:
@@ -252,6 +259,7 @@ def main() -> int:
         extra_env={
             "GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64",
             "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",
+            "WEB_CONCURRENCY": str(args.web_workers),
             **DEPLOYED,
         },
     )
@@ -261,6 +269,7 @@ def main() -> int:
             served=served,
             selected=selected,
             quick=args.quick,
+            web_workers=args.web_workers,
             production=production,
             workdir=workdir,
             profiles=args.out / "profiles" if args.profile else None,
@@ -278,6 +287,7 @@ def main() -> int:
         else "embedded default: SQLite, in-memory channel layer, in-process executor",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "settings": "quick" if args.quick else "full",
+        "web_workers": args.web_workers,
         "goals": ",".join(sorted(selected)),
         "duration_s": round(time.perf_counter() - started, 1),
     }

@@ -66,12 +66,13 @@ class Floor:
 
 
 @contextmanager
-def floor_proxy(upstream: Upstream, *, log: Path) -> Iterator[Floor]:
-    """The floor (bench.floor) relaying to `upstream`, served as the gateway is (same flags)."""
+def floor_proxy(upstream: Upstream, *, log: Path, workers: int = 1) -> Iterator[Floor]:
+    """The floor (bench.floor) relaying to `upstream`, served as the gateway is (same flags, as
+    many worker processes)."""
     token = secrets.token_urlsafe(24)
     with uvicorn_served(
         "bench.floor:app",
-        env={"FLOOR_UPSTREAM": upstream.base_url, "FLOOR_TOKEN": token},
+        env={"FLOOR_UPSTREAM": upstream.base_url, "FLOOR_TOKEN": token, "WEB_CONCURRENCY": str(workers)},
         flags=GATEWAY_SERVER_FLAGS,
         log=log,
     ) as served:

@@ -9,13 +9,13 @@ redirects are never followed. Its reported usage is believed only within what th
 could have used.
 """
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from inference.engines.base import (
@@ -351,8 +351,8 @@ class _SseStream:
         if data == "[DONE]":
             return True
         try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError as exc:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise RemoteUnavailable("the upstream sent a malformed stream") from exc
         if not isinstance(chunk, dict):
             raise RemoteUnavailable("the upstream sent a malformed stream")
