@@ -8,9 +8,11 @@ miss.
 
 Failure mode: every refusal is a `ChatRefused`; refusals that are policy decisions (no access,
 no such model, over quota, a prompt far beyond the context) are audited first. Nothing is held
-after a refusal.
+after a refusal, nor after the caller left mid-admission (what the script took goes back as
+soon as it answers).
 """
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from django.conf import settings
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.quotas.plan import QuotaPlan, quota_plan_for
-from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async
+from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async, quota_chat_finish_async
 from accounts.services.quotas import QuotaRefused
 from gatehouse.database_calls import database_sync
 from gatehouse.local_cache import NotCached, local_caches_only
@@ -81,8 +83,8 @@ async def chat_admit(
         refused = ChatRefused.from_rejected(rejected)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
         raise refused from None
-    try:
-        hold = await quota_chat_admit_async(
+    admitting = asyncio.ensure_future(
+        quota_chat_admit_async(
             user=user,
             api_key=api_key,
             plan=quota_plan,
@@ -90,6 +92,14 @@ async def chat_admit(
             lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
             slot=chat_slot_for(user_id=user.pk, limit=settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER),
         )
+    )
+    try:
+        hold = await asyncio.shield(admitting)
+    except asyncio.CancelledError:
+        # The caller left while the script ran: what it took goes back once it has answered,
+        # rather than when its leases run out.
+        admitting.add_done_callback(_abandoned_hold_give_back)
+        raise
     except QuotaRefused as quota_refused:
         refused = ChatRefused.from_quota(quota_refused)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
@@ -104,6 +114,18 @@ async def chat_admit(
         client_ip=client_ip,
         channel=channel,
     )
+
+
+# Give-backs of holds whose callers left, kept until done (the loop holds tasks weakly).
+_giving_back: set["asyncio.Task[None]"] = set()
+
+
+def _abandoned_hold_give_back(admitting: "asyncio.Future[ChatHold]") -> None:
+    if admitting.cancelled() or admitting.exception() is not None:
+        return  # nothing was taken
+    task = asyncio.ensure_future(quota_chat_finish_async(hold=admitting.result(), used_tokens=0, usage=None))
+    _giving_back.add(task)
+    task.add_done_callback(_giving_back.discard)
 
 
 async def _refusal_record(

@@ -3,6 +3,7 @@
 Runs in both profiles: the SQL ledger on the embedded default, Redis in production.
 """
 
+import asyncio
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -10,11 +11,17 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.cache import cache
 from django.test import AsyncClient, override_settings
 
 from accounts.models import QuotaPolicy, User
+from accounts.principal import Principal
 from accounts.services.quotas import QuotaRefused, quota_admit, quota_settle
+from inference import chat_slots
+from inference.chat import admission
+from inference.engines.base import ChatMessage
 from inference.models import ModelVersion
+from inference.protocol import ChatFrame
 from tests.accounts.helpers import quota_counter_used
 from tests.e2e.server import free_port
 from tests.inference.websocket import access_token, chat_frame, chat_once, communicator_for
@@ -188,3 +195,51 @@ async def test_an_engine_failure_gives_the_whole_reservation_back(
     (error,) = [frame for frame in await _ws_chat(bob, "broken") if frame["type"] == "error"]
     assert error["code"] == "unavailable"
     assert await database_sync_to_async(_tokens_used)(bob) == 0
+
+
+async def test_a_caller_gone_mid_admission_gives_back_what_the_admission_took(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client hangs up while the admission script runs: the script still takes the slot and
+    # the stream lease, and they must come back at once, not when the leases run out
+    # (mutation: no give-back on cancel; the stream lease stays held).
+    await _policy(bob, concurrent_streams=1)
+    entered, answer = asyncio.Event(), asyncio.Event()
+    real = admission.quota_chat_admit_async
+
+    async def held_admission(**kwargs: Any) -> Any:
+        entered.set()
+        await answer.wait()
+        return await real(**kwargs)
+
+    monkeypatch.setattr(admission, "quota_chat_admit_async", held_admission)
+    frame = ChatFrame(
+        id="gone",
+        model=demo_version.model.name,
+        messages=[ChatMessage(role="user", content="hello")],
+        max_tokens=8,
+        temperature=0.0,
+        top_p=None,
+        conversation=None,
+    )
+    admitting = asyncio.ensure_future(
+        admission.chat_admit(
+            principal=Principal(user=bob, method="jwt"),
+            frame=frame,
+            request_id="gone-1",
+            client_ip=None,
+            channel="api",
+        )
+    )
+    await entered.wait()
+    admitting.cancel()
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+
+    def given_back() -> bool | None:
+        streams = quota_counter_used(bob, "streams")
+        slots = cache.get(chat_slots._key(bob.pk)) or 0
+        return True if (streams, slots) == (0, 0) else None
+
+    assert await eventually(given_back)
