@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from accounts.models import User
 from audit import chain, sealing
 from audit.digests import audit_row_digest
 from audit.models import AuditEvent
-from audit.sealer import audit_sealer_ensure, audit_sealer_stop
+from audit.sealer import audit_seal_tick, audit_sealer_ensure, audit_sealer_stop
 from audit.sealing import REFUSED_ACTION, audit_chain_head, audit_seal_pending
 from audit.selectors import audit_chain_status
 from audit.services import audit_event_record, chained_values, pending_values
@@ -353,6 +354,24 @@ def test_the_background_sealer_seals_within_its_interval(alice: User, background
     report = audit_chain_verify()
     assert report.ok, report.as_dict()
     assert report.pending_events == 0
+
+
+def test_a_background_look_on_postgresql_seals_in_one_transaction_without_asking_first(
+    alice: User, transactional_db: None
+) -> None:
+    # A look that first asked whether anything waits cost a second transaction whenever rows
+    # were pending, as they always are under load (mutation: the probe back: its query shows).
+    if connection.vendor != "postgresql":
+        pytest.skip("on SQLite the look asks first, to take the write lock only when needed")
+    events = _record(alice, 3)
+    with CaptureQueriesContext(connection) as captured:
+        audit_seal_tick()
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert not any("sequence IS NULL LIMIT 1" in statement for statement in statements), statements
+    assert sum(statement.startswith("SELECT pg_try_advisory_xact_lock") for statement in statements) == 1
+    assert not AuditEvent.objects.filter(
+        pk__in=[event.pk for event in events], sequence__isnull=True
+    ).exists()
 
 
 def test_the_background_sealer_is_off_with_no_interval(alice: User, settings: Any) -> None:
