@@ -11,11 +11,11 @@ INSERT is in flight go out together in the next, as one multi-row INSERT (one tr
 The rows are the ones `audit.services.audit_event_record` writes, unsealed with their digest;
 the sealer links them into the chain like any other.
 
-Failure mode: an append raises what the database raised, and its row is not written. One bad
-row does not sink the others it was sent with: a batch the database refuses is retried row by
-row. A connection that broke (the server restarted) is replaced and the batch sent once more
-on the new one; a batch that had committed before the break is then refused as a duplicate
-(each row's uuid is unique), which is taken as the success it was.
+Failure mode: an append raises what the database (or the driver) raised, and its row is not
+written. One bad row does not sink the others it was sent with: a batch the database refuses
+is retried row by row. A connection that broke (the server restarted) is replaced and the
+batch sent once more on the new one; a batch that had committed before the break is then
+refused as a duplicate (each row's uuid is unique), which is taken as the success it was.
 
 Only where the database is PostgreSQL and `GATEHOUSE_AUDIT_DIRECT_APPENDS` is on (the default
 there, outside the test suite, whose tests roll their transactions back). Everything else,
@@ -107,15 +107,18 @@ class _Appender:
         await self._disconnect()
 
     async def _send_waiting(self) -> None:
+        batch: list[tuple[list[Any], asyncio.Future[None]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:BATCH_ROWS], self._waiting[BATCH_ROWS:]
                 await self._send(batch)
+                batch = []
         finally:
             self._sending = None
-            # Cancelled (the loop is closing): no one is left waiting for an answer.
-            for _, future in self._waiting:
-                future.cancel()
+            # Cancelled (the loop is closing): whoever still waits is told so, not left waiting.
+            for _, future in [*batch, *self._waiting]:
+                if not future.done():
+                    future.cancel()
             self._waiting.clear()
 
     async def _send(self, batch: list[tuple[list[Any], asyncio.Future[None]]]) -> None:
@@ -128,7 +131,7 @@ class _Appender:
             for one in batch:  # only the row at fault fails
                 await self._send([one])
             return
-        except psycopg.Error as error:
+        except Exception as error:  # noqa: BLE001 - handed to each caller, whose append raises it
             _settle(batch, error)
             return
         _settle(batch, None)
