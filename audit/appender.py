@@ -25,7 +25,6 @@ and any event whose building needs the database, goes through `audit_event_recor
 import asyncio
 import logging
 import weakref
-from functools import cache
 from typing import Any
 
 import psycopg
@@ -34,7 +33,7 @@ from django.db import connection, connections
 
 from audit.models import AuditEvent
 from audit.sealer import audit_sealer_ensure
-from audit.services import insert_fields
+from audit.services import insert_fields, insert_statement
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +75,6 @@ def _appender() -> "_Appender":
     if appender is None:
         appender = _appenders[loop] = _Appender()
     return appender
-
-
-@cache
-def _statement(rows: int) -> str:
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in insert_fields())
-    row = "(" + ", ".join(["%s"] * len(insert_fields())) + ")"
-    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES " + ", ".join([row] * rows)  # noqa: S608
 
 
 class _Appender:
@@ -138,7 +130,7 @@ class _Appender:
 
     async def _insert(self, rows: list[list[Any]]) -> None:
         """One INSERT of `rows`, once more on a new connection if the one it used broke."""
-        statement = _statement(len(rows))
+        statement = insert_statement(len(rows))
         parameters = [value for values in rows for value in values]
         for attempt in range(2):
             connection = await self._connected()

@@ -2,9 +2,9 @@
 
 Every GATEHOUSE_AUDIT_SEAL_INTERVAL seconds (0.5 by default) it seals what waits with
 `audit_seal_pending(wait=False)`, one transaction a look: it only tries the chain's lock, so
-of the web and worker processes that run one, one seals at a time and the rest carry on. A row is therefore sealed about one interval after it commits, by
-whichever process gets there first, including rows left by a process that died before its own
-sealer ran. This works the same in the embedded default (one process, SQLite) and in
+of the web and worker processes that run one, one seals at a time and the rest carry on. A row
+is therefore sealed about one interval after it commits, by whichever process gets there
+first, including rows left by a process that died before its own sealer ran. This works the same in the embedded default (one process, SQLite) and in
 production (several web processes and Celery workers on PostgreSQL). Where no process writes,
 nothing waits; the Celery beat task `audit.tasks.audit_seal_pending`, `manage.py audit_seal`,
 a checkpoint and `manage.py audit_verify` also seal what is pending.

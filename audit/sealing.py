@@ -213,9 +213,9 @@ def audit_seal_pending(
     `wait=True` (tests, checkpoints, commands) queues for the chain's lock, so that on return
     every row committed before the call is sealed (or refused); `wait=False` (the background
     sealers) returns at once with `busy` set if another sealer holds it (and `head_sequence`
-    unknown: 0). With nothing to seal, a call is one transaction all the same. Each batch is its own
-    transaction (a savepoint inside a caller's): an error in one rolls back that batch whole
-    and propagates; batches already committed stay sealed. Rows still uncommitted when a batch
+    unknown: 0). With nothing to seal, a call is one transaction all the same. Each batch is
+    its own transaction (a savepoint inside a caller's): an error in one rolls back that batch
+    whole and propagates; batches already committed stay sealed. Rows still uncommitted when a batch
     reads are left for the next call.
     """
     outcome = SealOutcome()

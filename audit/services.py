@@ -163,13 +163,18 @@ def insert_fields() -> tuple[models.Field[Any, Any], ...]:
 
 
 @cache
-def _insert_statement(vendor: str, returning: bool) -> str:
+def insert_statement(rows: int = 1) -> str:
+    """The INSERT of `rows` events' `insert_fields()`, one `%s` placeholder per value."""
     fields = insert_fields()
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    values = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES ({values})" + (  # noqa: S608
-        " RETURNING id" if returning else ""
-    )
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES " + ", ".join([row] * rows)  # noqa: S608
+
+
+@cache
+def _insert_statement(vendor: str, returning: bool) -> str:
+    # `vendor` keys the cache: the quoting is the connection's.
+    return insert_statement() + (" RETURNING id" if returning else "")
 
 
 def _event_insert(event: AuditEvent) -> None:

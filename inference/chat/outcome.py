@@ -94,7 +94,7 @@ async def _record(
             with request_context_bound(context):
                 event = _outcome_event(admitted, failed=failed, metadata=metadata)
         except SynchronousOnlyOperation:
-            pass  # the caller's audit subject is not cached yet: the thread's way makes it
+            pass  # it needs the database (the caller's audit subject, not cached yet): a thread's way
         else:
             await audit_event_append_async(event=event)
             return

@@ -135,8 +135,10 @@ def chat_record_outcome(
             failed=failed,
         )
     )
-    return chat_outcome_audit(
-        user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
+    return audit_event_insert(
+        event=chat_outcome_event(
+            user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
+        )
     )
 
 
@@ -164,22 +166,6 @@ def chat_usage_row(
     )
 
 
-def chat_outcome_audit(
-    *,
-    user: User,
-    api_key: ApiKey | None,
-    version: ModelVersion,
-    failed: bool,
-    channel: str,
-    metadata: dict[str, object],
-) -> AuditEvent:
-    """The audit event of one chat's end (`inference.completed` or `.failed`), appended."""
-    event = chat_outcome_event(
-        user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
-    )
-    return audit_event_insert(event=event)
-
-
 def chat_outcome_event(
     *,
     user: User,
@@ -189,9 +175,10 @@ def chat_outcome_event(
     channel: str,
     metadata: dict[str, object],
 ) -> AuditEvent:
-    """The event `chat_outcome_audit` appends, built but not appended (for an appender of the
-    caller's: `audit.appender`). Reads the database only for what is not cached: the caller's
-    audit subject, the version's model."""
+    """The audit event of one chat's end (`inference.completed` or `.failed`), built but not
+    appended: the caller appends it (`audit.services.audit_event_insert`, or from an event loop
+    `audit.appender`). Reads the database only for what is not cached: the caller's audit
+    subject, the version's model."""
     return audit_event_build(
         action="inference.failed" if failed else "inference.completed",
         **_audit_actor(user=user, api_key=api_key),
