@@ -19,6 +19,12 @@ The thread that submitted a request does the request's own I/O: it receives the 
 texts through a bounded queue, hands them to its callback (which sends them to the
 client) and polls for cancellation. The batch thread only computes and never waits for a
 reader: one a whole buffer behind is cancelled, so a slow client never holds back a batch.
+
+The reader hands on every text waiting at the time, then lets the next ones gather for
+`GATHER_SECONDS` before it looks again: the first token leaves at once, later ones at most
+that much later, and each hop to the client (a channel-layer message, a Redis round trip)
+carries every token of the steps in between instead of one. The reader sleeps while they
+gather, so the batch thread is not handing it one token at a time.
 """
 
 import logging
@@ -50,19 +56,33 @@ _GATHER_CAP_GAPS = 10
 HEARTBEAT_SECONDS = 2.0
 # How often a waiting request asks whether it was cancelled.
 _CANCEL_POLL_SECONDS = 0.02
+# After handing texts on, how long the reader lets the next ones gather (see the module's doc).
+GATHER_SECONDS = 0.005
 
 
-def _drain(texts: "queue.Queue[str]") -> list[str]:
-    """Wait briefly for one text, then take every other one already queued behind it."""
+class _End:
+    """Queued by `BatchRequest.finish`, so a reader waiting for a text wakes at once."""
+
+
+_END = _End()
+
+
+def _drain(texts: "queue.Queue[str | _End]") -> tuple[list[str], bool]:
+    """Wait briefly for one text, then take every other one already queued behind it; and
+    whether the end mark was among them (nothing follows it)."""
+    drained: list[str] = []
     try:
-        drained = [texts.get(timeout=_CANCEL_POLL_SECONDS)]
+        item = texts.get(timeout=_CANCEL_POLL_SECONDS)
     except queue.Empty:
-        return []
+        return drained, False
     while True:
+        if isinstance(item, _End):
+            return drained, True
+        drained.append(item)
         try:
-            drained.append(texts.get_nowait())
+            item = texts.get_nowait()
         except queue.Empty:
-            return drained
+            return drained, False
 
 
 @dataclass(eq=False)
@@ -72,7 +92,10 @@ class BatchRequest:
     prompt_ids: list[int]
     params: GenerationParams
     submitted_at: float = field(default_factory=time.monotonic)
-    texts: "queue.Queue[str]" = field(default_factory=lambda: queue.Queue(maxsize=_ROW_BUFFER_TOKENS))
+    # One place more than the buffer: `finish` always finds room for its end mark.
+    texts: "queue.Queue[str | _End]" = field(
+        default_factory=lambda: queue.Queue(maxsize=_ROW_BUFFER_TOKENS + 1)
+    )
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
@@ -87,9 +110,13 @@ class BatchRequest:
         """
         if self.cancelled.is_set():
             return False
+        if self.texts.qsize() >= _ROW_BUFFER_TOKENS:
+            logger.warning("a reader fell %d tokens behind; its generation is cancelled", _ROW_BUFFER_TOKENS)
+            self.cancelled.set()
+            return False
         try:
             self.texts.put_nowait(text)
-        except queue.Full:
+        except queue.Full:  # only the batch thread emits, so only a reader-side test gets here
             logger.warning("a reader fell %d tokens behind; its generation is cancelled", _ROW_BUFFER_TOKENS)
             self.cancelled.set()
             return False
@@ -98,6 +125,10 @@ class BatchRequest:
     def finish(self, *, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self.finished.set()
+        try:
+            self.texts.put_nowait(_END)
+        except queue.Full:  # a full buffer wakes its reader anyway
+            pass
 
 
 BatchRunner = Callable[[list[BatchRequest]], None]
@@ -134,24 +165,28 @@ class RequestScheduler:
         """
         self._submit(request)
         delivered = 0
-        last_call = next_poll = time.monotonic()
+        last_call = next_poll = gathered_until = time.monotonic()
+        ended = False
         try:
-            while not request.cancelled.is_set():
-                texts = _drain(request.texts)
-                if not texts and request.finished.is_set() and request.texts.empty():
-                    break
+            while not ended and not request.cancelled.is_set():
+                pause = gathered_until - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # let the next texts gather (GATHER_SECONDS)
+                texts, ended = _drain(request.texts)
                 # Asking is a cache read (Redis in production): at most once per poll interval.
                 now = time.monotonic()
-                if now >= next_poll:
+                if now >= next_poll and not ended:
                     next_poll = now + _CANCEL_POLL_SECONDS
                     if should_stop():
                         request.cancelled.set()
                         continue
-                if texts or time.monotonic() - last_call >= HEARTBEAT_SECONDS:
+                if texts or now - last_call >= HEARTBEAT_SECONDS:
                     # An empty call is a heartbeat: the generation is alive, only waiting.
                     on_token(texts)
                     delivered += len(texts)
                     last_call = time.monotonic()
+                    if texts:
+                        gathered_until = now + GATHER_SECONDS
             request.finished.wait()
         except BaseException:
             request.cancelled.set()
