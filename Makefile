@@ -10,7 +10,7 @@ PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 PROD_ENV = GATEHOUSE_TEST_PROFILE=production DATABASE_URL=$(PROD_DATABASE_URL) \
 	REDIS_URL=$(PROD_REDIS_URL) GATEHOUSE_INFERENCE_EXECUTOR=celery
 
-.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench clean
+.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -75,6 +75,12 @@ test-reliability: install
 BENCH_ARGS ?=
 bench: install
 	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m bench $(BENCH_ARGS)
+
+# The CUDA path, on a machine with a GPU: P3 and P5 with the served model and the baselines on
+# the GPU in bf16, and decode tokens/s against the memory-bandwidth roofline (bench/gpu.py).
+# Refuses at once where torch sees no CUDA device.
+bench-gpu: install
+	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m bench --gpu --goals P3,P5 $(BENCH_ARGS)
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -39,6 +39,7 @@ from bench.gateway import (
     side_by_side,
     side_by_side_rows,
 )
+from bench.gpu import measure_roofline
 from bench.profile import profile_processes
 from bench.report import Goal, Row, report_markdown, report_write
 from bench.sides import Side
@@ -116,6 +117,12 @@ def _arguments() -> argparse.Namespace:
         help="uvicorn worker processes for the gateway and the floor alike (WEB_CONCURRENCY); default 1",
     )
     parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the CUDA path (make bench-gpu): the served model and the baselines on the GPU in bf16, "
+        "and decode speed against the memory-bandwidth roofline; needs a CUDA device",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="sample the served processes with py-spy per goal (OUT/profiles)",
@@ -125,6 +132,11 @@ def _arguments() -> argparse.Namespace:
         args.goals = _goals_parse(args.goals)
     except ValueError as error:
         parser.error(str(error))
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--gpu needs a CUDA device, and torch sees none on this machine")
     return args
 
 
@@ -141,6 +153,8 @@ class _Run:
     profiles: Path | None
     token: str
     key: str
+    # Where the served model and the baselines run: "cuda" with --gpu.
+    device: str
 
     def profiled(self, name: str, others: dict[str, int] | None = None) -> AbstractContextManager[None]:
         return profile_processes(self.served, name=name, directory=self.profiles, others=others)
@@ -211,6 +225,7 @@ def _model_goals(run: _Run) -> list[Goal]:
                     max_tokens=max_tokens,
                     rounds=rounds,
                     streams=streams,
+                    device=run.device,
                 )
             )
     if "P5" in run.selected:
@@ -224,8 +239,11 @@ def _model_goals(run: _Run) -> list[Goal]:
                 )
             )
         goals[-1].details["engine_level"] = engine_batching_compare(
-            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1)
+            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1), device=run.device
         )
+    if run.device == "cuda":
+        with run.profiled("GPU"):
+            goals.append(measure_roofline(workdir=run.workdir, max_tokens=max_tokens, rounds=rounds))
     return goals
 
 
@@ -261,6 +279,7 @@ def main() -> int:
             "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",
             "WEB_CONCURRENCY": str(args.web_workers),
             **DEPLOYED,
+            **({"GATEHOUSE_DEVICE": "cuda"} if args.gpu else {}),
         },
     )
     try:
@@ -275,6 +294,7 @@ def main() -> int:
             profiles=args.out / "profiles" if args.profile else None,
             token=token,
             key=api_key_create(served, token) if selected & API_KEY else "",
+            device="cuda" if args.gpu else "cpu",
         )
         goals, rows = _gateway_goals(run)
         goals += _model_goals(run) + _audit_goals(run)
@@ -288,6 +308,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "settings": "quick" if args.quick else "full",
         "web_workers": args.web_workers,
+        "device": "cuda (bf16)" if args.gpu else "cpu",
         "goals": ",".join(sorted(selected)),
         "duration_s": round(time.perf_counter() - started, 1),
     }

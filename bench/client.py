@@ -17,6 +17,7 @@ class StreamRecord:
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     started_at: float = 0.0
+    first_token_at: float = 0.0
     ended_at: float = 0.0
 
     @property
@@ -53,6 +54,7 @@ async def chat_stream(ws_url: str, token: str, *, max_tokens: int, client_id: st
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
             if frame["type"] == "token":
+                record.first_token_at = record.first_token_at or time.perf_counter()
                 record.indices.append(frame["index"])
             elif frame["type"] == "done":
                 record.done = frame

@@ -29,7 +29,9 @@ def _concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
-def _engine_rates(directory: Path, *, max_tokens: int, rounds: int, **batching: object) -> dict[str, float]:
+def _engine_rates(
+    directory: Path, *, max_tokens: int, rounds: int, device: str, **batching: object
+) -> dict[str, float]:
     from inference.demo_model import DEMO_CONTEXT_LENGTH
     from inference.engines.local import LocalTransformersEngine
     from inference.manifest import manifest_compute
@@ -38,6 +40,7 @@ def _engine_rates(directory: Path, *, max_tokens: int, rounds: int, **batching: 
         directory=directory,
         manifest=manifest_compute(directory=directory),
         context_length=DEMO_CONTEXT_LENGTH,
+        device=device,
         **batching,  # type: ignore[arg-type]
     )
 
@@ -100,27 +103,31 @@ def _continuous_batching_rates(directory: Path, *, max_tokens: int, rounds: int)
     return {"one": round(one), "eight": round(eight), "ratio": round(eight / one, 2)}
 
 
-def engine_batching_compare(directory: Path, *, max_tokens: int, rounds: int) -> dict[str, object]:
+def engine_batching_compare(
+    directory: Path, *, max_tokens: int, rounds: int, device: str = "cpu"
+) -> dict[str, object]:
     """Tokens/s for 1 and 8 streams, per way of batching; a way that fails says why."""
     ways: dict[str, Callable[[], dict[str, float]]] = {
         "threads_without_batching": lambda: _engine_rates(
             directory,
             max_tokens=max_tokens,
             rounds=rounds,
+            device=device,
             batching="static",
             max_batch_size=1,
             max_concurrent_batches=8,
         ),
         "static_padded_generate_batches": lambda: _engine_rates(
-            directory, max_tokens=max_tokens, rounds=rounds, batching="static"
+            directory, max_tokens=max_tokens, rounds=rounds, device=device, batching="static"
         ),
         "continuous_batches_own_loop": lambda: _engine_rates(
-            directory, max_tokens=max_tokens, rounds=rounds, batching="continuous"
-        ),
-        "transformers_continuous_batching": lambda: _continuous_batching_rates(
-            directory, max_tokens=max_tokens, rounds=rounds
+            directory, max_tokens=max_tokens, rounds=rounds, device=device, batching="continuous"
         ),
     }
+    if device == "cpu":  # measured on the CPU only: it is a comparison of ways, not of devices
+        ways["transformers_continuous_batching"] = lambda: _continuous_batching_rates(
+            directory, max_tokens=max_tokens, rounds=rounds
+        )
     results: dict[str, object] = {}
     for name, measure in ways.items():
         try:

@@ -22,7 +22,7 @@ DEMO_CHAT_TEMPLATE = (
 )
 
 
-def _build_tokenizer(directory: Path) -> int:
+def demo_tokenizer_build(directory: Path) -> int:
     """Save a byte-level tokenizer (256 byte tokens, no merges) and return its vocab size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -92,7 +92,7 @@ def demo_model_build(*, directory: Path) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        vocab_size = _build_tokenizer(staging)
+        vocab_size = demo_tokenizer_build(staging)
         _build_model(staging, vocab_size=vocab_size)
         if directory.exists():
             shutil.rmtree(directory)

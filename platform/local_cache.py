@@ -84,7 +84,7 @@ class _Bus:
                 client = redis.Redis.from_url(
                     settings.REDIS_URL, socket_timeout=_PING_SECONDS * 2, socket_connect_timeout=2
                 )
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
                 pubsub.subscribe(CHANNEL)
                 pinged = time.monotonic()
                 while True:

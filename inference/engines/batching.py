@@ -27,6 +27,7 @@ carries every token of the steps in between instead of one. The reader sleeps wh
 gather, so the batch thread is not handing it one token at a time.
 """
 
+import contextlib
 import logging
 import queue
 import threading
@@ -125,10 +126,8 @@ class BatchRequest:
     def finish(self, *, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self.finished.set()
-        try:
+        with contextlib.suppress(queue.Full):  # a full buffer wakes its reader anyway
             self.texts.put_nowait(_END)
-        except queue.Full:  # a full buffer wakes its reader anyway
-            pass
 
 
 BatchRunner = Callable[[list[BatchRequest]], None]
