@@ -25,7 +25,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py bootstrap --print-urls
-	$(VENV)/bin/uvicorn gatehouse.asgi:application --host 127.0.0.1 --port 8000 --lifespan on --timeout-graceful-shutdown 25 --ws-max-size 66560
+	$(VENV)/bin/uvicorn gatehouse.asgi:application --host 127.0.0.1 --port 8000 --lifespan on --timeout-graceful-shutdown 25 --ws-max-size 66560 --ws-per-message-deflate false
 
 bootstrap: install
 	$(PY) manage.py migrate --noinput

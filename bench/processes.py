@@ -27,6 +27,7 @@ _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # floor is served with the same ones, so both sides get the same server, loop and parser.
 GATEWAY_SERVER_FLAGS = (
     "--lifespan", "on", "--timeout-graceful-shutdown", "25", "--ws-max-size", str(SERVER_MAX_FRAME_BYTES),
+    "--ws-per-message-deflate", "false",
 )  # fmt: skip
 # The mock upstream is the baseline, not a measured side: as quiet as it can be.
 QUIET_SERVER_FLAGS = ("--log-level", "warning", "--no-access-log")

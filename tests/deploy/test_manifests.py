@@ -402,6 +402,8 @@ def test_every_server_command_refuses_websocket_frames_past_the_protocols_limit(
     for where, command in commands.items():
         assert "--ws-max-size" in command, f"{where} serves without --ws-max-size: {command}"
         assert _option(command, "--ws-max-size") == str(SERVER_MAX_FRAME_BYTES), where
+        # Token frames are tiny: compressing each costs CPU on both ends and saves nothing.
+        assert _option(command, "--ws-per-message-deflate") == "false", f"{where} compresses frames"
     # The web tier runs the image's command, which carries it (no override that could drop it).
     assert "command" not in _compose()["services"]["web"], "compose web overrides the image's command"
     web = _main(_web(manifests))

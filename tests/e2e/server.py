@@ -216,7 +216,7 @@ def serve(
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--lifespan", "on", "--timeout-graceful-shutdown", "25",
-             "--ws-max-size", str(SERVER_MAX_FRAME_BYTES)],
+             "--ws-max-size", str(SERVER_MAX_FRAME_BYTES), "--ws-per-message-deflate", "false"],
             cwd=REPO_ROOT, env=server_env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         served.processes.append(server)
