@@ -287,26 +287,83 @@ def test_a_waiting_request_sends_heartbeats(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_slow_reader_is_cancelled_without_holding_back_the_batch(
     patient_engine: LocalTransformersEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One reader stops reading while seven others stream: only its own row ends."""
     # Small enough that the stuck reader overflows it well before 200 tokens; a reader that
     # keeps up never comes close.
     monkeypatch.setattr("inference.engines.batching._ROW_BUFFER_TOKENS", 64)
     slow: list[str] = []
-    fast: list[str] = []
+    fast: list[list[str]] = [[] for _ in range(7)]
+    streaming = threading.Barrier(7)
     release = threading.Event()
 
     def stuck(texts: list[str]) -> None:
         slow.extend(texts)
-        release.wait(timeout=30)  # a client that stopped reading
+        release.wait(timeout=60)  # a client that stopped reading
+
+    def keeping_up(pieces: list[str]) -> Callable[[], GenerationResult]:
+        def call() -> GenerationResult:
+            result = _generate(patient_engine, pieces, max_tokens=200, temperature=0.0)()
+            if streaming.wait(timeout=60) == 0:  # all seven ended: one of them lets the stuck one go
+                release.set()
+            return result
+
+        return call
 
     results = _concurrently(
-        [
-            _generate(patient_engine, slow, max_tokens=200, temperature=0.0, on_token=stuck),
-            lambda: (_generate(patient_engine, fast, max_tokens=200, temperature=0.0)(), release.set())[0],
-        ]
+        [_generate(patient_engine, slow, max_tokens=200, temperature=0.0, on_token=stuck)]
+        + [keeping_up(pieces) for pieces in fast]
     )
-    slow_result, fast_result = results
-    assert isinstance(fast_result, GenerationResult)
-    assert (fast_result.finish_reason, len(fast)) == (FinishReason.LENGTH, 200)
+    slow_result, *fast_results = results
+    for result, pieces in zip(fast_results, fast, strict=True):
+        assert isinstance(result, GenerationResult)
+        assert (result.finish_reason, result.completion_tokens, len(pieces)) == (
+            FinishReason.LENGTH,
+            200,
+            200,
+        )
+    # Greedy and the same prompt: a stuck neighbour changed nothing in what the others got.
+    assert all(pieces == fast[0] for pieces in fast)
     assert isinstance(slow_result, GenerationResult)
     assert slow_result.finish_reason is FinishReason.CANCELLED
     assert slow_result.completion_tokens == len(slow) < 200
+
+
+def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hop per gathering, not per token: the first token is not held back, and the ones the
+    batch makes while the reader waits leave in one call (one channel message)."""
+    monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", 1.0)
+    first_sent = threading.Event()
+
+    def run_batch(batch: list[BatchRequest]) -> None:
+        (request,) = batch
+        request.emit("t0")
+        first_sent.wait(timeout=30)
+        for index in range(1, 10):  # made one by one while the reader gathers
+            threading.Event().wait(0.005)
+            request.emit(f"t{index}")
+        request.finish(result=GenerationResult(1, 10, FinishReason.LENGTH))
+
+    scheduler = StaticBatchScheduler(
+        run_batch=run_batch,
+        max_batch_size=1,
+        max_concurrent_batches=1,
+        gather_seconds=0.0,
+        overflow_after_seconds=0.0,
+        name="gather",
+    )
+    calls: list[list[str]] = []
+
+    def on_token(texts: list[str]) -> None:
+        calls.append(texts)
+        first_sent.set()
+
+    result = scheduler.run(
+        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=10)),
+        on_token=on_token,
+        should_stop=lambda: False,
+    )
+    scheduler.close()
+    assert result.completion_tokens == 10
+    assert calls == [["t0"], [f"t{index}" for index in range(1, 10)]]

@@ -11,10 +11,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from accounts.models import User
+from accounts.models import QuotaPolicy, User
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from inference.services.chat import chat_prompt_digest
+from tests.accounts.helpers import quota_counter_used
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
 from tests.profile import PRODUCTION
 from tests.waiting import eventually
@@ -232,6 +233,48 @@ async def test_several_chats_run_at_once_on_one_connection(bob: User, demo_versi
     for client_id in ids:
         _assert_contiguous_stream(by_id[client_id], client_id=client_id)
     await communicator.disconnect()
+
+
+async def test_chats_batched_together_arrive_whole_in_order_and_a_cancel_ends_only_its_own(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    """Four chats share the model's batch, their tokens leaving in gathered hops: each arrives
+    complete and in order with its own text, and the one cancelled mid-batch ends alone,
+    charged and recorded for what it was sent."""
+    await database_sync_to_async(QuotaPolicy.objects.create)(name="bob", user=bob, tokens_per_day=100_000)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    ids = ["a", "b", "c"]
+    for client_id in ids:
+        await communicator.send_json_to(chat_frame(client_id, max_tokens=48, temperature=0.0))
+    # Greedy, and long enough (the model's cap, 256 tokens) to be still decoding when its cancel lands.
+    await communicator.send_json_to(chat_frame("doomed", max_tokens=256, temperature=0.0))
+    by_id: dict[str, list[dict[str, Any]]] = {client_id: [] for client_id in [*ids, "doomed"]}
+    finished: set[str] = set()
+    while finished != set(by_id):
+        frame = await communicator.receive_json_from(timeout=60)
+        by_id[frame["id"]].append(frame)
+        if frame["type"] == "token" and frame["id"] == "doomed" and frame["index"] == 0:
+            await communicator.send_json_to({"type": "cancel", "id": "doomed"})
+        if frame["type"] in ("done", "error"):
+            finished.add(frame["id"])
+    await communicator.disconnect()
+    texts = []
+    for client_id in ids:
+        done = _assert_contiguous_stream(by_id[client_id], client_id=client_id)
+        assert (done["finish_reason"], done["usage"]["completion_tokens"]) == ("length", 48)
+        texts.append("".join(frame["text"] for frame in by_id[client_id] if frame["type"] == "token"))
+    # The same prompt, greedy: identical answers, so no token crossed into another chat's stream.
+    assert texts[0] == texts[1] == texts[2]
+    cancelled = _assert_contiguous_stream(by_id["doomed"], client_id="doomed")
+    assert cancelled["finish_reason"] == "cancelled"
+    delivered = cancelled["usage"]["completion_tokens"]
+    assert delivered < 256
+    events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.completed"))
+    assert sorted(event.metadata["completion_tokens"] for event in events) == sorted([48, 48, 48, delivered])
+    # Every reservation settled for what was used, nothing held past the chats' end.
+    usage = sum(frame["usage"]["total_tokens"] for frames in by_id.values() for frame in frames[-1:])
+    assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == usage
 
 
 @override_settings(GATEHOUSE_WS_MAX_CONCURRENT_CHATS=1)

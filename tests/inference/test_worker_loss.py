@@ -91,3 +91,42 @@ async def test_a_worker_killed_mid_stream_ends_the_chat_unavailable_promptly(
     assert event.metadata["reason"] == "the model worker stopped responding"
     # The dead worker's token reservation went back when the chat was given up, not at lease end.
     assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == 0
+
+
+@override_settings(GATEHOUSE_GENERATION_STALL_TIMEOUT=STALL_TIMEOUT)
+async def test_a_worker_killed_mid_batch_tells_every_stream_settles_and_records_each(
+    alice: User, bob: User, mortal_worker: CeleryWorker
+) -> None:
+    """Three chats decoding in one batch when their worker dies: each hears `unavailable`,
+    each is recorded, and no reservation outlives them."""
+    await database_sync_to_async(_mortal_model)(alice)
+    await database_sync_to_async(QuotaPolicy.objects.create)(name="bob", user=bob, tokens_per_day=100_000)
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    ids = ["one", "two", "three"]
+    for client_id in ids:
+        await communicator.send_json_to(
+            chat_frame(client_id, model="mortal-model", max_tokens=480, temperature=0.0)
+        )
+    frames: dict[str, list[dict[str, object]]] = {client_id: [] for client_id in ids}
+    while not all(any(frame["type"] == "token" for frame in frames[client_id]) for client_id in ids):
+        frame = await communicator.receive_json_from(timeout=60)
+        frames[str(frame["id"])].append(frame)
+    assert mortal_worker.process is not None
+    mortal_worker.process.kill()
+    ended: set[str] = set()
+    while ended != set(ids):
+        frame = await communicator.receive_json_from(timeout=STALL_TIMEOUT + 10)
+        frames[str(frame["id"])].append(frame)
+        if frame["type"] in ("done", "error"):
+            ended.add(str(frame["id"]))
+    await communicator.disconnect()
+    for client_id in ids:
+        tokens = [frame for frame in frames[client_id] if frame["type"] == "token"]
+        assert [frame["index"] for frame in tokens] == list(range(len(tokens)))
+        assert frames[client_id][-1]["type"] == "error", frames[client_id][-1]
+        assert frames[client_id][-1]["code"] == "unavailable"
+    events = await database_sync_to_async(list)(AuditEvent.objects.filter(action="inference.failed"))
+    assert len(events) == 3
+    assert {event.metadata["reason"] for event in events} == {"the model worker stopped responding"}
+    assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == 0
