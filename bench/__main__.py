@@ -43,7 +43,7 @@ from bench.gpu import measure_roofline
 from bench.profile import profile_processes
 from bench.report import Goal, Row, report_markdown, report_write
 from bench.sides import Side
-from bench.streaming import measure_p3, measure_p5
+from bench.streaming import measure_p3, measure_p5, p5_against_engine
 from tests.e2e.server import REPO_ROOT, ServedGatehouse, serve
 
 # Settings as deployed: DEBUG off (no query log, manifest static files), JSON logs. Loopback
@@ -238,8 +238,14 @@ def _model_goals(run: _Run) -> list[Goal]:
                     rounds=rounds,
                 )
             )
-        goals[-1].details["engine_level"] = engine_batching_compare(
-            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1), device=run.device
+        p5_against_engine(
+            goals[-1],
+            engine_batching_compare(
+                model_directory,
+                max_tokens=max(max_tokens // 2, 8),
+                rounds=max(rounds // 2, 1),
+                device=run.device,
+            ),
         )
     if run.device == "cuda":
         with run.profiled("GPU"):

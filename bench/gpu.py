@@ -77,7 +77,7 @@ def copy_bandwidth(*, megabytes: int = 2048, rounds: int = 10) -> float:
     return float(2 * source.numel() * rounds) / (time.perf_counter() - started)
 
 
-def _weight_bytes(model: Any) -> int:
+def weight_bytes(model: Any) -> int:
     """Bytes of the weights one step reads; a tied tensor counted once."""
     seen: dict[int, int] = {}
     for tensor in model.state_dict().values():
@@ -155,17 +155,17 @@ def measure_roofline(*, workdir: Path, max_tokens: int, rounds: int) -> Goal:
         one = [_concurrent_rate(run_one, 1) for _ in range(rounds)]
         eight = [_concurrent_rate(run_one, 8) for _ in range(rounds)]
         generate = [_generate_rate(engine, max_tokens=max_tokens) for _ in range(rounds)]
-        weight_bytes = _weight_bytes(engine.model)
+        weights = weight_bytes(engine.model)
         dtype = str(next(engine.model.parameters()).dtype)
     finally:
         engine.close()
     bandwidth = copy_bandwidth()
-    roofline = bandwidth / weight_bytes
+    roofline = bandwidth / weights
     goal.measured = statistics.median(one) / roofline
     goal.details = {
         "gpu": torch.cuda.get_device_name(0),
         "dtype": dtype,
-        "weights_mb": round(weight_bytes / 2**20),
+        "weights_mb": round(weights / 2**20),
         "copy_bandwidth_gb_per_s": round(bandwidth / 1e9),
         "roofline_tokens_per_s_one_stream": round(roofline),
         "engine_one_stream_tokens_per_s": [round(rate) for rate in one],

@@ -64,6 +64,8 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
         "continuous_batches_own_loop",
         "transformers_continuous_batching",
     }
+    # P5 is met only with the engine's own rate beside it: the stack's 8 streams over the engine's.
+    assert isinstance(goals["P5"]["details"]["stack_vs_engine"], float)
     assert "| P3 |" in (tmp_path / "bench.md").read_text()
     # P6 verified the chain its 8 writers filled (as far as they got in the time allowed).
     assert goals["P6b"]["details"]["ok"] is True
@@ -103,3 +105,40 @@ def test_an_unknown_goal_is_refused_before_anything_starts() -> None:
     )
     assert result.returncode == 2
     assert "unknown goal 'P10'" in result.stderr
+
+
+def test_p5_is_met_only_when_the_stack_keeps_up_with_the_engine_too() -> None:
+    from bench.report import Goal
+    from bench.streaming import p5_against_engine
+
+    def p5(eight: float) -> Goal:
+        goal = Goal(id="P5", measure="", goal="", anchor="", measured=3.5, met=True)
+        goal.details["eight_streams_tokens_per_s"] = [eight, eight, eight]
+        p5_against_engine(goal, {"continuous_batches_own_loop": {"one": 1000, "eight": 6000, "ratio": 6.0}})
+        return goal
+
+    behind, level = p5(3000), p5(5400)
+    assert (behind.details["stack_vs_engine"], behind.met) == (0.5, False)
+    assert (level.details["stack_vs_engine"], level.met) == (0.9, True)
+    failed = Goal(id="P5", measure="", goal="", anchor="", measured=3.5, met=True)
+    failed.details["eight_streams_tokens_per_s"] = [3000.0]
+    p5_against_engine(failed, {"continuous_batches_own_loop": "failed: out of memory"})
+    assert failed.met is None
+
+
+@pytest.mark.skipif(PRODUCTION, reason="runs once, in the embedded suite")
+def test_the_gpu_bench_refuses_at_once_where_torch_sees_no_cuda_device() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: make bench-gpu runs here")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--gpu"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--gpu needs a CUDA device" in result.stderr

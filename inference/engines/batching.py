@@ -20,11 +20,14 @@ texts through a bounded queue, hands them to its callback (which sends them to t
 client) and polls for cancellation. The batch thread only computes and never waits for a
 reader: one a whole buffer behind is cancelled, so a slow client never holds back a batch.
 
-The reader hands on every text waiting at the time, then lets the next ones gather for
-`GATHER_SECONDS` before it looks again: the first token leaves at once, later ones at most
-that much later, and each hop to the client (a channel-layer message, a Redis round trip)
-carries every token of the steps in between instead of one. The reader sleeps while they
-gather, so the batch thread is not handing it one token at a time.
+The reader hands on every text waiting at the time, then lets the next ones gather before
+it looks again: the first token leaves at once, later ones at most a gathering later, and
+each hop to the client (a channel-layer message, a Redis round trip) carries every token of
+the steps in between instead of one. The reader sleeps while they gather, so the batch thread
+is not handing it one token at a time. A gathering lasts `GATHER_SECONDS` per reader the
+model serves at the time, at most `GATHER_MAX_SECONDS`: the more streams share a model's
+steps, the slower each one's steps, and the more a hop costs beside a step; so the model's
+readers together make about the same number of hops per second however many they are.
 """
 
 import contextlib
@@ -57,8 +60,10 @@ _GATHER_CAP_GAPS = 10
 HEARTBEAT_SECONDS = 2.0
 # How often a waiting request asks whether it was cancelled.
 _CANCEL_POLL_SECONDS = 0.02
-# After handing texts on, how long the reader lets the next ones gather (see the module's doc).
+# After handing texts on, how long the reader lets the next ones gather, per reader of the
+# model, and at most (see the module's doc).
 GATHER_SECONDS = 0.005
+GATHER_MAX_SECONDS = 0.05
 
 
 class _End:
@@ -148,6 +153,9 @@ class RequestScheduler:
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # Requests whose readers are being served (their threads are in `run`).
+        self._readers = 0
+        self._readers_lock = threading.Lock()
         # How many batches (static) or admissions (continuous) of each size ran.
         self.batch_sizes: Counter[int] = Counter()
 
@@ -163,6 +171,20 @@ class RequestScheduler:
         propagates once its batch row has stopped.
         """
         self._submit(request)
+        with self._readers_lock:
+            self._readers += 1
+        try:
+            return self._serve(request, on_token=on_token, should_stop=should_stop)
+        finally:
+            with self._readers_lock:
+                self._readers -= 1
+
+    def _gathering_seconds(self) -> float:
+        return min(GATHER_SECONDS * max(1, self._readers), GATHER_MAX_SECONDS)
+
+    def _serve(
+        self, request: BatchRequest, *, on_token: TokenCallback, should_stop: StopCheck
+    ) -> GenerationResult:
         delivered = 0
         last_call = next_poll = gathered_until = time.monotonic()
         ended = False
@@ -170,7 +192,7 @@ class RequestScheduler:
             while not ended and not request.cancelled.is_set():
                 pause = gathered_until - time.monotonic()
                 if pause > 0:
-                    time.sleep(pause)  # let the next texts gather (GATHER_SECONDS)
+                    time.sleep(pause)  # let the next texts gather
                 texts, ended = _drain(request.texts)
                 # Asking is a cache read (Redis in production): at most once per poll interval.
                 now = time.monotonic()
@@ -185,7 +207,7 @@ class RequestScheduler:
                     delivered += len(texts)
                     last_call = time.monotonic()
                     if texts:
-                        gathered_until = now + GATHER_SECONDS
+                        gathered_until = now + self._gathering_seconds()
             request.finished.wait()
         except BaseException:
             request.cancelled.set()

@@ -263,6 +263,8 @@ def test_closing_the_scheduler_fails_what_still_waits() -> None:
     waiter.join(timeout=10)
     assert errors
     assert "unloaded" in str(errors[0])
+    # The batch already running ends as it would have (the waiter's refusal may come first).
+    assert running.finished.wait(timeout=10)
     assert running.result == GenerationResult(1, 1, FinishReason.STOP)
 
 
@@ -334,6 +336,7 @@ def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
     """A hop per gathering, not per token: the first token is not held back, and the ones the
     batch makes while the reader waits leave in one call (one channel message)."""
     monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", 1.0)
+    monkeypatch.setattr("inference.engines.batching.GATHER_MAX_SECONDS", 1.0)
     first_sent = threading.Event()
 
     def run_batch(batch: list[BatchRequest]) -> None:

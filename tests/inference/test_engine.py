@@ -144,3 +144,64 @@ def test_the_wall_clock_limit_cuts_a_long_generation(engine: LocalTransformersEn
     pieces, result = _sampled_text(engine, max_tokens=460, max_seconds=0.0001)
     assert result.finish_reason is FinishReason.LENGTH  # type: ignore[attr-defined]
     assert len(pieces) < 460
+
+
+def test_the_gpu_precision_and_batching_run_on_the_cpu_with_the_same_code(tmp_path: Path) -> None:
+    """What `make bench-gpu` serves on CUDA (a Qwen2-shaped model in bf16, continuous batches),
+    here on the CPU: every weight in bf16 on the engine's device, rows of one batch each running
+    to their length with the same greedy answer, and the roofline's bytes counting a tied weight once."""
+    import threading
+
+    import torch
+
+    from bench.gpu import roofline_model_build, weight_bytes
+    from inference.manifest import manifest_compute
+
+    directory = tmp_path / "qwen2-shaped"
+    shape = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    roofline_model_build(directory=directory, shape=shape)
+    engine = LocalTransformersEngine(
+        directory=directory,
+        manifest=manifest_compute(directory=directory),
+        context_length=256,
+        device="cpu",
+        dtype="bfloat16",
+    )
+    try:
+        assert engine.batching == "continuous"
+        assert {(parameter.dtype, parameter.device.type) for parameter in engine.model.parameters()} == {
+            (torch.bfloat16, "cpu")
+        }
+        answers: list[list[str]] = [[] for _ in range(4)]
+        results: list[object] = [None] * 4
+
+        def generate(index: int) -> None:
+            results[index] = engine.generate_stream(
+                messages=HELLO,
+                params=GenerationParams(max_tokens=24, temperature=0.0),
+                on_token=answers[index].extend,
+                should_stop=lambda: False,
+            )
+
+        threads = [threading.Thread(target=generate, args=(index,)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        # End-of-text is suppressed in this model, so every row runs to its max_tokens.
+        assert [(result.finish_reason, result.completion_tokens) for result in results] == [  # type: ignore[attr-defined]
+            (FinishReason.LENGTH, 24)
+        ] * 4
+        assert answers[0] == answers[1] == answers[2] == answers[3]
+        assert len(answers[0]) == 24
+        unique = sum(parameter.numel() * parameter.element_size() for parameter in engine.model.parameters())
+        assert engine.model.config.tie_word_embeddings
+        assert weight_bytes(engine.model) == unique
+    finally:
+        engine.close()
