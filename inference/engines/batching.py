@@ -120,12 +120,8 @@ class BatchRequest:
             logger.warning("a reader fell %d tokens behind; its generation is cancelled", _ROW_BUFFER_TOKENS)
             self.cancelled.set()
             return False
-        try:
-            self.texts.put_nowait(text)
-        except queue.Full:  # only the batch thread emits, so only a reader-side test gets here
-            logger.warning("a reader fell %d tokens behind; its generation is cancelled", _ROW_BUFFER_TOKENS)
-            self.cancelled.set()
-            return False
+        # Room is certain: only the batch thread puts, and the check above leaves a place.
+        self.texts.put_nowait(text)
         return True
 
     def finish(self, *, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
