@@ -34,11 +34,8 @@ class StreamRecord:
         )
 
 
-async def chat_stream(
-    ws_url: str, token: str, *, max_tokens: int, client_id: str = "bench", batch_tokens: bool = False
-) -> StreamRecord:
-    """Open a connection, run one chat to its end, and record what arrived (`batch_tokens`: ask
-    for `tokens` frames, several tokens each)."""
+async def chat_stream(ws_url: str, token: str, *, max_tokens: int, client_id: str = "bench") -> StreamRecord:
+    """Open a connection, run one chat to its end, and record what arrived."""
     record = StreamRecord()
     async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         record.started_at = time.perf_counter()
@@ -51,7 +48,6 @@ async def chat_stream(
                     "messages": [{"role": "user", "content": "Benchmark, please stream."}],
                     "max_tokens": max_tokens,
                     "temperature": 0.0,
-                    "batch_tokens": batch_tokens,
                 }
             )
         )
@@ -60,9 +56,6 @@ async def chat_stream(
             if frame["type"] == "token":
                 record.first_token_at = record.first_token_at or time.perf_counter()
                 record.indices.append(frame["index"])
-            elif frame["type"] == "tokens":
-                record.first_token_at = record.first_token_at or time.perf_counter()
-                record.indices += range(frame["index"], frame["index"] + len(frame["texts"]))
             elif frame["type"] == "done":
                 record.done = frame
                 break
@@ -74,17 +67,12 @@ async def chat_stream(
 
 
 async def chat_streams(
-    ws_url: str, token: str, *, count: int, max_tokens: int, batch_tokens: bool = False
+    ws_url: str, token: str, *, count: int, max_tokens: int
 ) -> tuple[list[StreamRecord], float]:
     """`count` chats at once, each on its own connection; returns them and the wall time of all."""
     started = time.perf_counter()
     records = await asyncio.gather(
-        *(
-            chat_stream(
-                ws_url, token, max_tokens=max_tokens, client_id=f"s{index}", batch_tokens=batch_tokens
-            )
-            for index in range(count)
-        )
+        *(chat_stream(ws_url, token, max_tokens=max_tokens, client_id=f"s{index}") for index in range(count))
     )
     return list(records), time.perf_counter() - started
 

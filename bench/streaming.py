@@ -91,14 +91,11 @@ def measure_p3(
     raw.tokens_per_second(max_tokens=8)  # first-call set-up is not what is measured
     asyncio.run(chat_stream(ws_url, token, max_tokens=8))
     asyncio.run(sse_stream(base_url, token, max_tokens=8))
-    raw_rates, ws_rates, sse_rates, batched_rates = [], [], [], []
-    for _ in range(rounds):  # interleaved, so drift on a shared machine hits all alike
+    raw_rates, ws_rates, sse_rates = [], [], []
+    for _ in range(rounds):  # interleaved, so drift on a shared machine hits all three alike
         raw_rates.append(raw.tokens_per_second(max_tokens=max_tokens))
         ws_rates.append(_rate(asyncio.run(chat_stream(ws_url, token, max_tokens=max_tokens))))
         sse_rates.append(_rate(asyncio.run(sse_stream(base_url, token, max_tokens=max_tokens))))
-        # The opt-in `tokens` frames, beside the goal (which holds for the default frames).
-        batched = asyncio.run(chat_stream(ws_url, token, max_tokens=max_tokens, batch_tokens=True))
-        batched_rates.append(_rate(batched))
     records, _ = asyncio.run(chat_streams(ws_url, token, count=streams, max_tokens=32))
     incomplete = [record.error or "incomplete" for record in records if not record.complete]
     websocket = statistics.median(ws_rates) / statistics.median(raw_rates)
@@ -110,7 +107,6 @@ def measure_p3(
         "raw_tokens_per_s": [round(rate) for rate in raw_rates],
         "websocket_tokens_per_s": [round(rate) for rate in ws_rates],
         "sse_tokens_per_s": [round(rate) for rate in sse_rates],
-        "websocket_batched_frames_tokens_per_s": [round(rate) for rate in batched_rates],
         "websocket_ratio": round(websocket, 2),
         "sse_ratio": round(server_sent, 2),
         "max_tokens": max_tokens,
@@ -131,7 +127,7 @@ def measure_p5(*, ws_url: str, token: str, max_tokens: int, rounds: int) -> Goal
         goal=f">= {P5_GOAL:g}x; >= {P5_ENGINE_GOAL:g}x of the engine",
         anchor="vLLM continuous batching",
     )
-    single, eight, first_ms, streaming, batched = [], [], [], [], []
+    single, eight, first_ms, streaming = [], [], [], []
     for _ in range(rounds):
         records, elapsed = asyncio.run(chat_streams(ws_url, token, count=1, max_tokens=max_tokens))
         single.append(sum(record.tokens for record in records) / elapsed)
@@ -140,17 +136,11 @@ def measure_p5(*, ws_url: str, token: str, max_tokens: int, rounds: int) -> Goal
         # Where the time of 8 streams goes: waiting for the first token, then streaming.
         first_ms += [(record.first_token_at - record.started_at) * 1000 for record in records]
         streaming += [_streaming_rate(record) for record in records]
-        # The opt-in `tokens` frames, beside the goal (which holds for the default frames).
-        records, elapsed = asyncio.run(
-            chat_streams(ws_url, token, count=8, max_tokens=max_tokens, batch_tokens=True)
-        )
-        batched.append(sum(record.tokens for record in records) / elapsed)
     goal.measured = statistics.median(eight) / statistics.median(single)
     goal.met = goal.measured >= P5_GOAL
     goal.details = {
         "one_stream_tokens_per_s": [round(rate) for rate in single],
         "eight_streams_tokens_per_s": [round(rate) for rate in eight],
-        "eight_streams_batched_frames_tokens_per_s": [round(rate) for rate in batched],
         "eight_streams_first_token_ms_p50": round(statistics.median(first_ms), 1),
         "eight_streams_each_after_first_token_tokens_per_s_p50": round(statistics.median(streaming)),
         "max_tokens": max_tokens,

@@ -69,8 +69,6 @@ class _RunningChat:
     # When the last event for this chat arrived (or when it was dispatched, before any).
     last_event_at: float
     started: bool = False
-    # The client asked for `tokens` frames (several tokens each) instead of one `token` frame each.
-    batch_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,10 +221,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             remote=plan.remote,
         )
         self.running[frame.id] = _RunningChat(
-            generation_id=generation_id,
-            job=job,
-            last_event_at=time.monotonic(),
-            batch_tokens=frame.batch_tokens,
+            generation_id=generation_id, job=job, last_event_at=time.monotonic()
         )
         try:
             await generation_dispatch(job=job)
@@ -315,15 +310,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return chat
 
     async def generation_tokens(self, event: dict[str, Any]) -> None:
-        """One event may carry several tokens, each its own frame (SPEC §6), or none: a heartbeat.
-        A chat that asked for `batch_tokens` gets them in one `tokens` frame instead."""
-        chat = self._current(event)
-        if chat is None or not event["texts"]:
+        """One event may carry several tokens, each its own frame (SPEC §6), or none: a heartbeat."""
+        if self._current(event) is None:
             return
         client_id, first = event["client_id"], event["index"]
-        if chat.batch_tokens:
-            await self.send_json({"type": "tokens", "id": client_id, "index": first, "texts": event["texts"]})
-            return
         for offset, text in enumerate(event["texts"]):
             await self.send_json({"type": "token", "id": client_id, "index": first + offset, "text": text})
 

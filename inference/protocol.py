@@ -41,8 +41,6 @@ class ChatFrame:
     # new one. It also keeps the conversation on one model version while a canary runs.
     conversation: str | None
     stop: tuple[str, ...] = ()
-    # Opt-in: the tokens of each relay hop in one `tokens` frame instead of a `token` frame each.
-    batch_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,13 +128,6 @@ def _conversation(payload: dict[str, Any], client_id: str) -> str | None:
     return value
 
 
-def _batch_tokens(payload: dict[str, Any], client_id: str) -> bool:
-    value = payload.get("batch_tokens", False)
-    if not isinstance(value, bool):
-        raise ProtocolError("'batch_tokens' must be true or false.", client_id=client_id)
-    return value
-
-
 def frame_parse(payload: Any) -> ChatFrame | CancelFrame:
     """Validate one decoded client frame. Unknown fields are ignored, as OpenAI does."""
     if not isinstance(payload, dict):
@@ -159,7 +150,6 @@ def frame_parse(payload: Any) -> ChatFrame | CancelFrame:
         top_p=_number(payload, "top_p", low=0.0, high=1.0, client_id=client_id),
         conversation=_conversation(payload, client_id),
         stop=_stop(payload, client_id),
-        batch_tokens=_batch_tokens(payload, client_id),
     )
 
 

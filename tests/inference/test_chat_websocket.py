@@ -56,33 +56,6 @@ async def test_a_jwt_client_gets_start_contiguous_tokens_and_done(
     await communicator.disconnect()
 
 
-async def test_a_chat_that_asks_for_batched_frames_gets_the_same_tokens_fewer_frames(
-    bob: User, demo_version: ModelVersion
-) -> None:
-    """`batch_tokens`: each relay hop's tokens in one `tokens` frame, indexed by its first."""
-    communicator = communicator_for(token=await access_token(bob))
-    await communicator.connect()
-    await communicator.send_json_to(chat_frame("single", max_tokens=40, temperature=0.0))
-    single = await frames_until_end(communicator, "single")
-    await communicator.send_json_to(chat_frame("batched", max_tokens=40, temperature=0.0, batch_tokens=True))
-    batched = await frames_until_end(communicator, "batched")
-    await communicator.disconnect()
-    start, *groups, done = batched
-    assert (start["type"], done["type"]) == ("start", "done")
-    assert {frame["type"] for frame in groups} == {"tokens"}
-    indices = [frame["index"] + offset for frame in groups for offset in range(len(frame["texts"]))]
-    assert indices == list(range(40))
-    # Each frame starts where the one before ended.
-    assert [frame["index"] for frame in groups] == [
-        sum(len(earlier["texts"]) for earlier in groups[:position]) for position in range(len(groups))
-    ]
-    # Greedy: the same answer as one frame per token, and the same usage.
-    assert "".join(text for frame in groups for text in frame["texts"]) == "".join(
-        frame["text"] for frame in single if frame["type"] == "token"
-    )
-    assert done["usage"] == single[-1]["usage"]
-
-
 async def test_each_chat_is_audited_with_usage(bob: User, demo_version: ModelVersion) -> None:
     communicator = communicator_for(token=await access_token(bob), headers=[(b"x-request-id", b"ws-trace-1")])
     await communicator.connect()

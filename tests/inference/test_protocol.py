@@ -61,8 +61,6 @@ def test_a_cancel_frame_parses() -> None:
         ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "'stop' must be a string or a list", "c1"),
         ({**CHAT, "stop": [1]}, "'stop' must be a string or a list", "c1"),
         ({**CHAT, "stop": "x" * 101}, "'stop' must be a string or a list", "c1"),
-        ({**CHAT, "batch_tokens": "yes"}, "'batch_tokens' must be true or false.", "c1"),
-        ({**CHAT, "batch_tokens": 1}, "'batch_tokens' must be true or false.", "c1"),
         ({**CHAT, "conversation": 5}, "'conversation' must be a string", "c1"),
     ],
 )
