@@ -190,9 +190,10 @@ class RequestScheduler:
                 if pause > 0:
                     time.sleep(pause)  # let the next texts gather
                 texts, ended = _drain(request.texts)
-                # Asking is a cache read (Redis in production): at most once per poll interval.
+                # Asking is a cache read (Redis in production): at most once per poll interval,
+                # also when the row has ended meanwhile (a cancel still stops what is left).
                 now = time.monotonic()
-                if now >= next_poll and not ended:
+                if now >= next_poll:
                     next_poll = now + _CANCEL_POLL_SECONDS
                     if should_stop():
                         request.cancelled.set()

@@ -112,9 +112,10 @@ def test_each_row_keeps_its_own_limits_stop_and_cancel(patient_engine: LocalTran
     assert "".join(stopped) == ""
     assert stopped_result.finish_reason is FinishReason.STOP  # type: ignore[union-attr]
     assert cancelled_result.finish_reason is FinishReason.CANCELLED  # type: ignore[union-attr]
-    # Cancel is seen before the next delivery; what the reader got is what is counted.
+    # Cancel is seen within a poll interval (a gathering may go out first, however many tokens
+    # a fast machine made in it); what the reader got is what is counted.
     assert cancelled_result.completion_tokens == len(cancelled)  # type: ignore[union-attr]
-    assert 3 <= len(cancelled) < 40
+    assert 3 <= len(cancelled) < 200
 
 
 def test_a_failing_reader_ends_only_its_own_row(patient_engine: LocalTransformersEngine) -> None:
@@ -370,3 +371,46 @@ def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
     scheduler.close()
     assert result.completion_tokens == 10
     assert calls == [["t0"], [f"t{index}" for index in range(1, 10)]]
+
+
+def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_meanwhile() -> None:
+    """The client cancels while its reader is still handing on texts; meanwhile the row makes
+    the rest of its answer and ends. The cancel holds: nothing more is sent, and the result
+    says cancelled with what the client got (a held test model relies on this)."""
+    first_sent, rest_made = threading.Event(), threading.Event()
+    cancel_asked = threading.Event()
+
+    def run_batch(batch: list[BatchRequest]) -> None:
+        (request,) = batch
+        request.emit("t0")
+        first_sent.wait(timeout=30)
+        for index in range(1, 6):
+            request.emit(f"t{index}")
+        request.finish(result=GenerationResult(1, 6, FinishReason.STOP))
+        rest_made.set()
+
+    scheduler = StaticBatchScheduler(
+        run_batch=run_batch,
+        max_batch_size=1,
+        max_concurrent_batches=1,
+        gather_seconds=0.0,
+        overflow_after_seconds=0.0,
+        name="late-cancel",
+    )
+    calls: list[list[str]] = []
+
+    def on_token(texts: list[str]) -> None:
+        calls.append(texts)
+        first_sent.set()
+        assert rest_made.wait(timeout=30)
+        cancel_asked.set()  # the client's cancel, while this hand-on was under way
+        threading.Event().wait(0.05)  # longer than a poll interval: the next look asks
+
+    result = scheduler.run(
+        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=6)),
+        on_token=on_token,
+        should_stop=cancel_asked.is_set,
+    )
+    scheduler.close()
+    assert calls == [["t0"]]
+    assert result == GenerationResult(1, 1, FinishReason.CANCELLED)
