@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from inference.engines.base import ChatMessage, GenerationParams
 
 PROMPT = [ChatMessage(role="user", content="Benchmark, please stream.")]
 
 
-def _concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
+def concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
+    """Tokens/s of `streams` calls of `run_one` (each returning its token count) at once."""
     counts: list[int] = []
     threads = [threading.Thread(target=lambda: counts.append(run_one())) for _ in range(streams)]
     started = time.perf_counter()
@@ -27,6 +29,22 @@ def _concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
     for thread in threads:
         thread.join()
     return sum(counts) / (time.perf_counter() - started)
+
+
+def stream_runner(engine: Any, *, max_tokens: int) -> Callable[[], int]:
+    """One greedy stream of PROMPT through `engine` (a LocalTransformersEngine), its tokens counted."""
+
+    def run_one() -> int:
+        return int(
+            engine.generate_stream(
+                messages=PROMPT,
+                params=GenerationParams(max_tokens=max_tokens, temperature=0.0),
+                on_token=lambda _: None,
+                should_stop=lambda: False,
+            ).completion_tokens
+        )
+
+    return run_one
 
 
 def _engine_rates(
@@ -44,17 +62,10 @@ def _engine_rates(
         **batching,  # type: ignore[arg-type]
     )
 
-    def run_one() -> int:
-        return engine.generate_stream(
-            messages=PROMPT,
-            params=GenerationParams(max_tokens=max_tokens, temperature=0.0),
-            on_token=lambda _: None,
-            should_stop=lambda: False,
-        ).completion_tokens
-
+    run_one = stream_runner(engine, max_tokens=max_tokens)
     run_one()
-    one = statistics.median(_concurrent_rate(run_one, 1) for _ in range(rounds))
-    eight = statistics.median(_concurrent_rate(run_one, 8) for _ in range(rounds))
+    one = statistics.median(concurrent_rate(run_one, 1) for _ in range(rounds))
+    eight = statistics.median(concurrent_rate(run_one, 8) for _ in range(rounds))
     engine.close()
     return {"one": round(one), "eight": round(eight), "ratio": round(eight / one, 2)}
 

@@ -13,16 +13,13 @@ read once per step for all rows, so the aggregate may pass the one-stream roofli
 """
 
 import statistics
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.engine import PROMPT, concurrent_rate, stream_runner
 from bench.report import Goal
-from inference.engines.base import ChatMessage, GenerationParams
 
-PROMPT = [ChatMessage(role="user", content="Benchmark, please stream.")]
 # A 0.5B-class decoder's shape (Qwen2-0.5B's, but for the byte vocabulary): ~0.36B weights.
 SHAPE = {
     "hidden_size": 896,
@@ -85,17 +82,6 @@ def weight_bytes(model: Any) -> int:
     return sum(seen.values())
 
 
-def _concurrent_rate(run_one: Callable[[], int], streams: int) -> float:
-    counts: list[int] = []
-    threads = [threading.Thread(target=lambda: counts.append(run_one())) for _ in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
-
-
 def _generate_rate(engine: Any, *, max_tokens: int) -> float:
     """Tokens/s of `generate()` alone on the engine's model and prompt (one stream, greedy)."""
     import torch
@@ -141,19 +127,12 @@ def measure_roofline(*, workdir: Path, max_tokens: int, rounds: int) -> Goal:
         dtype="auto",
     )
 
-    def run_one() -> int:
-        return engine.generate_stream(
-            messages=PROMPT,
-            params=GenerationParams(max_tokens=max_tokens, temperature=0.0),
-            on_token=lambda _: None,
-            should_stop=lambda: False,
-        ).completion_tokens
-
+    run_one = stream_runner(engine, max_tokens=max_tokens)
     try:
         run_one()  # first-call set-up (kernels, allocator) is not what is measured
         _generate_rate(engine, max_tokens=8)
-        one = [_concurrent_rate(run_one, 1) for _ in range(rounds)]
-        eight = [_concurrent_rate(run_one, 8) for _ in range(rounds)]
+        one = [concurrent_rate(run_one, 1) for _ in range(rounds)]
+        eight = [concurrent_rate(run_one, 8) for _ in range(rounds)]
         generate = [_generate_rate(engine, max_tokens=max_tokens) for _ in range(rounds)]
         weights = weight_bytes(engine.model)
         dtype = str(next(engine.model.parameters()).dtype)

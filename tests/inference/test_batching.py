@@ -331,6 +331,18 @@ def test_a_slow_reader_is_cancelled_without_holding_back_the_batch(
     assert slow_result.completion_tokens == len(slow) < 200
 
 
+def _one_row_scheduler(run_batch: Callable[[list[BatchRequest]], None]) -> StaticBatchScheduler:
+    """A scheduler that hands each request, alone and at once, to `run_batch` (the test's batch)."""
+    return StaticBatchScheduler(
+        run_batch=run_batch,
+        max_batch_size=1,
+        max_concurrent_batches=1,
+        gather_seconds=0.0,
+        overflow_after_seconds=0.0,
+        name="one-row",
+    )
+
+
 def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -349,14 +361,7 @@ def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
             request.emit(f"t{index}")
         request.finish(result=GenerationResult(1, 10, FinishReason.LENGTH))
 
-    scheduler = StaticBatchScheduler(
-        run_batch=run_batch,
-        max_batch_size=1,
-        max_concurrent_batches=1,
-        gather_seconds=0.0,
-        overflow_after_seconds=0.0,
-        name="gather",
-    )
+    scheduler = _one_row_scheduler(run_batch)
     calls: list[list[str]] = []
 
     def on_token(texts: list[str]) -> None:
@@ -389,14 +394,7 @@ def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_me
         request.finish(result=GenerationResult(1, 6, FinishReason.STOP))
         rest_made.set()
 
-    scheduler = StaticBatchScheduler(
-        run_batch=run_batch,
-        max_batch_size=1,
-        max_concurrent_batches=1,
-        gather_seconds=0.0,
-        overflow_after_seconds=0.0,
-        name="late-cancel",
-    )
+    scheduler = _one_row_scheduler(run_batch)
     calls: list[list[str]] = []
 
     def on_token(texts: list[str]) -> None:
