@@ -4,18 +4,29 @@ The consumer only speaks the protocol: it validates frames, asks services what m
 hands generations to the dispatcher and forwards their events as frames. Generations
 write their own audit records where they run, so nothing here depends on an event
 arriving for the trail to be complete.
+
+Three sources feed the connection's one dispatch loop, in arrival order: the client's
+frames, the channel layer (control messages: a credential revoked) and the connection's
+relay inbox (generation events, `inference.relay`). Relay events go straight to their
+handlers: the database sweep channels runs before every other message is not paid per hop.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -39,9 +50,10 @@ from inference.connection_slots import (
 from inference.dispatch import InferenceBusy, generation_dispatch
 from inference.engines.base import ChatMessage
 from inference.generation import GenerationJob
-from inference.generation_session import BROKER_LOST_MESSAGE, LOST_MESSAGE
+from inference.generation_session import BROKER_LOST_MESSAGE, LOST_MESSAGE, OVERFLOW_MESSAGE
 from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
+from inference.relay import LOST, OVERFLOWED, Inbox, relay_inbox_open
 from inference.selectors import conversation_get_own, conversation_history
 from inference.services import (
     ChatPlan,
@@ -79,11 +91,39 @@ class _History:
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Run the connection; if the channel layer fails under it, end it cleanly (below)."""
+        """Run the connection; if Redis fails under it, end it cleanly (`_channel_layer_lost`)."""
         try:
-            await super().__call__(scope, receive, send)
+            self.inbox: Inbox = await relay_inbox_open()
+            try:
+                await self._serve(scope, receive, send)
+            finally:
+                self.inbox.close()
         except RedisError as error:
             await self._channel_layer_lost(error)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """channels' AsyncConsumer.__call__, with the relay inbox as a third source."""
+        self.scope = scope
+        self.base_send = send
+        sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [receive, self.inbox.get]
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        relayed = self._relay_handlers.get(message["type"])
+        if relayed is None:
+            await super().dispatch(message)
+        else:
+            await relayed(self, message)
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return orjson.dumps(content).decode()
 
     async def connect(self) -> None:
         # accounts.websocket_auth.RequireChatCredentials admitted only authenticated callers
@@ -202,7 +242,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         job = GenerationJob(
             generation_id=generation_id,
             client_id=frame.id,
-            reply_channel=self.channel_name,
+            reply_channel=self.inbox.address,
             version_id=plan.version_id,
             model_name=plan.model_name,
             messages=[
@@ -298,7 +338,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
 
-    # --- generation events (from the channel layer) ----------------------------------------------
+    # --- generation events (from the relay inbox) -----------------------------------------------
 
     def _current(self, event: dict[str, Any]) -> _RunningChat | None:
         chat = self.running.get(event["client_id"])
@@ -337,6 +377,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         client_id = event["client_id"]
         await self._forget(client_id)
         await self._send_error(client_id, event["code"], event["message"])
+
+    async def relay_overflowed(self, event: dict[str, Any]) -> None:
+        """The client fell too far behind this chat's tokens: the relay stopped its generation,
+        which records itself as cancelled."""
+        if self._current(event) is None:
+            return
+        client_id = event["client_id"]
+        await self._forget(client_id)
+        await self._send_error(client_id, "unavailable", OVERFLOW_MESSAGE)
+
+    async def relay_lost(self, event: dict[str, Any]) -> None:
+        """The relay's Redis subscription failed: handled as the channel layer failing."""
+        await self._channel_layer_lost(RedisError(event["reason"]))
+
+    _relay_handlers: dict[str, Callable[["ChatConsumer", dict[str, Any]], Awaitable[None]]] = {
+        "generation.tokens": generation_tokens,
+        "generation.finished": generation_finished,
+        "generation.failed": generation_failed,
+        OVERFLOWED: relay_overflowed,
+        LOST: relay_lost,
+    }
 
     async def credentials_changed(self, event: dict[str, Any]) -> None:
         """A key was revoked or sessions ended for this user: re-check now, close if refused."""
@@ -382,7 +443,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self._send_error(client_id, "unavailable", LOST_MESSAGE)
 
     async def _channel_layer_lost(self, error: BaseException) -> None:
-        """Redis went away under the connection: no event can reach it any more.
+        """Redis went away under the connection (the channel layer, or the relay): no event can
+        reach it any more.
 
         Each running chat is given up (audited; its quota and slot come back once Redis
         does) and told so, then the connection closes with 1011, so the client knows at

@@ -5,7 +5,6 @@ is refused at once with `InferenceBusy`, which clients see as `unavailable` (HTT
 instead of waiting behind a queue that grows without limit.
 """
 
-import asyncio
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from inference.generation import GenerationJob, generation_run
-from inference.relay import ChannelRelay
+from inference.relay import RelaySender
 
 
 class InferenceBusy(Exception):
@@ -40,15 +39,15 @@ class InprocessExecutor:
         with self._lock:
             return self._waiting[model_name]
 
-    def submit(self, job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
+    def submit(self, job: GenerationJob) -> None:
         with self._lock:
             self._waiting[job.model_name] += 1
-        self._pool.submit(self._run, job, loop)
+        self._pool.submit(self._run, job)
 
-    def _run(self, job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, job: GenerationJob) -> None:
         with self._lock:
             self._waiting[job.model_name] -= 1
-        generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=loop))
+        generation_run(job=job, relay=RelaySender(address=job.reply_channel))
 
     def drain(self, *, timeout: float) -> bool:
         """Take no more jobs and wait up to `timeout` for the queued and running ones to end."""
@@ -112,7 +111,7 @@ def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
 
 
 async def generation_dispatch(*, job: GenerationJob) -> None:
-    """Start `job` without blocking the event loop; its events arrive on `job.reply_channel`.
+    """Start `job` without blocking the event loop; its events arrive in the inbox `job.reply_channel`.
 
     Raises `InferenceBusy` when the model's queue is full; nothing was queued then.
     """
@@ -134,4 +133,4 @@ async def generation_dispatch(*, job: GenerationJob) -> None:
             expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
         )
         return
-    _inprocess_executor().submit(job, asyncio.get_running_loop())
+    _inprocess_executor().submit(job)

@@ -1,7 +1,8 @@
 """Run one generation and report it, as events, to the consumer that asked for it.
 
 The same function runs on a thread of the web process (embedded default) and inside a
-Celery task on a GPU worker (production); only the relay's event loop differs.
+Celery task on a GPU worker (production); the relay (`inference.relay`) takes its events to
+the request waiting for them either way.
 """
 
 import logging
@@ -29,7 +30,7 @@ from inference.engines.local import PromptTooLong
 from inference.engines.remote import RemoteUnavailable
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
-from inference.relay import ChannelRelay, ReaderGone
+from inference.relay import EventSender, ReaderGone
 from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
 from inference.services.registry import model_version_load_refused_record
@@ -183,7 +184,7 @@ class _Outcome:
             TIME_TO_FIRST_TOKEN.labels(model=model).observe(self.first_token_at - started)
 
 
-def generation_run(*, job: GenerationJob, relay: ChannelRelay) -> None:
+def generation_run(*, job: GenerationJob, relay: EventSender) -> None:
     """Generate, sending `generation.tokens` (one or more tokens each) then `generation.finished` (or `.failed`).
 
     The audit record is written here, before the final event is sent.
@@ -230,17 +231,60 @@ def _held_until_cancelled(job: GenerationJob) -> None:
         time.sleep(HOLD_POLL_SECONDS)
 
 
-def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> None:
+class _TokenHops:
+    """Hands a generation's token hops to the relay, and notices when nobody reads any more."""
+
+    def __init__(self, *, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> None:
+        self._job, self._relay, self._outcome = job, relay, outcome
+        self.reply: list[str] = []
+        self._held = bool(job.hold_until_cancelled)
+        # Set when the relay says nobody reads any more: the model stops as if cancelled, so
+        # the record still counts the prompt it read.
+        self.reader_gone = False
+
+    def __call__(self, texts: list[str]) -> None:
+        """One hop (`on_token`); an empty `texts` is a heartbeat, sent on so the reader knows
+        this worker is alive."""
+        if self.reader_gone:
+            return
+        job, outcome = self._job, self._outcome
+        if texts and outcome.first_token_at is None:
+            outcome.first_token_at = time.time()
+        event = {
+            "type": "generation.tokens",
+            "generation_id": job.generation_id,
+            "client_id": job.client_id,
+            "index": outcome.delivered,
+            "texts": texts,
+        }
+        try:
+            self._relay.send(event)
+        except ReaderGone:
+            logger.info("generation %s stopping: its reader is gone", job.generation_id)
+            self.reader_gone = True
+            return
+        if job.conversation_id:
+            self.reply.extend(texts)
+        outcome.delivered += len(texts)
+        if self._held and texts:
+            self._held = False
+            _held_until_cancelled(job)
+
+    def should_stop(self) -> bool:
+        return self.reader_gone or generation_cancel_requested(generation_id=self._job.generation_id)
+
+
+def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> Any | None:
+    """The version's engine; None once a refusal to load it is recorded and sent."""
     version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
-        engine = engine_for_version(version=version)
+        return engine_for_version(version=version)
     except EngineTooLarge as exc:
         logger.error("generation %s: %s", job.generation_id, exc)
         outcome.fail(code="unavailable", reason="model over the memory budget")
         relay.send(
             _failed(job, code="unavailable", message="The model does not fit this server's memory budget.")
         )
-        return
     except (ManifestMismatch, UpstreamRefused) as exc:
         model_version_load_refused_record(version=version, reason=str(exc), generation_id=job.generation_id)
         outcome.fail(code="unavailable")
@@ -251,40 +295,20 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         else:
             message = "The model's files failed verification."
         relay.send(_failed(job, code="unavailable", message=message))
+    return None
+
+
+def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> None:
+    engine = _engine_or_refusal(job=job, relay=relay, outcome=outcome)
+    if engine is None:
         return
-
-    index = 0
-    reply: list[str] = []
-    held = bool(job.hold_until_cancelled)
-
-    def on_token(texts: list[str]) -> None:
-        # An empty `texts` is a heartbeat: sent on, so the consumer knows this worker is alive.
-        nonlocal index, held
-        if texts and outcome.first_token_at is None:
-            outcome.first_token_at = time.time()
-        if job.conversation_id:
-            reply.extend(texts)
-        relay.send(
-            {
-                "type": "generation.tokens",
-                "generation_id": job.generation_id,
-                "client_id": job.client_id,
-                "index": index,
-                "texts": texts,
-            }
-        )
-        index += len(texts)
-        outcome.delivered = index
-        if held and texts:
-            held = False
-            _held_until_cancelled(job)
-
+    hops = _TokenHops(job=job, relay=relay, outcome=outcome)
     try:
         result = engine.generate_stream(
             messages=[ChatMessage(**message) for message in job.messages],
             params=GenerationParams(**{**job.params, "stop": tuple(job.params.get("stop", ()))}),
-            on_token=on_token,
-            should_stop=lambda: generation_cancel_requested(generation_id=job.generation_id),
+            on_token=hops,
+            should_stop=hops.should_stop,
         )
     except RemoteUnavailable as exc:
         logger.warning("generation %s: %s", job.generation_id, exc)
@@ -301,6 +325,10 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
         relay.send(_failed(job, code="invalid", message=str(exc), detail_code="context_length_exceeded"))
         return
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    if hops.reader_gone:
+        outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
+        outcome.record(failed=False, finish_reason="cancelled", reason="client gone", **usage)
+        return
     if job.conversation_id:
         # Before the audit record: if storing fails, the generation is recorded as failed.
         conversation_exchange_record(
@@ -309,7 +337,7 @@ def _generate(*, job: GenerationJob, relay: ChannelRelay, outcome: _Outcome) -> 
             version_id=job.version_id,
             channel=job.channel,
             new_messages=job.messages[job.new_messages_from :],
-            reply="".join(reply),
+            reply="".join(hops.reply),
             finish_reason=result.finish_reason.value,
             **usage,
         )

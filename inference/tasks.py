@@ -9,7 +9,7 @@ from django.conf import settings
 
 from inference.engines.loader import engines_warm_up
 from inference.generation import GenerationJob, generation_run
-from inference.relay import ChannelRelay, background_loop
+from inference.relay import RelaySender
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def inference_generate(job_payload: dict[str, Any]) -> None:
     the client a second, different stream under the same chat id.
     """
     job = GenerationJob.from_payload(job_payload)
-    generation_run(job=job, relay=ChannelRelay(channel_name=job.reply_channel, loop=background_loop()))
+    generation_run(job=job, relay=RelaySender(address=job.reply_channel))
 
 
 @worker_ready.connect

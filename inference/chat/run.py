@@ -3,8 +3,8 @@
 A remote model (an OpenAI-compatible server) is called right here, on the event loop: no
 thread, no broker, no channel layer between the upstream and the client; the chat's outcome
 is recorded here too (`inference.chat.outcome`). A local model runs where the GPUs are (a
-Celery worker, or this process's pool on the embedded default) and its events come back over
-the channel layer (`inference.generation_session`); it records itself where it ran.
+Celery worker, or this process's pool on the embedded default) and its events come back through
+the relay (`inference.generation_session`); it records itself where it ran.
 
 Failure mode: a chat that cannot be served, or fails, raises `ChatRefused` after its outcome
 is recorded and what it held is given back. A chat whose caller leaves (the task is
@@ -155,13 +155,13 @@ async def _cancelled(admitted: ChatAdmitted, progress: ChatProgress) -> None:
 
 
 async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts: OnTexts) -> ChatEnd:
-    """A local model: dispatched to where it runs, its events read back on a channel."""
+    """A local model: dispatched to where it runs, its events read back from a relay inbox."""
     plan = admitted.plan
     session = GenerationSession(
-        lambda channel: GenerationJob(
+        lambda inbox_address: GenerationJob(
             generation_id=admitted.generation_id,
             client_id=admitted.request_id[:64],
-            reply_channel=channel,
+            reply_channel=inbox_address,
             version_id=plan.version_id,
             model_name=plan.model_name,
             messages=admitted.messages,

@@ -144,6 +144,31 @@ async def test_a_disconnect_mid_stream_charges_what_ran_and_leaks_nothing(
     assert (await _ws_chat(bob, "after", max_tokens=2))[-1]["type"] == "done"
 
 
+async def test_a_client_too_far_behind_its_tokens_is_stopped_told_charged_and_leaks_nothing(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that stops reading: its inbox fills, the relay stops the generation (its cancel
+    flag), the record says cancelled, the charge matches the counter and the slot comes back."""
+    await _policy(bob, tokens_per_day=100_000, concurrent_streams=1)
+    # No room at all: the first hop with tokens overflows, as one a whole backlog behind would.
+    monkeypatch.setattr("inference.relay.inbox.INBOX_MAX_TOKENS", 0)
+    frames = await _ws_chat(bob, "flood", max_tokens=256)
+    assert frames[0]["type"] == "start"
+    assert frames[-1] == {
+        "type": "error",
+        "id": "flood",
+        "code": "unavailable",
+        "message": "The answer was stopped: its tokens were not being read.",
+    }
+    event = await eventually(completed_audit_event)
+    assert event.metadata["finish_reason"] == "cancelled"
+    assert event.metadata["completion_tokens"] < 256
+    charged = event.metadata["prompt_tokens"] + event.metadata["completion_tokens"]
+    assert await database_sync_to_async(_tokens_used)(bob) == charged
+    monkeypatch.undo()
+    assert (await _ws_chat(bob, "after", max_tokens=2))[-1]["type"] == "done"
+
+
 def test_token_quotas_fail_closed_and_rate_limits_fail_open_only_when_told_to(
     bob: User, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,5 @@
 """The waiting line of each model is measured where it lives, so a bound can hold."""
 
-import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,10 +34,9 @@ def test_the_inprocess_executor_counts_jobs_waiting_for_a_thread(monkeypatch: py
 
     monkeypatch.setattr("inference.dispatch.generation_run", run_blocked)
     executor = InprocessExecutor(max_workers=1)
-    loop = asyncio.new_event_loop()
     try:
         for _ in range(3):
-            executor.submit(_job("busy-model"), loop)
+            executor.submit(_job("busy-model"))
         while not started:
             threading.Event().wait(0.01)
         # One runs, two wait; another model's line is its own.
@@ -52,7 +50,6 @@ def test_the_inprocess_executor_counts_jobs_waiting_for_a_thread(monkeypatch: py
         assert executor.waiting(model_name="busy-model") == 0
     finally:
         release.set()
-        loop.close()
 
 
 @pytest.fixture
