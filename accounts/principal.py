@@ -247,3 +247,39 @@ def principal_recheck(principal: Principal) -> Principal:
     elif key is None and principal.family_id is None:
         raise CredentialRejected(SESSION_ENDED)
     return replace(principal, user=user, api_key=key)
+
+
+def principal_recheck_cached(principal: Principal) -> Principal:
+    """`principal_recheck` from this process's caches of keys and session families, which every
+    process drops when a credential changes (gatehouse.local_cache): what the /v1 door trusts
+    on each request, used for each new chat on an open connection.
+
+    A console session is checked in the database (`principal_recheck`; inside
+    `local_caches_only()` it raises `NotCached`). A revocation announced to an open
+    connection (`credentials_changed`) is checked with `principal_recheck`: its message may
+    arrive before the cache's announcement does.
+    """
+    if principal.session_key is not None or (principal.api_key is None and principal.family_id is None):
+        local_cache_miss("console session recheck")
+        return principal_recheck(principal)
+    user: User | None = None
+    key = principal.api_key
+    if key is not None:
+        key = _api_key_cached(prefix=key.prefix)
+        if key is None or principal.api_key is None or key.pk != principal.api_key.pk:
+            raise CredentialRejected("This API key no longer exists.")
+        if key.revoked_at is not None:
+            raise CredentialRejected("This API key has been revoked.")
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            raise CredentialRejected("This API key has expired.")
+        user = key.user
+    if principal.family_id is not None:
+        family = _family_cached(family_id=str(principal.family_id), user_id=principal.user.pk)
+        if family is None:
+            raise CredentialRejected(SESSION_ENDED)
+        family_check(family)
+        user = family.user
+    if user is None or user.pk != principal.user.pk:
+        raise CredentialRejected("This account no longer exists.")
+    user_credentials_check(user, issued_at=principal.issued_at)
+    return replace(principal, user=user, api_key=key)

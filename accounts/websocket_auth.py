@@ -17,6 +17,7 @@ from accounts.client_ip import client_ip_resolve
 from accounts.models import User
 from accounts.principal import CredentialRejected, Principal, principal_from_bearer, principal_from_session
 from accounts.tickets import ws_ticket_redeem
+from gatehouse.local_cache import NotCached, local_caches_only
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -37,6 +38,11 @@ def _bearer(scope: dict[str, Any]) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _ticket(scope: dict[str, Any]) -> str | None:
+    tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
+    return tickets[0] if tickets else None
 
 
 def _resolve(scope: dict[str, Any], *, bearer: str | None, ticket: str | None) -> Principal | None:
@@ -74,10 +80,14 @@ class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        bearer = _bearer(scope)
-        tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
-        ticket = tickets[0] if tickets else None
-        if bearer is not None or ticket is not None:
+        bearer, ticket = _bearer(scope), _ticket(scope)
+        if bearer:
+            try:  # from the caches the /v1 door trusts, when they hold the credential
+                with local_caches_only():
+                    principal = _resolve(scope, bearer=bearer, ticket=None)
+            except NotCached:
+                principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=None)
+        elif bearer is not None or ticket is not None:
             principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=ticket)
         else:
             principal = await database_sync_to_async(_session_principal)(scope)
@@ -120,5 +130,20 @@ class RequireChatCredentials:
         return None
 
 
+class ExplicitCredentialsFirst:
+    """A handshake that sends a bearer header or a ticket is authenticated by those alone, so
+    the console's cookie, session and user are not read for it (nor its session saved on each
+    frame sent); any other goes through channels' session stack."""
+
+    def __init__(self, *, explicit: Any, otherwise: Any) -> None:
+        self.explicit, self.otherwise = explicit, otherwise
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if _bearer(scope) is not None or _ticket(scope) is not None:
+            return await self.explicit(scope, receive, send)
+        return await self.otherwise(scope, receive, send)
+
+
 def WebsocketAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - mirrors Channels' AuthMiddlewareStack
-    return AuthMiddlewareStack(CredentialAuthMiddleware(RequireChatCredentials(inner)))
+    credentials = CredentialAuthMiddleware(RequireChatCredentials(inner))
+    return ExplicitCredentialsFirst(explicit=credentials, otherwise=AuthMiddlewareStack(credentials))

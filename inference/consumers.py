@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import orjson
@@ -31,15 +31,17 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from accounts.credential_events import user_group
-from accounts.principal import CredentialRejected, Principal, principal_recheck
-from accounts.services.chat_quotas import quota_chat_admit
-from accounts.services.quotas import QuotaAdmission, QuotaRefused
+from accounts.principal import CredentialRejected, Principal, principal_recheck, principal_recheck_cached
+from accounts.services.chat_quotas import quota_chat_finish_async
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
+from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
-from inference.chat_slots import chat_slot_for, chat_slot_release
+from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.refusal import ChatRefused
+from inference.chat_slots import chat_slot_release
 from inference.connection_slots import (
     RENEW_EVERY_SECONDS,
     ConnectionSlot,
@@ -55,14 +57,7 @@ from inference.message_rate import MessageBudget, Verdict
 from inference.protocol import CancelFrame, ChatFrame, ProtocolError, error_frame, frame_parse
 from inference.relay import LOST, OVERFLOWED, Inbox, relay_inbox_open
 from inference.selectors import conversation_get_own, conversation_history
-from inference.services import (
-    ChatPlan,
-    ChatRejected,
-    chat_abandon,
-    chat_prepare,
-    chat_refusal_record,
-    chat_token_estimate,
-)
+from inference.services import ChatRejected, chat_abandon, chat_refusal_record
 
 logger = logging.getLogger(__name__)
 
@@ -219,15 +214,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def _start(self, frame: ChatFrame) -> None:
         # A long-lived connection must not outlive its credentials: check them on every chat.
         try:
-            self.principal = await database_sync_to_async(principal_recheck)(self.principal)
+            self.principal = await self._principal_rechecked()
         except CredentialRejected as rejected:
             await self._send_error(frame.id, "forbidden", rejected.message)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = self.principal.user
         try:
-            conversation_id, history, plan, quota = await database_sync_to_async(self._admit)(frame)
-        except ChatRejected as rejected:
+            conversation_id, history, admitted = await self._admit(frame)
+        except ChatRejected as rejected:  # decided here: recorded here
             await database_sync_to_async(chat_refusal_record)(
                 user=self.user,
                 api_key=self.principal.api_key,
@@ -238,30 +233,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
             await self._send_error(frame.id, rejected.code, rejected.message)
             return
-        generation_id = uuid.uuid4().hex
+        except ChatRefused as refused:  # the pipeline's admission recorded it
+            await self._send_error(frame.id, refused.protocol_code or refused.code, refused.message)
+            return
+        plan = admitted.plan
         job = GenerationJob(
-            generation_id=generation_id,
+            generation_id=admitted.generation_id,
             client_id=frame.id,
             reply_channel=self.inbox.address,
             version_id=plan.version_id,
             model_name=plan.model_name,
-            messages=[
-                {"role": message.role, "content": message.content}
-                for message in (history.messages if history else []) + frame.messages
-            ],
+            messages=admitted.messages,
             user_id=self.user.pk,
             api_key_id=self.principal.api_key.pk if self.principal.api_key else None,
             params=asdict(plan.params),
             request_id=self.request_context.request_id,
             client_ip=self.request_context.client_ip,
-            enqueued_at=time.time(),
+            enqueued_at=admitted.admitted_at,
             conversation_id=conversation_id,
             new_messages_from=len(history.messages) if history else 0,
-            quota=quota.to_payload(),
+            quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
         )
         self.running[frame.id] = _RunningChat(
-            generation_id=generation_id, job=job, last_event_at=time.monotonic()
+            generation_id=job.generation_id, job=job, last_event_at=time.monotonic()
         )
         try:
             await generation_dispatch(job=job)
@@ -282,11 +277,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             }
         )
 
-    def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatPlan, QuotaAdmission]:
-        """Everything that decides whether a chat may start, in one trip to the database.
+    async def _principal_rechecked(self) -> Principal:
+        """From the caches the /v1 door trusts when they hold the credential; else the database."""
+        try:
+            with local_caches_only():
+                return principal_recheck_cached(self.principal)
+        except NotCached:
+            rechecked: Principal = await database_sync_to_async(principal_recheck_cached)(self.principal)
+            return rechecked
 
-        Raises ChatRejected with the error code the client gets. The user's chat slot and
-        quota reservations are taken last, once nothing else can refuse the chat.
+    async def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatAdmitted]:
+        """Whether the chat may start: this connection's limits, the conversation it continues,
+        then the pipeline's admission (`inference.chat.admission`: the chat slot and quotas).
+
+        Raises ChatRejected for what is decided here, ChatRefused for what admission refused
+        (and recorded). Nothing is held after either.
         """
         if frame.id in self.running:
             raise ChatRejected("A chat with this id is already running.", code="invalid")
@@ -295,37 +300,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             raise ChatRejected(
                 f"At most {per_connection} chats may run at once on one connection.", code="rate_limited"
             )
-        conversation_id, history = self._conversation(frame)
-        plan = chat_prepare(user=self.user, frame=frame, sticky_key=f"{self.user.pk}:{conversation_id}")
-        if history is not None and history.model_name != plan.model_name:
+        if frame.conversation is None:
+            conversation_id, history = str(uuid.uuid4()), None
+        else:
+            conversation_id, history = await database_sync_to_async(self._conversation)(frame.conversation)
+        admitted = await chat_admit(
+            principal=self.principal,
+            frame=replace(frame, messages=(history.messages if history else []) + frame.messages),
+            request_id=self.request_context.request_id,
+            client_ip=self.request_context.client_ip,
+            channel="websocket",
+            sticky_key=f"{self.user.pk}:{conversation_id}",
+        )
+        if history is not None and history.model_name != admitted.plan.model_name:
+            await quota_chat_finish_async(hold=admitted.hold, used_tokens=0, usage=None)
             raise ChatRejected(
                 f"This conversation is with {history.model_name}; continue it there.", code="invalid"
             )
-        messages = (history.messages if history else []) + frame.messages
-        try:
-            # The chat slot and every quota limit, together (one round trip with Redis).
-            hold = quota_chat_admit(
-                user=self.user,
-                api_key=self.principal.api_key,
-                token_estimate=chat_token_estimate(messages=messages, max_tokens=plan.params.max_tokens),
-                lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
-                slot=chat_slot_for(
-                    user_id=self.user.pk, limit=settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER
-                ),
-            )
-        except QuotaRefused as refused:
-            raise ChatRejected(refused.message, code=refused.code) from None
-        quota = hold.quota
-        return conversation_id, history, plan, quota
+        return conversation_id, history, admitted
 
-    def _conversation(self, frame: ChatFrame) -> tuple[str, "_History | None"]:
-        """The conversation this chat belongs to: a stored one to continue, or a new id."""
-        if frame.conversation is None:
-            return str(uuid.uuid4()), None
-        conversation = conversation_get_own(user=self.user, conversation_id=frame.conversation)
+    def _conversation(self, conversation_id: str) -> tuple[str, "_History"]:
+        """A stored conversation of this user's, to continue."""
+        conversation = conversation_get_own(user=self.user, conversation_id=conversation_id)
         if conversation is None:
             raise ChatRejected(
-                f"Conversation '{frame.conversation}' does not exist or is not yours.", code="not_found"
+                f"Conversation '{conversation_id}' does not exist or is not yours.", code="not_found"
             )
         return str(conversation.pk), _History(
             model_name=conversation.model.name, messages=conversation_history(conversation=conversation)

@@ -110,27 +110,31 @@ def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
         return int(declared.message_count)
 
 
+def _workers_dispatch(job: GenerationJob) -> None:
+    """Queue `job` for the model's workers unless its queue is full (one thread hop for both)."""
+    from inference.tasks import inference_generate
+
+    depth = inference_queue_depth(model_name=job.model_name, remote=job.remote)
+    if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:
+        raise InferenceBusy(f"{depth} generations are already waiting for {job.model_name}")
+    inference_generate.apply_async(
+        args=(job.to_payload(),),
+        queue=inference_queue(model_name=job.model_name),
+        # The consumer gives up after the start timeout; a worker arriving later must not
+        # run a generation nobody waits for.
+        expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+    )
+
+
 async def generation_dispatch(*, job: GenerationJob) -> None:
     """Start `job` without blocking the event loop; its events arrive in the inbox `job.reply_channel`.
 
     Raises `InferenceBusy` when the model's queue is full; nothing was queued then.
     """
-    on_workers = _on_workers(job.remote)
-    if on_workers:
-        depth = await sync_to_async(inference_queue_depth, thread_sensitive=False)(model_name=job.model_name)
-    else:
-        depth = _inprocess_executor().waiting(model_name=job.model_name)
+    if _on_workers(job.remote):
+        await sync_to_async(_workers_dispatch, thread_sensitive=False)(job)
+        return
+    depth = _inprocess_executor().waiting(model_name=job.model_name)
     if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:
         raise InferenceBusy(f"{depth} generations are already waiting for {job.model_name}")
-    if on_workers:
-        from inference.tasks import inference_generate
-
-        await sync_to_async(inference_generate.apply_async, thread_sensitive=False)(
-            args=(job.to_payload(),),
-            queue=inference_queue(model_name=job.model_name),
-            # The consumer gives up after the start timeout; a worker arriving later must not
-            # run a generation nobody waits for.
-            expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
-        )
-        return
     _inprocess_executor().submit(job)

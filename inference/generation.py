@@ -110,6 +110,8 @@ class _Outcome:
         self.recorded = False
         self.delivered = 0
         self.quota_ended = False
+        # The version generating, with its model, once loaded (its record needs both).
+        self.version: ModelVersion | None = None
 
     def quota_end(self, *, used_tokens: int | None) -> None:
         """Settle the quota reservations with what was used, or release them (None); once.
@@ -159,6 +161,7 @@ class _Outcome:
             version_id=self.job.version_id,
             failed=failed,
             channel=self.job.channel,
+            version=self.version,
             metadata={
                 "client_id": self.job.client_id,
                 "generation_id": self.job.generation_id,
@@ -276,7 +279,7 @@ class _TokenHops:
 
 def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> Any | None:
     """The version's engine; None once a refusal to load it is recorded and sent."""
-    version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
+    version = outcome.version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
         return engine_for_version(version=version)
     except EngineTooLarge as exc:
@@ -339,6 +342,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
             new_messages=job.messages[job.new_messages_from :],
             reply="".join(hops.reply),
             finish_reason=result.finish_reason.value,
+            model_id=outcome.version.model_id if outcome.version else None,
             **usage,
         )
     # Settled before the client hears `done`, so what it reads next is already up to date.

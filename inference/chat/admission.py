@@ -66,11 +66,21 @@ def _decide(
 
 
 async def chat_admit(
-    *, principal: Principal, frame: ChatFrame, request_id: str, client_ip: str | None, channel: str
+    *,
+    principal: Principal,
+    frame: ChatFrame,
+    request_id: str,
+    client_ip: str | None,
+    channel: str,
+    sticky_key: str | None = None,
 ) -> ChatAdmitted:
-    """Decide and admit one chat, or raise `ChatRefused` (audited where it is a policy decision)."""
+    """Decide and admit one chat, or raise `ChatRefused` (audited where it is a policy decision).
+
+    `sticky_key` keeps requests that share it on one version while a canary runs (a
+    conversation's); by default each request is its own.
+    """
     user, api_key = principal.user, principal.api_key
-    sticky_key = f"{user.pk}:{request_id}"
+    sticky_key = sticky_key or f"{user.pk}:{request_id}"
     try:
         try:
             with local_caches_only():

@@ -140,6 +140,7 @@ def _record_in_transaction(
                 finish_reason=str(metadata.get("finish_reason", "stop")),
                 prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
                 completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
+                model_id=admitted.plan.version.model_id if admitted.plan.version else None,
             )
         audit_event_insert(event=_outcome_event(admitted, failed=failed, metadata=metadata))
 

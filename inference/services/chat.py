@@ -116,13 +116,16 @@ def chat_record_outcome(
     metadata: dict[str, object],
     failed: bool,
     channel: str = "websocket",
+    version: ModelVersion | None = None,
 ) -> AuditEvent:
     """Audit one chat once it has ended, whichever way it ended, and buffer its usage record.
 
     Called where the generation ran (a web-process thread or a Celery worker), before the
-    client is told: the record never depends on the channel layer delivering an event.
+    client is told: the record never depends on the channel layer delivering an event. A
+    caller that loaded the version (with its model) passes it: one query fewer.
     """
-    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    if version is None or version.pk != version_id:
+        version = ModelVersion.objects.select_related("model").get(pk=version_id)
     user = User.objects.get(pk=user_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     usage_row_enqueue(

@@ -3,6 +3,7 @@
 import uuid
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_event_record
@@ -23,23 +24,24 @@ def conversation_exchange_record(
     prompt_tokens: int,
     completion_tokens: int,
     finish_reason: str,
+    model_id: int | None = None,
 ) -> Conversation:
     """Store one exchange (the messages sent and the reply) at once, creating the conversation.
 
     Written where the generation ran, with its audit record: nothing here depends on the
-    channel layer, and a generation that failed stores nothing (no half exchanges).
+    channel layer, and a generation that failed stores nothing (no half exchanges). A caller
+    that has the version's `model_id` at hand saves a query; a continued conversation is
+    touched with one UPDATE, a new one created with one INSERT.
     """
-    version = ModelVersion.objects.select_related("model").get(pk=version_id)
-    first_user = next((m["content"] for m in new_messages if m["role"] == Message.Role.USER), "")
-    conversation, _ = Conversation.objects.get_or_create(
-        id=uuid.UUID(conversation_id),
-        defaults={
-            "owner_id": owner_id,
-            "model": version.model,
-            "channel": channel,
-            "title": first_user[:TITLE_CHARS],
-        },
-    )
+    if model_id is None:
+        model_id = ModelVersion.objects.values_list("model_id", flat=True).get(pk=version_id)
+    key = uuid.UUID(conversation_id)
+    conversation = Conversation.objects.filter(pk=key).first() if _touched(key) else None
+    if conversation is None:
+        first_user = next((m["content"] for m in new_messages if m["role"] == Message.Role.USER), "")
+        conversation = Conversation.objects.create(
+            id=key, owner_id=owner_id, model_id=model_id, channel=channel, title=first_user[:TITLE_CHARS]
+        )
     Message.objects.bulk_create(
         [Message(conversation=conversation, role=m["role"], content=m["content"]) for m in new_messages]
         + [
@@ -47,15 +49,19 @@ def conversation_exchange_record(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
                 content=reply,
-                version=version,
+                version_id=version_id,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 finish_reason=finish_reason,
             )
         ]
     )
-    conversation.save(update_fields=["updated_at"])
     return conversation
+
+
+def _touched(key: uuid.UUID) -> bool:
+    """Mark a stored conversation as just updated; False when there is none yet."""
+    return bool(Conversation.objects.filter(pk=key).update(updated_at=timezone.now()))
 
 
 @transaction.atomic
