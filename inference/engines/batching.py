@@ -24,7 +24,8 @@ The reader hands on every text waiting at the time, then lets the next ones gath
 it looks again: the first token leaves at once, later ones at most a gathering later, and
 each hop to the client (a channel-layer message, a Redis round trip) carries every token of
 the steps in between instead of one. The reader sleeps while they gather, so the batch thread
-is not handing it one token at a time. A gathering lasts `GATHER_SECONDS` per reader the
+is not handing it one token at a time; the request's end wakes it, so a stream's last texts
+and its end are not held back. A gathering lasts `GATHER_SECONDS` per reader the
 model serves at the time, at most `GATHER_MAX_SECONDS`: the more streams share a model's
 steps, the slower each one's steps, and the more a hop costs beside a step; so the model's
 readers together make about the same number of hops per second however many they are.
@@ -188,7 +189,9 @@ class RequestScheduler:
             while not ended and not request.cancelled.is_set():
                 pause = gathered_until - time.monotonic()
                 if pause > 0:
-                    time.sleep(pause)  # let the next texts gather
+                    # Let the next texts gather; the row's end cuts it short (its last texts
+                    # leave at once).
+                    request.finished.wait(pause)
                 texts, ended = _drain(request.texts)
                 # Asking is a cache read (Redis in production): at most once per poll interval,
                 # also when the row has ended meanwhile (a cancel still stops what is left).

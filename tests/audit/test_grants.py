@@ -23,7 +23,7 @@ from psycopg import errors, sql
 from accounts.models import User
 from audit import chain
 from audit.models import AuditEvent
-from audit.sealing import audit_chain_head, seal_statement_postgresql
+from audit.sealing import CHAIN_LOCK, audit_chain_head, seal_statement_postgresql
 from audit.services import audit_event_build, chained_values
 from audit.subjects import audit_pseudonym
 from audit.verification import audit_chain_verify
@@ -90,6 +90,19 @@ def _an_event_id() -> int:
     )
 
 
+@pytest.fixture
+def other_sealers_held_off() -> Iterator[None]:
+    """Hold the chain's lock (as a session lock), so no background sealer (the suite's Celery
+    worker runs one) seals this test's row before the test seals it itself."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [CHAIN_LOCK])
+        try:
+            yield
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [CHAIN_LOCK])
+
+
+@pytest.mark.usefixtures("other_sealers_held_off")
 def test_the_app_role_appends_seals_and_reads(app_role: psycopg.Connection[Any], trail: User) -> None:
     # An append as the service writes it: every column but the id, unsealed (no sequence, no
     # hash yet), with its digest.

@@ -378,6 +378,48 @@ def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
     assert calls == [["t0"], [f"t{index}" for index in range(1, 10)]]
 
 
+def test_a_row_that_ends_mid_gathering_hands_on_its_last_texts_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gathering after a hop is cut short by the row's end: the stream's tail and its end
+    are not held back for a gathering that would never gather more."""
+    monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", 600.0)
+    monkeypatch.setattr("inference.engines.batching.GATHER_MAX_SECONDS", 600.0)
+    first_sent = threading.Event()
+
+    def run_batch(batch: list[BatchRequest]) -> None:
+        (request,) = batch
+        request.emit("t0")
+        first_sent.wait(timeout=30)
+        request.emit("t1")
+        request.finish(result=GenerationResult(1, 2, FinishReason.STOP))
+
+    scheduler = _one_row_scheduler(run_batch)
+    calls: list[list[str]] = []
+
+    def on_token(texts: list[str]) -> None:
+        calls.append(texts)
+        first_sent.set()
+
+    results: list[GenerationResult] = []
+    reader = threading.Thread(
+        target=lambda: results.append(
+            scheduler.run(
+                BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=2)),
+                on_token=on_token,
+                should_stop=lambda: False,
+            )
+        ),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(timeout=30)  # far less than the gathering it would otherwise sit out
+    scheduler.close()
+    assert not reader.is_alive(), "the reader sat out its gathering after the row ended"
+    assert calls == [["t0"], ["t1"]]
+    assert results[0].finish_reason is FinishReason.STOP
+
+
 def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_meanwhile() -> None:
     """The client cancels while its reader is still handing on texts; meanwhile the row makes
     the rest of its answer and ends. The cancel holds: nothing more is sent, and the result
