@@ -21,7 +21,7 @@ from urllib.parse import urlparse, urlunparse
 
 from bench.audit import audit_probe, goal_p7, goals_p6
 from bench.counters import P9_REQUESTS, count_p9, goals_p9, p9_rows
-from bench.engine import engine_batching_compare
+from bench.engine import continuous_engine_eight, engine_batching_compare
 from bench.gateway import (
     MOCK_MODEL,
     Upstream,
@@ -229,13 +229,19 @@ def _model_goals(run: _Run) -> list[Goal]:
                 )
             )
     if "P5" in run.selected:
-        with run.profiled("P5"):
+        with (
+            continuous_engine_eight(
+                model_directory, max_tokens=max(max_tokens // 2, 8), device=run.device
+            ) as engine,
+            run.profiled("P5"),
+        ):
             goals.append(
                 measure_p5(
                     ws_url=run.served.ws_url,
                     token=run.token,
                     max_tokens=max(max_tokens // 2, 8),
                     rounds=rounds,
+                    engine_eight=engine,
                 )
             )
         p5_against_engine(
