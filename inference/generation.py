@@ -24,7 +24,7 @@ from gatehouse.metrics import (
     TOKENS_GENERATED,
 )
 from inference.cancellation import generation_cancel_requested
-from inference.engines.base import ChatMessage, GenerationParams
+from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.engines.remote import RemoteUnavailable
@@ -277,7 +277,7 @@ class _TokenHops:
         return self.reader_gone or generation_cancel_requested(generation_id=self._job.generation_id)
 
 
-def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> Any | None:
+def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> Engine | None:
     """The version's engine; None once a refusal to load it is recorded and sent."""
     version = outcome.version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
