@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
 from typing import Any, Literal
 from uuid import UUID
@@ -135,6 +135,14 @@ def family_check(family: RefreshFamily) -> None:
         raise CredentialRejected(SESSION_ENDED)
 
 
+def api_key_check(key: ApiKey, *, now: datetime) -> None:
+    """Refuse a key that was revoked, or whose time ran out by `now`."""
+    if key.revoked_at is not None:
+        raise CredentialRejected("This API key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise CredentialRejected("This API key has expired.")
+
+
 def user_credentials_check(user: User, *, issued_at: int | None) -> None:
     """Refuse a disabled user, or a token issued before their `tokens_valid_after`."""
     if not user.is_active:
@@ -194,10 +202,7 @@ def principal_from_api_key(*, raw: str, client_ip: str | None) -> Principal:
     if key is None or match is SecretMatch.NONE:
         raise CredentialRejected("The API key is invalid.")
     now = timezone.now()
-    if key.revoked_at is not None:
-        raise CredentialRejected("This API key has been revoked.")
-    if key.expires_at is not None and key.expires_at <= now:
-        raise CredentialRejected("This API key has expired.")
+    api_key_check(key, now=now)
     if key.allowed_networks and not ip_in_networks(address=client_ip, networks=key.allowed_networks):
         raise CredentialRejected("This API key may not be used from this address.")
     user_credentials_check(key.user, issued_at=None)
@@ -233,10 +238,7 @@ def principal_recheck(principal: Principal) -> Principal:
         key = ApiKey.objects.filter(pk=key.pk).first()
         if key is None:
             raise CredentialRejected("This API key no longer exists.")
-        if key.revoked_at is not None:
-            raise CredentialRejected("This API key has been revoked.")
-        if key.expires_at is not None and key.expires_at <= timezone.now():
-            raise CredentialRejected("This API key has expired.")
+        api_key_check(key, now=timezone.now())
     if principal.family_id is not None:
         family = RefreshFamily.objects.filter(pk=principal.family_id, user=user).first()
         if family is None:
@@ -268,10 +270,7 @@ def principal_recheck_cached(principal: Principal) -> Principal:
         key = _api_key_cached(prefix=key.prefix)
         if key is None or principal.api_key is None or key.pk != principal.api_key.pk:
             raise CredentialRejected("This API key no longer exists.")
-        if key.revoked_at is not None:
-            raise CredentialRejected("This API key has been revoked.")
-        if key.expires_at is not None and key.expires_at <= timezone.now():
-            raise CredentialRejected("This API key has expired.")
+        api_key_check(key, now=timezone.now())
         user = key.user
     if principal.family_id is not None:
         family = _family_cached(family_id=str(principal.family_id), user_id=principal.user.pk)
