@@ -343,39 +343,47 @@ def _one_row_scheduler(run_batch: Callable[[list[BatchRequest]], None]) -> Stati
     )
 
 
+class _GatheringReader:
+    """A reader's `on_token` that records each hop, with the model's gathering set to `seconds`;
+    `first_sent` is set once the first hop was handed on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, seconds: float) -> None:
+        monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", seconds)
+        monkeypatch.setattr("inference.engines.batching.GATHER_MAX_SECONDS", seconds)
+        self.first_sent = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> None:
+        self.calls.append(texts)
+        self.first_sent.set()
+
+
 def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A hop per gathering, not per token: the first token is not held back, and the ones the
     batch makes while the reader waits leave in one call (one channel message)."""
-    monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", 1.0)
-    monkeypatch.setattr("inference.engines.batching.GATHER_MAX_SECONDS", 1.0)
-    first_sent = threading.Event()
+    hops = _GatheringReader(monkeypatch, seconds=1.0)
 
     def run_batch(batch: list[BatchRequest]) -> None:
         (request,) = batch
         request.emit("t0")
-        first_sent.wait(timeout=30)
+        hops.first_sent.wait(timeout=30)
         for index in range(1, 10):  # made one by one while the reader gathers
             threading.Event().wait(0.005)
             request.emit(f"t{index}")
         request.finish(result=GenerationResult(1, 10, FinishReason.LENGTH))
 
     scheduler = _one_row_scheduler(run_batch)
-    calls: list[list[str]] = []
-
-    def on_token(texts: list[str]) -> None:
-        calls.append(texts)
-        first_sent.set()
 
     result = scheduler.run(
         BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=10)),
-        on_token=on_token,
+        on_token=hops,
         should_stop=lambda: False,
     )
     scheduler.close()
     assert result.completion_tokens == 10
-    assert calls == [["t0"], [f"t{index}" for index in range(1, 10)]]
+    assert hops.calls == [["t0"], [f"t{index}" for index in range(1, 10)]]
 
 
 def test_a_row_that_ends_mid_gathering_hands_on_its_last_texts_at_once(
@@ -383,30 +391,23 @@ def test_a_row_that_ends_mid_gathering_hands_on_its_last_texts_at_once(
 ) -> None:
     """The gathering after a hop is cut short by the row's end: the stream's tail and its end
     are not held back for a gathering that would never gather more."""
-    monkeypatch.setattr("inference.engines.batching.GATHER_SECONDS", 600.0)
-    monkeypatch.setattr("inference.engines.batching.GATHER_MAX_SECONDS", 600.0)
-    first_sent = threading.Event()
+    hops = _GatheringReader(monkeypatch, seconds=600.0)
 
     def run_batch(batch: list[BatchRequest]) -> None:
         (request,) = batch
         request.emit("t0")
-        first_sent.wait(timeout=30)
+        hops.first_sent.wait(timeout=30)
         request.emit("t1")
         request.finish(result=GenerationResult(1, 2, FinishReason.STOP))
 
     scheduler = _one_row_scheduler(run_batch)
-    calls: list[list[str]] = []
-
-    def on_token(texts: list[str]) -> None:
-        calls.append(texts)
-        first_sent.set()
 
     results: list[GenerationResult] = []
     reader = threading.Thread(
         target=lambda: results.append(
             scheduler.run(
                 BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=2)),
-                on_token=on_token,
+                on_token=hops,
                 should_stop=lambda: False,
             )
         ),
@@ -416,7 +417,7 @@ def test_a_row_that_ends_mid_gathering_hands_on_its_last_texts_at_once(
     reader.join(timeout=30)  # far less than the gathering it would otherwise sit out
     scheduler.close()
     assert not reader.is_alive(), "the reader sat out its gathering after the row ended"
-    assert calls == [["t0"], ["t1"]]
+    assert hops.calls == [["t0"], ["t1"]]
     assert results[0].finish_reason is FinishReason.STOP
 
 
