@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
 from accounts.models import User
 from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
@@ -332,22 +332,25 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
         outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
         outcome.record(failed=False, finish_reason="cancelled", reason="client gone", **usage)
         return
-    if job.conversation_id:
-        # Before the audit record: if storing fails, the generation is recorded as failed.
-        conversation_exchange_record(
-            conversation_id=job.conversation_id,
-            owner_id=job.user_id,
-            version_id=job.version_id,
-            channel=job.channel,
-            new_messages=job.messages[job.new_messages_from :],
-            reply="".join(hops.reply),
-            finish_reason=result.finish_reason.value,
-            model_id=outcome.version.model_id if outcome.version else None,
-            **usage,
-        )
+    # The exchange and its audit record commit together (one commit, not one per statement),
+    # or neither does: if storing the exchange fails, the generation is recorded as failed
+    # instead; if the record cannot be written, no reply is kept that the trail lacks.
+    with transaction.atomic():
+        if job.conversation_id:
+            conversation_exchange_record(
+                conversation_id=job.conversation_id,
+                owner_id=job.user_id,
+                version_id=job.version_id,
+                channel=job.channel,
+                new_messages=job.messages[job.new_messages_from :],
+                reply="".join(hops.reply),
+                finish_reason=result.finish_reason.value,
+                model_id=outcome.version.model_id if outcome.version else None,
+                **usage,
+            )
+        outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     # Settled before the client hears `done`, so what it reads next is already up to date.
     outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
-    outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     relay.send(
         {
             "type": "generation.finished",

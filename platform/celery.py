@@ -77,6 +77,14 @@ def _serve_worker_metrics(**_: object) -> None:
         start_http_server(int(port), registry=metrics_registry(state=False))
 
 
+@worker_ready.connect
+def _freeze_the_started_heap(**_: object) -> None:
+    """What start-up built lives as long as the worker: collections skip it (gatehouse.heap)."""
+    from gatehouse.heap import heap_freeze
+
+    heap_freeze(reason="worker started", collect=True)
+
+
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _forget_worker_gauges(**_: object) -> None:

@@ -1,4 +1,5 @@
-"""The ASGI lifespan: on shutdown, let this process's own generations end and be recorded.
+"""The ASGI lifespan: at start-up, freeze the heap start-up built (gatehouse.heap); on
+shutdown, let this process's own generations end and be recorded.
 
 On SIGTERM uvicorn stops accepting, closes websockets (1012, "service restart"), waits for
 HTTP streams up to its graceful timeout, then sends `lifespan.shutdown`, and exits by
@@ -15,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from audit.appender import audit_appender_close
+from gatehouse.heap import heap_freeze
 from gatehouse.metrics import metrics_process_exited
 from inference.dispatch import inprocess_generations_drain
 from inference.engines.remote_async import remote_sessions_close
@@ -24,6 +26,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # What start-up built lives as long as the process: collections skip it from now on.
+            heap_freeze(reason="web process started", collect=True)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             drained = await sync_to_async(inprocess_generations_drain, thread_sensitive=False)(

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
+from gatehouse.heap import model_libraries_freeze
 from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.remote import OpenAICompatibleEngine, circuit_breaker_for
@@ -93,6 +94,7 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
                 f"{version} needs about {size // 2**20} MiB, over the {budget // 2**20} MiB budget"
             )
         _evict_for(size, budget)
+        model_libraries_freeze()
         engine = LocalTransformersEngine(
             directory=version.source_path,
             manifest=version.manifest,

@@ -1,11 +1,14 @@
 """Loaded engines: an LRU cache under a memory budget, and warm-up at worker start."""
 
+import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 from django.test import override_settings
 
 from accounts.models import User
+from gatehouse import heap
 from inference.engines.loader import (
     EngineTooLarge,
     engine_for_version,
@@ -55,3 +58,20 @@ def test_a_model_larger_than_the_budget_is_refused(demo_version: ModelVersion) -
 def test_warm_up_loads_and_exercises_production_versions(demo_version: ModelVersion) -> None:
     assert engines_warm_up(model_names=["demo-tiny", "no-such-model"]) == ["demo-tiny@v1"]
     assert engines_loaded() == [demo_version.pk]
+
+
+def test_the_model_libraries_are_frozen_before_a_model_is_built_and_an_evicted_model_is_freed(
+    demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a fresh process: the libraries have not been frozen yet.
+    monkeypatch.setattr(heap, "_libraries_frozen", False)
+    gc.unfreeze()
+    engine = engine_for_version(version=demo_version)
+    assert gc.get_freeze_count() > 0
+    model = weakref.ref(engine.model)  # type: ignore[attr-defined]
+    del engine
+    engines_clear()
+    # Frozen objects are never collected as cycles: a model frozen with the libraries would
+    # stay in memory after its eviction.
+    gc.collect()
+    assert model() is None
