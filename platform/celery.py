@@ -79,7 +79,11 @@ def _serve_worker_metrics(**_: object) -> None:
 
 @worker_ready.connect
 def _freeze_the_started_heap(**_: object) -> None:
-    """What start-up built lives as long as the worker: collections skip it (gatehouse.heap)."""
+    """What start-up built lives as long as the worker: collections skip it (gatehouse.heap).
+
+    Connected here, before `inference.tasks` connects its warm-up (receivers run in the order
+    they were connected), so that no warmed model is frozen: an evicted one must be freed.
+    """
     from gatehouse.heap import heap_freeze
 
     heap_freeze(reason="worker started", collect=True)

@@ -79,3 +79,17 @@ def test_a_worker_freezes_its_heap_once_ready() -> None:
     gc.unfreeze()
     worker_ready.send(sender=None)
     assert gc.get_freeze_count() > 0
+
+
+def test_a_worker_freezes_its_heap_before_it_warms_its_models() -> None:
+    """A warmed model frozen with start-up's heap would never be freed once evicted."""
+    from celery.signals import worker_ready
+
+    import inference.tasks  # noqa: F401 - connects the warm-up
+
+    def name(receiver: object) -> str:
+        target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+        return str(getattr(target, "__name__", ""))
+
+    names = [name(receiver) for _, receiver in worker_ready.receivers]
+    assert names.index("_freeze_the_started_heap") < names.index("_warm_up_at_start")
