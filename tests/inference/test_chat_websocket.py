@@ -534,22 +534,20 @@ async def test_a_model_no_worker_serves_answers_unavailable_promptly(alice: User
 def test_a_generation_is_recorded_once_even_if_its_final_event_is_lost(
     bob: User, demo_version: ModelVersion
 ) -> None:
-    from inference.generation import GenerationJob, generation_run
+    from inference.generation import generation_run
     from inference.relay import ReaderGone
+    from tests.inference.jobs import generation_job
 
     class ClientLeftAtTheEnd:
         def send(self, message: dict[str, Any]) -> None:
             if message["type"] == "generation.finished":
                 raise ReaderGone("gone")
 
-    job = GenerationJob(
+    job = generation_job(
+        bob,
+        demo_version,
         generation_id="g1",
-        client_id="c1",
-        reply_channel="nobody",
-        version_id=demo_version.pk,
-        model_name="demo-tiny",
         messages=[{"role": "user", "content": "hi"}],
-        user_id=bob.pk,
         params={"max_tokens": 3},
     )
     generation_run(job=job, relay=ClientLeftAtTheEnd())  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from accounts.models import User
 from inference import generation
 from inference.generation import GenerationJob, generation_run
 from inference.models import ModelVersion
+from tests.inference.jobs import generation_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,17 +32,11 @@ class _Relay:
 
 
 def _job(bob: User, version: ModelVersion, **fields: Any) -> GenerationJob:
-    defaults: dict[str, Any] = {
-        "generation_id": "held-1",
-        "client_id": "c1",
-        "reply_channel": "nobody",
-        "version_id": version.pk,
-        "model_name": "demo-tiny",
-        "messages": [{"role": "user", "content": "hello"}],
-        "user_id": bob.pk,
-        "params": {"max_tokens": 256, "temperature": 0.0},
-    }
-    return GenerationJob(**{**defaults, **fields})
+    return generation_job(
+        bob,
+        version,
+        **{"generation_id": "held-1", "params": {"max_tokens": 256, "temperature": 0.0}, **fields},
+    )
 
 
 def _run_until_cancelled(job: GenerationJob, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from audit.models import AuditEvent
 from inference import generation
 from inference.generation import GenerationJob, generation_run
 from inference.models import Conversation, Message, ModelVersion
+from tests.inference.jobs import generation_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,17 +25,7 @@ class _Relay:
 
 
 def _stored_job(bob: User, version: ModelVersion) -> GenerationJob:
-    return GenerationJob(
-        generation_id=f"outcome-{uuid.uuid4().hex[:8]}",
-        client_id="c1",
-        reply_channel="nobody",
-        version_id=version.pk,
-        model_name="demo-tiny",
-        messages=[{"role": "user", "content": "hello"}],
-        user_id=bob.pk,
-        params={"max_tokens": 8, "temperature": 0.0},
-        conversation_id=str(uuid.uuid4()),
-    )
+    return generation_job(bob, version, conversation_id=str(uuid.uuid4()))
 
 
 def _records(job: GenerationJob) -> list[AuditEvent]:
