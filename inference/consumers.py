@@ -67,6 +67,9 @@ CLOSE_IDLE = 4408  # no frame and nothing running for GATEHOUSE_WS_IDLE_TIMEOUT 
 CLOSE_INTERNAL_ERROR = 1011  # the channel layer (Redis) failed under the connection
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # the user already holds GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER
 WATCHDOG_INTERVAL_SECONDS = 0.5
+# How long a connection finding every place held waits for one to free before it is refused.
+SLOT_GRACE_SECONDS = 1.0
+SLOT_RETRY_SECONDS = 0.1
 
 
 @dataclass
@@ -130,9 +133,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user = user
         # Open connections per user are bounded across every process (a lease each, in the cache).
         per_user = settings.GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER
-        self.connection_slot: ConnectionSlot | None = await database_sync_to_async(connection_slot_acquire)(
-            user_id=user.pk, limit=per_user
-        )
+        self.connection_slot: ConnectionSlot | None = await self._connection_slot_take(limit=per_user)
         if self.connection_slot is None:
             # Accepted only to say why: a refusal before accepting reaches the client as a bare 403.
             message = f"You already have {per_user} chat connections open; close one first."
@@ -162,6 +163,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.counted_open = True
 
     async def disconnect(self, code: int) -> None:
+        # The place first: a client that closed may be opening its next connection already.
+        await self._connection_slot_give_back()
         # Running generations see the cancel flag, stop, and audit themselves as cancelled.
         self._stop_watching()
         if hasattr(self, "user_group"):
@@ -171,7 +174,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         for client_id, chat in list(getattr(self, "running", {}).items()):
             await database_sync_to_async(generation_cancel_request)(generation_id=chat.generation_id)
             await self._forget(client_id)
-        await self._connection_slot_give_back()
 
     # --- client frames -------------------------------------------------------------------------
 
@@ -486,6 +488,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.counted_open = False
         if hasattr(self, "watchdog"):
             self.watchdog.cancel()
+
+    async def _connection_slot_take(self, *, limit: int) -> ConnectionSlot | None:
+        """One of the user's places, or None once every place stayed held for the grace.
+
+        The server frees a closed connection's place only after the close handshake, so a
+        client that closes one and opens the next at once can find every place still held
+        for a moment; a full house is asked again until SLOT_GRACE_SECONDS have passed.
+        """
+        deadline = time.monotonic() + SLOT_GRACE_SECONDS
+        while True:
+            slot: ConnectionSlot | None = await database_sync_to_async(connection_slot_acquire)(
+                user_id=self.user.pk, limit=limit
+            )
+            if slot is not None or time.monotonic() >= deadline:
+                return slot
+            await asyncio.sleep(SLOT_RETRY_SECONDS)
 
     async def _connection_slot_give_back(self) -> None:
         """Once: the connection's place among the user's open connections. With the cache

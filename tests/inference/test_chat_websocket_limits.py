@@ -1,5 +1,6 @@
 """/ws/chat/ against frames the decoder gives up on, and the per-user bound on open connections."""
 
+import asyncio
 import json
 
 import pytest
@@ -7,7 +8,13 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from accounts.models import User
-from inference.connection_slots import LEASE_SECONDS, ConnectionSlot, connection_slot_acquire
+from inference.connection_slots import (
+    LEASE_SECONDS,
+    ConnectionSlot,
+    connection_slot_acquire,
+    connection_slot_release,
+)
+from inference.consumers import SLOT_GRACE_SECONDS
 from inference.models import ModelVersion
 from tests.inference.test_connection_slots import _age, _seconds_left
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
@@ -46,7 +53,7 @@ async def test_connections_past_the_per_user_cap_are_refused_until_one_closes(
     assert (await second.connect())[0]
 
     third = communicator_for(token=token)
-    assert (await third.connect())[0]  # accepted only to be told why, then closed
+    assert (await third.connect(timeout=5))[0]  # accepted only to be told why, then closed
     refused = await third.receive_json_from(timeout=10)
     assert refused == {
         "type": "error",
@@ -75,6 +82,28 @@ async def test_connections_past_the_per_user_cap_are_refused_until_one_closes(
     assert (await frames_until_end(fourth, "b"))[-1]["type"] == "done"
     await fourth.disconnect()
     await second.disconnect()
+
+
+@override_settings(GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER=1)
+async def test_a_place_freed_within_the_grace_is_given_to_the_waiting_connection(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    # The server frees a closed connection's place after its close handshake, so a client
+    # that closes and reconnects at once can arrive while the place is still held.
+    held = await database_sync_to_async(connection_slot_acquire)(user_id=bob.pk, limit=1)
+    assert held is not None
+
+    async def close_late() -> None:
+        await asyncio.sleep(SLOT_GRACE_SECONDS / 3)
+        await database_sync_to_async(connection_slot_release)(slot=held)
+
+    closing = asyncio.create_task(close_late())
+    communicator = communicator_for(token=await access_token(bob))
+    assert (await communicator.connect(timeout=5))[0]
+    await closing
+    await communicator.send_json_to(chat_frame("late", max_tokens=2))
+    assert (await frames_until_end(communicator, "late"))[-1]["type"] == "done"
+    await communicator.disconnect()
 
 
 @override_settings(GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER=1)
