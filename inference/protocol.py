@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from inference.engines.base import ChatMessage
+from inference.engines.base import ChatFeatures, ChatMessage
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 32_000
@@ -41,6 +41,8 @@ class ChatFrame:
     # new one. It also keeps the conversation on one model version while a canary runs.
     conversation: str | None
     stop: tuple[str, ...] = ()
+    # Tools or structured outputs (/v1 only; the websocket protocol has neither).
+    features: ChatFeatures | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ class FakeUpstream:
 
     `keep_alive` speaks HTTP/1.1 (streams chunked, connections kept between requests);
     `connections` counts the connections clients opened.
+
+    `tool_calls` (whole calls: id, type, function name and arguments) makes every answer
+    call them instead of writing the words: streamed as OpenAI streams them (each call's
+    id and name first, then its arguments in two pieces), finishing with `tool_calls`.
     """
 
     def __init__(self) -> None:
@@ -39,6 +43,7 @@ class FakeUpstream:
         self.released = threading.Event()
         self.keep_alive = False
         self.connections = 0
+        self.tool_calls: list[dict[str, Any]] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
@@ -85,13 +90,16 @@ class FakeUpstream:
 
     def _whole(self, handler: BaseHTTPRequestHandler) -> None:
         """A whole answer (`stream` false): the words as one message."""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.words)}
+        if self.tool_calls is not None:
+            message = {"role": "assistant", "content": None, "tool_calls": self.tool_calls}
         answer: dict[str, Any] = {
             "object": "chat.completion",
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(self.words)},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "stop" if self.tool_calls is None else "tool_calls",
                 }
             ],
         }
@@ -103,6 +111,21 @@ class FakeUpstream:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _deltas(self) -> list[dict[str, Any]]:
+        if self.tool_calls is None:
+            return [{"content": word} for word in self.words]
+        deltas: list[dict[str, Any]] = []
+        for index, call in enumerate(self.tool_calls):
+            function, arguments = call["function"], call["function"]["arguments"]
+            half = len(arguments) // 2
+            opening = {"name": function["name"], "arguments": ""}
+            deltas.append(
+                {"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": opening}]}
+            )
+            for piece in (arguments[:half], arguments[half:]):
+                deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        return deltas
 
     def respond(self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True) -> None:
         mode = self.mode
@@ -136,15 +159,14 @@ class FakeUpstream:
         if self.keep_alive:
             handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
-        for index, word in enumerate(self.words):
+        for index, delta in enumerate(self._deltas()):
             if mode == "reset_mid_stream" and index == 2:
                 handler.connection.shutdown(2)  # drop the connection mid-answer
                 return
             time.sleep(self.delay)
-            self._chunk(
-                handler, {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-            )
-        self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            self._chunk(handler, {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        finish = "stop" if self.tool_calls is None else "tool_calls"
+        self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if self.usage is not None:
             self._chunk(handler, {"choices": [], "usage": self.usage or self._exact_usage()})
         self._chunk(handler, "[DONE]")

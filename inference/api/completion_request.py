@@ -1,15 +1,18 @@
 """Validate an OpenAI chat completion request body, as OpenAI does, into a chat frame.
 
 What Gatehouse honours: model, messages, max_tokens / max_completion_tokens, temperature,
-top_p, stop, stream, stream_options.include_usage. Accepted at their neutral values only
-(anything else is refused, never silently ignored): n, presence_penalty,
-frequency_penalty, logprobs, logit_bias, response_format, tools. Accepted and not used:
-user, seed, metadata, store. Any other field is refused, with OpenAI's message.
+top_p, stop, stream, stream_options.include_usage, and for the versions that serve them
+tools, tool_choice, parallel_tool_calls and response_format (`inference.api.chat_features`).
+Accepted at their neutral values only (anything else is refused, never silently ignored): n,
+presence_penalty, frequency_penalty, logprobs, logit_bias. Accepted and not used: user, seed,
+metadata, store. Any other field is refused, with OpenAI's message.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from inference.api.chat_features import FIELDS, chat_features_parse
+from inference.api.request_invalid import CompletionRequestInvalid
 from inference.protocol import ChatFrame, ProtocolError, frame_parse
 
 _NEUTRAL: dict[str, tuple[object, ...]] = {
@@ -19,12 +22,8 @@ _NEUTRAL: dict[str, tuple[object, ...]] = {
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
     "logit_bias": (None, {}),
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
-    "parallel_tool_calls": (None, True, False),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
     "store": (None, False),
 }
 _UNUSED = ("user", "seed", "metadata")
@@ -38,25 +37,17 @@ _HONOURED = (
     "stop",
     "stream",
     "stream_options",
+    *FIELDS,
 )
 _WHY_NOT: dict[str, str] = {
     "n": "Only one choice per request is supported (n must be 1).",
-    "tools": "Tool calling is not supported.",
-    "tool_choice": "Tool calling is not supported.",
-    "functions": "Function calling is not supported.",
-    "function_call": "Function calling is not supported.",
+    "functions": "Function calling is not supported; use tools.",
+    "function_call": "Function calling is not supported; use tools.",
     "logprobs": "Log probabilities are not supported.",
     "top_logprobs": "Log probabilities are not supported.",
 }
 # OpenAI's newer name for the system role.
 _ROLE_ALIASES = {"developer": "system"}
-
-
-class CompletionRequestInvalid(Exception):
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -124,13 +115,14 @@ def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest
         raise CompletionRequestInvalid("stream must be a boolean.", param="stream")
     include_usage = _stream_options(body, stream)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    features, messages = chat_features_parse(body)
     try:
         frame = frame_parse(
             {
                 "type": "chat",
                 "id": request_id[:64],
                 "model": body.get("model"),
-                "messages": _messages(body.get("messages")),
+                "messages": _messages(messages),
                 "max_tokens": max_tokens,
                 "temperature": body.get("temperature"),
                 "top_p": body.get("top_p"),
@@ -140,4 +132,6 @@ def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest
     except ProtocolError as invalid:
         raise CompletionRequestInvalid(invalid.message) from None
     assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
-    return CompletionRequest(frame=frame, stream=stream, include_usage=include_usage)
+    return CompletionRequest(
+        frame=replace(frame, features=features), stream=stream, include_usage=include_usage
+    )

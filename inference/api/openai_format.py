@@ -30,13 +30,18 @@ class CompletionFormat:
             "system_fingerprint": self.fingerprint,
         }
 
-    def completion(self, *, text: str, finished: dict[str, Any]) -> dict[str, Any]:
+    def completion(
+        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if tool_calls:
+            message.update(content=text or None, tool_calls=tool_calls)
         return {
             **self._base("chat.completion"),
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finished["finish_reason"],
                 }
@@ -45,7 +50,7 @@ class CompletionFormat:
         }
 
     def chunk_bytes(
-        self, *, delta: dict[str, str], finish_reason: str | None = None, include_usage: bool = False
+        self, *, delta: dict[str, Any], finish_reason: str | None = None, include_usage: bool = False
     ) -> bytes:
         body: dict[str, Any] = {
             **self._base("chat.completion.chunk"),

@@ -28,6 +28,7 @@ from gatehouse.database_calls import database_sync
 from gatehouse.local_cache import NotCached, local_caches_only
 from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_for
+from inference.engines.base import ChatFeatures
 from inference.protocol import ChatFrame
 from inference.services.chat import (
     ChatPlan,
@@ -54,6 +55,8 @@ class ChatAdmitted:
     # Wall-clock time (epoch seconds) it was admitted: latency is counted from here.
     admitted_at: float = field(default_factory=time.time)
     conversation_id: str | None = None
+    # Tools or structured outputs, for the remote version that serves them.
+    features: ChatFeatures | None = None
 
 
 def _decide(
@@ -123,6 +126,7 @@ async def chat_admit(
         request_id=request_id,
         client_ip=client_ip,
         channel=channel,
+        features=frame.features,
     )
 
 

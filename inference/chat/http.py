@@ -17,11 +17,13 @@ import orjson
 from django.conf import settings
 
 from accounts.principal import Principal
-from inference.api.completion_request import CompletionRequestInvalid, completion_request_parse
+from inference.api.completion_request import completion_request_parse
 from inference.api.openai_format import SSE_DONE, CompletionFormat, error_object, sse_bytes
+from inference.api.request_invalid import CompletionRequestInvalid
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.refusal import ChatRefused
 from inference.chat.run import chat_run
+from inference.engines.tool_calls import tool_calls_merge
 
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
@@ -37,6 +39,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     429: "rate_limit_error",
+    502: "server_error",
     503: "server_error",
 }
 
@@ -150,8 +153,17 @@ async def _stream(
             )
         )
 
+    async def on_tool_calls(deltas: list[dict[str, Any]]) -> None:
+        await responder.write(answer.chunk_bytes(delta={"tool_calls": deltas}, include_usage=include_usage))
+
     try:
-        end = await chat_run(admitted, stream=True, on_started=on_started, on_texts=on_texts)
+        end = await chat_run(
+            admitted,
+            stream=True,
+            on_started=on_started,
+            on_texts=on_texts,
+            on_tool_calls=on_tool_calls if _offers_tools(admitted) else None,
+        )
     except ChatRefused as refused:
         if not started:
             await _refusal_respond(responder, refused)
@@ -173,14 +185,31 @@ async def _whole(
     admitted: ChatAdmitted, answer: CompletionFormat, responder: Responder, *, headers: list[tuple[str, str]]
 ) -> None:
     texts: list[str] = []
+    deltas: list[dict[str, Any]] = []
 
     async def on_texts(more: list[str]) -> None:
         texts.extend(more)
 
+    async def on_tool_calls(more: list[dict[str, Any]]) -> None:
+        deltas.extend(more)
+
     try:
-        end = await chat_run(admitted, stream=False, on_started=_nothing, on_texts=on_texts)
+        end = await chat_run(
+            admitted,
+            stream=False,
+            on_started=_nothing,
+            on_texts=on_texts,
+            on_tool_calls=on_tool_calls if _offers_tools(admitted) else None,
+        )
     except ChatRefused as refused:
         await _refusal_respond(responder, refused)
         return
     await responder.start(200, [("Content-Type", "application/json"), *headers])
-    await responder.end(orjson.dumps(answer.completion(text="".join(texts), finished=end.as_event())))
+    whole = answer.completion(
+        text="".join(texts), finished=end.as_event(), tool_calls=tool_calls_merge(deltas) or None
+    )
+    await responder.end(orjson.dumps(whole))
+
+
+def _offers_tools(admitted: ChatAdmitted) -> bool:
+    return admitted.features is not None and bool(admitted.features.tool_names)

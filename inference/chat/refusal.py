@@ -15,6 +15,7 @@ STATUS: dict[str, int] = {
     "rate_limited": 429,
     "quota_exceeded": 429,
     "unavailable": 503,
+    "bad_upstream": 502,  # the upstream answered, but not with a chat completion
 }
 
 

@@ -27,7 +27,7 @@ from inference.chat.refusal import ChatRefused
 from inference.dispatch import InferenceBusy
 from inference.engines.base import ChatMessage, GenerationParams, GenerationResult
 from inference.engines.loader import UpstreamRefused, engine_for_version
-from inference.engines.remote import OpenAICompatibleEngine, RemoteUnavailable
+from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
 from inference.engines.remote_async import remote_generate
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
@@ -35,8 +35,10 @@ from inference.services import chat_abandon
 from inference.services.registry import model_version_load_refused_record
 
 OnTexts = Callable[[list[str]], Awaitable[None]]
+OnToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
 OnStarted = Callable[[], Awaitable[None]]
 UNAVAILABLE_MESSAGE = "The model's server is not answering; try again shortly."
+MALFORMED_MESSAGE = "The model's server sent an answer that is not a valid chat completion."
 
 
 @dataclass(frozen=True)
@@ -50,20 +52,34 @@ class ChatEnd:
 
 
 async def chat_run(
-    admitted: ChatAdmitted, *, stream: bool, on_started: OnStarted, on_texts: OnTexts
+    admitted: ChatAdmitted,
+    *,
+    stream: bool,
+    on_started: OnStarted,
+    on_texts: OnTexts,
+    on_tool_calls: OnToolCalls | None = None,
 ) -> ChatEnd:
-    """Generate the answer, handing its texts to `on_texts`; `stream` False asks for it whole.
+    """Generate the answer, handing its texts to `on_texts` and, where the chat offered tools,
+    the calls it makes to `on_tool_calls` (OpenAI's pieces: index, then id and name, then
+    arguments); `stream` False asks for it whole.
 
     `on_started` is awaited once the chat is under way (dispatched, or about to call its
     upstream): a refusal raised before it (the model's queue is full, say) is the whole answer.
     """
     if admitted.plan.remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
-        return await _remote(admitted, stream=stream, on_started=on_started, on_texts=on_texts)
+        return await _remote(
+            admitted, stream=stream, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls
+        )
     return await _dispatched(admitted, on_started=on_started, on_texts=on_texts)
 
 
 async def _remote(
-    admitted: ChatAdmitted, *, stream: bool, on_started: OnStarted, on_texts: OnTexts
+    admitted: ChatAdmitted,
+    *,
+    stream: bool,
+    on_started: OnStarted,
+    on_texts: OnTexts,
+    on_tool_calls: OnToolCalls | None,
 ) -> ChatEnd:
     progress = ChatProgress(reply=[] if admitted.conversation_id else None)
     version = admitted.plan.version
@@ -88,6 +104,13 @@ async def _remote(
         progress.delivered += len(texts)
         await on_texts(texts)
 
+    async def deliver_tool_calls(deltas: list[dict[str, Any]]) -> None:
+        if progress.first_token_at is None:
+            progress.first_token_at = time.time()
+        progress.delivered += 1
+        assert on_tool_calls is not None  # noqa: S101 - only asked for when there is a reader
+        await on_tool_calls(deltas)
+
     params = admitted.plan.params
     try:
         await on_started()
@@ -97,7 +120,14 @@ async def _remote(
             params=GenerationParams(**{**asdict(params), "stop": tuple(params.stop)}),
             stream=stream,
             deliver=deliver,
+            features=admitted.features,
+            deliver_tool_calls=deliver_tool_calls if on_tool_calls is not None else None,
         )
+    except RemoteMalformed as malformed:
+        await _failed(admitted, progress, reason=str(malformed))
+        raise ChatRefused(
+            code="bad_upstream", message=MALFORMED_MESSAGE, protocol_code="unavailable"
+        ) from None
     except RemoteUnavailable as unavailable:
         await _failed(admitted, progress, reason=str(unavailable))
         raise ChatRefused(code="unavailable", message=UNAVAILABLE_MESSAGE) from None
@@ -106,12 +136,15 @@ async def _remote(
         await asyncio.shield(_cancelled(admitted, progress))
         raise
     end = _end(result)
+    details = end.as_event()
+    if admitted.features is not None:
+        details["features"] = admitted.features.names
     await chat_outcome(
         admitted=admitted,
         progress=progress,
         failed=False,
         charged_tokens=result.prompt_tokens + result.completion_tokens,
-        details=end.as_event(),
+        details=details,
     )
     return end
 

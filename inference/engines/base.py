@@ -3,13 +3,14 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
     CANCELLED = "cancelled"
+    TOOL_CALLS = "tool_calls"  # the answer is calls to the caller's tools (remote versions)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,29 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     # Wall-clock budget for one generation, in seconds (None: no limit).
     max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatFeatures:
+    """What a chat asks beyond text, in OpenAI's own fields: tools and structured outputs.
+
+    Validated before admission (`inference.api.chat_features`); only a version that serves
+    them is given them (remote versions, passed through verbatim).
+    """
+
+    # tools, tool_choice, parallel_tool_calls, response_format, as the upstream is sent them.
+    fields: dict[str, Any]
+    # The conversation verbatim where it carries tool calls or tool results (else None: the
+    # plain messages say it all).
+    messages: list[dict[str, Any]] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.fields)
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(tool["function"]["name"] for tool in self.fields.get("tools", ()))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ could have used.
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +27,17 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
 )
+from inference.engines.tool_calls import tool_call_deltas_read
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 class RemoteUnavailable(Exception):
     """The upstream could not serve this request (down, refusing, timing out, circuit open)."""
+
+
+class RemoteMalformed(RemoteUnavailable):
+    """The upstream answered, but not in the shape of an OpenAI chat completion."""
 
 
 class _RetryBeforeFirstToken(Exception):
@@ -81,7 +87,7 @@ def circuit_breaker_for(*, base_url: str, threshold: int, reset_seconds: float) 
         return breaker
 
 
-_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "tool_calls": FinishReason.TOOL_CALLS}
 
 
 class OpenAICompatibleEngine:
@@ -333,10 +339,16 @@ def _reported_count(usage: dict[str, Any] | None, name: str) -> int | None:
 
 @dataclass
 class _SseStream:
-    """The state of one server-sent-events chat completion stream."""
+    """The state of one server-sent-events chat completion stream.
+
+    Pieces of tool calls go to `on_tool_calls` (each chunk's counted as a piece, as a text
+    is); without it (nobody offered tools) they are not read.
+    """
 
     on_token: TokenCallback
     max_pieces: int
+    on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
+    tool_names: frozenset[str] = frozenset()
     chunks: int = 0
     finish: FinishReason | None = None
     usage: dict[str, Any] | None = None
@@ -353,21 +365,36 @@ class _SseStream:
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise RemoteUnavailable("the upstream sent a malformed stream") from exc
-        if not isinstance(chunk, dict):
-            raise RemoteUnavailable("the upstream sent a malformed stream")
+            raise RemoteMalformed("the upstream sent a malformed stream") from exc
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not isinstance(choices, list | None):
+            raise RemoteMalformed("the upstream sent a malformed stream")
         usage = chunk.get("usage")
         self.usage = usage if isinstance(usage, dict) and usage else self.usage
-        for choice in chunk.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") or ""
-            if text and self.chunks >= self.max_pieces:
-                self.overflowed = True
-            elif text:
-                self.on_token([text])
-                self.chunks += 1
+        for choice in choices or []:
+            delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+            text = delta.get("content") or "" if isinstance(delta, dict) else None
+            if not isinstance(choice, dict) or not isinstance(delta, dict) or not isinstance(text, str):
+                raise RemoteMalformed("the upstream sent a malformed stream")
+            self._piece_take(text, self.on_token)
+            if self.on_tool_calls is not None and delta.get("tool_calls"):
+                self._piece_take(self._tool_call_deltas(delta["tool_calls"]), self.on_tool_calls)
             if choice.get("finish_reason"):
                 self.finish = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
         return False
+
+    def _piece_take(self, piece: Any, deliver: Callable[[list[Any]], None]) -> None:
+        if piece and self.chunks >= self.max_pieces:
+            self.overflowed = True
+        elif piece:
+            deliver([piece] if isinstance(piece, str) else piece)
+            self.chunks += 1
+
+    def _tool_call_deltas(self, raw: Any) -> list[dict[str, Any]]:
+        deltas = tool_call_deltas_read(raw, names=self.tool_names)
+        if deltas is None:
+            raise RemoteMalformed("the upstream sent a malformed tool call")
+        return deltas
 
     def result(self, *, max_tokens: int, prompt: _PromptSize) -> GenerationResult:
         """The usage to charge: the upstream's figures where they are possible.

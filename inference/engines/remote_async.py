@@ -12,16 +12,18 @@ read, not per token.
 import asyncio
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check_async
-from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
+from inference.engines.base import ChatFeatures, ChatMessage, FinishReason, GenerationParams, GenerationResult
 from inference.engines.remote import (
     _FINISH,
     OpenAICompatibleEngine,
+    RemoteMalformed,
     RemoteUnavailable,
     _PromptSize,
     _reported_count,
@@ -29,8 +31,50 @@ from inference.engines.remote import (
     _SseStream,
     _status_check,
 )
+from inference.engines.tool_calls import tool_calls_read
 
 Deliver = Callable[[list[str]], Awaitable[None]]
+DeliverToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+async def _tool_calls_unasked(deltas: list[dict[str, Any]]) -> None:
+    """Nobody offered tools: the stream's reader never passes calls on (see _SseStream)."""
+
+
+@dataclass(frozen=True)
+class _ToolCallPieces:
+    deltas: list[dict[str, Any]]
+
+
+class _Outlet:
+    """What the upstream said since the last hand-on, in order: texts, and pieces of calls."""
+
+    def __init__(self, deliver: Deliver, deliver_tool_calls: DeliverToolCalls) -> None:
+        self.deliver = deliver
+        self.deliver_tool_calls = deliver_tool_calls
+        self.pending: list[str | _ToolCallPieces] = []
+
+    def texts(self, texts: list[str]) -> None:
+        self.pending.extend(texts)
+
+    def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
+        self.pending.append(_ToolCallPieces(deltas))
+
+    async def flush(self) -> None:
+        """Hand on what is pending: each run of texts in one call, each chunk's calls in one."""
+        pending, self.pending = self.pending, []
+        texts: list[str] = []
+        for item in pending:
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            if texts:
+                await self.deliver(texts)
+                texts = []
+            await self.deliver_tool_calls(item.deltas)
+        if texts:
+            await self.deliver(texts)
+
 
 # One HTTP client session per event loop, for every upstream: it keeps connections alive
 # between requests, and belongs to the loop that made it. aiohttp, not httpx as on the sync
@@ -102,11 +146,16 @@ async def remote_generate(
     params: GenerationParams,
     stream: bool,
     deliver: Deliver,
+    features: ChatFeatures | None = None,
+    deliver_tool_calls: DeliverToolCalls | None = None,
 ) -> GenerationResult:
-    """Ask the upstream; hand its texts to `deliver`; return what to charge.
+    """Ask the upstream; hand its texts to `deliver` and its tool calls (pieces of them, in a
+    stream) to `deliver_tool_calls`; return what to charge. `features` (tools, structured
+    output) are passed through as the client sent them.
 
     Raises RemoteUnavailable when it cannot be served (refused address, circuit open, errors
-    before the first token past the retries, a connection lost mid-answer).
+    before the first token past the retries, a connection lost mid-answer), RemoteMalformed
+    when what it answered is not a chat completion.
     """
     try:
         # Checked at every call, not only at registration: a name can resolve elsewhere later.
@@ -117,8 +166,18 @@ async def remote_generate(
     if not stream:
         body["stream"] = False
         body.pop("stream_options", None)
+    extra_bytes = 0
+    if features is not None:
+        body.update(features.fields)
+        body["messages"] = features.messages or body["messages"]
+        extra_bytes = len(orjson.dumps(features.fields))  # the tools' schemas are prompt too
     prompt = _PromptSize(
-        content_bytes=sum(len(message.content.encode()) for message in messages), messages=len(messages)
+        content_bytes=sum(len(message.content.encode()) for message in messages) + extra_bytes,
+        messages=len(messages),
+    )
+    outlet = _Outlet(deliver, deliver_tool_calls or _tool_calls_unasked)
+    asked = _Asked(
+        tool_names=features.tool_names if features else frozenset(), tools=deliver_tool_calls is not None
     )
     once = _stream_once if stream else _whole_once
     for attempt in range(engine.max_retries + 1):
@@ -127,7 +186,7 @@ async def remote_generate(
                 "the upstream is failing; requests are paused for a moment (circuit open)"
             )
         try:
-            result = await once(engine, body, params=params, prompt=prompt, deliver=deliver)
+            result = await once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
         except _RetryBeforeFirstToken as exc:
             engine.breaker.failed()
             if attempt == engine.max_retries:
@@ -144,23 +203,36 @@ async def remote_generate(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What the answer may hold beyond text: calls to these tools, if anyone reads them."""
+
+    tool_names: frozenset[str]
+    tools: bool
+
+
 async def _stream_once(
     engine: OpenAICompatibleEngine,
     body: dict[str, Any],
     *,
     params: GenerationParams,
     prompt: _PromptSize,
-    deliver: Deliver,
+    outlet: _Outlet,
+    asked: _Asked,
 ) -> GenerationResult:
-    pending: list[str] = []
-    stream = _SseStream(on_token=pending.extend, max_pieces=params.max_tokens)
+    stream = _SseStream(
+        on_token=outlet.texts,
+        max_pieces=params.max_tokens,
+        on_tool_calls=outlet.tool_calls if asked.tools else None,
+        tool_names=asked.tool_names,
+    )
     ended = False
     try:
         async with asyncio.timeout(params.max_seconds or None):
             async with await _post(engine, body) as response:
                 _status_check(response.status)
                 chunks = response.content.iter_any()
-                ended = await _relay(chunks, stream=stream, pending=pending, deliver=deliver)
+                ended = await _relay(chunks, stream=stream, outlet=outlet)
                 if ended:
                     await _rest_drain(chunks)
     except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
@@ -170,8 +242,7 @@ async def _stream_once(
     except TimeoutError:
         if not ended:
             stream.finish = FinishReason.LENGTH  # the model's wall-clock limit: as much as it wrote
-    if pending:
-        await deliver(list(pending))
+    await outlet.flush()
     if not ended and stream.finish is None:
         # The connection closed without `[DONE]` or a finish reason: a cut-off answer.
         if stream.chunks == 0:
@@ -180,9 +251,7 @@ async def _stream_once(
     return stream.result(max_tokens=params.max_tokens, prompt=prompt)
 
 
-async def _relay(
-    chunks: AsyncIterator[bytes], *, stream: _SseStream, pending: list[str], deliver: Deliver
-) -> bool:
+async def _relay(chunks: AsyncIterator[bytes], *, stream: _SseStream, outlet: _Outlet) -> bool:
     """Feed the stream's lines to `stream`, handing the texts of each read to `deliver`
     together; True once `[DONE]` was read. Stops early at an overflow (more pieces than
     `max_tokens`: an upstream that ignores it is not read, nor passed on, past it)."""
@@ -192,20 +261,14 @@ async def _relay(
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if stream.feed(line.decode("utf-8", "replace").rstrip("\r")):
-                await _pending_deliver(pending, deliver)
+                await outlet.flush()
                 return True
             if stream.overflowed:
                 stream.finish = FinishReason.LENGTH
-                await _pending_deliver(pending, deliver)
+                await outlet.flush()
                 return False
-        await _pending_deliver(pending, deliver)
+        await outlet.flush()
     return False
-
-
-async def _pending_deliver(pending: list[str], deliver: Deliver) -> None:
-    if pending:
-        texts, pending[:] = list(pending), []
-        await deliver(texts)
 
 
 # What an upstream may still send after `[DONE]`, and how long it may take to end its response,
@@ -235,7 +298,8 @@ async def _whole_once(
     *,
     params: GenerationParams,
     prompt: _PromptSize,
-    deliver: Deliver,
+    outlet: _Outlet,
+    asked: _Asked,
 ) -> GenerationResult:
     try:
         async with asyncio.timeout(params.max_seconds or None), await _post(engine, body) as response:
@@ -248,17 +312,26 @@ async def _whole_once(
     try:
         answer = orjson.loads(content)
         choice = answer["choices"][0]
-        text = (choice.get("message") or {}).get("content") or ""
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
+        raw_calls = message.get("tool_calls")
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-        raise RemoteUnavailable("the upstream sent a malformed answer") from None
+        raise RemoteMalformed("the upstream sent a malformed answer") from None
     if not isinstance(text, str):
-        raise RemoteUnavailable("the upstream sent a malformed answer")
+        raise RemoteMalformed("the upstream sent a malformed answer")
+    calls = tool_calls_read(raw_calls, names=asked.tool_names) if asked.tools and raw_calls else []
+    if calls is None:
+        raise RemoteMalformed("the upstream sent a malformed tool call")
     if text:
-        await deliver([text])
+        outlet.texts([text])
+    if calls:
+        outlet.tool_calls([{"index": index, **call} for index, call in enumerate(calls)])
+    await outlet.flush()
     usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
-    # Each token is at least one byte: the text's bytes bound what it can have cost.
+    # Each token is at least one byte: the answer's bytes bound what it can have cost.
     completion = _reported_count(usage, "completion_tokens")
-    completion = min(len(text.encode()), params.max_tokens) if completion is None else completion
+    written = len(text.encode()) + sum(len(orjson.dumps(call["function"])) for call in calls)
+    completion = min(written, params.max_tokens) if completion is None else completion
     prompt_tokens = _reported_count(usage, "prompt_tokens")
     return GenerationResult(
         prompt_tokens=min(

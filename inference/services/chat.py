@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.services.quotas import QuotaAdmission, quota_release
@@ -13,7 +15,7 @@ from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
 from audit.services import audit_event_build, audit_event_insert, audit_event_record
 from inference.cancellation import generation_cancel_request
-from inference.engines.base import ChatMessage, GenerationParams
+from inference.engines.base import ChatFeatures, ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
 from inference.models import ModelVersion
@@ -72,6 +74,8 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
             f"max_tokens is {max_tokens}, above this model's limit of {model.max_tokens_cap}.", code="invalid"
         )
     _prompt_fit_check(version=version, messages=frame.messages, max_tokens=max_tokens)
+    if frame.features is not None:
+        _features_check(model_name=model.name, version=version, features=frame.features)
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
@@ -87,6 +91,35 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
         version=version,
     )
+
+
+def _features_check(*, model_name: str, version: ModelVersion, features: ChatFeatures) -> None:
+    """Tools and structured outputs go only where they are served: to a remote version, called
+    from the web process (a worker's call would drop them)."""
+    if (
+        version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
+        and settings.GATEHOUSE_REMOTE_GENERATION == "web"
+    ):
+        return
+    asked = " and ".join(_feature_kinds(features))
+    where = (
+        "runs locally"
+        if version.backend != ModelVersion.Backend.OPENAI_COMPATIBLE
+        else "is called by a worker"
+    )
+    raise ChatRejected(
+        f"Model '{model_name}' does not support {asked}: its version {version.label} {where}.",
+        code="invalid",
+    )
+
+
+def _feature_kinds(features: ChatFeatures) -> list[str]:
+    kinds = []
+    if features.tool_names or features.messages is not None:
+        kinds.append("tools")
+    if "response_format" in features.fields:
+        kinds.append("response_format")
+    return kinds
 
 
 def _prompt_fit_check(*, version: ModelVersion, messages: list[ChatMessage], max_tokens: int) -> None:

@@ -105,13 +105,15 @@ async def test_a_stream_without_include_usage_has_no_usage(bob: User, demo_versi
     [
         ({"n": 2}, "n", "n must be 1"),
         ({"best_of": 2}, "best_of", "Unrecognized request argument supplied: best_of"),
-        ({"tools": [{"type": "function"}]}, "tools", "Tool calling is not supported"),
+        ({"tools": [{"type": "function"}]}, "tools[0].function", "must be an object"),
+        ({"functions": [{"name": "f"}]}, "functions", "Function calling is not supported; use tools"),
         ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
         ({"stream": "yes"}, "stream", "stream must be a boolean"),
         ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
         ({"temperature": 3}, "detail", "'temperature' must be a number from 0.0 to 2.0"),
         ({"messages": []}, "detail", "'messages' must be a list of 1 to 100"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "detail", "role must be one of"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0]", "must name the call it answers"),
+        ({"messages": [{"role": "critic", "content": "x"}]}, "detail", "role must be one of"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
             "messages[0]",

@@ -8,28 +8,21 @@ A remote model runs on the event loop itself, recorded and settled by the chat p
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 from django.test import override_settings
 
 from accounts.models import ApiKey, QuotaPolicy, User
-from accounts.services.api_keys import api_key_create
 from accounts.services.usage import usage_records_flush
 from audit import appender
 from audit.appender import audit_appender_close
 from audit.models import AuditEvent
-from gatehouse.asgi import application
-from inference.models import ModelVersion
-from inference.services import model_register, model_version_promote, model_version_register_remote
 from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 from tests.profile import PRODUCTION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
-
-URL = "/v1/chat/completions"
 
 
 @pytest.fixture
@@ -38,52 +31,23 @@ def upstream() -> Iterator[FakeUpstream]:
         yield server
 
 
-def _remote(alice: User, upstream: FakeUpstream) -> ModelVersion:
-    model = model_register(name="remote-model", open_to_all=True, actor=alice)
-    version = model_version_register_remote(
-        model=model, label="r1", base_url=upstream.base_url, remote_model="upstream-model", actor=alice
-    )
-    return model_version_promote(version=version, actor=alice)
-
-
-def _key(user: User, scopes: tuple[str, ...] = ("chat",)) -> str:
-    return api_key_create(user=user, name="fast", scopes=scopes, actor=user)[1]
-
-
-async def _post(body: Any, *, key: str | None, **headers: str) -> httpx.Response:
-    sent = {"Content-Type": "application/json", **headers}
-    if key is not None:
-        sent["Authorization"] = f"Bearer {key}"
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
-    transport = httpx.ASGITransport(app=application)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        return await client.post(URL, content=content, headers=sent)
-
-
 def _body(**overrides: Any) -> dict[str, Any]:
     return {"model": "remote-model", "messages": [{"role": "user", "content": "hello"}], **overrides}
-
-
-def _sse(response: httpx.Response) -> list[Any]:
-    events = response.text.strip().split("\n\n")
-    return [
-        data if (data := event.removeprefix("data: ")) == "[DONE]" else orjson.loads(data) for event in events
-    ]
 
 
 async def test_a_remote_stream_is_served_relayed_recorded_and_settled(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
-    response = await _post(
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    response = await v1_post(
         _body(stream=True, stream_options={"include_usage": True}), key=key, **{"X-Request-ID": "fast-1"}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["x-request-id"] == "fast-1"
     assert response.headers["x-content-type-options"] == "nosniff"
-    first, *middle, finish, usage, done = _sse(response)
+    first, *middle, finish, usage, done = sse_events(response)
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in middle) == "".join(upstream.words)
     assert finish["choices"][0]["finish_reason"] == "stop"
@@ -103,12 +67,12 @@ async def test_streamed_answers_keep_their_upstream_connection(
     # Read to the response's end, past `[DONE]`: a connection left mid-response is closed, and
     # every request would pay a new one (mutation: stop reading at `[DONE]`, 2 connections).
     upstream.keep_alive = True
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
     for _ in range(2):
-        response = await _post(_body(stream=True), key=key)
+        response = await v1_post(_body(stream=True), key=key)
         assert response.status_code == 200, response.text
-        assert _sse(response)[-1] == "[DONE]"
+        assert sse_events(response)[-1] == "[DONE]"
     assert upstream.connections == 1
 
 
@@ -117,12 +81,12 @@ async def test_an_upstream_that_lingers_after_done_does_not_hold_the_answer(
 ) -> None:
     upstream.keep_alive = True
     upstream.mode = "linger_after_done"
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
-    response = await _post(_body(stream=True), key=key)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    response = await v1_post(_body(stream=True), key=key)
     assert response.status_code == 200, response.text
     assert "".join(
-        chunk["choices"][0]["delta"].get("content", "") for chunk in _sse(response)[:-1]
+        chunk["choices"][0]["delta"].get("content", "") for chunk in sse_events(response)[:-1]
     ) == "".join(upstream.words)
     # Answered and recorded while the upstream still held its response open.
     assert (upstream.held, upstream.answered_after_hold) == (1, 0)
@@ -133,11 +97,11 @@ async def test_an_upstream_that_lingers_after_done_does_not_hold_the_answer(
 async def test_on_postgresql_the_record_is_one_insert_from_the_event_loop(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
     try:
         with override_settings(GATEHOUSE_AUDIT_DIRECT_APPENDS=True):
-            response = await _post(_body(stream=True), key=key, **{"X-Request-ID": "direct-1"})
+            response = await v1_post(_body(stream=True), key=key, **{"X-Request-ID": "direct-1"})
             assert response.status_code == 200, response.text
             assert appender._appender().statements == 1
     finally:
@@ -149,9 +113,9 @@ async def test_on_postgresql_the_record_is_one_insert_from_the_event_loop(
 async def test_a_whole_answer_asks_the_upstream_for_a_whole_answer(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
-    response = await _post(_body(), key=key)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    response = await v1_post(_body(), key=key)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["choices"][0]["message"]["content"] == "".join(upstream.words)
@@ -161,7 +125,7 @@ async def test_a_whole_answer_asks_the_upstream_for_a_whole_answer(
 
 
 async def test_an_unknown_key_is_refused_with_401_and_a_challenge(bob: User) -> None:
-    response = await _post(_body(), key="gk_aaaaaaaaaa_not-a-real-secret")
+    response = await v1_post(_body(), key="gk_aaaaaaaaaa_not-a-real-secret")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="api"'
     assert response.json() == {
@@ -176,9 +140,9 @@ async def test_an_unknown_key_is_refused_with_401_and_a_challenge(bob: User) -> 
 async def test_a_key_without_the_chat_scope_is_refused_with_403(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob, ("models:read",))
-    response = await _post(_body(), key=key)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob, ("models:read",))
+    response = await v1_post(_body(), key=key)
     assert response.status_code == 403
     assert response.json()["error"]["type"] == "permission_error"
     assert upstream.requests == []
@@ -187,9 +151,9 @@ async def test_a_key_without_the_chat_scope_is_refused_with_403(
 async def test_a_revoked_key_is_refused_on_the_next_request(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
-    assert (await _post(_body(), key=key)).status_code == 200
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    assert (await v1_post(_body(), key=key)).status_code == 200
 
     def revoke() -> None:
         from accounts.services.api_keys import api_key_revoke
@@ -197,28 +161,28 @@ async def test_a_revoked_key_is_refused_on_the_next_request(
         api_key_revoke(api_key=ApiKey.objects.get(user=bob), actor=bob)
 
     await database_sync_to_async(revoke)()
-    response = await _post(_body(), key=key)
+    response = await v1_post(_body(), key=key)
     assert response.status_code == 401
     assert "revoked" in response.json()["error"]["message"]
 
 
 async def test_unreadable_json_is_a_400_parse_error(bob: User) -> None:
-    key = await database_sync_to_async(_key)(bob)
-    response = await _post(b'{"model": ', key=key)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    response = await v1_post(b'{"model": ', key=key)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "parse_error"
     assert response.json()["error"]["message"].startswith("JSON parse error")
 
 
 async def test_a_host_not_allowed_is_refused(bob: User) -> None:
-    key = await database_sync_to_async(_key)(bob)
-    response = await _post(_body(), key=key, Host="evil.example")
+    key = await database_sync_to_async(api_key_mint)(bob)
+    response = await v1_post(_body(), key=key, Host="evil.example")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_host"
 
 
 async def test_a_request_without_a_bearer_goes_to_django(bob: User) -> None:
-    response = await _post(_body(), key=None)
+    response = await v1_post(_body(), key=None)
     assert response.status_code == 401
     # DRF's answer, in the /v1 shape its exception handler gives it.
     assert response.json()["error"]["type"] == "authentication_error"
@@ -228,10 +192,10 @@ async def test_a_request_without_a_bearer_goes_to_django(bob: User) -> None:
 async def test_a_quota_refusal_is_429_audited_and_holds_nothing(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
     await database_sync_to_async(QuotaPolicy.objects.create)(name="tiny", user=bob, tokens_per_day=5)
-    response = await _post(_body(max_tokens=8), key=key)
+    response = await v1_post(_body(max_tokens=8), key=key)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "quota_exceeded"
     assert int(response.headers["retry-after"]) > 0
@@ -245,10 +209,10 @@ async def test_a_quota_refusal_is_429_audited_and_holds_nothing(
 async def test_a_user_at_their_chat_limit_is_refused_before_any_quota_counts(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
     with override_settings(GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER=0):
-        response = await _post(_body(), key=key)
+        response = await v1_post(_body(), key=key)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limited"
     assert "chats running" in response.json()["error"]["message"]
@@ -259,12 +223,12 @@ async def test_a_failing_upstream_is_503_recorded_and_releases_its_tokens(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
     upstream.mode = "always_503"
-    await database_sync_to_async(_remote)(alice, upstream)
-    key = await database_sync_to_async(_key)(bob)
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
     await database_sync_to_async(QuotaPolicy.objects.create)(name="day", user=bob, tokens_per_day=100_000)
-    response = await _post(_body(stream=True), key=key)
+    response = await v1_post(_body(stream=True), key=key)
     assert response.status_code == 200  # the stream had begun: the error is its last event
-    *_, error = _sse(response)
+    *_, error = sse_events(response)
     assert error["error"]["code"] == "unavailable"
     failed = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert "did not answer" in failed.metadata["reason"]

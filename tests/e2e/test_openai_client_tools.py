@@ -1,0 +1,126 @@
+"""The official `openai` package's tools and structured outputs against a served Gatehouse:
+passed through to a remote version (a fake upstream on loopback), refused by a local one."""
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pydantic
+import pytest
+
+from tests.e2e.server import ServedGatehouse
+from tests.fake_openai import FakeUpstream, fake_upstream
+
+pytestmark = pytest.mark.e2e
+
+
+class Weather(pydantic.BaseModel):
+    """The weather in a city."""
+
+    city: str
+    unit: str | None
+
+
+class Tag(pydantic.BaseModel):
+    label: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int | None
+    tags: list[Tag]
+
+
+CALL = {
+    "id": "call_7",
+    "type": "function",
+    "function": {"name": "Weather", "arguments": '{"city": "Oslo", "unit": null}'},
+}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with fake_upstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def remote_model(gatehouse: ServedGatehouse, upstream: FakeUpstream) -> str:
+    name = f"remote-{uuid.uuid4().hex[:6]}"
+    gatehouse.manage(
+        "shell",
+        "-c",
+        "from inference.services import model_register, model_version_promote; "
+        "from inference.services.registry import model_version_register_remote; "
+        f"model = model_register(name={name!r}, open_to_all=True, actor=None); "
+        "version = model_version_register_remote(model=model, label='r1', "
+        f"base_url={upstream.base_url!r}, remote_model='upstream-model', actor=None); "
+        "model_version_promote(version=version, actor=None)",
+    )
+    return name
+
+
+@pytest.fixture(scope="module")
+def client(gatehouse: ServedGatehouse) -> Iterator[openai.OpenAI]:
+    created = httpx.post(
+        f"{gatehouse.base_url}/api/keys/",
+        json={"name": "openai-tools", "scopes": ["chat"]},
+        headers={"Authorization": f"Bearer {gatehouse.admin_token()}"},
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    with openai.OpenAI(base_url=f"{gatehouse.base_url}/v1", api_key=key, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def calling(upstream: FakeUpstream) -> Iterator[None]:
+    upstream.tool_calls = [CALL]
+    yield
+    upstream.tool_calls = None
+
+
+@pytest.mark.usefixtures("calling")
+def test_tools_whole_and_streamed(client: openai.OpenAI, remote_model: str, upstream: FakeUpstream) -> None:
+    tool = openai.pydantic_function_tool(Weather)
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    whole = client.chat.completions.create(model=remote_model, messages=messages, tools=[tool])
+    (call,) = whole.choices[0].message.tool_calls or []
+    assert (whole.choices[0].finish_reason, call.id, call.function.name) == (
+        "tool_calls",
+        "call_7",
+        "Weather",
+    )
+    assert json.loads(call.function.arguments) == {"city": "Oslo", "unit": None}
+    assert upstream.requests[-1]["body"]["tools"][0]["function"]["strict"] is True
+
+    with client.chat.completions.stream(model=remote_model, messages=messages, tools=[tool]) as stream:
+        final = stream.get_final_completion()
+    (streamed,) = final.choices[0].message.tool_calls or []
+    assert streamed.function.parsed_arguments == Weather(city="Oslo", unit=None)
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_structured_output_is_parsed_by_the_client(
+    client: openai.OpenAI, remote_model: str, upstream: FakeUpstream
+) -> None:
+    upstream.words = ['{"name": "Ada", ', '"age": null, "tags": ', '[{"label": "math"}]}']
+    try:
+        parsed = client.chat.completions.parse(
+            model=remote_model, messages=[{"role": "user", "content": "Ada?"}], response_format=Person
+        )
+    finally:
+        upstream.words = [f"word{index} " for index in range(8)]
+    assert parsed.choices[0].message.parsed == Person(name="Ada", age=None, tags=[Tag(label="math")])
+    assert upstream.requests[-1]["body"]["response_format"]["json_schema"]["name"] == "Person"
+
+
+def test_a_local_model_refuses_tools_as_a_bad_request(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="does not support tools"):
+        client.chat.completions.create(
+            model="demo-tiny",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[openai.pydantic_function_tool(Weather)],
+        )
