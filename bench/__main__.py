@@ -21,7 +21,7 @@ from urllib.parse import urlparse, urlunparse
 
 from bench.audit import audit_probe, goal_p7, goals_p6
 from bench.counters import P9_REQUESTS, count_p9, goals_p9, p9_rows
-from bench.engine import continuous_engine_eight, engine_batching_compare
+from bench.engine import continuous_engine_eight, engine_batching_compare, structured_output_cost
 from bench.gateway import (
     MOCK_MODEL,
     Upstream,
@@ -252,6 +252,9 @@ def _model_goals(run: _Run) -> list[Goal]:
                 rounds=max(rounds // 2, 1),
                 device=run.device,
             ),
+        )
+        goals[-1].details["structured_output"] = structured_output_cost(
+            model_directory, max_tokens=max(max_tokens // 2, 8), rounds=max(rounds // 2, 1), device=run.device
         )
     if run.device == "cuda":
         with run.profiled("GPU"):

@@ -1,4 +1,5 @@
-"""Engine-level batching, without the stack: which way of running 8 streams at once wins.
+"""Engine-level batching, without the stack: which way of running 8 streams at once wins,
+and what constraining a structured output costs a batch's decode.
 
 Three ways, each timed for 1 stream and for 8 concurrent streams of the same length:
 - separate `generate()` calls on 8 threads (no batching: what the engine did before);
@@ -176,3 +177,59 @@ def engine_batching_compare(
         except Exception as exc:  # noqa: BLE001 - a failing way is reported, not fatal
             results[name] = f"failed: {exc}"
     return results
+
+
+# A document as long as the stream: one string property the length of the answer, so a
+# constrained row writes about as many tokens as a free one.
+def _long_document(max_tokens: int) -> dict[str, object]:
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": max_tokens, "maxLength": max_tokens}},
+        "required": ["text"],
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "long", "strict": True, "schema": schema}}
+
+
+def structured_output_cost(directory: Path, *, max_tokens: int, rounds: int, device: str) -> dict[str, float]:
+    """8 streams through the engine's continuous batches, free and under a JSON schema's
+    grammar, in alternating rounds: tokens/s of each, and what the grammar costs per token."""
+    engine = _engine_build(directory, device=device, batching="continuous")
+    constrained_format = _long_document(max_tokens)
+
+    def runner(response_format: dict[str, object] | None) -> Callable[[], int]:
+        def run_one() -> int:
+            return int(
+                engine.generate_stream(
+                    messages=PROMPT,
+                    params=GenerationParams(
+                        max_tokens=max_tokens, temperature=0.0, response_format=response_format
+                    ),
+                    on_token=lambda _: None,
+                    should_stop=lambda: False,
+                ).completion_tokens
+            )
+
+        return run_one
+
+    free, constrained = runner(None), runner(constrained_format)
+    started = time.perf_counter()
+    constrained()  # compiles the grammar (kept for the rounds after) and warms the engine
+    first_ms = (time.perf_counter() - started) * 1000
+    free()
+    free_rates, constrained_rates = [], []
+    try:
+        for _ in range(rounds):
+            free_rates.append(concurrent_rate(free, 8))
+            constrained_rates.append(concurrent_rate(constrained, 8))
+    finally:
+        engine.close()
+    free_rate, constrained_rate = statistics.median(free_rates), statistics.median(constrained_rates)
+    return {
+        "free_eight_tokens_per_s": round(free_rate),
+        "constrained_eight_tokens_per_s": round(constrained_rate),
+        "constrained_vs_free": round(constrained_rate / free_rate, 2),
+        # Per token of the batch: how much longer a step takes with every row constrained.
+        "cost_per_token_us": round(1e6 * (1 / constrained_rate - 1 / free_rate), 1),
+        "first_request_with_compile_ms": round(first_ms, 1),
+    }

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -248,7 +248,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             messages=admitted.messages,
             user_id=self.user.pk,
             api_key_id=self.principal.api_key.pk if self.principal.api_key else None,
-            params=asdict(plan.params),
+            params=plan.params.to_payload(),
             request_id=self.request_context.request_id,
             client_ip=self.request_context.client_ip,
             enqueued_at=admitted.admitted_at,

@@ -25,6 +25,7 @@ from gatehouse.metrics import (
 )
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, Engine, GenerationParams
+from inference.engines.constraints import ResponseFormatUnsupported
 from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.engines.remote import RemoteUnavailable
@@ -321,6 +322,11 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
                 job, code="unavailable", message="The model's server is not answering; try again shortly."
             )
         )
+        return
+    except ResponseFormatUnsupported as exc:
+        outcome.fail(code="invalid", reason=str(exc))
+        message = f"The response format cannot be used with this model: {exc}."
+        relay.send(_failed(job, code="invalid", message=message))
         return
     except PromptTooLong as exc:
         # Tokenizing the prompt was work done for the caller: what it counted is charged.

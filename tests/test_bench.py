@@ -66,6 +66,10 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
     }
     # Every way ran: one that fails says why in place of its figures.
     assert all(isinstance(figures, dict) for figures in engine_level.values()), engine_level
+    # What constraining a structured output costs the same 8 streams' decode is reported.
+    structured = goals["P5"]["details"]["structured_output"]
+    assert structured["free_eight_tokens_per_s"] > 0
+    assert structured["constrained_eight_tokens_per_s"] > 0
     # P5 is met only with the engine's own rate beside it: the stack's 8 streams over the engine's.
     assert isinstance(goals["P5"]["details"]["stack_vs_engine"], float)
     assert "| P3 |" in (tmp_path / "bench.md").read_text()

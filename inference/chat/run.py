@@ -200,7 +200,7 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts
             messages=admitted.messages,
             user_id=admitted.user.pk,
             api_key_id=admitted.api_key.pk if admitted.api_key else None,
-            params=asdict(plan.params),
+            params=plan.params.to_payload(),
             request_id=admitted.request_id,
             client_ip=admitted.client_ip,
             enqueued_at=admitted.admitted_at,

@@ -1,7 +1,7 @@
 """What every inference engine takes and gives back, independent of the backend."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -28,6 +28,18 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     # Wall-clock budget for one generation, in seconds (None: no limit).
     max_seconds: float | None = None
+    # A local version's structured output (OpenAI's response_format: json_object or
+    # json_schema), decoded under its grammar; None: free text. Remote versions get theirs
+    # passed through (ChatFeatures) instead.
+    response_format: dict[str, Any] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """JSON-safe, for a job; without `response_format` when there is none, so that workers
+        of the previous release (which do not know the field) still run plain requests."""
+        payload = asdict(self)
+        if payload["response_format"] is None:
+            del payload["response_format"]
+        return payload
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
 )
+from inference.engines.constraints import RowConstraint
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class BatchRequest:
     finished: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
     error: BaseException | None = None
+    # The grammar its tokens must follow (a structured output), or None.
+    constraint: RowConstraint | None = None
 
     def emit(self, text: str) -> bool:
         """Queue one token's text for the reader; False once the request was cancelled.

@@ -20,6 +20,7 @@ from typing import Any
 
 from inference.engines.base import FinishReason, GenerationResult
 from inference.engines.batching import BatchRequest, RequestScheduler
+from inference.engines.constraints import constraints_apply
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.sampling import PerRowSampling
 from inference.engines.streaming import RowStreamer
@@ -184,14 +185,24 @@ class ContinuousBatch:
     def _emit(self, rows: list[_Row], tokens: Any) -> None:
         for row, token_id in zip(rows, tokens.tolist(), strict=True):
             if row.streamer.open and not row.request.cancelled.is_set():
+                constraint = row.request.constraint
+                if constraint is not None and not constraint.accept(int(token_id)):
+                    logger.warning("a constrained row picked token %d its grammar refuses", token_id)
                 row.streamer.put_token(int(token_id))
 
     def _pick(self, logits: Any, rows: list[_Row]) -> Any:
-        """Each row's next token: suppressed tokens never, then greedy or sampled per row."""
+        """Each row's next token: what its grammar allows (if it has one), suppressed tokens
+        never (unless they are all its grammar allows), then greedy or sampled per row."""
         torch = self._torch
         scores = logits.float()
+        constrained = constraints_apply(scores, [row.request.constraint for row in rows])
         if self._suppress is not None:
+            allowed = scores if constrained else None
+            scores = scores.clone() if constrained else scores
             scores[:, self._suppress] = float("-inf")
+            if allowed is not None:
+                nothing_left = torch.isneginf(scores).all(dim=-1, keepdim=True)
+                scores = torch.where(nothing_left, allowed, scores)
         temperatures = [row.request.params.temperature for row in rows]
         if all(temperature <= 0 for temperature in temperatures):
             return scores.argmax(dim=-1)

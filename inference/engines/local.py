@@ -19,6 +19,7 @@ from inference.engines.base import (
     TokenCallback,
 )
 from inference.engines.batching import BatchRequest, RequestScheduler, StaticBatchScheduler
+from inference.engines.constraints import ConstrainedRows, OutputGrammars, RowConstraint
 from inference.engines.continuous import (
     ContinuousBatch,
     ContinuousBatchScheduler,
@@ -91,6 +92,7 @@ class LocalTransformersEngine:
         self.eos_token_id: int | None = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
+        self._grammars: OutputGrammars | None = None  # built at the first structured output
         self.scheduler: RequestScheduler
         if batching == "continuous" and continuous_batching_supported(self.model):
             self.batching = "continuous"
@@ -161,8 +163,17 @@ class LocalTransformersEngine:
                 f"the model's context of {self.context_length} tokens.",
                 prompt_tokens=len(prompt_ids),
             )
-        request = BatchRequest(prompt_ids=prompt_ids, params=params)
+        request = BatchRequest(prompt_ids=prompt_ids, params=params, constraint=self._constraint(params))
         return self.scheduler.run(request, on_token=on_token, should_stop=should_stop)
+
+    def _constraint(self, params: GenerationParams) -> RowConstraint | None:
+        """The request's grammar (compiled here, on its own thread), if it asked for a format."""
+        if params.response_format is None:
+            return None
+        if self._grammars is None:
+            vocab_size = getattr(self.model.config, "vocab_size", None) or len(self.tokenizer)
+            self._grammars = OutputGrammars(tokenizer=self.tokenizer, vocab_size=int(vocab_size))
+        return self._grammars.constraint_for(params.response_format)
 
     def batch_inputs(self, prompts: list[list[int]]) -> tuple[Any, Any]:
         """Prompts left-padded to one width, and the mask that hides the padding.
@@ -224,7 +235,7 @@ class LocalTransformersEngine:
                 streamer=BatchStreamer(rows),
                 stopping_criteria=StoppingCriteriaList([_EachRowsLimits()]),
                 pad_token_id=self.pad_token_id,
-                **self._sampling(requests),
+                **self._sampling(requests, prompt_width=width),
             )
         for row in rows:
             row.request.finish(
@@ -235,25 +246,29 @@ class LocalTransformersEngine:
                 )
             )
 
-    def _sampling(self, requests: list[BatchRequest]) -> dict[str, Any]:
-        """Greedy when every row is; otherwise each row samples with its own settings."""
+    def _sampling(self, requests: list[BatchRequest], *, prompt_width: int) -> dict[str, Any]:
+        """Greedy when every row is; otherwise each row samples with its own settings. Rows
+        with a structured output are masked to their grammar first."""
         from transformers import LogitsProcessorList
 
+        processors: list[Any] = []
+        constraints = [request.constraint for request in requests]
+        if any(constraint is not None for constraint in constraints):
+            processors.append(ConstrainedRows(constraints=constraints, prompt_width=prompt_width))
         if all(request.params.temperature <= 0 for request in requests):
-            return {"do_sample": False}
+            return {"do_sample": False, "logits_processor": LogitsProcessorList(processors)}
+        processors.append(
+            PerRowSampling(
+                temperatures=[request.params.temperature for request in requests],
+                top_ps=[request.params.top_p for request in requests],
+                device=self.device,
+            )
+        )
         return {
             "do_sample": True,
             # transformers' own warpers apply one setting to every row: off, PerRowSampling instead.
             "temperature": 1.0,
             "top_p": 1.0,
             "top_k": 0,
-            "logits_processor": LogitsProcessorList(
-                [
-                    PerRowSampling(
-                        temperatures=[request.params.temperature for request in requests],
-                        top_ps=[request.params.top_p for request in requests],
-                        device=self.device,
-                    )
-                ]
-            ),
+            "logits_processor": LogitsProcessorList(processors),
         }

@@ -76,41 +76,44 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
     _prompt_fit_check(version=version, messages=frame.messages, max_tokens=max_tokens)
     if frame.features is not None:
         _features_check(model_name=model.name, version=version, features=frame.features)
+    remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
         top_p=1.0 if frame.top_p is None else frame.top_p,
         stop=frame.stop,
         max_seconds=float(model.wall_clock_limit_seconds),
+        # A local version decodes it under its grammar; a remote one is passed the request's.
+        response_format=frame.features.fields.get("response_format")
+        if frame.features and not remote
+        else None,
     )
     return ChatPlan(
         model_name=model.name,
         version_id=version.pk,
         version_label=version.label,
         params=params,
-        remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
+        remote=remote,
         version=version,
     )
 
 
 def _features_check(*, model_name: str, version: ModelVersion, features: ChatFeatures) -> None:
-    """Tools and structured outputs go only where they are served: to a remote version, called
-    from the web process (a worker's call would drop them)."""
-    if (
-        version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
-        and settings.GATEHOUSE_REMOTE_GENERATION == "web"
-    ):
+    """Tools and structured outputs go only where they are served. A remote version called from
+    the web process is passed both (a worker's call would drop them); a local one decodes
+    structured outputs under their grammar, and has no tool calling."""
+    remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
+    if remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
         return
-    asked = " and ".join(_feature_kinds(features))
-    where = (
-        "runs locally"
-        if version.backend != ModelVersion.Backend.OPENAI_COMPATIBLE
-        else "is called by a worker"
+    refused = (
+        _feature_kinds(features) if remote else [kind for kind in _feature_kinds(features) if kind == "tools"]
     )
-    raise ChatRejected(
-        f"Model '{model_name}' does not support {asked}: its version {version.label} {where}.",
-        code="invalid",
-    )
+    if refused:
+        where = "is called by a worker" if remote else "runs locally"
+        raise ChatRejected(
+            f"Model '{model_name}' does not support {' and '.join(refused)}: its version {version.label} {where}.",
+            code="invalid",
+        )
 
 
 def _feature_kinds(features: ChatFeatures) -> list[str]:

@@ -12,30 +12,11 @@ from inference.engines.batching import BatchRequest, StaticBatchScheduler
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.sampling import PerRowSampling
 from inference.manifest import manifest_compute
+from tests.inference.threads import concurrently
 
 
 class ReaderGone(Exception):
     pass
-
-
-def _concurrently(calls: list[Callable[[], object]]) -> list[object]:
-    """Run each call on its own thread, all released at once; results (or errors) in order."""
-    results: list[object] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test to assert on
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 @pytest.fixture(params=["static", "continuous"])
@@ -76,7 +57,7 @@ def _generate(
 
 def test_eight_concurrent_requests_run_as_one_batch(patient_engine: LocalTransformersEngine) -> None:
     outputs: list[list[str]] = [[] for _ in range(8)]
-    results = _concurrently(
+    results = concurrently(
         [_generate(patient_engine, pieces, max_tokens=12, temperature=0.7) for pieces in outputs]
     )
     if patient_engine.batching == "static":
@@ -89,7 +70,7 @@ def test_eight_concurrent_requests_run_as_one_batch(patient_engine: LocalTransfo
 
 def test_each_row_keeps_its_own_limits_stop_and_cancel(patient_engine: LocalTransformersEngine) -> None:
     short, long, stopped, cancelled = [], [], [], []  # type: ignore[var-annotated]
-    results = _concurrently(
+    results = concurrently(
         [
             _generate(patient_engine, short, max_tokens=5, temperature=0.0),
             _generate(patient_engine, long, max_tokens=40, temperature=0.0, content="a longer prompt"),
@@ -127,7 +108,7 @@ def test_a_failing_reader_ends_only_its_own_row(patient_engine: LocalTransformer
         if len(gone) >= 3:
             raise ReaderGone
 
-    results = _concurrently(
+    results = concurrently(
         [
             _generate(patient_engine, gone, max_tokens=30, temperature=0.0, on_token=vanish),
             _generate(patient_engine, kept, max_tokens=30, temperature=0.0),
@@ -312,7 +293,7 @@ def test_a_slow_reader_is_cancelled_without_holding_back_the_batch(
 
         return call
 
-    results = _concurrently(
+    results = concurrently(
         [_generate(patient_engine, slow, max_tokens=200, temperature=0.0, on_token=stuck)]
         + [keeping_up(pieces) for pieces in fast]
     )

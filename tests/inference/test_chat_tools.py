@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema
 import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
@@ -62,6 +63,10 @@ PERSON = {
         },
     },
 }
+
+# The same with every string bounded: the random demo model, sampling, finishes it in time.
+BOUNDED_PERSON = json.loads(json.dumps(PERSON))
+BOUNDED_PERSON["json_schema"]["schema"]["properties"]["name"]["maxLength"] = 16
 
 
 @pytest.fixture
@@ -201,22 +206,14 @@ async def test_a_call_to_a_tool_nobody_offered_is_a_502_failed_and_charged_nothi
     assert again.status_code == 200, again.text
 
 
-async def test_a_local_version_refuses_tools_and_structured_output_clearly(
-    bob: User, demo_version: ModelVersion
-) -> None:
+async def test_a_local_version_refuses_tools_clearly(bob: User, demo_version: ModelVersion) -> None:
     key = await database_sync_to_async(api_key_mint)(bob)
     tools = await v1_post(_body(model="demo-tiny"), key=key)
     assert tools.status_code == 400, tools.text
     assert tools.json()["error"]["message"] == (
         "Model 'demo-tiny' does not support tools: its version v1 runs locally."
     )
-    structured = await v1_post(
-        {"model": "demo-tiny", "messages": [{"role": "user", "content": "x"}], "response_format": PERSON},
-        key=key,
-    )
-    assert structured.status_code == 400
-    assert "does not support response_format" in structured.json()["error"]["message"]
-    # Text (and "text" as the format) still works: nothing was left held by the refusals.
+    # Text ("text" as the format, no tool chosen) still works: the refusal left nothing held.
     plain = await v1_post(
         {
             "model": "demo-tiny",
@@ -228,6 +225,31 @@ async def test_a_local_version_refuses_tools_and_structured_output_clearly(
         key=key,
     )
     assert plain.status_code == 200, plain.text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_local_version_answers_structured_output_under_its_grammar(
+    bob: User, demo_version: ModelVersion, stream: bool
+) -> None:
+    key = await database_sync_to_async(api_key_mint)(bob)
+    body = {
+        "model": "demo-tiny",
+        "messages": [{"role": "user", "content": "Who?"}],
+        "max_tokens": 200,
+        "response_format": BOUNDED_PERSON,
+        "stream": stream,
+    }
+    response = await v1_post(body, key=key)
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [event for event in sse_events(response)[:-1] if event["choices"]]
+        text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+        finish = chunks[-1]["choices"][0]["finish_reason"]
+    else:
+        choice = response.json()["choices"][0]
+        text, finish = choice["message"]["content"], choice["finish_reason"]
+    assert finish == "stop", text
+    jsonschema.validate(json.loads(text), BOUNDED_PERSON["json_schema"]["schema"])
 
 
 def _strict(schema: dict[str, Any]) -> dict[str, Any]:
