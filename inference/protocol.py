@@ -43,6 +43,9 @@ class ChatFrame:
     stop: tuple[str, ...] = ()
     # Tools or structured outputs (/v1 only; the websocket protocol has neither).
     features: ChatFeatures | None = None
+    # The one message is a prompt to continue as it is, without the chat template
+    # (/v1/completions).
+    raw_prompt: bool = False
 
 
 @dataclass(frozen=True)

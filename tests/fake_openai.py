@@ -64,8 +64,11 @@ class FakeUpstream:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                upstream.requests.append({"body": body, "authorization": self.headers.get("Authorization")})
-                upstream.respond(self, len(upstream.requests), stream=bool(body.get("stream")))
+                upstream.requests.append(
+                    {"body": body, "authorization": self.headers.get("Authorization"), "path": self.path}
+                )
+                legacy = not self.path.endswith("/chat/completions")
+                upstream.respond(self, len(upstream.requests), stream=bool(body.get("stream")), legacy=legacy)
 
         return Handler
 
@@ -88,20 +91,21 @@ class FakeUpstream:
             "total_tokens": 11 + len(self.words),
         }
 
-    def _whole(self, handler: BaseHTTPRequestHandler) -> None:
-        """A whole answer (`stream` false): the words as one message."""
+    def _whole(self, handler: BaseHTTPRequestHandler, *, legacy: bool) -> None:
+        """A whole answer (`stream` false): the words as one message (or one text)."""
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.words)}
         if self.tool_calls is not None:
             message = {"role": "assistant", "content": None, "tool_calls": self.tool_calls}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "finish_reason": "stop" if self.tool_calls is None else "tool_calls",
+        }
+        if legacy:
+            choice = {"index": 0, "text": "".join(self.words), "finish_reason": "stop"}
         answer: dict[str, Any] = {
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "stop" if self.tool_calls is None else "tool_calls",
-                }
-            ],
+            "object": "text_completion" if legacy else "chat.completion",
+            "choices": [choice],
         }
         if self.usage is not None:
             answer["usage"] = self.usage or self._exact_usage()
@@ -127,7 +131,10 @@ class FakeUpstream:
                 deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         return deltas
 
-    def respond(self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True) -> None:
+    def respond(
+        self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True, legacy: bool = False
+    ) -> None:
+        """Answer the `nth` request: a chat completion, or with `legacy` a text completion."""
         mode = self.mode
         if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
             handler.send_response(503)
@@ -152,7 +159,7 @@ class FakeUpstream:
                 handler.end_headers()
             return
         if not stream and mode != "reset_mid_stream":
-            self._whole(handler)
+            self._whole(handler, legacy=legacy)
             return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
@@ -164,9 +171,11 @@ class FakeUpstream:
                 handler.connection.shutdown(2)  # drop the connection mid-answer
                 return
             time.sleep(self.delay)
-            self._chunk(handler, {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            part = {"text": delta["content"]} if legacy else {"delta": delta}
+            self._chunk(handler, {"choices": [{"index": 0, **part, "finish_reason": None}]})
         finish = "stop" if self.tool_calls is None else "tool_calls"
-        self._chunk(handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        part = {"text": ""} if legacy else {"delta": {}}
+        self._chunk(handler, {"choices": [{"index": 0, **part, "finish_reason": finish}]})
         if self.usage is not None:
             self._chunk(handler, {"choices": [], "usage": self.usage or self._exact_usage()})
         self._chunk(handler, "[DONE]")

@@ -83,6 +83,20 @@ class TestChatCompletionHidden(TestChatCompletionGranted):
     model = "hidden-model"
 
 
+class TestTextCompletionGranted(TestChatCompletionGranted):
+    """The same object-level access before anything runs as chat completions."""
+
+    route = "/v1/completions"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"model": self.model, "prompt": "hi"}
+
+
+class TestTextCompletionHidden(TestTextCompletionGranted):
+    expected: ClassVar[dict[str, int]] = TestChatCompletionHidden.expected
+    model = "hidden-model"
+
+
 class TestConversationList(PermissionMatrix):
     route = "/api/conversations/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

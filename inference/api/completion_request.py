@@ -85,7 +85,8 @@ def _messages(raw: Any) -> Any:
     return messages
 
 
-def _stream_options(body: dict[str, Any], stream: bool) -> bool:
+def stream_options_parse(body: dict[str, Any], stream: bool) -> bool:
+    """Whether a stream ends with a usage chunk (`stream_options.include_usage`)."""
     options = body.get("stream_options")
     if options is None:
         return False
@@ -100,20 +101,36 @@ def _stream_options(body: dict[str, Any], stream: bool) -> bool:
     return bool(options.get("include_usage", False))
 
 
-def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest:
+def request_fields_check(
+    body: Any,
+    *,
+    honoured: tuple[str, ...],
+    neutral: dict[str, tuple[object, ...]],
+    unused: tuple[str, ...],
+    why_not: dict[str, str],
+) -> tuple[dict[str, Any], bool]:
+    """The body as an object whose every field is known and every neutral one neutral, and
+    whether it asks for a stream."""
     if not isinstance(body, dict):
         raise CompletionRequestInvalid("The request body must be a JSON object.")
     for name in body:
-        if name not in _HONOURED and name not in _NEUTRAL and name not in _UNUSED:
+        if name not in honoured and name not in neutral and name not in unused:
             raise CompletionRequestInvalid(f"Unrecognized request argument supplied: {name}", param=name)
-    for name, neutral in _NEUTRAL.items():
-        if body.get(name) not in neutral:
-            message = _WHY_NOT.get(name, f"{name} is not supported; leave it out or at its default.")
+    for name, values in neutral.items():
+        if body.get(name) not in values:
+            message = why_not.get(name, f"{name} is not supported; leave it out or at its default.")
             raise CompletionRequestInvalid(message, param=name)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise CompletionRequestInvalid("stream must be a boolean.", param="stream")
-    include_usage = _stream_options(body, stream)
+    return body, stream
+
+
+def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest:
+    body, stream = request_fields_check(
+        body, honoured=_HONOURED, neutral=_NEUTRAL, unused=_UNUSED, why_not=_WHY_NOT
+    )
+    include_usage = stream_options_parse(body, stream)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     features, messages = chat_features_parse(body)
     try:

@@ -1,4 +1,4 @@
-"""`POST /v1/chat/completions` through Django: the DRF view over the chat door.
+"""`POST /v1/chat/completions` and `/v1/completions` through Django: DRF views over the door.
 
 Production serves bearer-authenticated JSON requests on the ASGI route in front of Django
 (`inference.chat.asgi`); this view serves the rest (a console session, say) and the test
@@ -7,7 +7,7 @@ client, through DRF's authentication and permissions. Both answer from the same 
 """
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -18,8 +18,13 @@ from rest_framework.request import Request
 
 from accounts.authentication import request_client_ip, request_principal
 from audit.context import request_context_current, request_id_new
-from inference.api.serializers import ChatCompletionRequestSerializer, ChatCompletionSerializer
-from inference.chat.http import chat_completions_serve
+from inference.api.serializers import (
+    ChatCompletionRequestSerializer,
+    ChatCompletionSerializer,
+    TextCompletionRequestSerializer,
+    TextCompletionSerializer,
+)
+from inference.chat.http import chat_completions_serve, text_completions_serve
 
 _END = object()
 
@@ -73,23 +78,17 @@ class _QueuedResponder:
         return b"".join(parts)
 
 
-class ChatCompletionView(APIView):  # type: ignore[misc]
-    required_scope = "chat"
+class _DoorView(APIView):  # type: ignore[misc]
+    """A view over one of the door's serve functions."""
 
-    @extend_schema(
-        operation_id="createChatCompletion",
-        request=ChatCompletionRequestSerializer,
-        responses={200: ChatCompletionSerializer},
-        description=(
-            "OpenAI-compatible chat completion. With `stream: true` the answer is a "
-            "`text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`."
-        ),
-    )
-    async def post(self, request: Request) -> HttpResponseBase:
+    required_scope = "chat"
+    serve: Callable[..., Awaitable[None]]
+
+    async def _answer(self, request: Request) -> HttpResponseBase:
         context = request_context_current()
         responder = _QueuedResponder()
         serving = asyncio.ensure_future(
-            chat_completions_serve(
+            type(self).serve(
                 principal=request_principal(request),
                 data=request.data,
                 request_id=context.request_id if context else request_id_new(),
@@ -111,6 +110,39 @@ class ChatCompletionView(APIView):  # type: ignore[misc]
         for name, value in headers:
             response[name] = value
         return response
+
+
+class ChatCompletionView(_DoorView):
+    serve = staticmethod(chat_completions_serve)
+
+    @extend_schema(
+        operation_id="createChatCompletion",
+        request=ChatCompletionRequestSerializer,
+        responses={200: ChatCompletionSerializer},
+        description=(
+            "OpenAI-compatible chat completion. With `stream: true` the answer is a "
+            "`text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`."
+        ),
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        return await self._answer(request)
+
+
+class TextCompletionView(_DoorView):
+    serve = staticmethod(text_completions_serve)
+
+    @extend_schema(
+        operation_id="createCompletion",
+        request=TextCompletionRequestSerializer,
+        responses={200: TextCompletionSerializer},
+        description=(
+            "OpenAI-compatible (legacy) text completion: the prompt is continued as it is, without "
+            "the chat template. With `stream: true` the answer is a `text/event-stream` of "
+            "`text_completion` objects ending with `data: [DONE]`."
+        ),
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        return await self._answer(request)
 
 
 async def _streamed(serving: "asyncio.Future[None]", responder: _QueuedResponder) -> AsyncGenerator[bytes]:

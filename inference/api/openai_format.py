@@ -1,7 +1,11 @@
-"""OpenAI's response objects for chat completions: the whole answer, and streamed chunks."""
+"""OpenAI's response objects: chat completions and (legacy) text completions, whole or streamed.
+
+Both formats answer the same questions for the door (`inference.chat.http`): what opens a
+stream, what carries texts (and tool calls), what closes it, and the whole answer.
+"""
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -11,15 +15,34 @@ def _usage(event: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-class CompletionFormat:
-    """Builds every object of one completion; they share its id, creation time and model."""
+class AnswerFormat(Protocol):
+    """Builds every object of one answer; they share its id, creation time and model."""
 
-    def __init__(self, *, generation_id: str, model: str, version: str) -> None:
-        self.id = f"chatcmpl-{generation_id}"
+    def opening_bytes(self) -> bytes: ...
+
+    def texts_bytes(self, texts: list[str]) -> bytes: ...
+
+    def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes: ...
+
+    def closing_bytes(self, *, finished: dict[str, Any]) -> bytes: ...
+
+    def whole(
+        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None
+    ) -> dict[str, Any]: ...
+
+
+class _Format:
+    id_prefix = ""
+    whole_kind = ""
+    chunk_kind = ""
+
+    def __init__(self, *, generation_id: str, model: str, version: str, include_usage: bool = False) -> None:
+        self.id = f"{self.id_prefix}{generation_id}"
         self.created = int(time.time())
         self.model = model
         # Which version answered, where OpenAI names the backend configuration.
         self.fingerprint = f"{model}@{version}"
+        self.include_usage = include_usage
 
     def _base(self, kind: str) -> dict[str, Any]:
         return {
@@ -30,38 +53,83 @@ class CompletionFormat:
             "system_fingerprint": self.fingerprint,
         }
 
-    def completion(
+    def _chunk_bytes(self, choice: dict[str, Any]) -> bytes:
+        body: dict[str, Any] = {**self._base(self.chunk_kind), "choices": [{"index": 0, **choice}]}
+        if self.include_usage:
+            body["usage"] = None  # OpenAI sends null here; the totals come in a last chunk
+        return sse_bytes(body)
+
+    def _usage_bytes(self, finished: dict[str, Any]) -> bytes:
+        if not self.include_usage:
+            return b""
+        return sse_bytes({**self._base(self.chunk_kind), "choices": [], "usage": _usage(finished)})
+
+
+class CompletionFormat(_Format):
+    """`chat.completion` and its `chat.completion.chunk`s."""
+
+    id_prefix, whole_kind, chunk_kind = "chatcmpl-", "chat.completion", "chat.completion.chunk"
+
+    def _delta_bytes(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return self._chunk_bytes({"delta": delta, "logprobs": None, "finish_reason": finish_reason})
+
+    def opening_bytes(self) -> bytes:
+        return self._delta_bytes({"role": "assistant", "content": ""})
+
+    def texts_bytes(self, texts: list[str]) -> bytes:
+        return b"".join(self._delta_bytes({"content": text}) for text in texts)
+
+    def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes:
+        return self._delta_bytes({"tool_calls": deltas})
+
+    def closing_bytes(self, *, finished: dict[str, Any]) -> bytes:
+        return self._delta_bytes({}, finished["finish_reason"]) + self._usage_bytes(finished)
+
+    def whole(
         self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if tool_calls:
             message.update(content=text or None, tool_calls=tool_calls)
         return {
-            **self._base("chat.completion"),
+            **self._base(self.whole_kind),
             "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": finished["finish_reason"],
-                }
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finished["finish_reason"]}
             ],
             "usage": _usage(finished),
         }
 
-    def chunk_bytes(
-        self, *, delta: dict[str, Any], finish_reason: str | None = None, include_usage: bool = False
-    ) -> bytes:
-        body: dict[str, Any] = {
-            **self._base("chat.completion.chunk"),
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if include_usage:
-            body["usage"] = None  # OpenAI sends null here; the totals come in a last chunk
-        return sse_bytes(body)
 
-    def usage_chunk_bytes(self, finished: dict[str, Any]) -> bytes:
-        return sse_bytes({**self._base("chat.completion.chunk"), "choices": [], "usage": _usage(finished)})
+class TextCompletionFormat(_Format):
+    """The legacy `text_completion`, whole and streamed (each chunk is one too)."""
+
+    id_prefix, whole_kind, chunk_kind = "cmpl-", "text_completion", "text_completion"
+
+    def _text_bytes(self, text: str, finish_reason: str | None = None) -> bytes:
+        return self._chunk_bytes({"text": text, "logprobs": None, "finish_reason": finish_reason})
+
+    def opening_bytes(self) -> bytes:
+        return b""  # no role to announce: the first text opens the stream
+
+    def texts_bytes(self, texts: list[str]) -> bytes:
+        return b"".join(self._text_bytes(text) for text in texts)
+
+    def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes:
+        raise AssertionError("text completions offer no tools")  # pragma: no cover
+
+    def closing_bytes(self, *, finished: dict[str, Any]) -> bytes:
+        return self._text_bytes("", finished["finish_reason"]) + self._usage_bytes(finished)
+
+    def whole(
+        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        return {
+            **self._base(self.whole_kind),
+            "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": finished["finish_reason"]}
+            ],
+            "usage": _usage(finished),
+        }
 
 
 def sse_bytes(data: dict[str, Any]) -> bytes:

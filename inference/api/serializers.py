@@ -17,7 +17,7 @@ class ModelListSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class ChatMessageSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant"])
+    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
     content = serializers.CharField(help_text="Text, or a list of {type: text, text} parts.")
 
 
@@ -28,6 +28,14 @@ class StreamOptionsSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class ChatCompletionRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     model = serializers.CharField()
     messages = ChatMessageSerializer(many=True)
+    tools = serializers.ListField(
+        child=serializers.JSONField(), required=False, help_text="Functions the model may call."
+    )
+    tool_choice = serializers.JSONField(
+        required=False, help_text="none, auto, required, or a named function."
+    )
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    response_format = serializers.JSONField(required=False, help_text="text, json_object or json_schema.")
     max_tokens = serializers.IntegerField(required=False, min_value=1, help_text="Capped per model.")
     max_completion_tokens = serializers.IntegerField(required=False, min_value=1)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
@@ -62,4 +70,33 @@ class ChatCompletionSerializer(serializers.Serializer):  # type: ignore[type-arg
     model = serializers.CharField()
     system_fingerprint = serializers.CharField(help_text="model@version that answered")
     choices = CompletionChoiceSerializer(many=True)
+    usage = UsageSerializer()
+
+
+class TextCompletionRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    prompt = serializers.CharField(help_text="A string, or a list of one string.")
+    max_tokens = serializers.IntegerField(
+        required=False, min_value=1, help_text="16 unless said; capped per model."
+    )
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    stop = serializers.ListField(child=serializers.CharField(), required=False, max_length=4)
+    stream = serializers.BooleanField(default=False)
+    stream_options = StreamOptionsSerializer(required=False)
+
+
+class TextCompletionChoiceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    index = serializers.IntegerField()
+    text = serializers.CharField()
+    finish_reason = serializers.ChoiceField(choices=["stop", "length"])
+
+
+class TextCompletionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.CharField()
+    object = serializers.CharField(default="text_completion")
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    system_fingerprint = serializers.CharField(help_text="model@version that answered")
+    choices = TextCompletionChoiceSerializer(many=True)
     usage = UsageSerializer()

@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions` served straight from ASGI: the door without Django's request cycle.
+"""`POST /v1/chat/completions` and `/v1/completions` served straight from ASGI: the door
+without Django's request cycle.
 
 Django's handler, its middleware and DRF cost more server time per request than a whole
 Python proxy does; on the path every chat takes, this route does only what they would do for
@@ -25,10 +26,15 @@ from gatehouse.database_calls import database_sync
 from gatehouse.json_parsing import JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from inference.chat.http import chat_completions_serve, error_respond
+from inference.chat.http import chat_completions_serve, error_respond, text_completions_serve
 
-PATH = "/v1/chat/completions"
-ROUTE = "v1/chat/completions"  # as Django's resolver names it in the request metrics
+Serve = Callable[..., Awaitable[None]]
+# Each path served here: its name as Django's resolver gives it (the request metrics' route)
+# and the door's function that answers it.
+DOORS: dict[str, tuple[str, Serve]] = {
+    "/v1/chat/completions": ("v1/chat/completions", chat_completions_serve),
+    "/v1/completions": ("v1/completions", text_completions_serve),
+}
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -36,16 +42,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ChatCompletionsRoute:
-    """Wraps the HTTP application: chat completions with a bearer credential are served here."""
+    """Wraps the HTTP application: chat and text completions with a bearer credential are served here."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+        door = DOORS.get(scope["path"]) if scope["type"] == "http" else None
+        if door is not None and scope["method"] == "POST":
             headers = _headers(scope)
             if _ours(scope, headers):
-                await _Exchange(scope, receive, send, headers).serve()
+                route, serve = door
+                await _Exchange(scope, receive, send, headers, route=route, door=serve).serve()
                 return
         await self.app(scope, receive, send)
 
@@ -83,8 +91,11 @@ def _host_allowed(headers: dict[str, str]) -> bool:
 class _Exchange:
     """One request and its answer: the `Responder` the door writes to."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], *, route: str, door: Serve
+    ) -> None:
         self.scope, self.receive, self.send, self.headers = scope, receive, send, headers
+        self.route, self.door = route, door
         self.started = time.perf_counter()
         self.context = RequestContext(
             request_id=request_id_new(proposed=headers.get("x-request-id")),
@@ -117,7 +128,7 @@ class _Exchange:
                 )
                 return
             await self._until_disconnect(
-                chat_completions_serve(
+                self.door(
                     principal=principal,
                     data=data,
                     request_id=self.context.request_id,
@@ -193,8 +204,8 @@ class _Exchange:
         encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         encoded += self._standard_headers()
         await self.send({"type": "http.response.start", "status": status, "headers": encoded})
-        HTTP_REQUESTS.labels(route=ROUTE, method="POST", status=str(status)).inc()
-        HTTP_LATENCY.labels(route=ROUTE, method="POST").observe(time.perf_counter() - self.started)
+        HTTP_REQUESTS.labels(route=self.route, method="POST", status=str(status)).inc()
+        HTTP_LATENCY.labels(route=self.route, method="POST").observe(time.perf_counter() - self.started)
 
     async def write(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})

@@ -1,4 +1,5 @@
-"""The `/v1/chat/completions` door: parse, call the pipeline, format in OpenAI's shapes.
+"""The `/v1/chat/completions` and `/v1/completions` door: parse, call the pipeline, format in
+OpenAI's shapes.
 
 Transport-free: what it answers goes to a `Responder` (status and headers, then bytes), which
 the raw ASGI route (`inference.chat.asgi`, what serves production) and the DRF view
@@ -10,16 +11,24 @@ a whole answer.
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
 from django.conf import settings
 
 from accounts.principal import Principal
-from inference.api.completion_request import completion_request_parse
-from inference.api.openai_format import SSE_DONE, CompletionFormat, error_object, sse_bytes
+from inference.api.completion_request import CompletionRequest, completion_request_parse
+from inference.api.openai_format import (
+    SSE_DONE,
+    AnswerFormat,
+    CompletionFormat,
+    TextCompletionFormat,
+    error_object,
+    sse_bytes,
+)
 from inference.api.request_invalid import CompletionRequestInvalid
+from inference.api.text_completion_request import text_completion_request_parse
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.refusal import ChatRefused
 from inference.chat.run import chat_run
@@ -77,6 +86,42 @@ async def chat_completions_serve(
     *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
 ) -> None:
     """Answer one chat completion request from an authenticated caller; never raises a refusal."""
+    await _serve(
+        principal=principal,
+        data=data,
+        request_id=request_id,
+        client_ip=client_ip,
+        responder=responder,
+        parse=completion_request_parse,
+        answer_format=CompletionFormat,
+    )
+
+
+async def text_completions_serve(
+    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
+) -> None:
+    """Answer one (legacy) text completion request: a prompt continued as it is."""
+    await _serve(
+        principal=principal,
+        data=data,
+        request_id=request_id,
+        client_ip=client_ip,
+        responder=responder,
+        parse=text_completion_request_parse,
+        answer_format=TextCompletionFormat,
+    )
+
+
+async def _serve(
+    *,
+    principal: Principal,
+    data: Any,
+    request_id: str,
+    client_ip: str | None,
+    responder: Responder,
+    parse: Callable[..., CompletionRequest],
+    answer_format: type[CompletionFormat | TextCompletionFormat],
+) -> None:
     if not principal.has_scope(CHAT_SCOPE):
         await error_respond(
             responder,
@@ -86,7 +131,7 @@ async def chat_completions_serve(
         )
         return
     try:
-        completion = completion_request_parse(data, request_id=request_id)
+        completion = parse(data, request_id=request_id)
     except CompletionRequestInvalid as invalid:
         # Named as DRF names a field's error, the shape every other /v1 error has.
         message = f"{invalid.param}: {invalid.message}" if invalid.param else invalid.message
@@ -103,18 +148,21 @@ async def chat_completions_serve(
     except ChatRefused as refused:
         await _refusal_respond(responder, refused)
         return
-    # Stored only when the operator chose to keep API chat content.
-    if settings.GATEHOUSE_STORE_API_CONVERSATIONS:
+    # Stored only when the operator chose to keep API chat content (a text completion is no chat).
+    if settings.GATEHOUSE_STORE_API_CONVERSATIONS and not completion.frame.raw_prompt:
         admitted.conversation_id = str(uuid.uuid4())
     plan = admitted.plan
-    answer = CompletionFormat(
-        generation_id=admitted.generation_id, model=plan.model_name, version=plan.version_label
+    answer = answer_format(
+        generation_id=admitted.generation_id,
+        model=plan.model_name,
+        version=plan.version_label,
+        include_usage=completion.include_usage,
     )
     headers = list(admitted.hold.quota.headers.items())
     if admitted.conversation_id:
         headers.append((CONVERSATION_HEADER, admitted.conversation_id))
     if completion.stream:
-        await _stream(admitted, answer, responder, headers=headers, include_usage=completion.include_usage)
+        await _stream(admitted, answer, responder, headers=headers)
     else:
         await _whole(admitted, answer, responder, headers=headers)
 
@@ -128,33 +176,23 @@ async def _refusal_respond(responder: Responder, refused: ChatRefused) -> None:
 
 
 async def _stream(
-    admitted: ChatAdmitted,
-    answer: CompletionFormat,
-    responder: Responder,
-    *,
-    headers: list[tuple[str, str]],
-    include_usage: bool,
+    admitted: ChatAdmitted, answer: AnswerFormat, responder: Responder, *, headers: list[tuple[str, str]]
 ) -> None:
     started = False
 
     async def on_started() -> None:
-        # The role goes out once the chat is under way; a refusal before it is a plain error.
+        # The stream opens once the chat is under way; a refusal before it is a plain error.
         nonlocal started
         started = True
         await responder.start(200, [*_SSE_HEADERS, *headers])
-        await responder.write(
-            answer.chunk_bytes(delta={"role": "assistant", "content": ""}, include_usage=include_usage)
-        )
+        if opening := answer.opening_bytes():
+            await responder.write(opening)
 
     async def on_texts(texts: list[str]) -> None:
-        await responder.write(
-            b"".join(
-                answer.chunk_bytes(delta={"content": text}, include_usage=include_usage) for text in texts
-            )
-        )
+        await responder.write(answer.texts_bytes(texts))
 
     async def on_tool_calls(deltas: list[dict[str, Any]]) -> None:
-        await responder.write(answer.chunk_bytes(delta={"tool_calls": deltas}, include_usage=include_usage))
+        await responder.write(answer.tool_calls_bytes(deltas))
 
     try:
         end = await chat_run(
@@ -170,11 +208,7 @@ async def _stream(
         else:  # the stream had begun: the error is its last event
             await responder.end(sse_bytes(error_object(message=refused.message, code=refused.code)))
         return
-    finished = end.as_event()
-    tail = answer.chunk_bytes(delta={}, finish_reason=end.finish_reason, include_usage=include_usage)
-    if include_usage:
-        tail += answer.usage_chunk_bytes(finished)
-    await responder.end(tail + SSE_DONE)
+    await responder.end(answer.closing_bytes(finished=end.as_event()) + SSE_DONE)
 
 
 async def _nothing() -> None:
@@ -182,7 +216,7 @@ async def _nothing() -> None:
 
 
 async def _whole(
-    admitted: ChatAdmitted, answer: CompletionFormat, responder: Responder, *, headers: list[tuple[str, str]]
+    admitted: ChatAdmitted, answer: AnswerFormat, responder: Responder, *, headers: list[tuple[str, str]]
 ) -> None:
     texts: list[str] = []
     deltas: list[dict[str, Any]] = []
@@ -205,7 +239,7 @@ async def _whole(
         await _refusal_respond(responder, refused)
         return
     await responder.start(200, [("Content-Type", "application/json"), *headers])
-    whole = answer.completion(
+    whole = answer.whole(
         text="".join(texts), finished=end.as_event(), tool_calls=tool_calls_merge(deltas) or None
     )
     await responder.end(orjson.dumps(whole))

@@ -32,13 +32,17 @@ class GenerationParams:
     # json_schema), decoded under its grammar; None: free text. Remote versions get theirs
     # passed through (ChatFeatures) instead.
     response_format: dict[str, Any] | None = None
+    # The one message is a prompt to continue as it is: no chat template (/v1/completions).
+    raw_prompt: bool = False
 
     def to_payload(self) -> dict[str, Any]:
-        """JSON-safe, for a job; without `response_format` when there is none, so that workers
-        of the previous release (which do not know the field) still run plain requests."""
+        """JSON-safe, for a job; without the fields newer than the previous release where they
+        are at their defaults, so that its workers (which do not know them) still run plain
+        chats."""
         payload = asdict(self)
-        if payload["response_format"] is None:
-            del payload["response_format"]
+        for name in ("response_format", "raw_prompt"):
+            if not payload[name]:
+                del payload[name]
         return payload
 
 

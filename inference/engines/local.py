@@ -140,6 +140,12 @@ class LocalTransformersEngine:
         )
         return [int(token_id) for token_id in encoded["input_ids"]]
 
+    def encode_text(self, text: str) -> list[int]:
+        """A prompt continued as it is (a text completion): its token ids, without a template."""
+        ids = [int(token_id) for token_id in self.tokenizer(text)["input_ids"]]
+        # An empty prompt is continued from the start of a text, as OpenAI does.
+        return ids or [int(self.tokenizer.bos_token_id or self.eos_token_id or 0)]
+
     def generate_stream(
         self,
         *,
@@ -156,7 +162,9 @@ class LocalTransformersEngine:
                 f"The messages are {size} bytes; with max_tokens={params.max_tokens} the model's "
                 f"context of {self.context_length} tokens holds at most {limit} bytes of them."
             )
-        prompt_ids = self.encode_prompt(messages)
+        prompt_ids = (
+            self.encode_text(messages[0].content) if params.raw_prompt else self.encode_prompt(messages)
+        )
         if len(prompt_ids) + params.max_tokens > self.context_length:
             raise PromptTooLong(
                 f"The prompt is {len(prompt_ids)} tokens; with max_tokens={params.max_tokens} it exceeds "

@@ -104,6 +104,7 @@ class OpenAICompatibleEngine:
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.completions_url = base_url.rstrip("/") + "/completions"  # text completions
         self.model = model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -119,10 +120,18 @@ class OpenAICompatibleEngine:
     def close(self) -> None:
         self._client.close()
 
+    def url_for(self, params: GenerationParams) -> str:
+        return self.completions_url if params.raw_prompt else self.url
+
     def _body(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        """What the upstream is asked: a chat completion, or for a raw prompt a text completion."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            **(
+                {"prompt": messages[0].content}
+                if params.raw_prompt
+                else {"messages": [{"role": m.role, "content": m.content} for m in messages]}
+            ),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -185,11 +194,11 @@ class OpenAICompatibleEngine:
     ) -> GenerationResult:
         deadline = time.monotonic() + params.max_seconds if params.max_seconds else None
         delivery = _Delivery(on_token)
-        stream = _SseStream(on_token=delivery.push, max_pieces=params.max_tokens)
+        stream = _SseStream(on_token=delivery.push, max_pieces=params.max_tokens, legacy=params.raw_prompt)
         stop = _ThrottledStopCheck(should_stop)
         ended = False
         try:
-            with self._client.stream("POST", self.url, json=body) as response:
+            with self._client.stream("POST", self.url_for(params), json=body) as response:
                 _status_check(response.status_code)
                 for line in response.iter_lines():
                     if stop():
@@ -329,6 +338,17 @@ class _PromptSize:
         return self.content_bytes + _TEMPLATE_TOKENS_PER_MESSAGE * (self.messages + 1)
 
 
+def _delta(choice: Any, *, legacy: bool) -> dict[str, Any] | None:
+    """A streamed choice's new part (a text completion's `text` read as a chat delta's
+    `content`); None when the choice is not an object."""
+    if not isinstance(choice, dict):
+        return None
+    if legacy:
+        return {"content": choice.get("text")}
+    delta = choice.get("delta") or {}
+    return delta if isinstance(delta, dict) else None
+
+
 def _reported_count(usage: dict[str, Any] | None, name: str) -> int | None:
     """A count the upstream reported, if it is one (a non-negative integer); else None."""
     value = usage.get(name) if usage else None
@@ -349,6 +369,8 @@ class _SseStream:
     max_pieces: int
     on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
     tool_names: frozenset[str] = frozenset()
+    # A text completion's stream: each choice's `text`, not a `delta`.
+    legacy: bool = False
     chunks: int = 0
     finish: FinishReason | None = None
     usage: dict[str, Any] | None = None
@@ -372,7 +394,7 @@ class _SseStream:
         usage = chunk.get("usage")
         self.usage = usage if isinstance(usage, dict) and usage else self.usage
         for choice in choices or []:
-            delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+            delta = _delta(choice, legacy=self.legacy)
             text = delta.get("content") or "" if isinstance(delta, dict) else None
             if not isinstance(choice, dict) or not isinstance(delta, dict) or not isinstance(text, str):
                 raise RemoteMalformed("the upstream sent a malformed stream")

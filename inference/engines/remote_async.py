@@ -124,12 +124,12 @@ async def remote_sessions_close() -> None:
         await held.keeper.aclose()
 
 
-async def _post(engine: OpenAICompatibleEngine, body: dict[str, Any]) -> aiohttp.ClientResponse:
-    """POST `body` to the engine's upstream; the response's body is still to be read. Never
-    follows a redirect (it would lead past the outbound guard)."""
+async def _post(engine: OpenAICompatibleEngine, body: dict[str, Any], *, url: str) -> aiohttp.ClientResponse:
+    """POST `body` to `url`, the engine's upstream; the response's body is still to be read.
+    Never follows a redirect (it would lead past the outbound guard)."""
     session = await _session()
     return await session.post(
-        engine.url,
+        url,
         data=orjson.dumps(body),
         headers={**engine.headers, "Content-Type": "application/json"},
         allow_redirects=False,
@@ -225,11 +225,12 @@ async def _stream_once(
         max_pieces=params.max_tokens,
         on_tool_calls=outlet.tool_calls if asked.tools else None,
         tool_names=asked.tool_names,
+        legacy=params.raw_prompt,
     )
     ended = False
     try:
         async with asyncio.timeout(params.max_seconds or None):
-            async with await _post(engine, body) as response:
+            async with await _post(engine, body, url=engine.url_for(params)) as response:
                 _status_check(response.status)
                 chunks = response.content.iter_any()
                 ended = await _relay(chunks, stream=stream, outlet=outlet)
@@ -302,7 +303,10 @@ async def _whole_once(
     asked: _Asked,
 ) -> GenerationResult:
     try:
-        async with asyncio.timeout(params.max_seconds or None), await _post(engine, body) as response:
+        async with (
+            asyncio.timeout(params.max_seconds or None),
+            await _post(engine, body, url=engine.url_for(params)) as response,
+        ):
             status, content = response.status, await response.read()
     except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
         raise _RetryBeforeFirstToken(type(exc).__name__) from exc
@@ -313,7 +317,7 @@ async def _whole_once(
         answer = orjson.loads(content)
         choice = answer["choices"][0]
         message = choice.get("message") or {}
-        text = message.get("content") or ""
+        text = (choice.get("text") if params.raw_prompt else message.get("content")) or ""
         raw_calls = message.get("tool_calls")
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
         raise RemoteMalformed("the upstream sent a malformed answer") from None

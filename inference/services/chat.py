@@ -87,6 +87,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         response_format=frame.features.fields.get("response_format")
         if frame.features and not remote
         else None,
+        raw_prompt=frame.raw_prompt,
     )
     return ChatPlan(
         model_name=model.name,

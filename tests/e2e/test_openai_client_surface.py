@@ -1,9 +1,10 @@
-"""The official `openai` package's tools and structured outputs against a served Gatehouse:
-passed through to a remote version (a fake upstream on loopback), refused by a local one."""
+"""The official `openai` package's tools, structured outputs and text completions against a
+served Gatehouse, with a local version and a remote one (a fake upstream on loopback)."""
 
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Literal
 
 import httpx
 import openai
@@ -124,3 +125,35 @@ def test_a_local_model_refuses_tools_as_a_bad_request(client: openai.OpenAI) -> 
             messages=[{"role": "user", "content": "x"}],
             tools=[openai.pydantic_function_tool(Weather)],
         )
+
+
+@pytest.mark.parametrize("model", ["demo-tiny", "remote"])
+def test_text_completions_whole_and_streamed(client: openai.OpenAI, remote_model: str, model: str) -> None:
+    name = remote_model if model == "remote" else model
+    whole = client.completions.create(model=name, prompt="Once upon a time", max_tokens=12, temperature=0)
+    assert whole.object == "text_completion"
+    assert whole.usage is not None
+    assert whole.usage.completion_tokens <= 12
+    streamed = client.completions.create(
+        model=name, prompt="Once upon a time", max_tokens=12, temperature=0, stream=True
+    )
+    texts, finish = [], None
+    for chunk in streamed:
+        texts.append(chunk.choices[0].text)
+        finish = chunk.choices[0].finish_reason or finish
+    assert "".join(texts) == whole.choices[0].text
+    assert finish == whole.choices[0].finish_reason
+
+
+def test_structured_output_from_the_local_model_parses(client: openai.OpenAI) -> None:
+    class Answer(pydantic.BaseModel):
+        verdict: Literal["yes", "no"]
+        score: int = pydantic.Field(ge=0, le=9)
+
+    parsed = client.chat.completions.parse(
+        model="demo-tiny",
+        messages=[{"role": "user", "content": "Well?"}],
+        response_format=Answer,
+        max_tokens=64,
+    )
+    assert isinstance(parsed.choices[0].message.parsed, Answer)
