@@ -1,17 +1,21 @@
-"""The demo model of SPEC §7: a tiny GPT-2 with a byte-level tokenizer, built offline.
+"""The demo models of SPEC §7: a tiny GPT-2 (`demo-tiny`) and a tiny BERT encoder
+(`demo-embed`, for embeddings), sharing a byte-level tokenizer, built offline.
 
-Deterministic (fixed seed, no download), saved as an ordinary Hugging Face model directory,
-and loaded through the same `AutoModelForCausalLM` / `AutoTokenizer` path as any other
-model. Its output is noise; everything around it is the real pipeline.
+Deterministic (fixed seed, no download), saved as ordinary Hugging Face model directories,
+and loaded through the same `AutoModelForCausalLM` / `AutoModel` / `AutoTokenizer` path as any
+other model. Their output is noise; everything around them is the real pipeline.
 """
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 DEMO_MODEL_NAME = "demo-tiny"
+DEMO_EMBED_MODEL_NAME = "demo-embed"
 DEMO_VERSION_LABEL = "v1"
 DEMO_CONTEXT_LENGTH = 512
+DEMO_EMBED_DIMENSIONS = 64
 _SEED = 0
 _END_OF_TEXT = "<|endoftext|>"
 # Without a chat template a tokenizer cannot turn messages into a prompt; this one marks
@@ -84,8 +88,34 @@ def _build_model(directory: Path, *, vocab_size: int) -> None:
     model.save_pretrained(directory, safe_serialization=True)
 
 
+def _build_encoder(directory: Path, *, vocab_size: int) -> None:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=DEMO_EMBED_DIMENSIONS,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=4 * DEMO_EMBED_DIMENSIONS,
+        max_position_embeddings=DEMO_CONTEXT_LENGTH,
+        pad_token_id=vocab_size - 1,
+    )
+    torch.manual_seed(_SEED)
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+
+
 def demo_model_build(*, directory: Path) -> None:
-    """Write the demo model to `directory`, replacing it whole (never a half-written model)."""
+    """Write the demo chat model to `directory`, replacing it whole (never a half-written model)."""
+    _staged_build(directory, build=_build_model)
+
+
+def demo_embed_model_build(*, directory: Path) -> None:
+    """Write the demo embedding model (an encoder) to `directory`, replacing it whole."""
+    _staged_build(directory, build=_build_encoder)
+
+
+def _staged_build(directory: Path, *, build: Callable[..., None]) -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
@@ -93,7 +123,7 @@ def demo_model_build(*, directory: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         vocab_size = demo_tokenizer_build(staging)
-        _build_model(staging, vocab_size=vocab_size)
+        build(staging, vocab_size=vocab_size)
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)

@@ -26,6 +26,7 @@ from gatehouse.metrics import (
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, Engine, GenerationParams
 from inference.engines.constraints import ResponseFormatUnsupported
+from inference.engines.embedding import EmbeddingRefused, LocalEmbeddingEngine
 from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
 from inference.engines.local import PromptTooLong
 from inference.engines.remote import RemoteUnavailable
@@ -223,6 +224,36 @@ def generation_run(*, job: GenerationJob, relay: EventSender) -> None:
         close_old_connections()
 
 
+def _embed(
+    *, job: GenerationJob, engine: LocalEmbeddingEngine, relay: EventSender, outcome: _Outcome
+) -> None:
+    """An embedding job: every message's text in, one vector each out (`generation.embedded`).
+
+    Recorded and settled before the vectors are sent, like a generation's end; the inputs'
+    tokens are what is charged.
+    """
+    try:
+        embeddings = engine.embed(
+            [message["content"] for message in job.messages], dimensions=job.params.get("dimensions")
+        )
+    except EmbeddingRefused as refused:
+        outcome.fail(code="invalid", reason=str(refused))
+        relay.send(_failed(job, code="invalid", message=f"The input cannot be embedded: {refused}."))
+        return
+    usage = {"prompt_tokens": embeddings.prompt_tokens, "completion_tokens": 0}
+    outcome.record(failed=False, finish_reason="stop", inputs=len(job.messages), **usage)
+    outcome.quota_end(used_tokens=embeddings.prompt_tokens)
+    relay.send(
+        {
+            "type": "generation.embedded",
+            "generation_id": job.generation_id,
+            "client_id": job.client_id,
+            "vectors": embeddings.vectors,
+            **usage,
+        }
+    )
+
+
 def _held_until_cancelled(job: GenerationJob) -> None:
     """The test hook: once, after the first tokens, wait for the cancel (bounded), then go on."""
     deadline = time.monotonic() + HOLD_LIMIT_SECONDS
@@ -278,7 +309,9 @@ class _TokenHops:
         return self.reader_gone or generation_cancel_requested(generation_id=self._job.generation_id)
 
 
-def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> Engine | None:
+def _engine_or_refusal(
+    *, job: GenerationJob, relay: EventSender, outcome: _Outcome
+) -> Engine | LocalEmbeddingEngine | None:
     """The version's engine; None once a refusal to load it is recorded and sent."""
     version = outcome.version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
     try:
@@ -305,6 +338,9 @@ def _engine_or_refusal(*, job: GenerationJob, relay: EventSender, outcome: _Outc
 def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> None:
     engine = _engine_or_refusal(job=job, relay=relay, outcome=outcome)
     if engine is None:
+        return
+    if isinstance(engine, LocalEmbeddingEngine):
+        _embed(job=job, engine=engine, relay=relay, outcome=outcome)
         return
     hops = _TokenHops(job=job, relay=relay, outcome=outcome)
     try:

@@ -15,8 +15,14 @@ from audit.bulk_guard import AuditedQuerySet
 class Model(models.Model):
     """A name users ask for (`demo-tiny`); what answers is one of its versions."""
 
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat (generates text)"
+        EMBEDDING = "embedding", "Embedding (turns text into vectors)"
+
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # What it does: chats and text completions, or embeddings. Asked the other, it answers 400.
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
     # Open models are usable by every member; others need an object-level grant.
     open_to_all = models.BooleanField(default=False)
     # Generation limits: the cap a request may not exceed, the default when it names none, and

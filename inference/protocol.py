@@ -46,6 +46,9 @@ class ChatFrame:
     # The one message is a prompt to continue as it is, without the chat template
     # (/v1/completions).
     raw_prompt: bool = False
+    # The messages are inputs to embed, one vector each (/v1/embeddings), cut to `dimensions`.
+    embedding: bool = False
+    dimensions: int | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class CeleryWorker:
         *,
         env: dict[str, str],
         log_path: Path,
-        queues: str = "inference.demo-tiny,inference.remote-model,celery,compliance",
+        queues: str = "inference.demo-tiny,inference.demo-embed,inference.remote-model,inference.remote-embed,celery,compliance",
         name: str = "gatehouse-test",
     ) -> None:
         self.env = env

@@ -15,7 +15,7 @@ from accounts.roles import Role
 from accounts.services import role_groups_ensure, user_create
 from gatehouse.local_cache import local_caches_clear
 from inference.models import ModelVersion
-from inference.services import demo_model_ensure
+from inference.services import demo_embed_model_ensure, demo_model_ensure
 from tests.celery_worker import CeleryWorker, database_url
 from tests.profile import PRODUCTION, PROFILE
 from tests.services_check import tcp_reachable
@@ -246,6 +246,12 @@ def api_client() -> APIClient:
 def demo_version(db: None) -> ModelVersion:
     """demo-tiny, built on first use in the session's model root, registered and promoted."""
     return demo_model_ensure()
+
+
+@pytest.fixture
+def demo_embed_version(db: None) -> ModelVersion:
+    """demo-embed (an encoder), built on first use in the session's model root, registered and promoted."""
+    return demo_embed_model_ensure()
 
 
 @pytest.fixture(scope="session")

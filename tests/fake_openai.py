@@ -44,6 +44,7 @@ class FakeUpstream:
         self.keep_alive = False
         self.connections = 0
         self.tool_calls: list[dict[str, Any]] | None = None
+        self.embeddings: list[Any] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
@@ -67,6 +68,9 @@ class FakeUpstream:
                 upstream.requests.append(
                     {"body": body, "authorization": self.headers.get("Authorization"), "path": self.path}
                 )
+                if self.path.endswith("/embeddings"):
+                    upstream.embed(self, body)
+                    return
                 legacy = not self.path.endswith("/chat/completions")
                 upstream.respond(self, len(upstream.requests), stream=bool(body.get("stream")), legacy=legacy)
 
@@ -130,6 +134,34 @@ class FakeUpstream:
             for piece in (arguments[:half], arguments[half:]):
                 deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         return deltas
+
+    def embed(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """One vector per input (its length, its first character's code, 0.5), in reverse
+        order with their indexes; `embeddings` replaces the answer's data."""
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = (
+            self.embeddings
+            or [
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": [float(len(text)), float(ord(text[0])), 0.5],
+                }
+                for index, text in enumerate(inputs)
+            ][::-1]
+        )
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model")}
+        if self.usage is not None:
+            answer["usage"] = self.usage or {
+                "prompt_tokens": 3 * len(inputs),
+                "total_tokens": 3 * len(inputs),
+            }
+        encoded = json.dumps(answer).encode()
+        handler.send_response(200 if self.mode == "ok" else 503)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(encoded)))
+        handler.end_headers()
+        handler.wfile.write(encoded)
 
     def respond(
         self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True, legacy: bool = False

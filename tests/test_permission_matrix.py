@@ -97,6 +97,34 @@ class TestTextCompletionHidden(TestTextCompletionGranted):
     model = "hidden-model"
 
 
+class TestEmbeddingGranted(TestChatCompletionGranted):
+    """The same object-level access first; who may use the (chat) model then hears that it
+    makes no embeddings (400), and who may not hears 404."""
+
+    route = "/v1/embeddings"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 400,
+        "bob": 400,
+        "dave": 404,
+        "carol": 404,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"model": self.model, "input": "hi"}
+
+
+class TestEmbeddingHidden(TestEmbeddingGranted):
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 400,
+        "bob": 404,
+        "dave": 404,
+        "carol": 404,
+    }
+    model = "hidden-model"
+
+
 class TestConversationList(PermissionMatrix):
     route = "/api/conversations/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}

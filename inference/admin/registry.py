@@ -83,6 +83,7 @@ class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
         model = Model
         fields = [
             "name",
+            "kind",
             "description",
             "open_to_all",
             "max_tokens_cap",
@@ -110,7 +111,7 @@ class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin[Model]):
     form = ModelForm
-    list_display = ("name", "open_to_all", "max_tokens_cap", "updated_at")
+    list_display = ("name", "kind", "open_to_all", "max_tokens_cap", "updated_at")
     search_fields = ("name", "description")
     inlines = [ModelVersionInline]
     actions = ["roll_back", "stop_canary"]

@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions` and `/v1/completions` through Django: DRF views over the door.
+"""`POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings` through Django: DRF
+views over the doors.
 
 Production serves bearer-authenticated JSON requests on the ASGI route in front of Django
 (`inference.chat.asgi`); this view serves the rest (a console session, say) and the test
@@ -21,9 +22,12 @@ from audit.context import request_context_current, request_id_new
 from inference.api.serializers import (
     ChatCompletionRequestSerializer,
     ChatCompletionSerializer,
+    EmbeddingListSerializer,
+    EmbeddingRequestSerializer,
     TextCompletionRequestSerializer,
     TextCompletionSerializer,
 )
+from inference.chat.embeddings_http import embeddings_serve
 from inference.chat.http import chat_completions_serve, text_completions_serve
 
 _END = object()
@@ -154,3 +158,19 @@ async def _streamed(serving: "asyncio.Future[None]", responder: _QueuedResponder
     finally:
         if not serving.done():
             serving.cancel()  # the chat records itself as cancelled
+
+
+class EmbeddingView(_DoorView):
+    serve = staticmethod(embeddings_serve)
+
+    @extend_schema(
+        operation_id="createEmbedding",
+        request=EmbeddingRequestSerializer,
+        responses={200: EmbeddingListSerializer},
+        description=(
+            "OpenAI-compatible embeddings: one vector per input, from a model of the embedding kind "
+            "(a chat model answers 400). Charged by the inputs' tokens."
+        ),
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        return await self._answer(request)

@@ -100,3 +100,32 @@ class TextCompletionSerializer(serializers.Serializer):  # type: ignore[type-arg
     system_fingerprint = serializers.CharField(help_text="model@version that answered")
     choices = TextCompletionChoiceSerializer(many=True)
     usage = UsageSerializer()
+
+
+class EmbeddingRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    input = serializers.ListField(
+        child=serializers.CharField(), min_length=1, max_length=2048, help_text="A string, or a list of them."
+    )
+    encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
+    dimensions = serializers.IntegerField(required=False, min_value=1)
+
+
+class EmbeddingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    object = serializers.CharField(default="embedding")
+    index = serializers.IntegerField()
+    embedding = serializers.ListField(
+        child=serializers.FloatField(), help_text="Floats, or with encoding_format base64 a string."
+    )
+
+
+class EmbeddingUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class EmbeddingListSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    object = serializers.CharField(default="list")
+    data = EmbeddingSerializer(many=True)  # type: ignore[assignment]
+    model = serializers.CharField()
+    usage = EmbeddingUsageSerializer()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inference.api.completions import ChatCompletionView, TextCompletionView
+from inference.api.completions import ChatCompletionView, EmbeddingView, TextCompletionView
 from inference.api.views import ModelDetailView, ModelListView
 
 urlpatterns = [
@@ -8,4 +8,5 @@ urlpatterns = [
     path("models/<str:model_name>", ModelDetailView.as_view(), name="v1-model-detail"),
     path("chat/completions", ChatCompletionView.as_view(), name="v1-chat-completions"),
     path("completions", TextCompletionView.as_view(), name="v1-completions"),
+    path("embeddings", EmbeddingView.as_view(), name="v1-embeddings"),
 ]

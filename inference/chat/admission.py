@@ -57,6 +57,8 @@ class ChatAdmitted:
     conversation_id: str | None = None
     # Tools or structured outputs, for the remote version that serves them.
     features: ChatFeatures | None = None
+    # The messages are inputs to embed (/v1/embeddings), not a conversation.
+    embedding: bool = False
 
 
 def _decide(
@@ -127,6 +129,7 @@ async def chat_admit(
         client_ip=client_ip,
         channel=channel,
         features=frame.features,
+        embedding=frame.embedding,
     )
 
 

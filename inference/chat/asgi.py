@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions` and `/v1/completions` served straight from ASGI: the door
-without Django's request cycle.
+"""`POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings` served straight from
+ASGI: the doors without Django's request cycle.
 
 Django's handler, its middleware and DRF cost more server time per request than a whole
 Python proxy does; on the path every chat takes, this route does only what they would do for
@@ -26,6 +26,7 @@ from gatehouse.database_calls import database_sync
 from gatehouse.json_parsing import JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from inference.chat.embeddings_http import embeddings_serve
 from inference.chat.http import chat_completions_serve, error_respond, text_completions_serve
 
 Serve = Callable[..., Awaitable[None]]
@@ -34,6 +35,7 @@ Serve = Callable[..., Awaitable[None]]
 DOORS: dict[str, tuple[str, Serve]] = {
     "/v1/chat/completions": ("v1/chat/completions", chat_completions_serve),
     "/v1/completions": ("v1/completions", text_completions_serve),
+    "/v1/embeddings": ("v1/embeddings", embeddings_serve),
 }
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -42,7 +44,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ChatCompletionsRoute:
-    """Wraps the HTTP application: chat and text completions with a bearer credential are served here."""
+    """Wraps the HTTP application: the DOORS' requests with a bearer credential are served here."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -146,7 +146,7 @@ async def _serve(
             channel="api",
         )
     except ChatRefused as refused:
-        await _refusal_respond(responder, refused)
+        await refusal_respond(responder, refused)
         return
     # Stored only when the operator chose to keep API chat content (a text completion is no chat).
     if settings.GATEHOUSE_STORE_API_CONVERSATIONS and not completion.frame.raw_prompt:
@@ -167,7 +167,7 @@ async def _serve(
         await _whole(admitted, answer, responder, headers=headers)
 
 
-async def _refusal_respond(responder: Responder, refused: ChatRefused) -> None:
+async def refusal_respond(responder: Responder, refused: ChatRefused) -> None:
     headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after is not None else None
     assert refused.status is not None  # noqa: S101 - set by ChatRefused itself
     await error_respond(
@@ -204,7 +204,7 @@ async def _stream(
         )
     except ChatRefused as refused:
         if not started:
-            await _refusal_respond(responder, refused)
+            await refusal_respond(responder, refused)
         else:  # the stream had begun: the error is its last event
             await responder.end(sse_bytes(error_object(message=refused.message, code=refused.code)))
         return
@@ -236,7 +236,7 @@ async def _whole(
             on_tool_calls=on_tool_calls if _offers_tools(admitted) else None,
         )
     except ChatRefused as refused:
-        await _refusal_respond(responder, refused)
+        await refusal_respond(responder, refused)
         return
     await responder.start(200, [("Content-Type", "application/json"), *headers])
     whole = answer.whole(

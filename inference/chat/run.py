@@ -14,7 +14,7 @@ cancelled) is recorded as cancelled and charged what it was sent.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -25,10 +25,11 @@ from inference.chat.admission import ChatAdmitted
 from inference.chat.outcome import ChatProgress, chat_outcome
 from inference.chat.refusal import ChatRefused
 from inference.dispatch import InferenceBusy
-from inference.engines.base import ChatMessage, GenerationParams, GenerationResult
+from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
 from inference.engines.loader import UpstreamRefused, engine_for_version
 from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
 from inference.engines.remote_async import remote_generate
+from inference.engines.remote_embeddings import remote_embed
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
 from inference.services import chat_abandon
@@ -46,9 +47,16 @@ class ChatEnd:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # An embedding request's answer: one vector per input.
+    vectors: list[list[float]] | None = None
 
     def as_event(self) -> dict[str, Any]:
-        return asdict(self)
+        """How it ended and what it used (the vectors are the answer, not its record)."""
+        return {
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
 
 
 async def chat_run(
@@ -112,17 +120,30 @@ async def _remote(
         await on_tool_calls(deltas)
 
     params = admitted.plan.params
+    vectors = None
     try:
         await on_started()
-        result = await remote_generate(
-            engine,
-            messages=[ChatMessage(**message) for message in admitted.messages],
-            params=GenerationParams(**{**asdict(params), "stop": tuple(params.stop)}),
-            stream=stream,
-            deliver=deliver,
-            features=admitted.features,
-            deliver_tool_calls=deliver_tool_calls if on_tool_calls is not None else None,
-        )
+        if admitted.embedding:
+            embedded = await remote_embed(
+                engine,
+                inputs=[message["content"] for message in admitted.messages],
+                dimensions=params.dimensions,
+                max_seconds=params.max_seconds,
+            )
+            vectors = embedded.vectors
+            result = GenerationResult(
+                prompt_tokens=embedded.prompt_tokens, completion_tokens=0, finish_reason=FinishReason.STOP
+            )
+        else:
+            result = await remote_generate(
+                engine,
+                messages=[ChatMessage(**message) for message in admitted.messages],
+                params=GenerationParams(**{**asdict(params), "stop": tuple(params.stop)}),
+                stream=stream,
+                deliver=deliver,
+                features=admitted.features,
+                deliver_tool_calls=deliver_tool_calls if on_tool_calls is not None else None,
+            )
     except RemoteMalformed as malformed:
         await _failed(admitted, progress, reason=str(malformed))
         raise ChatRefused(
@@ -135,10 +156,12 @@ async def _remote(
         # The caller left (cancelled) or something unforeseen: record it, give back, go on.
         await asyncio.shield(_cancelled(admitted, progress))
         raise
-    end = _end(result)
+    end = replace(_end(result), vectors=vectors)
     details = end.as_event()
     if admitted.features is not None:
         details["features"] = admitted.features.names
+    if vectors is not None:
+        details["inputs"] = len(vectors)
     await chat_outcome(
         admitted=admitted,
         progress=progress,
@@ -231,6 +254,13 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts
             elif event["type"] == "generation.failed":
                 code = event.get("detail_code") or event["code"]
                 raise ChatRefused(code=code, message=event["message"], protocol_code=event["code"])
+            elif event["type"] == "generation.embedded":
+                return ChatEnd(
+                    finish_reason="stop",
+                    prompt_tokens=int(event["prompt_tokens"]),
+                    completion_tokens=0,
+                    vectors=event["vectors"],
+                )
             else:
                 return ChatEnd(
                     finish_reason=event["finish_reason"],

@@ -34,13 +34,15 @@ class GenerationParams:
     response_format: dict[str, Any] | None = None
     # The one message is a prompt to continue as it is: no chat template (/v1/completions).
     raw_prompt: bool = False
+    # An embedding's vector size, where fewer than the model's are asked for.
+    dimensions: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-safe, for a job; without the fields newer than the previous release where they
         are at their defaults, so that its workers (which do not know them) still run plain
         chats."""
         payload = asdict(self)
-        for name in ("response_format", "raw_prompt"):
+        for name in ("response_format", "raw_prompt", "dimensions"):
             if not payload[name]:
                 del payload[name]
         return payload

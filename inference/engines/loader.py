@@ -16,15 +16,16 @@ from django.core.cache import cache
 
 from gatehouse.heap import model_libraries_freeze
 from inference.engines.base import ChatMessage, Engine, GenerationParams
+from inference.engines.embedding import LocalEmbeddingEngine
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.remote import OpenAICompatibleEngine, circuit_breaker_for
-from inference.models import ModelVersion
+from inference.models import Model, ModelVersion
 from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_read
 
 logger = logging.getLogger(__name__)
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_engines: "OrderedDict[tuple[int, str], tuple[Engine, int]]" = OrderedDict()
+_engines: "OrderedDict[tuple[int, str], tuple[Engine | LocalEmbeddingEngine, int]]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -65,14 +66,14 @@ def _evict_for(needed: int, budget: int) -> None:
         pass
 
 
-def _engine_close(engine: Engine) -> None:
+def _engine_close(engine: Engine | LocalEmbeddingEngine) -> None:
     # Local engines own batch threads; remote ones their pooled HTTP connections.
     close = getattr(engine, "close", None)
     if close is not None:
         close()
 
 
-def engine_for_version(*, version: ModelVersion) -> Engine:
+def engine_for_version(*, version: ModelVersion) -> Engine | LocalEmbeddingEngine:
     """The engine serving `version`, loading it (manifest verified first) if needed.
 
     Keyed by the manifest too, so re-registered files are never served from a stale load.
@@ -95,24 +96,32 @@ def engine_for_version(*, version: ModelVersion) -> Engine:
             )
         _evict_for(size, budget)
         model_libraries_freeze()
-        engine = LocalTransformersEngine(
-            directory=version.source_path,
-            manifest=version.manifest,
-            context_length=version.context_length,
-            device=settings.GATEHOUSE_DEVICE,
-            dtype=version.dtype,
-            allow_pickle_weights=version.allow_pickle_weights,
-            batching=settings.GATEHOUSE_ENGINE_BATCHING,
-            cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
-            max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
-            max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
-            batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,
-            batch_overflow_after_seconds=settings.GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS / 1000,
-        )
+        engine: Engine | LocalEmbeddingEngine
+        if version.model.kind == Model.Kind.EMBEDDING:
+            engine = _embedding_engine(version)
+        else:
+            engine = _generation_engine(version)
         _engines[key] = (engine, size)
         if engine.max_bytes_per_token is not None:
             _bytes_per_token_publish(version, engine.max_bytes_per_token)
         return engine
+
+
+def _generation_engine(version: ModelVersion) -> LocalTransformersEngine:
+    return LocalTransformersEngine(
+        directory=version.source_path,
+        manifest=version.manifest,
+        context_length=version.context_length,
+        device=settings.GATEHOUSE_DEVICE,
+        dtype=version.dtype,
+        allow_pickle_weights=version.allow_pickle_weights,
+        batching=settings.GATEHOUSE_ENGINE_BATCHING,
+        cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
+        max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
+        max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
+        batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,
+        batch_overflow_after_seconds=settings.GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS / 1000,
+    )
 
 
 # What each version's tokenizer says about its tokens, learned where it loaded (a worker) and
@@ -152,6 +161,19 @@ def version_max_bytes_per_token(*, version: ModelVersion) -> int:
             return int(settings.GATEHOUSE_MAX_BYTES_PER_TOKEN)
         known = _bytes_per_token[key] = learned
     return known
+
+
+def _embedding_engine(version: ModelVersion) -> LocalEmbeddingEngine:
+    return LocalEmbeddingEngine(
+        directory=version.source_path,
+        manifest=version.manifest,
+        context_length=version.context_length,
+        device=settings.GATEHOUSE_DEVICE,
+        dtype=version.dtype,
+        allow_pickle_weights=version.allow_pickle_weights,
+        cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
+        max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
+    )
 
 
 def _remote_engine(version: ModelVersion) -> Engine:
@@ -201,6 +223,10 @@ def engines_warm_up(*, model_names: list[str]) -> list[str]:
             logger.warning("warm-up: model %r has no production version", name)
             continue
         engine = engine_for_version(version=version)
+        if isinstance(engine, LocalEmbeddingEngine):
+            engine.embed(["warm-up"])
+            warmed.append(str(version))
+            continue
         # One token through the whole path: first-request latency no longer pays for lazy init.
         engine.generate_stream(
             messages=[ChatMessage(role="user", content="warm-up")],

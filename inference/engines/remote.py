@@ -105,6 +105,7 @@ class OpenAICompatibleEngine:
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.completions_url = base_url.rstrip("/") + "/completions"  # text completions
+        self.embeddings_url = base_url.rstrip("/") + "/embeddings"
         self.model = model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)

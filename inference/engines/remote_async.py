@@ -13,7 +13,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -34,6 +34,7 @@ from inference.engines.remote import (
 from inference.engines.tool_calls import tool_calls_read
 
 Deliver = Callable[[list[str]], Awaitable[None]]
+_T = TypeVar("_T")
 DeliverToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
@@ -124,7 +125,9 @@ async def remote_sessions_close() -> None:
         await held.keeper.aclose()
 
 
-async def _post(engine: OpenAICompatibleEngine, body: dict[str, Any], *, url: str) -> aiohttp.ClientResponse:
+async def remote_post(
+    engine: OpenAICompatibleEngine, body: dict[str, Any], *, url: str
+) -> aiohttp.ClientResponse:
     """POST `body` to `url`, the engine's upstream; the response's body is still to be read.
     Never follows a redirect (it would lead past the outbound guard)."""
     session = await _session()
@@ -157,11 +160,6 @@ async def remote_generate(
     before the first token past the retries, a connection lost mid-answer), RemoteMalformed
     when what it answered is not a chat completion.
     """
-    try:
-        # Checked at every call, not only at registration: a name can resolve elsewhere later.
-        await outbound_url_check_async(url=engine.url)
-    except OutboundUrlRefused as refused:
-        raise RemoteUnavailable(f"the upstream's address is refused: {refused}") from None
     body = engine._body(messages, params)
     if not stream:
         body["stream"] = False
@@ -180,20 +178,33 @@ async def remote_generate(
         tool_names=features.tool_names if features else frozenset(), tools=deliver_tool_calls is not None
     )
     once = _stream_once if stream else _whole_once
-    for attempt in range(engine.max_retries + 1):
+    return await remote_call(
+        engine, lambda: once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
+    )
+
+
+async def remote_call(engine: OpenAICompatibleEngine, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """`attempt` under the upstream's rules: its address checked first, its circuit breaker
+    asked before each try, retried (with backoff) only while nothing was answered."""
+    try:
+        # Checked at every call, not only at registration: a name can resolve elsewhere later.
+        await outbound_url_check_async(url=engine.url)
+    except OutboundUrlRefused as refused:
+        raise RemoteUnavailable(f"the upstream's address is refused: {refused}") from None
+    for tries in range(engine.max_retries + 1):
         if not engine.breaker.allow():
             raise RemoteUnavailable(
                 "the upstream is failing; requests are paused for a moment (circuit open)"
             )
         try:
-            result = await once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
+            result = await attempt()
         except _RetryBeforeFirstToken as exc:
             engine.breaker.failed()
-            if attempt == engine.max_retries:
+            if tries == engine.max_retries:
                 raise RemoteUnavailable(
-                    f"the upstream did not answer after {attempt + 1} tries: {exc}"
+                    f"the upstream did not answer after {tries + 1} tries: {exc}"
                 ) from None
-            await asyncio.sleep(engine.retry_backoff * 2**attempt)
+            await asyncio.sleep(engine.retry_backoff * 2**tries)
         except RemoteUnavailable:
             engine.breaker.failed()
             raise
@@ -230,7 +241,7 @@ async def _stream_once(
     ended = False
     try:
         async with asyncio.timeout(params.max_seconds or None):
-            async with await _post(engine, body, url=engine.url_for(params)) as response:
+            async with await remote_post(engine, body, url=engine.url_for(params)) as response:
                 _status_check(response.status)
                 chunks = response.content.iter_any()
                 ended = await _relay(chunks, stream=stream, outlet=outlet)
@@ -305,7 +316,7 @@ async def _whole_once(
     try:
         async with (
             asyncio.timeout(params.max_seconds or None),
-            await _post(engine, body, url=engine.url_for(params)) as response,
+            await remote_post(engine, body, url=engine.url_for(params)) as response,
         ):
             status, content = response.status, await response.read()
     except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both

@@ -15,7 +15,7 @@ from inference.services.conversations import (
     conversation_exchange_record,
     conversation_model_check,
 )
-from inference.services.demo import demo_model_ensure
+from inference.services.demo import demo_embed_model_ensure, demo_model_ensure
 from inference.services.lifecycle import (
     model_canary_stop,
     model_version_canary_start,
@@ -45,6 +45,7 @@ __all__ = [
     "conversation_delete",
     "conversation_exchange_record",
     "conversation_model_check",
+    "demo_embed_model_ensure",
     "demo_model_ensure",
     "model_access_grant",
     "model_access_revoke",

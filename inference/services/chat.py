@@ -18,7 +18,7 @@ from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatFeatures, ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
-from inference.models import ModelVersion
+from inference.models import Model, ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_routes_for, model_version_route
 
@@ -65,9 +65,12 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
             f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
         )
     model = routes.model
+    _kind_check(model=model, embedding=frame.embedding)
     version = model_version_route(model=model, sticky_key=sticky_key, serving=routes.serving)
     if version is None:
         raise ChatRejected(f"Model '{model.name}' has no version in production.", code="unavailable")
+    if frame.embedding:
+        return _embedding_plan(model=model, version=version, frame=frame)
     max_tokens = frame.max_tokens or min(model.default_max_tokens, model.max_tokens_cap)
     if max_tokens > model.max_tokens_cap:
         raise ChatRejected(
@@ -95,6 +98,46 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         version_label=version.label,
         params=params,
         remote=remote,
+        version=version,
+    )
+
+
+def _kind_check(*, model: Model, embedding: bool) -> None:
+    """Chats and text completions go to chat models, embeddings to embedding models."""
+    if embedding and model.kind != Model.Kind.EMBEDDING:
+        raise ChatRejected(
+            f"Model '{model.name}' is a chat model; it does not make embeddings.", code="invalid"
+        )
+    if not embedding and model.kind == Model.Kind.EMBEDDING:
+        raise ChatRejected(
+            f"Model '{model.name}' is an embedding model; ask it at /v1/embeddings.", code="invalid"
+        )
+
+
+def _embedding_plan(*, model: Model, version: ModelVersion, frame: ChatFrame) -> ChatPlan:
+    """Each input must fit the context alone; nothing is generated (max_tokens is moot)."""
+    limit = prompt_byte_limit(
+        context_length=version.context_length,
+        max_tokens=0,
+        max_bytes_per_token=version_max_bytes_per_token(version=version),
+    )
+    for index, message in enumerate(frame.messages):
+        size = len(message.content.encode())
+        if size > limit:
+            raise ChatRejected(
+                f"input[{index}] is {size} bytes; this model's context of {version.context_length} tokens "
+                f"cannot hold more than {limit} bytes of one input. Shorten it.",
+                code="invalid",
+                detail_code="context_length_exceeded",
+            )
+    return ChatPlan(
+        model_name=model.name,
+        version_id=version.pk,
+        version_label=version.label,
+        params=GenerationParams(
+            max_tokens=1, max_seconds=float(model.wall_clock_limit_seconds), dimensions=frame.dimensions
+        ),
+        remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
         version=version,
     )
 

@@ -1,5 +1,7 @@
-"""The demo model of SPEC §7, built and registered on first use."""
+"""The demo models of SPEC §7, built and registered on first use."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -13,42 +15,82 @@ from inference.services.lifecycle import model_version_promote
 from inference.services.registry import model_register, model_source_relative, model_version_register
 
 
-def demo_model_ensure() -> ModelVersion:
-    """Build, register and promote the demo model (SPEC §7); idempotent.
+@dataclass(frozen=True)
+class _Demo:
+    name: str
+    description: str
+    kind: str
+    build: Callable[..., None]
 
-    Registration records the manifest of the directory as it is, as for any model. Once
+
+def _demos() -> dict[str, _Demo]:
+    from inference.demo_model import (
+        DEMO_EMBED_MODEL_NAME,
+        DEMO_MODEL_NAME,
+        demo_embed_model_build,
+        demo_model_build,
+    )
+
+    return {
+        DEMO_MODEL_NAME: _Demo(
+            name=DEMO_MODEL_NAME,
+            description="Tiny GPT-2 built locally for demos and tests; its output is noise.",
+            kind=Model.Kind.CHAT,
+            build=demo_model_build,
+        ),
+        DEMO_EMBED_MODEL_NAME: _Demo(
+            name=DEMO_EMBED_MODEL_NAME,
+            description="Tiny BERT encoder built locally for demos and tests; its vectors are noise.",
+            kind=Model.Kind.EMBEDDING,
+            build=demo_embed_model_build,
+        ),
+    }
+
+
+def demo_model_ensure() -> ModelVersion:
+    """Build, register and promote the demo chat model, `demo-tiny` (SPEC §7); idempotent."""
+    from inference.demo_model import DEMO_MODEL_NAME
+
+    return _demo_ensure(_demos()[DEMO_MODEL_NAME])
+
+
+def demo_embed_model_ensure() -> ModelVersion:
+    """Build, register and promote the demo embedding model, `demo-embed`; idempotent."""
+    from inference.demo_model import DEMO_EMBED_MODEL_NAME
+
+    return _demo_ensure(_demos()[DEMO_EMBED_MODEL_NAME])
+
+
+def _demo_ensure(demo: _Demo) -> ModelVersion:
+    """Registration records the manifest of the directory as it is, as for any model. Once
     registered, files that still match the manifest are reused; missing or changed files
     are rebuilt. The build is deterministic, so a rebuild normally reproduces the recorded
     manifest; when it does not (another transformers release) the new one is recorded and
     audited.
     """
-    from inference.demo_model import (
-        DEMO_CONTEXT_LENGTH,
-        DEMO_MODEL_NAME,
-        DEMO_VERSION_LABEL,
-        demo_model_build,
-    )
+    from inference.demo_model import DEMO_CONTEXT_LENGTH, DEMO_VERSION_LABEL
     from inference.manifest import ManifestMismatch, manifest_verify
 
-    directory = Path(settings.GATEHOUSE_MODEL_ROOT) / DEMO_MODEL_NAME / DEMO_VERSION_LABEL
-    model = Model.objects.filter(name=DEMO_MODEL_NAME).first()
+    directory = Path(settings.GATEHOUSE_MODEL_ROOT) / demo.name / DEMO_VERSION_LABEL
+    model = Model.objects.filter(name=demo.name).first()
     version = model.versions.filter(label=DEMO_VERSION_LABEL).first() if model else None
     if version is None:
         if not directory.is_dir():
-            demo_model_build(directory=directory)
+            demo.build(directory=directory)
     else:
         try:
             manifest_verify(directory=directory, expected=version.manifest)
         except ManifestMismatch:
-            demo_model_build(directory=directory)
+            demo.build(directory=directory)
 
     with transaction.atomic():
         if model is None:
             model = model_register(
-                name=DEMO_MODEL_NAME,
-                description="Tiny GPT-2 built locally for demos and tests; its output is noise.",
+                name=demo.name,
+                description=demo.description,
                 open_to_all=True,
                 max_tokens_cap=256,
+                kind=demo.kind,
                 actor=None,
             )
         if version is None:

@@ -44,15 +44,25 @@ def model_register(
     description: str = "",
     open_to_all: bool = False,
     max_tokens_cap: int = 512,
+    kind: str = Model.Kind.CHAT,
     actor: User | None,
 ) -> Model:
-    model = Model(name=name, description=description, open_to_all=open_to_all, max_tokens_cap=max_tokens_cap)
+    model = Model(
+        name=name, description=description, open_to_all=open_to_all, max_tokens_cap=max_tokens_cap, kind=kind
+    )
     model.full_clean()
     model.save()
     audit_event_record(
         action="model.registered",
         target=model,
-        metadata={"after": {"name": name, "open_to_all": open_to_all, "max_tokens_cap": max_tokens_cap}},
+        metadata={
+            "after": {
+                "name": name,
+                "open_to_all": open_to_all,
+                "max_tokens_cap": max_tokens_cap,
+                "kind": kind,
+            }
+        },
         **actor_kwargs(actor),  # type: ignore[arg-type]
     )
     return model
@@ -144,6 +154,7 @@ def model_version_register_from_hub(
     dtype: str = "auto",
     allow_pickle_weights: bool = False,
     open_to_all: bool = False,
+    kind: str = Model.Kind.CHAT,
     actor: User | None,
     progress: Progress | None = None,
 ) -> ModelVersion:
@@ -168,7 +179,7 @@ def model_version_register_from_hub(
             raise ValidationError(f"{repo_id} is not a transformers model (it has no config.json).")
         with transaction.atomic():
             if model is None:
-                model = model_register(name=model_name, open_to_all=open_to_all, actor=actor)
+                model = model_register(name=model_name, open_to_all=open_to_all, kind=kind, actor=actor)
             return model_version_register(
                 model=model,
                 label=label,

@@ -25,7 +25,7 @@ def gatehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateho
     served, stop = serve(
         tmp_path_factory.mktemp("served"),
         worker_concurrency=4,
-        worker_queues=f"inference.demo-tiny,inference.{HELD_MODEL},celery",
+        worker_queues=f"inference.demo-tiny,inference.demo-embed,inference.{HELD_MODEL},celery",
         extra_env={
             "GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64",
             "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",

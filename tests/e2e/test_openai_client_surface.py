@@ -1,5 +1,5 @@
-"""The official `openai` package's tools, structured outputs and text completions against a
-served Gatehouse, with a local version and a remote one (a fake upstream on loopback)."""
+"""The official `openai` package's tools, structured outputs, text completions and embeddings
+against a served Gatehouse, with local versions and remote ones (a fake upstream on loopback)."""
 
 import json
 import uuid
@@ -157,3 +157,31 @@ def test_structured_output_from_the_local_model_parses(client: openai.OpenAI) ->
         max_tokens=64,
     )
     assert isinstance(parsed.choices[0].message.parsed, Answer)
+
+
+def test_embeddings_from_the_local_encoder_and_a_remote_one(
+    gatehouse: ServedGatehouse, client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    local = client.embeddings.create(model="demo-embed", input=["first text", "second text"])
+    assert [len(row.embedding) for row in local.data] == [64, 64]
+    assert local.usage.prompt_tokens == len("first text") + len("second text")
+    # The client asks for base64 by default and decodes it itself: same vectors as floats.
+    floats = client.embeddings.create(model="demo-embed", input="first text", encoding_format="float")
+    assert floats.data[0].embedding == pytest.approx(local.data[0].embedding, abs=1e-6)
+
+    name = f"embed-{uuid.uuid4().hex[:6]}"
+    gatehouse.manage(
+        "shell",
+        "-c",
+        "from inference.models import Model; "
+        "from inference.services import model_register, model_version_promote; "
+        "from inference.services.registry import model_version_register_remote; "
+        f"model = model_register(name={name!r}, open_to_all=True, kind=Model.Kind.EMBEDDING, actor=None); "
+        "version = model_version_register_remote(model=model, label='e1', "
+        f"base_url={upstream.base_url!r}, remote_model='upstream-embed', actor=None); "
+        "model_version_promote(version=version, actor=None)",
+    )
+    remote = client.embeddings.create(model=name, input=["hi", "there"], encoding_format="float")
+    assert [row.embedding for row in remote.data] == [[2.0, 104.0, 0.5], [5.0, 116.0, 0.5]]
+    with pytest.raises(openai.BadRequestError, match="is a chat model"):
+        client.embeddings.create(model="demo-tiny", input="x")

@@ -42,6 +42,12 @@ class Command(BaseCommand):
             "--open-to-all", action="store_true", help="for a new model: usable by every member"
         )
         parser.add_argument(
+            "--kind",
+            choices=list(Model.Kind.values),
+            default=Model.Kind.CHAT,
+            help="for a new model: chat (the default) or embedding",
+        )
+        parser.add_argument(
             "--allow-pickle-weights", action="store_true", help="accept .bin/.pt weights (unsafe)"
         )
         parser.add_argument(
@@ -80,7 +86,7 @@ class Command(BaseCommand):
             raise CommandError("--remote-base-url needs --remote-model, the model name the upstream knows.")
         with transaction.atomic():
             model = Model.objects.filter(name=options["model"]).first() or model_register(
-                name=options["model"], open_to_all=options["open_to_all"], actor=None
+                name=options["model"], open_to_all=options["open_to_all"], kind=options["kind"], actor=None
             )
             return model_version_register_remote(
                 model=model,
@@ -112,7 +118,7 @@ class Command(BaseCommand):
             tqdm(total=total, unit="B", unit_scale=True, desc="hashing", file=self.stderr) as bar,
         ):
             model = Model.objects.filter(name=options["model"]).first() or model_register(
-                name=options["model"], open_to_all=options["open_to_all"], actor=None
+                name=options["model"], open_to_all=options["open_to_all"], kind=options["kind"], actor=None
             )
             return model_version_register(
                 model=model,
@@ -128,5 +134,6 @@ class Command(BaseCommand):
                 repo_id=options["hub_id"],
                 revision=options["revision"],
                 open_to_all=options["open_to_all"],
+                kind=options["kind"],
                 **self._common(options, bar.update),
             )

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import admin_ensure, role_groups_ensure
-from inference.services import demo_model_ensure
+from inference.services import demo_embed_model_ensure, demo_model_ensure
 
 
 class Command(BaseCommand):
@@ -45,6 +45,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Admin '{username}' already exists; its password is unchanged.")
         version = demo_model_ensure()
         self.stdout.write(f"Demo model {version} is in production.")
+        embed_version = demo_embed_model_ensure()
+        self.stdout.write(f"Demo embedding model {embed_version} is in production.")
         if options["print_urls"]:
             base = options["base_url"].rstrip("/")
             ws_base = base.replace("http", "ws", 1)

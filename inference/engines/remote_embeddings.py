@@ -1,0 +1,78 @@
+"""Embeddings from a remote OpenAI-compatible server, called from the event loop.
+
+The same rules as remote chats (`remote_call`: the outbound guard, the circuit breaker,
+retries while nothing was answered, never a redirect). The answer is read strictly: one
+vector of numbers per input, all of one length, in the inputs' order (by `index`); anything
+else is malformed. Reported usage is believed only within what the inputs could have cost.
+"""
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from inference.engines.embedding import Embeddings
+from inference.engines.remote import (
+    OpenAICompatibleEngine,
+    RemoteMalformed,
+    RemoteUnavailable,
+    _reported_count,
+    _RetryBeforeFirstToken,
+    _status_check,
+)
+from inference.engines.remote_async import remote_call, remote_post
+
+
+async def remote_embed(
+    engine: OpenAICompatibleEngine, *, inputs: list[str], dimensions: int | None, max_seconds: float | None
+) -> Embeddings:
+    """One vector per input, asked of the upstream as floats; raises RemoteUnavailable or
+    RemoteMalformed."""
+    body: dict[str, Any] = {"model": engine.model, "input": inputs, "encoding_format": "float"}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    most_tokens = sum(len(text.encode()) for text in inputs) + len(inputs)  # a token per byte at most
+
+    async def attempt() -> Embeddings:
+        try:
+            async with (
+                asyncio.timeout(max_seconds or None),
+                await remote_post(engine, body, url=engine.embeddings_url) as response,
+            ):
+                status, content = response.status, await response.read()
+        except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
+            raise _RetryBeforeFirstToken(type(exc).__name__) from exc
+        except TimeoutError:
+            raise RemoteUnavailable("the upstream did not answer within the model's time limit") from None
+        _status_check(status)
+        return _read(content, inputs=len(inputs), most_tokens=most_tokens)
+
+    return await remote_call(engine, attempt)
+
+
+def _read(content: bytes, *, inputs: int, most_tokens: int) -> Embeddings:
+    try:
+        answer = orjson.loads(content)
+        rows = sorted(answer["data"], key=lambda row: row["index"])
+        vectors = [row["embedding"] for row in rows]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise RemoteMalformed("the upstream sent malformed embeddings") from None
+    if len(vectors) != inputs or [row["index"] for row in rows] != list(range(inputs)):
+        raise RemoteMalformed("the upstream sent malformed embeddings (not one per input)")
+    if not all(_numbers(vector) and len(vector) == len(vectors[0]) for vector in vectors):
+        raise RemoteMalformed("the upstream sent malformed embeddings (not vectors of numbers)")
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
+    reported = _reported_count(usage, "prompt_tokens")
+    return Embeddings(
+        vectors=[[float(value) for value in vector] for vector in vectors],
+        prompt_tokens=min(most_tokens if reported is None else reported, most_tokens),
+    )
+
+
+def _numbers(vector: Any) -> bool:
+    return (
+        isinstance(vector, list)
+        and bool(vector)
+        and all(isinstance(value, int | float) and not isinstance(value, bool) for value in vector)
+    )
