@@ -116,6 +116,10 @@ class ModelAdmin(admin.ModelAdmin[Model]):
     inlines = [ModelVersionInline]
     actions = ["roll_back", "stop_canary"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> tuple[str, ...]:
+        # What a model does is chosen when it is registered: its versions are of that kind.
+        return ("kind",) if obj is not None else ()
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         actor = console_user(request)

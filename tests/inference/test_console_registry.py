@@ -169,3 +169,27 @@ def test_a_local_version_may_not_name_an_upstream_or_a_missing_directory(
     assert "config.json" in str(errors["source"])
     assert "Only a remote version" in str(errors["remote_base_url"])
     assert not ModelVersion.objects.exists()
+
+
+def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> None:
+    console = _console(alice)
+    fields = {
+        "name": "console-embedder",
+        "description": "",
+        "max_tokens_cap": 512,
+        "default_max_tokens": 64,
+        "wall_clock_limit_seconds": 120,
+        "teams_with_access": [],
+        "users_with_access": [],
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    added = console.post("/admin/inference/model/add/", {**fields, "kind": "embedding"})
+    assert added.status_code == 302, added.content.decode()[:2000]
+    model = Model.objects.get(name="console-embedder")
+    assert model.kind == Model.Kind.EMBEDDING
+    # Its versions are of that kind: the change page shows it and a posted kind is ignored.
+    changed = console.post(f"/admin/inference/model/{model.pk}/change/", {**fields, "kind": "chat"})
+    assert changed.status_code == 302
+    model.refresh_from_db()
+    assert model.kind == Model.Kind.EMBEDDING
