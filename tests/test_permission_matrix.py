@@ -97,6 +97,20 @@ class TestTextCompletionHidden(TestTextCompletionGranted):
     model = "hidden-model"
 
 
+class TestResponseGranted(TestChatCompletionGranted):
+    """The same object-level access before anything runs as chat completions."""
+
+    route = "/v1/responses"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"model": self.model, "input": "hi"}
+
+
+class TestResponseHidden(TestResponseGranted):
+    expected: ClassVar[dict[str, int]] = TestChatCompletionHidden.expected
+    model = "hidden-model"
+
+
 class TestEmbeddingGranted(TestChatCompletionGranted):
     """The same object-level access first; who may use the (chat) model then hears that it
     makes no embeddings (400), and who may not hears 404."""

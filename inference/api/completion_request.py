@@ -55,6 +55,8 @@ class CompletionRequest:
     frame: ChatFrame
     stream: bool
     include_usage: bool
+    # What the answer repeats of the request (the Responses API echoes its settings).
+    echo: dict[str, Any] | None = None
 
 
 def _content_text(content: Any, position: int) -> Any:

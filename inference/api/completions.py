@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings` through Django: DRF
-views over the doors.
+"""`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses`
+through Django: DRF views over the doors.
 
 Production serves bearer-authenticated JSON requests on the ASGI route in front of Django
 (`inference.chat.asgi`); this view serves the rest (a console session, say) and the test
@@ -24,11 +24,13 @@ from inference.api.serializers import (
     ChatCompletionSerializer,
     EmbeddingListSerializer,
     EmbeddingRequestSerializer,
+    ResponseRequestSerializer,
+    ResponseSerializer,
     TextCompletionRequestSerializer,
     TextCompletionSerializer,
 )
 from inference.chat.embeddings_http import embeddings_serve
-from inference.chat.http import chat_completions_serve, text_completions_serve
+from inference.chat.http import chat_completions_serve, responses_serve, text_completions_serve
 
 _END = object()
 
@@ -170,6 +172,23 @@ class EmbeddingView(_DoorView):
         description=(
             "OpenAI-compatible embeddings: one vector per input, from a model of the embedding kind "
             "(a chat model answers 400). Charged by the inputs' tokens."
+        ),
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        return await self._answer(request)
+
+
+class ResponsesView(_DoorView):
+    serve = staticmethod(responses_serve)
+
+    @extend_schema(
+        operation_id="createResponse",
+        request=ResponseRequestSerializer,
+        responses={200: ResponseSerializer},
+        description=(
+            "OpenAI-compatible Responses API, stateless (nothing is stored: store must be false). "
+            "With `stream: true` the answer is a `text/event-stream` of typed events, "
+            "`response.created` first and `response.completed` (or `response.incomplete`) last."
         ),
     )
     async def post(self, request: Request) -> HttpResponseBase:

@@ -1,7 +1,8 @@
 """OpenAI's response objects: chat completions and (legacy) text completions, whole or streamed.
 
-Both formats answer the same questions for the door (`inference.chat.http`): what opens a
-stream, what carries texts (and tool calls), what closes it, and the whole answer.
+Every format (these, and the Responses API's in `inference.api.responses_format`) answers the
+same questions for the door (`inference.chat.http`): what opens a stream, what carries texts
+(and tool calls), what closes it or tells of its failure, and the whole answer.
 """
 
 import time
@@ -26,6 +27,8 @@ class AnswerFormat(Protocol):
 
     def closing_bytes(self, *, finished: dict[str, Any]) -> bytes: ...
 
+    def failure_bytes(self, *, message: str, code: str) -> bytes: ...
+
     def whole(
         self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None
     ) -> dict[str, Any]: ...
@@ -36,7 +39,15 @@ class _Format:
     whole_kind = ""
     chunk_kind = ""
 
-    def __init__(self, *, generation_id: str, model: str, version: str, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        generation_id: str,
+        model: str,
+        version: str,
+        include_usage: bool = False,
+        echo: dict[str, Any] | None = None,
+    ) -> None:
         self.id = f"{self.id_prefix}{generation_id}"
         self.created = int(time.time())
         self.model = model
@@ -58,6 +69,10 @@ class _Format:
         if self.include_usage:
             body["usage"] = None  # OpenAI sends null here; the totals come in a last chunk
         return sse_bytes(body)
+
+    def failure_bytes(self, *, message: str, code: str) -> bytes:
+        """The stream had begun: the error is its last event."""
+        return sse_bytes(error_object(message=message, code=code))
 
     def _usage_bytes(self, finished: dict[str, Any]) -> bytes:
         if not self.include_usage:
@@ -83,7 +98,7 @@ class CompletionFormat(_Format):
         return self._delta_bytes({"tool_calls": deltas})
 
     def closing_bytes(self, *, finished: dict[str, Any]) -> bytes:
-        return self._delta_bytes({}, finished["finish_reason"]) + self._usage_bytes(finished)
+        return self._delta_bytes({}, finished["finish_reason"]) + self._usage_bytes(finished) + SSE_DONE
 
     def whole(
         self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
@@ -118,7 +133,7 @@ class TextCompletionFormat(_Format):
         raise AssertionError("text completions offer no tools")  # pragma: no cover
 
     def closing_bytes(self, *, finished: dict[str, Any]) -> bytes:
-        return self._text_bytes("", finished["finish_reason"]) + self._usage_bytes(finished)
+        return self._text_bytes("", finished["finish_reason"]) + self._usage_bytes(finished) + SSE_DONE
 
     def whole(
         self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None

@@ -129,3 +129,35 @@ class EmbeddingListSerializer(serializers.Serializer):  # type: ignore[type-arg]
     data = EmbeddingSerializer(many=True)  # type: ignore[assignment]
     model = serializers.CharField()
     usage = EmbeddingUsageSerializer()
+
+
+class ResponseRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    input = serializers.JSONField(
+        help_text="A string, or message / function_call / function_call_output items."
+    )
+    instructions = serializers.CharField(required=False)
+    tools = serializers.ListField(child=serializers.JSONField(), required=False, help_text="Function tools.")
+    tool_choice = serializers.JSONField(required=False)
+    text = serializers.JSONField(required=False, help_text="{format: text | json_object | json_schema}")
+    max_output_tokens = serializers.IntegerField(required=False, min_value=1)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    stream = serializers.BooleanField(default=False)
+    store = serializers.BooleanField(required=False, help_text="Must be false: nothing is stored.")
+
+
+class ResponseUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class ResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.CharField()
+    object = serializers.CharField(default="response")
+    created_at = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["completed", "incomplete", "failed"])
+    model = serializers.CharField()
+    output = serializers.ListField(child=serializers.JSONField(), help_text="message and function_call items")
+    usage = ResponseUsageSerializer()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inference.api.completions import ChatCompletionView, EmbeddingView, TextCompletionView
+from inference.api.completions import ChatCompletionView, EmbeddingView, ResponsesView, TextCompletionView
 from inference.api.views import ModelDetailView, ModelListView
 
 urlpatterns = [
@@ -9,4 +9,5 @@ urlpatterns = [
     path("chat/completions", ChatCompletionView.as_view(), name="v1-chat-completions"),
     path("completions", TextCompletionView.as_view(), name="v1-completions"),
     path("embeddings", EmbeddingView.as_view(), name="v1-embeddings"),
+    path("responses", ResponsesView.as_view(), name="v1-responses"),
 ]

@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings` served straight from
-ASGI: the doors without Django's request cycle.
+"""`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses` served
+straight from ASGI: the doors without Django's request cycle.
 
 Django's handler, its middleware and DRF cost more server time per request than a whole
 Python proxy does; on the path every chat takes, this route does only what they would do for
@@ -27,7 +27,7 @@ from gatehouse.json_parsing import JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from inference.chat.embeddings_http import embeddings_serve
-from inference.chat.http import chat_completions_serve, error_respond, text_completions_serve
+from inference.chat.http import chat_completions_serve, error_respond, responses_serve, text_completions_serve
 
 Serve = Callable[..., Awaitable[None]]
 # Each path served here: its name as Django's resolver gives it (the request metrics' route)
@@ -36,6 +36,7 @@ DOORS: dict[str, tuple[str, Serve]] = {
     "/v1/chat/completions": ("v1/chat/completions", chat_completions_serve),
     "/v1/completions": ("v1/completions", text_completions_serve),
     "/v1/embeddings": ("v1/embeddings", embeddings_serve),
+    "/v1/responses": ("v1/responses", responses_serve),
 }
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -20,14 +20,13 @@ from django.conf import settings
 from accounts.principal import Principal
 from inference.api.completion_request import CompletionRequest, completion_request_parse
 from inference.api.openai_format import (
-    SSE_DONE,
     AnswerFormat,
     CompletionFormat,
     TextCompletionFormat,
-    error_object,
-    sse_bytes,
 )
 from inference.api.request_invalid import CompletionRequestInvalid
+from inference.api.responses_format import ResponsesFormat
+from inference.api.responses_request import responses_request_parse
 from inference.api.text_completion_request import text_completion_request_parse
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.refusal import ChatRefused
@@ -112,6 +111,21 @@ async def text_completions_serve(
     )
 
 
+async def responses_serve(
+    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
+) -> None:
+    """Answer one Responses API request (stateless): a chat by another name and shape."""
+    await _serve(
+        principal=principal,
+        data=data,
+        request_id=request_id,
+        client_ip=client_ip,
+        responder=responder,
+        parse=responses_request_parse,
+        answer_format=ResponsesFormat,
+    )
+
+
 async def _serve(
     *,
     principal: Principal,
@@ -120,7 +134,7 @@ async def _serve(
     client_ip: str | None,
     responder: Responder,
     parse: Callable[..., CompletionRequest],
-    answer_format: type[CompletionFormat | TextCompletionFormat],
+    answer_format: Callable[..., AnswerFormat],
 ) -> None:
     if not principal.has_scope(CHAT_SCOPE):
         await error_respond(
@@ -157,6 +171,7 @@ async def _serve(
         model=plan.model_name,
         version=plan.version_label,
         include_usage=completion.include_usage,
+        echo=completion.echo,
     )
     headers = list(admitted.hold.quota.headers.items())
     if admitted.conversation_id:
@@ -206,9 +221,9 @@ async def _stream(
         if not started:
             await refusal_respond(responder, refused)
         else:  # the stream had begun: the error is its last event
-            await responder.end(sse_bytes(error_object(message=refused.message, code=refused.code)))
+            await responder.end(answer.failure_bytes(message=refused.message, code=refused.code))
         return
-    await responder.end(answer.closing_bytes(finished=end.as_event()) + SSE_DONE)
+    await responder.end(answer.closing_bytes(finished=end.as_event()))
 
 
 async def _nothing() -> None:
