@@ -39,6 +39,7 @@ _DESCRIPTIONS = {
     "415": "The body is not JSON.",
     "409": "A request of this kind is already open for this person.",
     "429": "A rate limit or quota is reached; Retry-After says when to try again.",
+    "502": "The model's remote server answered, but not with what this endpoint returns.",
     "503": "A store the request needs (database, Redis, the model) cannot be reached; nothing was saved.",
 }
 _METHODS = ("get", "post", "put", "patch", "delete")
@@ -46,8 +47,12 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 _PARTICULAR = {
     ("/api/compliance/exports/", "post"): ["409"],
     ("/api/compliance/erasures/", "post"): ["409"],
-    # The body names a model that may not exist, or not for the caller.
-    ("/v1/chat/completions", "post"): ["404"],
+    # The body names a model that may not exist, or not for the caller (404); a remote model's
+    # answer may not be what the endpoint promises (502).
+    **{
+        (path, "post"): ["404", "502"]
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+    },
 }
 
 

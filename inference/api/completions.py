@@ -19,6 +19,7 @@ from rest_framework.request import Request
 
 from accounts.authentication import request_client_ip, request_principal
 from audit.context import request_context_current, request_id_new
+from gatehouse.json_parsing import SafeJSONParser
 from inference.api.serializers import (
     ChatCompletionRequestSerializer,
     ChatCompletionSerializer,
@@ -85,9 +86,11 @@ class _QueuedResponder:
 
 
 class _DoorView(APIView):  # type: ignore[misc]
-    """A view over one of the door's serve functions."""
+    """A view over one of the door's serve functions. Bodies are JSON only (anything else is a
+    415), as OpenAI's API takes them."""
 
     required_scope = "chat"
+    parser_classes = [SafeJSONParser]
     serve: Callable[..., Awaitable[None]]
 
     async def _answer(self, request: Request) -> HttpResponseBase:
