@@ -7,11 +7,14 @@ same demo model, whose generations wait after their first tokens until they are 
 (GATEHOUSE_TEST_HOLD_MODELS), so a cancel never races the end of the answer.
 """
 
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.e2e.server import ServedGatehouse, serve
+from tests.fake_openai import FakeUpstream, fake_upstream
 
 HELD_MODEL = "demo-held"
 # A held chat may ask for this many tokens: far more than it produces before its cancel.
@@ -62,3 +65,39 @@ if not Model.objects.filter(name={HELD_MODEL!r}).exists():
 """,
     )
     return HELD_MODEL
+
+
+@pytest.fixture(scope="package")
+def upstream() -> Iterator[FakeUpstream]:
+    """An OpenAI-compatible server on loopback, for the remote versions below."""
+    with fake_upstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def remote_model(gatehouse: ServedGatehouse, upstream: FakeUpstream) -> str:
+    """A chat model open to all whose production version is `upstream`."""
+    name = f"remote-{uuid.uuid4().hex[:6]}"
+    gatehouse.manage(
+        "shell",
+        "-c",
+        "from inference.services import model_register, model_version_promote; "
+        "from inference.services.registry import model_version_register_remote; "
+        f"model = model_register(name={name!r}, open_to_all=True, actor=None); "
+        "version = model_version_register_remote(model=model, label='r1', "
+        f"base_url={upstream.base_url!r}, remote_model='upstream-model', actor=None); "
+        "model_version_promote(version=version, actor=None)",
+    )
+    return name
+
+
+@pytest.fixture(scope="package")
+def chat_key(gatehouse: ServedGatehouse) -> str:
+    """An API key with the chat scope, minted the way a developer would."""
+    created = httpx.post(
+        f"{gatehouse.base_url}/api/keys/",
+        json={"name": f"chat-{uuid.uuid4().hex[:6]}", "scopes": ["chat"]},
+        headers={"Authorization": f"Bearer {gatehouse.admin_token()}"},
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["key"])

@@ -6,13 +6,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Literal
 
-import httpx
 import openai
 import pydantic
 import pytest
 
 from tests.e2e.server import ServedGatehouse
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 
 pytestmark = pytest.mark.e2e
 
@@ -42,37 +41,8 @@ CALL = {
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def remote_model(gatehouse: ServedGatehouse, upstream: FakeUpstream) -> str:
-    name = f"remote-{uuid.uuid4().hex[:6]}"
-    gatehouse.manage(
-        "shell",
-        "-c",
-        "from inference.services import model_register, model_version_promote; "
-        "from inference.services.registry import model_version_register_remote; "
-        f"model = model_register(name={name!r}, open_to_all=True, actor=None); "
-        "version = model_version_register_remote(model=model, label='r1', "
-        f"base_url={upstream.base_url!r}, remote_model='upstream-model', actor=None); "
-        "model_version_promote(version=version, actor=None)",
-    )
-    return name
-
-
-@pytest.fixture(scope="module")
-def client(gatehouse: ServedGatehouse) -> Iterator[openai.OpenAI]:
-    created = httpx.post(
-        f"{gatehouse.base_url}/api/keys/",
-        json={"name": "openai-tools", "scopes": ["chat"]},
-        headers={"Authorization": f"Bearer {gatehouse.admin_token()}"},
-    )
-    assert created.status_code == 201, created.text
-    key = created.json()["key"]
-    with openai.OpenAI(base_url=f"{gatehouse.base_url}/v1", api_key=key, max_retries=0) as client:
+def client(gatehouse: ServedGatehouse, chat_key: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gatehouse.base_url}/v1", api_key=chat_key, max_retries=0) as client:
         yield client
 
 
