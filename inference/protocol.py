@@ -49,6 +49,8 @@ class ChatFrame:
     # The messages are inputs to embed, one vector each (/v1/embeddings), cut to `dimensions`.
     embedding: bool = False
     dimensions: int | None = None
+    # Sampling from this seed makes the same text again (/v1's `seed`).
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Validate an OpenAI chat completion request body, as OpenAI does, into a chat frame.
 
 What Gatehouse honours: model, messages, max_tokens / max_completion_tokens, temperature,
-top_p, stop, stream, stream_options.include_usage, and for the versions that serve them
+top_p, stop, stream, stream_options.include_usage, seed, and for the versions that serve them
 tools, tool_choice, parallel_tool_calls and response_format (`inference.api.chat_features`).
 Accepted at their neutral values only (anything else is refused, never silently ignored): n,
-presence_penalty, frequency_penalty, logprobs, logit_bias. Accepted and not used: user, seed,
+presence_penalty, frequency_penalty, logprobs, logit_bias. Accepted and not used: user,
 metadata, store. Any other field is refused, with OpenAI's message.
 """
 
@@ -26,7 +26,7 @@ _NEUTRAL: dict[str, tuple[object, ...]] = {
     "function_call": (None, "none"),
     "store": (None, False),
 }
-_UNUSED = ("user", "seed", "metadata")
+_UNUSED = ("user", "metadata")
 _HONOURED = (
     "model",
     "messages",
@@ -37,6 +37,7 @@ _HONOURED = (
     "stop",
     "stream",
     "stream_options",
+    "seed",
     *FIELDS,
 )
 _WHY_NOT: dict[str, str] = {
@@ -103,6 +104,16 @@ def stream_options_parse(body: dict[str, Any], stream: bool) -> bool:
     return bool(options.get("include_usage", False))
 
 
+def seed_parse(body: dict[str, Any]) -> int | None:
+    """OpenAI's `seed`: an integer (a 64-bit one), or nothing."""
+    seed = body.get("seed")
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+        raise CompletionRequestInvalid("seed must be an integer.", param="seed")
+    return seed
+
+
 def request_fields_check(
     body: Any,
     *,
@@ -152,5 +163,7 @@ def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest
         raise CompletionRequestInvalid(invalid.message) from None
     assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
     return CompletionRequest(
-        frame=replace(frame, features=features), stream=stream, include_usage=include_usage
+        frame=replace(frame, features=features, seed=seed_parse(body)),
+        stream=stream,
+        include_usage=include_usage,
     )

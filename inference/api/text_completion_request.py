@@ -7,19 +7,34 @@ model tokenizes the prompt alone; a remote one is asked at its own `/completions
 What Gatehouse honours: model, prompt (a string, or a list of one), max_tokens (16 unless
 said, as OpenAI's default), temperature, top_p, stop, stream, stream_options.include_usage.
 Accepted at their neutral values only: n, best_of, echo, suffix, logprobs, presence_penalty,
-frequency_penalty, logit_bias. Accepted and not used: user, seed. Any other field is refused.
+frequency_penalty, logit_bias. seed is honoured as in chats. Accepted and not used: user. Any
+other field is refused.
 """
 
 from dataclasses import replace
 from typing import Any
 
-from inference.api.completion_request import CompletionRequest, request_fields_check, stream_options_parse
+from inference.api.completion_request import (
+    CompletionRequest,
+    request_fields_check,
+    stream_options_parse,
+)
 from inference.api.request_invalid import CompletionRequestInvalid
 from inference.protocol import ChatFrame, ProtocolError, frame_parse
 
 # OpenAI's default for this endpoint (chat completions default to the model's own).
 DEFAULT_MAX_TOKENS = 16
-_HONOURED = ("model", "prompt", "max_tokens", "temperature", "top_p", "stop", "stream", "stream_options")
+_HONOURED = (
+    "model",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+    "seed",
+)
 _NEUTRAL: dict[str, tuple[object, ...]] = {
     "n": (None, 1),
     "best_of": (None, 1),
@@ -30,7 +45,7 @@ _NEUTRAL: dict[str, tuple[object, ...]] = {
     "frequency_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
 }
-_UNUSED = ("user", "seed")
+_UNUSED = ("user",)
 _WHY_NOT = {
     "n": "Only one choice per request is supported (n must be 1).",
     "best_of": "best_of must be 1.",

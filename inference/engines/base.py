@@ -36,14 +36,16 @@ class GenerationParams:
     raw_prompt: bool = False
     # An embedding's vector size, where fewer than the model's are asked for.
     dimensions: int | None = None
+    # Sampling seeded: the same seed, settings and prompt make the same text.
+    seed: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-safe, for a job; without the fields newer than the previous release where they
         are at their defaults, so that its workers (which do not know them) still run plain
         chats."""
         payload = asdict(self)
-        for name in ("response_format", "raw_prompt", "dimensions"):
-            if not payload[name]:
+        for name in ("response_format", "raw_prompt", "dimensions", "seed"):
+            if payload[name] is None or payload[name] is False:
                 del payload[name]
         return payload
 

@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from inference.engines.base import (
     FinishReason,
@@ -110,6 +111,8 @@ class BatchRequest:
     error: BaseException | None = None
     # The grammar its tokens must follow (a structured output), or None.
     constraint: RowConstraint | None = None
+    # Its own random generator, seeded (`params.seed`): its samples do not depend on the batch.
+    generator: Any = None
 
     def emit(self, text: str) -> bool:
         """Queue one token's text for the reader; False once the request was cancelled.

@@ -22,7 +22,7 @@ from inference.engines.base import FinishReason, GenerationResult
 from inference.engines.batching import BatchRequest, RequestScheduler
 from inference.engines.constraints import constraints_apply
 from inference.engines.detokenize import IncrementalDetokenizer
-from inference.engines.sampling import PerRowSampling
+from inference.engines.sampling import PerRowSampling, seeded_rows_sample
 from inference.engines.streaming import RowStreamer
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,10 @@ class ContinuousBatch:
             device=self._device,
         )
         probabilities = sampling(None, scores).softmax(dim=-1)
-        return torch.multinomial(probabilities, num_samples=1).squeeze(1)
+        picked = torch.multinomial(probabilities, num_samples=1).squeeze(1)
+        for row, token in seeded_rows_sample(probabilities, [row.request.generator for row in rows]).items():
+            picked[row] = token
+        return picked
 
     def _merge(self, *, rows: list[_Row], cache: Any, mask: Any, positions: Any, tokens: Any) -> None:
         torch = self._torch

@@ -28,7 +28,7 @@ from inference.engines.continuous import (
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.device import cpu_threads_apply, device_resolve, dtype_resolve
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit, tokenizer_max_bytes_per_token
-from inference.engines.sampling import PerRowSampling
+from inference.engines.sampling import PerRowSampling, SeededRows
 from inference.engines.streaming import BatchStreamer, RowStreamer
 from inference.manifest import manifest_verify, weights_policy_check
 
@@ -171,8 +171,21 @@ class LocalTransformersEngine:
                 f"the model's context of {self.context_length} tokens.",
                 prompt_tokens=len(prompt_ids),
             )
-        request = BatchRequest(prompt_ids=prompt_ids, params=params, constraint=self._constraint(params))
+        request = BatchRequest(
+            prompt_ids=prompt_ids,
+            params=params,
+            constraint=self._constraint(params),
+            generator=self._generator(params),
+        )
         return self.scheduler.run(request, on_token=on_token, should_stop=should_stop)
+
+    def _generator(self, params: GenerationParams) -> Any:
+        """A seeded request's own random generator (greedy rows draw nothing: none needed)."""
+        if params.seed is None or params.temperature <= 0:
+            return None
+        import torch
+
+        return torch.Generator(device=self.device).manual_seed(params.seed % 2**64)
 
     def _constraint(self, params: GenerationParams) -> RowConstraint | None:
         """The request's grammar (compiled here, on its own thread), if it asked for a format."""
@@ -272,6 +285,9 @@ class LocalTransformersEngine:
                 device=self.device,
             )
         )
+        generators = [request.generator for request in requests]
+        if any(generator is not None for generator in generators):
+            processors.append(SeededRows(generators=generators))
         return {
             "do_sample": True,
             # transformers' own warpers apply one setting to every row: off, PerRowSampling instead.

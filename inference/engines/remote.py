@@ -141,6 +141,8 @@ class OpenAICompatibleEngine:
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
         return body
 
     def generate_stream(

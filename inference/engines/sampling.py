@@ -34,3 +34,29 @@ class PerRowSampling:
         not_best = torch.ones_like(scores, dtype=torch.bool)
         not_best.scatter_(1, scores.argmax(dim=-1, keepdim=True), False)
         return scores.masked_fill(self._greedy[:, None] & not_best, float("-inf"))
+
+
+def seeded_rows_sample(probabilities: Any, generators: list[Any]) -> dict[int, int]:
+    """Each seeded row's token, drawn from its own generator (rows without one: not drawn)."""
+    import torch
+
+    return {
+        row: int(torch.multinomial(probabilities[row], num_samples=1, generator=generator))
+        for row, generator in enumerate(generators)
+        if generator is not None
+    }
+
+
+class SeededRows:
+    """A logits processor for static batches, after PerRowSampling: each seeded row's token is
+    drawn here from its own generator, and its scores leave only that token for `generate()`."""
+
+    def __init__(self, *, generators: list[Any]) -> None:
+        self._generators = generators
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        drawn = seeded_rows_sample(scores.softmax(dim=-1), self._generators)
+        for row, token in drawn.items():
+            scores[row] = float("-inf")
+            scores[row, token] = 0.0
+        return scores

@@ -91,6 +91,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         if frame.features and not remote
         else None,
         raw_prompt=frame.raw_prompt,
+        seed=frame.seed,
     )
     return ChatPlan(
         model_name=model.name,
