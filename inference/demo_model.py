@@ -19,9 +19,18 @@ DEMO_EMBED_DIMENSIONS = 64
 _SEED = 0
 _END_OF_TEXT = "<|endoftext|>"
 # Without a chat template a tokenizer cannot turn messages into a prompt; this one marks
-# each turn with its role, like the role markers real chat models use.
+# each turn with its role, like the role markers real chat models use. Offered tools, it lists
+# them first and shows calls the Hermes / Qwen way (`<tool_call>{"name", "arguments"}</tool_call>`),
+# the version's tool-call format.
 DEMO_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
+    "{% if tools %}<|tools|>\n"
+    "{% for tool in tools %}{{ tool['function'] | tojson }}\n{% endfor %}{% endif %}"
+    "{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{% for call in message['tool_calls'] %}<tool_call>"
+    "{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "</tool_call>{% endfor %}{{ '\\n' }}"
+    "{% else %}{{ message['content'] }}\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 

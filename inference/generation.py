@@ -54,7 +54,7 @@ class GenerationJob:
     reply_channel: str
     version_id: int
     model_name: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     user_id: int
     api_key_id: int | None = None
     params: dict[str, Any] = field(default_factory=dict)

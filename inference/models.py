@@ -55,6 +55,10 @@ class ModelVersion(models.Model):
         TRANSFORMERS = "transformers", "Local transformers"
         OPENAI_COMPATIBLE = "openai_compatible", "Remote OpenAI-compatible"
 
+    class ToolCallFormat(models.TextChoices):
+        NONE = "", "None (no tool calling)"
+        HERMES = "hermes", "Hermes / Qwen: <tool_call>{name, arguments}</tool_call>"
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         STAGING = "staging", "Staging"
@@ -83,6 +87,11 @@ class ModelVersion(models.Model):
     manifest = models.JSONField(default=dict, blank=True)
     dtype = models.CharField(max_length=16, default="auto")
     context_length = models.PositiveIntegerField(default=2048)
+    # How a local version's chat template offers tools and its output calls them; none: it has
+    # no tool calling (tools are refused). Remote versions are passed tools as they are.
+    tool_call_format = models.CharField(
+        max_length=16, choices=ToolCallFormat.choices, default=ToolCallFormat.NONE, blank=True
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

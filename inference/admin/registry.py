@@ -201,6 +201,7 @@ VERSION_ADD_FIELDS = (
     "allow_pickle_weights",
     "dtype",
     "context_length",
+    "tool_call_format",
 )
 # On an existing version, what registration fixed is shown, never edited: a change there is a
 # new version with its own review. Status moves through the actions; the manifest is computed
@@ -323,6 +324,7 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
                 context_length=data["context_length"],
                 dtype=data["dtype"],
                 allow_pickle_weights=data["allow_pickle_weights"],
+                tool_call_format=data["tool_call_format"],
                 actor=actor,
             )
         obj.pk = version.pk

@@ -16,6 +16,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
@@ -47,7 +48,7 @@ class ChatAdmitted:
     api_key: ApiKey | None
     plan: ChatPlan
     hold: ChatHold
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     request_id: str
     client_ip: str | None
     channel: str
@@ -124,13 +125,38 @@ async def chat_admit(
         api_key=api_key,
         plan=plan,
         hold=hold,
-        messages=[{"role": message.role, "content": message.content} for message in frame.messages],
+        messages=_job_messages(frame, plan),
         request_id=request_id,
         client_ip=client_ip,
         channel=channel,
         features=frame.features,
         embedding=frame.embedding,
     )
+
+
+def _job_messages(frame: ChatFrame, plan: ChatPlan) -> list[dict[str, Any]]:
+    """The messages the model is given: a local version offered tools renders the calls and
+    results its template shows; otherwise role and content (a remote one gets the features)."""
+    plain = [{"role": message.role, "content": message.content} for message in frame.messages]
+    if frame.features is None or frame.features.messages is None or not plan.tool_call_format:
+        return plain
+    # The verbatim and the plain messages correspond one to one (inference.api.chat_features).
+    return [
+        _template_message(said, verbatim)
+        for said, verbatim in zip(plain, frame.features.messages, strict=True)
+    ]
+
+
+def _template_message(said: dict[str, Any], verbatim: dict[str, Any]) -> dict[str, Any]:
+    if verbatim.get("role") == "tool":
+        return {"role": "tool", "content": verbatim["content"], "tool_call_id": verbatim["tool_call_id"]}
+    if verbatim.get("tool_calls"):
+        return {
+            "role": "assistant",
+            "content": verbatim.get("content") or "",
+            "tool_calls": verbatim["tool_calls"],
+        }
+    return said
 
 
 # Give-backs of holds whose callers left, kept until done (the loop holds tasks weakly).

@@ -24,6 +24,7 @@ from gatehouse.database_calls import database_sync
 from inference.chat.admission import ChatAdmitted
 from inference.chat.outcome import ChatProgress, chat_outcome
 from inference.chat.refusal import ChatRefused
+from inference.chat.tool_call_reading import ToolCallReader
 from inference.dispatch import InferenceBusy
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
 from inference.engines.loader import UpstreamRefused, engine_for_version
@@ -78,7 +79,35 @@ async def chat_run(
         return await _remote(
             admitted, stream=stream, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls
         )
-    return await _dispatched(admitted, on_started=on_started, on_texts=on_texts)
+    reader = _tool_call_reader(admitted, on_texts=on_texts, on_tool_calls=on_tool_calls)
+    if reader is None:
+        return await _dispatched(admitted, on_started=on_started, on_texts=on_texts)
+    end = await _dispatched(admitted, on_started=on_started, on_texts=reader.feed)
+    await reader.finish()
+    if reader.calls and end.finish_reason == "stop":
+        end = replace(end, finish_reason="tool_calls")
+    return end
+
+
+def _tool_call_reader(
+    admitted: ChatAdmitted, *, on_texts: OnTexts, on_tool_calls: OnToolCalls | None
+) -> ToolCallReader | None:
+    """A local version offered tools writes its calls in its text: read them out of it."""
+    features = admitted.features
+    if (
+        not admitted.plan.tool_call_format
+        or on_tool_calls is None
+        or features is None
+        or not features.tool_names
+    ):
+        return None
+    return ToolCallReader(
+        tool_call_format=admitted.plan.tool_call_format,
+        call_id_prefix=f"call_{admitted.generation_id[:16]}",
+        names=features.tool_names,
+        on_texts=on_texts,
+        on_tool_calls=on_tool_calls,
+    )
 
 
 async def _remote(

@@ -17,6 +17,10 @@ class FinishReason(StrEnum):
 class ChatMessage:
     role: str
     content: str
+    # An assistant's calls to tools (OpenAI's shape), and which call a `tool` message answers:
+    # rendered by a local version's chat template where it offers tools.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,15 @@ class GenerationParams:
     dimensions: int | None = None
     # Sampling seeded: the same seed, settings and prompt make the same text.
     seed: int | None = None
+    # The functions a local version's chat template offers the model (OpenAI's tool objects).
+    tools: list[dict[str, Any]] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-safe, for a job; without the fields newer than the previous release where they
         are at their defaults, so that its workers (which do not know them) still run plain
         chats."""
         payload = asdict(self)
-        for name in ("response_format", "raw_prompt", "dimensions", "seed"):
+        for name in ("response_format", "raw_prompt", "dimensions", "seed", "tools"):
             if payload[name] is None or payload[name] is False:
                 del payload[name]
         return payload

@@ -64,6 +64,9 @@ class OutputGrammars:
         kind = response_format.get("type")
         try:
             with self._lock:  # one compile at a time; the compiler caches each format
+                if kind == "tool_call":
+                    compiled = self._compiler.compile_grammar(_tool_call_grammar(response_format))
+                    return RowConstraint(compiled)
                 if kind == "json_object":  # any object, as OpenAI's JSON mode answers
                     schema: dict[str, Any] = {"type": "object"}
                 elif kind == "json_schema":
@@ -78,6 +81,25 @@ class OutputGrammars:
                 raise
             raise ResponseFormatUnsupported(f"the schema cannot be compiled: {refused}") from None
         return RowConstraint(compiled)
+
+
+# How each tool-call format wraps a call's JSON ({"name", "arguments"}).
+TOOL_CALL_TAGS = {"hermes": ("<tool_call>", "</tool_call>")}
+
+
+def _tool_call_grammar(spec: dict[str, Any]) -> Any:
+    """A call (required, or to a named tool): the format's opening tag, the call as JSON valid
+    for the schema of {name, arguments}, the closing tag; then only the end of text."""
+    import xgrammar
+
+    tags = TOOL_CALL_TAGS.get(spec.get("format", ""))
+    if tags is None:
+        raise ResponseFormatUnsupported(f"the tool-call format '{spec.get('format')}' has no grammar")
+    opening, closing = (xgrammar.Grammar.from_ebnf(f"root ::= {orjson.dumps(tag).decode()}") for tag in tags)
+    call = xgrammar.Grammar.from_json_schema(
+        orjson.dumps(spec["schema"]).decode(), any_whitespace=False, separators=_SEPARATORS
+    )
+    return xgrammar.Grammar.concat(opening, call, closing)
 
 
 def constraints_apply(scores: Any, constraints: list[RowConstraint | None]) -> bool:

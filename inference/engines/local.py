@@ -6,6 +6,7 @@ and leave between steps, `inference.engines.continuous`), otherwise in static ba
 one left-padded `generate()` call each (`inference.engines.batching`).
 """
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -132,11 +133,14 @@ class LocalTransformersEngine:
             max_bytes_per_token=self.max_bytes_per_token,
         )
 
-    def encode_prompt(self, messages: list[ChatMessage]) -> list[int]:
-        """The prompt's token ids, built by the tokenizer's chat template."""
-        conversation = [{"role": message.role, "content": message.content} for message in messages]
+    def encode_prompt(
+        self, messages: list[ChatMessage], *, tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt's token ids, built by the tokenizer's chat template (offering `tools`,
+        and showing earlier calls and their results, where there are any)."""
+        conversation = [_template_message(message) for message in messages]
         encoded = self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, return_dict=True
+            conversation, add_generation_prompt=True, return_dict=True, **({"tools": tools} if tools else {})
         )
         return [int(token_id) for token_id in encoded["input_ids"]]
 
@@ -163,7 +167,9 @@ class LocalTransformersEngine:
                 f"context of {self.context_length} tokens holds at most {limit} bytes of them."
             )
         prompt_ids = (
-            self.encode_text(messages[0].content) if params.raw_prompt else self.encode_prompt(messages)
+            self.encode_text(messages[0].content)
+            if params.raw_prompt
+            else self.encode_prompt(messages, tools=params.tools)
         )
         if len(prompt_ids) + params.max_tokens > self.context_length:
             raise PromptTooLong(
@@ -296,3 +302,23 @@ class LocalTransformersEngine:
             "top_k": 0,
             "logits_processor": LogitsProcessorList(processors),
         }
+
+
+def _template_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as chat templates read it: calls' arguments as objects, where they are JSON."""
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        rendered["tool_calls"] = [
+            {**call, "function": {**call["function"], "arguments": _arguments(call["function"]["arguments"])}}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        rendered["tool_call_id"] = message.tool_call_id
+    return rendered
+
+
+def _arguments(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments

@@ -51,6 +51,8 @@ class ChatPlan:
     remote: bool = False
     # The version itself, for whoever runs it in this process (not sent to workers).
     version: ModelVersion | None = field(default=None, compare=False, repr=False)
+    # A local version offered tools: how its output calls them (read where the answer is sent).
+    tool_call_format: str = ""
 
 
 def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
@@ -80,6 +82,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
     if frame.features is not None:
         _features_check(model_name=model.name, version=version, features=frame.features)
     remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
+    tools, output_format = (None, None) if remote else _local_tools(version=version, features=frame.features)
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
@@ -87,11 +90,10 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         stop=frame.stop,
         max_seconds=float(model.wall_clock_limit_seconds),
         # A local version decodes it under its grammar; a remote one is passed the request's.
-        response_format=frame.features.fields.get("response_format")
-        if frame.features and not remote
-        else None,
+        response_format=output_format,
         raw_prompt=frame.raw_prompt,
         seed=frame.seed,
+        tools=tools,
     )
     return ChatPlan(
         model_name=model.name,
@@ -100,6 +102,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         params=params,
         remote=remote,
         version=version,
+        tool_call_format=version.tool_call_format if tools else "",
     )
 
 
@@ -146,19 +149,52 @@ def _embedding_plan(*, model: Model, version: ModelVersion, frame: ChatFrame) ->
 def _features_check(*, model_name: str, version: ModelVersion, features: ChatFeatures) -> None:
     """Tools and structured outputs go only where they are served. A remote version called from
     the web process is passed both (a worker's call would drop them); a local one decodes
-    structured outputs under their grammar, and has no tool calling."""
+    structured outputs under their grammar, and calls tools if it has a tool-call format."""
     remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
     if remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
         return
-    refused = (
-        _feature_kinds(features) if remote else [kind for kind in _feature_kinds(features) if kind == "tools"]
-    )
+    if remote:
+        refused, why = _feature_kinds(features), "is called by a worker"
+    else:
+        calls_tools = bool(version.tool_call_format)
+        refused = [kind for kind in _feature_kinds(features) if kind == "tools" and not calls_tools]
+        why = "has no tool-call format"
     if refused:
-        where = "is called by a worker" if remote else "runs locally"
         raise ChatRejected(
-            f"Model '{model_name}' does not support {' and '.join(refused)}: its version {version.label} {where}.",
+            f"Model '{model_name}' does not support {' and '.join(refused)}: its version {version.label} {why}.",
             code="invalid",
         )
+
+
+def _local_tools(
+    *, version: ModelVersion, features: ChatFeatures | None
+) -> tuple[list[dict[str, Any]] | None, Any]:
+    """For a local version: the tools its template offers, and what its output must be (a call
+    to one of them when the request requires one, else the structured output asked for)."""
+    if features is None:
+        return None, None
+    response_format = features.fields.get("response_format")
+    choice = features.fields.get("tool_choice", "auto")
+    tools = features.fields.get("tools") if choice != "none" else None
+    if not tools or choice == "auto":
+        return tools, response_format
+    offered = [tool["function"] for tool in tools]
+    if isinstance(choice, dict):
+        offered = [function for function in offered if function["name"] == choice["function"]["name"]]
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": function["name"]},
+                "arguments": function.get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for function in offered
+    ]
+    schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return tools, {"type": "tool_call", "format": version.tool_call_format, "schema": schema}
 
 
 def _feature_kinds(features: ChatFeatures) -> list[str]:
@@ -327,7 +363,7 @@ def chat_abandon(*, job: "GenerationJob", reason: str) -> AuditEvent:
     )
 
 
-def chat_prompt_digest(*, messages: list[dict[str, str]]) -> str:
+def chat_prompt_digest(*, messages: list[dict[str, Any]]) -> str:
     """SHA-256 of the messages as sent: the trail can match a prompt someone produces later
     without ever holding its text."""
     canonical = json.dumps(

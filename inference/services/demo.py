@@ -12,7 +12,12 @@ from inference.manifest import manifest_compute
 from inference.models import Model, ModelVersion
 from inference.services._actors import actor_kwargs
 from inference.services.lifecycle import model_version_promote
-from inference.services.registry import model_register, model_source_relative, model_version_register
+from inference.services.registry import (
+    model_register,
+    model_source_relative,
+    model_version_register,
+    model_version_update,
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class _Demo:
     description: str
     kind: str
     build: Callable[..., None]
+    tool_call_format: str = ModelVersion.ToolCallFormat.NONE
 
 
 def _demos() -> dict[str, _Demo]:
@@ -37,6 +43,7 @@ def _demos() -> dict[str, _Demo]:
             description="Tiny GPT-2 built locally for demos and tests; its output is noise.",
             kind=Model.Kind.CHAT,
             build=demo_model_build,
+            tool_call_format=ModelVersion.ToolCallFormat.HERMES,
         ),
         DEMO_EMBED_MODEL_NAME: _Demo(
             name=DEMO_EMBED_MODEL_NAME,
@@ -99,6 +106,7 @@ def _demo_ensure(demo: _Demo) -> ModelVersion:
                 label=DEMO_VERSION_LABEL,
                 source=model_source_relative(directory=directory),
                 context_length=DEMO_CONTEXT_LENGTH,
+                tool_call_format=demo.tool_call_format,
                 actor=None,
             )
         else:
@@ -112,6 +120,10 @@ def _demo_ensure(demo: _Demo) -> ModelVersion:
                 )
                 version.manifest = rebuilt
                 version.save(update_fields=["manifest"])
+        if version.tool_call_format != demo.tool_call_format:  # registered before the demo offered tools
+            version = model_version_update(
+                version=version, changes={"tool_call_format": demo.tool_call_format}, actor=None
+            )
         if version.status != ModelVersion.Status.PRODUCTION:
             version = model_version_promote(version=version, actor=None)
     return version

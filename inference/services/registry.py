@@ -34,7 +34,7 @@ MODEL_VERSION_REGISTRATION_FIELDS = (
     "created_by",
 )
 # What may change on an existing version (status moves through the lifecycle services).
-MODEL_VERSION_UPDATABLE_FIELDS = ("dtype", "context_length")
+MODEL_VERSION_UPDATABLE_FIELDS = ("dtype", "context_length", "tool_call_format")
 
 
 @transaction.atomic
@@ -121,6 +121,7 @@ def model_version_register(
     progress: Progress | None = None,
     hub_repo: str = "",
     hub_revision: str = "",
+    tool_call_format: str = ModelVersion.ToolCallFormat.NONE,
 ) -> ModelVersion:
     """Register a local model directory as a draft version, recording its SHA-256 manifest."""
     version = ModelVersion(
@@ -133,12 +134,15 @@ def model_version_register(
         dtype=dtype,
         context_length=context_length,
         allow_pickle_weights=allow_pickle_weights,
+        tool_call_format=tool_call_format,
         created_by=actor,
     )
     version.manifest = manifest_compute(directory=version.source_path, progress=progress)
     if not version.manifest:
         raise ValidationError(f"The model directory {version.source_path.name!r} holds no files.")
     after: dict[str, object] = {"label": label, "source": source, "files": sorted(version.manifest)}
+    if tool_call_format:
+        after["tool_call_format"] = tool_call_format
     if hub_repo:
         after |= {"hub_repo": hub_repo, "hub_revision": hub_revision}
     return _version_save(version, actor=actor, after=after)
@@ -155,6 +159,7 @@ def model_version_register_from_hub(
     allow_pickle_weights: bool = False,
     open_to_all: bool = False,
     kind: str = Model.Kind.CHAT,
+    tool_call_format: str = ModelVersion.ToolCallFormat.NONE,
     actor: User | None,
     progress: Progress | None = None,
 ) -> ModelVersion:
@@ -191,6 +196,7 @@ def model_version_register_from_hub(
                 progress=progress,
                 hub_repo=repo_id,
                 hub_revision=commit,
+                tool_call_format=tool_call_format,
             )
     except HubUnavailable as unavailable:
         shutil.rmtree(directory, ignore_errors=True)

@@ -14,6 +14,7 @@ from accounts.models import QuotaPolicy, UsageRecord, User
 from accounts.services.usage import usage_records_flush
 from audit.models import AuditEvent
 from inference.models import ModelVersion
+from inference.services.registry import model_version_update
 from tests.accounts.helpers import quota_counter_used
 from tests.fake_openai import FakeUpstream, fake_upstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
@@ -206,12 +207,17 @@ async def test_a_call_to_a_tool_nobody_offered_is_a_502_failed_and_charged_nothi
     assert again.status_code == 200, again.text
 
 
-async def test_a_local_version_refuses_tools_clearly(bob: User, demo_version: ModelVersion) -> None:
+async def test_a_local_version_without_a_tool_call_format_refuses_tools_clearly(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    await database_sync_to_async(model_version_update)(
+        version=demo_version, changes={"tool_call_format": ""}, actor=None
+    )
     key = await database_sync_to_async(api_key_mint)(bob)
     tools = await v1_post(_body(model="demo-tiny"), key=key)
     assert tools.status_code == 400, tools.text
     assert tools.json()["error"]["message"] == (
-        "Model 'demo-tiny' does not support tools: its version v1 runs locally."
+        "Model 'demo-tiny' does not support tools: its version v1 has no tool-call format."
     )
     # Text ("text" as the format, no tool chosen) still works: the refusal left nothing held.
     plain = await v1_post(

@@ -48,6 +48,12 @@ class Command(BaseCommand):
             help="for a new model: chat (the default) or embedding",
         )
         parser.add_argument(
+            "--tool-call-format",
+            choices=[value for value in ModelVersion.ToolCallFormat.values if value],
+            default=ModelVersion.ToolCallFormat.NONE,
+            help="local versions whose chat template offers tools: how their output calls them",
+        )
+        parser.add_argument(
             "--allow-pickle-weights", action="store_true", help="accept .bin/.pt weights (unsafe)"
         )
         parser.add_argument(
@@ -104,6 +110,7 @@ class Command(BaseCommand):
             "context_length": options["context_length"],
             "dtype": options["dtype"],
             "allow_pickle_weights": options["allow_pickle_weights"],
+            "tool_call_format": options["tool_call_format"],
             "actor": None,
             "progress": progress,
         }
