@@ -1,5 +1,5 @@
-"""The `/v1/chat/completions` and `/v1/completions` door: parse, call the pipeline, format in
-OpenAI's shapes.
+"""The `/v1/chat/completions`, `/v1/completions` and `/v1/responses` door: parse, call the
+pipeline, format in OpenAI's shapes.
 
 Transport-free: what it answers goes to a `Responder` (status and headers, then bytes), which
 the raw ASGI route (`inference.chat.asgi`, what serves production) and the DRF view
@@ -162,8 +162,10 @@ async def _serve(
     except ChatRefused as refused:
         await refusal_respond(responder, refused)
         return
-    # Stored only when the operator chose to keep API chat content (a text completion is no chat).
-    if settings.GATEHOUSE_STORE_API_CONVERSATIONS and not completion.frame.raw_prompt:
+    # Stored only when the operator chose to keep API chat content: plain chats (a text
+    # completion is no chat; tool calls and results are the application's to keep).
+    frame = completion.frame
+    if settings.GATEHOUSE_STORE_API_CONVERSATIONS and not frame.raw_prompt and frame.features is None:
         admitted.conversation_id = str(uuid.uuid4())
     plan = admitted.plan
     answer = answer_format(

@@ -40,7 +40,7 @@ OnTexts = Callable[[list[str]], Awaitable[None]]
 OnToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
 OnStarted = Callable[[], Awaitable[None]]
 UNAVAILABLE_MESSAGE = "The model's server is not answering; try again shortly."
-MALFORMED_MESSAGE = "The model's server sent an answer that is not a valid chat completion."
+MALFORMED_MESSAGE = "The model's server sent a malformed answer; try again, or another model."
 
 
 @dataclass(frozen=True)

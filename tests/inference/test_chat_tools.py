@@ -197,7 +197,7 @@ async def test_a_call_to_a_tool_nobody_offered_is_a_502_failed_and_charged_nothi
         error = response.json()["error"]
         assert error["type"] == "server_error"
     assert error["code"] == "bad_upstream"
-    assert error["message"] == "The model's server sent an answer that is not a valid chat completion."
+    assert error["message"] == "The model's server sent a malformed answer; try again, or another model."
     event = await database_sync_to_async(AuditEvent.objects.get)(action="inference.failed")
     assert "malformed tool call" in event.metadata["reason"]
     # Nothing was passed on, so nothing is charged; the stream's place goes back (one at most).
