@@ -31,13 +31,8 @@ from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_for
 from inference.engines.base import ChatFeatures
 from inference.protocol import ChatFrame
-from inference.services.chat import (
-    ChatPlan,
-    ChatRejected,
-    chat_prepare,
-    chat_refusal_record,
-    chat_token_estimate,
-)
+from inference.services.chat import chat_prepare, chat_refusal_record, chat_token_estimate
+from inference.services.chat_plan import ChatPlan, ChatRejected
 
 
 @dataclass

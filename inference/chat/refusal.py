@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from accounts.services.quotas import QuotaRefused
-from inference.services.chat import ChatRejected
+from inference.services.chat_plan import ChatRejected
 
 # The HTTP status of each refusal code (the websocket sends the code itself).
 STATUS: dict[str, int] = {

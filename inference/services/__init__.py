@@ -2,14 +2,13 @@
 
 from inference.services.access import model_access_grant, model_access_revoke
 from inference.services.chat import (
-    ChatPlan,
-    ChatRejected,
     chat_abandon,
     chat_prepare,
     chat_record_outcome,
     chat_refusal_record,
     chat_token_estimate,
 )
+from inference.services.chat_plan import ChatPlan, ChatRejected
 from inference.services.conversations import (
     conversation_delete,
     conversation_exchange_record,

@@ -2,10 +2,7 @@
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from django.conf import settings
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
@@ -15,12 +12,19 @@ from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
 from audit.services import audit_event_build, audit_event_insert, audit_event_record
 from inference.cancellation import generation_cancel_request
-from inference.engines.base import ChatFeatures, ChatMessage, GenerationParams
+from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
-from inference.models import Model, ModelVersion
+from inference.models import ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_routes_for, model_version_route
+from inference.services.chat_capabilities import (
+    chat_features_check,
+    embedding_plan,
+    local_tools_plan,
+    model_kind_check,
+)
+from inference.services.chat_plan import ChatPlan, ChatRejected
 
 if TYPE_CHECKING:  # generation imports these services; only the type is needed here
     from inference.generation import GenerationJob
@@ -28,31 +32,6 @@ if TYPE_CHECKING:  # generation imports these services; only the type is needed 
 DEFAULT_TEMPERATURE = 0.7
 # Tokens a chat template may add per message (role markers, separators), generously.
 _TEMPLATE_MARGIN = 16
-
-
-class ChatRejected(Exception):
-    """Why a chat may not run. `code` is the websocket protocol's error code; `detail_code`
-    a finer one where there is one (what /v1 answers and the trail records), else `code`."""
-
-    def __init__(self, message: str, *, code: str, detail_code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.detail_code = detail_code or code
-
-
-@dataclass(frozen=True)
-class ChatPlan:
-    model_name: str
-    version_id: int
-    version_label: str
-    params: GenerationParams
-    # Served by an OpenAI-compatible server elsewhere: calling it is I/O only.
-    remote: bool = False
-    # The version itself, for whoever runs it in this process (not sent to workers).
-    version: ModelVersion | None = field(default=None, compare=False, repr=False)
-    # A local version offered tools: how its output calls them (read where the answer is sent).
-    tool_call_format: str = ""
 
 
 def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
@@ -67,12 +46,12 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
             f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
         )
     model = routes.model
-    _kind_check(model=model, embedding=frame.embedding)
+    model_kind_check(model=model, embedding=frame.embedding)
     version = model_version_route(model=model, sticky_key=sticky_key, serving=routes.serving)
     if version is None:
         raise ChatRejected(f"Model '{model.name}' has no version in production.", code="unavailable")
     if frame.embedding:
-        return _embedding_plan(model=model, version=version, frame=frame)
+        return embedding_plan(model=model, version=version, frame=frame)
     max_tokens = frame.max_tokens or min(model.default_max_tokens, model.max_tokens_cap)
     if max_tokens > model.max_tokens_cap:
         raise ChatRejected(
@@ -80,9 +59,11 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         )
     _prompt_fit_check(version=version, messages=frame.messages, max_tokens=max_tokens)
     if frame.features is not None:
-        _features_check(model_name=model.name, version=version, features=frame.features)
+        chat_features_check(model_name=model.name, version=version, features=frame.features)
     remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
-    tools, output_format = (None, None) if remote else _local_tools(version=version, features=frame.features)
+    tools, output_format = (
+        (None, None) if remote else local_tools_plan(version=version, features=frame.features)
+    )
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
@@ -104,106 +85,6 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         version=version,
         tool_call_format=version.tool_call_format if tools else "",
     )
-
-
-def _kind_check(*, model: Model, embedding: bool) -> None:
-    """Chats and text completions go to chat models, embeddings to embedding models."""
-    if embedding and model.kind != Model.Kind.EMBEDDING:
-        raise ChatRejected(
-            f"Model '{model.name}' is a chat model; it does not make embeddings.", code="invalid"
-        )
-    if not embedding and model.kind == Model.Kind.EMBEDDING:
-        raise ChatRejected(
-            f"Model '{model.name}' is an embedding model; ask it at /v1/embeddings.", code="invalid"
-        )
-
-
-def _embedding_plan(*, model: Model, version: ModelVersion, frame: ChatFrame) -> ChatPlan:
-    """Each input must fit the context alone; nothing is generated (max_tokens is moot)."""
-    limit = prompt_byte_limit(
-        context_length=version.context_length,
-        max_tokens=0,
-        max_bytes_per_token=version_max_bytes_per_token(version=version),
-    )
-    for index, message in enumerate(frame.messages):
-        size = len(message.content.encode())
-        if size > limit:
-            raise ChatRejected(
-                f"input[{index}] is {size} bytes; this model's context of {version.context_length} tokens "
-                f"cannot hold more than {limit} bytes of one input. Shorten it.",
-                code="invalid",
-                detail_code="context_length_exceeded",
-            )
-    return ChatPlan(
-        model_name=model.name,
-        version_id=version.pk,
-        version_label=version.label,
-        params=GenerationParams(
-            max_tokens=1, max_seconds=float(model.wall_clock_limit_seconds), dimensions=frame.dimensions
-        ),
-        remote=version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE,
-        version=version,
-    )
-
-
-def _features_check(*, model_name: str, version: ModelVersion, features: ChatFeatures) -> None:
-    """Tools and structured outputs go only where they are served. A remote version called from
-    the web process is passed both (a worker's call would drop them); a local one decodes
-    structured outputs under their grammar, and calls tools if it has a tool-call format."""
-    remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
-    if remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
-        return
-    if remote:
-        refused, why = _feature_kinds(features), "is called by a worker"
-    else:
-        calls_tools = bool(version.tool_call_format)
-        refused = [kind for kind in _feature_kinds(features) if kind == "tools" and not calls_tools]
-        why = "has no tool-call format"
-    if refused:
-        raise ChatRejected(
-            f"Model '{model_name}' does not support {' and '.join(refused)}: its version {version.label} {why}.",
-            code="invalid",
-        )
-
-
-def _local_tools(
-    *, version: ModelVersion, features: ChatFeatures | None
-) -> tuple[list[dict[str, Any]] | None, Any]:
-    """For a local version: the tools its template offers, and what its output must be (a call
-    to one of them when the request requires one, else the structured output asked for)."""
-    if features is None:
-        return None, None
-    response_format = features.fields.get("response_format")
-    choice = features.fields.get("tool_choice", "auto")
-    tools = features.fields.get("tools") if choice != "none" else None
-    if not tools or choice == "auto":
-        return tools, response_format
-    offered = [tool["function"] for tool in tools]
-    if isinstance(choice, dict):
-        offered = [function for function in offered if function["name"] == choice["function"]["name"]]
-    calls = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": function["name"]},
-                "arguments": function.get("parameters") or {"type": "object"},
-            },
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for function in offered
-    ]
-    schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    return tools, {"type": "tool_call", "format": version.tool_call_format, "schema": schema}
-
-
-def _feature_kinds(features: ChatFeatures) -> list[str]:
-    kinds = []
-    if features.tool_names or features.messages is not None:
-        kinds.append("tools")
-    if "response_format" in features.fields:
-        kinds.append("response_format")
-    return kinds
 
 
 def _prompt_fit_check(*, version: ModelVersion, messages: list[ChatMessage], max_tokens: int) -> None:
