@@ -88,13 +88,23 @@ def test_structured_output_is_parsed_by_the_client(
     assert upstream.requests[-1]["body"]["response_format"]["json_schema"]["name"] == "Person"
 
 
-def test_a_local_model_refuses_tools_as_a_bad_request(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="does not support tools"):
-        client.chat.completions.create(
-            model="demo-tiny",
-            messages=[{"role": "user", "content": "x"}],
-            tools=[openai.pydantic_function_tool(Weather)],
-        )
+def test_a_local_model_calls_a_required_tool(client: openai.OpenAI) -> None:
+    class Clock(pydantic.BaseModel):
+        """The time in a zone."""
+
+        zone: Literal["utc", "cet"]
+
+    completion = client.chat.completions.parse(
+        model="demo-tiny",
+        messages=[{"role": "user", "content": "What time is it?"}],
+        tools=[openai.pydantic_function_tool(Clock)],
+        tool_choice="required",
+        max_tokens=80,
+    )
+    (call,) = completion.choices[0].message.tool_calls or []
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "Clock"
+    assert isinstance(call.function.parsed_arguments, Clock)
 
 
 @pytest.mark.parametrize("model", ["demo-tiny", "remote"])
