@@ -13,9 +13,8 @@ import orjson
 
 from accounts.principal import Principal
 from inference.api.embedding_request import embedding_request_parse
-from inference.api.request_invalid import CompletionRequestInvalid
 from inference.chat.admission import chat_admit
-from inference.chat.http import CHAT_SCOPE, Responder, error_respond, refusal_respond
+from inference.chat.http import Responder, error_respond, refusal_respond, request_read
 from inference.chat.refusal import ChatRefused
 from inference.chat.run import chat_run
 
@@ -34,19 +33,14 @@ async def embeddings_serve(
     *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
 ) -> None:
     """Answer one embeddings request from an authenticated caller; never raises a refusal."""
-    if not principal.has_scope(CHAT_SCOPE):
-        await error_respond(
-            responder,
-            status=403,
-            message="This API key does not have the scope this endpoint needs.",
-            code="permission_denied",
-        )
-        return
-    try:
-        request = embedding_request_parse(data, request_id=request_id)
-    except CompletionRequestInvalid as invalid:
-        message = f"{invalid.param}: {invalid.message}" if invalid.param else invalid.message
-        await error_respond(responder, status=400, message=message, code="invalid")
+    request = await request_read(
+        principal=principal,
+        data=data,
+        request_id=request_id,
+        responder=responder,
+        parse=embedding_request_parse,
+    )
+    if request is None:
         return
     try:
         admitted = await chat_admit(

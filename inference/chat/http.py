@@ -10,9 +10,10 @@ write, the finish reason, usage if asked, then `[DONE]`. Whole answers ask the u
 a whole answer.
 """
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from django.conf import settings
@@ -33,6 +34,7 @@ from inference.chat.refusal import ChatRefused
 from inference.chat.run import chat_run
 from inference.engines.tool_calls import tool_calls_merge
 
+_Request = TypeVar("_Request")
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
 CHAT_SCOPE = "chat"
@@ -81,49 +83,26 @@ async def error_respond(
     await responder.end(error_body(status=status, message=message, code=code))
 
 
-async def chat_completions_serve(
-    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
-) -> None:
-    """Answer one chat completion request from an authenticated caller; never raises a refusal."""
-    await _serve(
-        principal=principal,
-        data=data,
-        request_id=request_id,
-        client_ip=client_ip,
-        responder=responder,
-        parse=completion_request_parse,
-        answer_format=CompletionFormat,
-    )
-
-
-async def text_completions_serve(
-    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
-) -> None:
-    """Answer one (legacy) text completion request: a prompt continued as it is."""
-    await _serve(
-        principal=principal,
-        data=data,
-        request_id=request_id,
-        client_ip=client_ip,
-        responder=responder,
-        parse=text_completion_request_parse,
-        answer_format=TextCompletionFormat,
-    )
-
-
-async def responses_serve(
-    *, principal: Principal, data: Any, request_id: str, client_ip: str | None, responder: Responder
-) -> None:
-    """Answer one Responses API request (stateless): a chat by another name and shape."""
-    await _serve(
-        principal=principal,
-        data=data,
-        request_id=request_id,
-        client_ip=client_ip,
-        responder=responder,
-        parse=responses_request_parse,
-        answer_format=ResponsesFormat,
-    )
+async def request_read(
+    *, principal: Principal, data: Any, request_id: str, responder: Responder, parse: Callable[..., _Request]
+) -> _Request | None:
+    """The request `parse` reads from `data`; None once a refusal (the key's scope, an invalid
+    body) has been answered."""
+    if not principal.has_scope(CHAT_SCOPE):
+        await error_respond(
+            responder,
+            status=403,
+            message="This API key does not have the scope this endpoint needs.",
+            code="permission_denied",
+        )
+        return None
+    try:
+        return parse(data, request_id=request_id)
+    except CompletionRequestInvalid as invalid:
+        # Named as DRF names a field's error, the shape every other /v1 error has.
+        message = f"{invalid.param}: {invalid.message}" if invalid.param else invalid.message
+        await error_respond(responder, status=400, message=message, code="invalid")
+        return None
 
 
 async def _serve(
@@ -136,20 +115,12 @@ async def _serve(
     parse: Callable[..., CompletionRequest],
     answer_format: Callable[..., AnswerFormat],
 ) -> None:
-    if not principal.has_scope(CHAT_SCOPE):
-        await error_respond(
-            responder,
-            status=403,
-            message="This API key does not have the scope this endpoint needs.",
-            code="permission_denied",
-        )
-        return
-    try:
-        completion = parse(data, request_id=request_id)
-    except CompletionRequestInvalid as invalid:
-        # Named as DRF names a field's error, the shape every other /v1 error has.
-        message = f"{invalid.param}: {invalid.message}" if invalid.param else invalid.message
-        await error_respond(responder, status=400, message=message, code="invalid")
+    """Answer one request of a completion-shaped door from an authenticated caller; never
+    raises a refusal."""
+    completion = await request_read(
+        principal=principal, data=data, request_id=request_id, responder=responder, parse=parse
+    )
+    if completion is None:
         return
     try:
         admitted = await chat_admit(
@@ -182,6 +153,16 @@ async def _serve(
         await _stream(admitted, answer, responder, headers=headers)
     else:
         await _whole(admitted, answer, responder, headers=headers)
+
+
+# The doors over `_serve`: each reads its own request and writes its own answer's shape.
+chat_completions_serve = functools.partial(
+    _serve, parse=completion_request_parse, answer_format=CompletionFormat
+)
+text_completions_serve = functools.partial(
+    _serve, parse=text_completion_request_parse, answer_format=TextCompletionFormat
+)
+responses_serve = functools.partial(_serve, parse=responses_request_parse, answer_format=ResponsesFormat)
 
 
 async def refusal_respond(responder: Responder, refused: ChatRefused) -> None:

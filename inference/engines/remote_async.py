@@ -304,6 +304,22 @@ async def _rest_drain(chunks: AsyncIterator[bytes]) -> None:
         return  # the answer was whole; only its connection is lost
 
 
+async def remote_whole_read(
+    engine: OpenAICompatibleEngine, body: dict[str, Any], *, url: str, max_seconds: float | None
+) -> bytes:
+    """POST `body` to `url` and read the whole answer's body, within `max_seconds`; a failure
+    before any answer may be retried, a refusal (status) may not."""
+    try:
+        async with asyncio.timeout(max_seconds or None), await remote_post(engine, body, url=url) as response:
+            status, content = response.status, await response.read()
+    except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
+        raise _RetryBeforeFirstToken(type(exc).__name__) from exc
+    except TimeoutError:
+        raise RemoteUnavailable("the upstream did not answer within the model's time limit") from None
+    _status_check(status)
+    return content
+
+
 async def _whole_once(
     engine: OpenAICompatibleEngine,
     body: dict[str, Any],
@@ -313,17 +329,9 @@ async def _whole_once(
     outlet: _Outlet,
     asked: _Asked,
 ) -> GenerationResult:
-    try:
-        async with (
-            asyncio.timeout(params.max_seconds or None),
-            await remote_post(engine, body, url=engine.url_for(params)) as response,
-        ):
-            status, content = response.status, await response.read()
-    except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
-        raise _RetryBeforeFirstToken(type(exc).__name__) from exc
-    except TimeoutError:
-        raise RemoteUnavailable("the upstream did not answer within the model's time limit") from None
-    _status_check(status)
+    content = await remote_whole_read(
+        engine, body, url=engine.url_for(params), max_seconds=params.max_seconds
+    )
     try:
         answer = orjson.loads(content)
         choice = answer["choices"][0]

@@ -6,22 +6,17 @@ vector of numbers per input, all of one length, in the inputs' order (by `index`
 else is malformed. Reported usage is believed only within what the inputs could have cost.
 """
 
-import asyncio
 from typing import Any
 
-import aiohttp
 import orjson
 
 from inference.engines.embedding import Embeddings
 from inference.engines.remote import (
     OpenAICompatibleEngine,
     RemoteMalformed,
-    RemoteUnavailable,
     _reported_count,
-    _RetryBeforeFirstToken,
-    _status_check,
 )
-from inference.engines.remote_async import remote_call, remote_post
+from inference.engines.remote_async import remote_call, remote_whole_read
 
 
 async def remote_embed(
@@ -35,17 +30,7 @@ async def remote_embed(
     most_tokens = sum(len(text.encode()) for text in inputs) + len(inputs)  # a token per byte at most
 
     async def attempt() -> Embeddings:
-        try:
-            async with (
-                asyncio.timeout(max_seconds or None),
-                await remote_post(engine, body, url=engine.embeddings_url) as response,
-            ):
-                status, content = response.status, await response.read()
-        except aiohttp.ClientError as exc:  # before TimeoutError: a socket's read timeout is both
-            raise _RetryBeforeFirstToken(type(exc).__name__) from exc
-        except TimeoutError:
-            raise RemoteUnavailable("the upstream did not answer within the model's time limit") from None
-        _status_check(status)
+        content = await remote_whole_read(engine, body, url=engine.embeddings_url, max_seconds=max_seconds)
         return _read(content, inputs=len(inputs), most_tokens=most_tokens)
 
     return await remote_call(engine, attempt)
