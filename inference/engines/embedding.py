@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.engines.device import cpu_threads_apply, device_resolve, dtype_resolve
+from inference.engines.hf_load import hf_model_load
 from inference.engines.prompt_bound import tokenizer_max_bytes_per_token
-from inference.manifest import manifest_verify, weights_policy_check
 
 
 class EmbeddingRefused(ValueError):
@@ -44,29 +43,21 @@ class LocalEmbeddingEngine:
         cpu_threads: int = 0,
         max_batch_size: int = 32,
     ) -> None:
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as transformers_logging
+        from transformers import AutoModel
 
-        transformers_logging.disable_progress_bar()
-        weights_policy_check(manifest=manifest, allow_pickle=allow_pickle_weights)
-        manifest_verify(directory=directory, expected=manifest)
-        self.device = device_resolve(preference=device)
-        self.dtype = dtype_resolve(preference=dtype, device=self.device)
-        if self.device == "cpu":
-            cpu_threads_apply(preference=cpu_threads)
+        loaded = hf_model_load(
+            directory=directory,
+            manifest=manifest,
+            auto_class=AutoModel,
+            device=device,
+            dtype=dtype,
+            allow_pickle_weights=allow_pickle_weights,
+            cpu_threads=cpu_threads,
+        )
+        self.device, self.dtype = loaded.device, loaded.dtype
+        self.tokenizer, self.model = loaded.tokenizer, loaded.model
         self.context_length = context_length
         self.max_batch_size = max_batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            directory, trust_remote_code=False, local_files_only=True
-        )
-        model = AutoModel.from_pretrained(
-            directory,
-            trust_remote_code=False,
-            local_files_only=True,
-            use_safetensors=None if allow_pickle_weights else True,
-            dtype=self.dtype,
-        )
-        self.model = model.to(self.device).eval()
         self.dimensions = int(self.model.config.hidden_size)
         self.max_bytes_per_token = tokenizer_max_bytes_per_token(self.tokenizer)
         # One forward pass at a time: the model is shared by every request thread.

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -107,17 +108,24 @@ def engine_for_version(*, version: ModelVersion) -> Engine | LocalEmbeddingEngin
         return engine
 
 
+def _local_settings(version: ModelVersion) -> dict[str, Any]:
+    """What every local engine of `version` is built with: its files and this server's device."""
+    return {
+        "directory": version.source_path,
+        "manifest": version.manifest,
+        "context_length": version.context_length,
+        "device": settings.GATEHOUSE_DEVICE,
+        "dtype": version.dtype,
+        "allow_pickle_weights": version.allow_pickle_weights,
+        "cpu_threads": settings.GATEHOUSE_ENGINE_CPU_THREADS,
+        "max_batch_size": settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
+    }
+
+
 def _generation_engine(version: ModelVersion) -> LocalTransformersEngine:
     return LocalTransformersEngine(
-        directory=version.source_path,
-        manifest=version.manifest,
-        context_length=version.context_length,
-        device=settings.GATEHOUSE_DEVICE,
-        dtype=version.dtype,
-        allow_pickle_weights=version.allow_pickle_weights,
+        **_local_settings(version),
         batching=settings.GATEHOUSE_ENGINE_BATCHING,
-        cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
-        max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
         max_concurrent_batches=settings.GATEHOUSE_ENGINE_CONCURRENT_BATCHES,
         batch_gather_seconds=settings.GATEHOUSE_ENGINE_BATCH_GATHER_MS / 1000,
         batch_overflow_after_seconds=settings.GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS / 1000,
@@ -164,16 +172,7 @@ def version_max_bytes_per_token(*, version: ModelVersion) -> int:
 
 
 def _embedding_engine(version: ModelVersion) -> LocalEmbeddingEngine:
-    return LocalEmbeddingEngine(
-        directory=version.source_path,
-        manifest=version.manifest,
-        context_length=version.context_length,
-        device=settings.GATEHOUSE_DEVICE,
-        dtype=version.dtype,
-        allow_pickle_weights=version.allow_pickle_weights,
-        cpu_threads=settings.GATEHOUSE_ENGINE_CPU_THREADS,
-        max_batch_size=settings.GATEHOUSE_ENGINE_MAX_BATCH_SIZE,
-    )
+    return LocalEmbeddingEngine(**_local_settings(version))
 
 
 def _remote_engine(version: ModelVersion) -> Engine:

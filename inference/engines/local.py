@@ -27,11 +27,10 @@ from inference.engines.continuous import (
     continuous_batching_supported,
 )
 from inference.engines.detokenize import IncrementalDetokenizer
-from inference.engines.device import cpu_threads_apply, device_resolve, dtype_resolve
+from inference.engines.hf_load import hf_model_load
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit, tokenizer_max_bytes_per_token
 from inference.engines.sampling import PerRowSampling, SeededRows
 from inference.engines.streaming import BatchStreamer, RowStreamer
-from inference.manifest import manifest_verify, weights_policy_check
 
 
 class PromptTooLong(ValueError):
@@ -65,29 +64,20 @@ class LocalTransformersEngine:
         batch_gather_seconds: float = 0.01,
         batch_overflow_after_seconds: float = 0.25,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as transformers_logging
+        from transformers import AutoModelForCausalLM
 
-        transformers_logging.disable_progress_bar()
-        weights_policy_check(manifest=manifest, allow_pickle=allow_pickle_weights)
-        manifest_verify(directory=directory, expected=manifest)
-        self.device = device_resolve(preference=device)
-        self.dtype = dtype_resolve(preference=dtype, device=self.device)
-        if self.device == "cpu":
-            cpu_threads_apply(preference=cpu_threads)
+        loaded = hf_model_load(
+            directory=directory,
+            manifest=manifest,
+            auto_class=AutoModelForCausalLM,
+            device=device,
+            dtype=dtype,
+            allow_pickle_weights=allow_pickle_weights,
+            cpu_threads=cpu_threads,
+        )
+        self.device, self.dtype = loaded.device, loaded.dtype
+        self.tokenizer, self.model = loaded.tokenizer, loaded.model
         self.context_length = context_length
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            directory, trust_remote_code=False, local_files_only=True
-        )
-        model = AutoModelForCausalLM.from_pretrained(
-            directory,
-            trust_remote_code=False,
-            local_files_only=True,
-            # None lets transformers fall back to pickle weights, for versions allowed them.
-            use_safetensors=None if allow_pickle_weights else True,
-            dtype=self.dtype,
-        )
-        self.model = model.to(self.device).eval()
         # The most bytes one token stands for (None: this tokenizer gives no sound bound).
         self.max_bytes_per_token = tokenizer_max_bytes_per_token(self.tokenizer)
         self.eos_token_id: int | None = self.tokenizer.eos_token_id
