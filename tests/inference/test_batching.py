@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from inference.demo_model import DEMO_CONTEXT_LENGTH
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
 from inference.engines.batching import BatchRequest, StaticBatchScheduler
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.sampling import PerRowSampling
-from inference.manifest import manifest_compute
+from tests.inference.engines import demo_engine
 from tests.inference.threads import concurrently
 
 
@@ -22,17 +21,10 @@ class ReaderGone(Exception):
 @pytest.fixture(params=["static", "continuous"])
 def patient_engine(request: pytest.FixtureRequest, demo_directory: Path) -> Iterator[LocalTransformersEngine]:
     """Either kind of batching; static batches wait long enough that concurrent test threads share one."""
-    engine = LocalTransformersEngine(
-        directory=demo_directory,
-        manifest=manifest_compute(directory=demo_directory),
-        context_length=DEMO_CONTEXT_LENGTH,
-        batching=request.param,
-        batch_gather_seconds=0.5,
-        max_concurrent_batches=1,
-    )
-    assert engine.batching == request.param
-    yield engine
-    engine.close()
+    with demo_engine(
+        demo_directory, batching=request.param, batch_gather_seconds=0.5, max_concurrent_batches=1
+    ) as engine:
+        yield engine
 
 
 def _generate(

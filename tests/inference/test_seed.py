@@ -9,25 +9,18 @@ import pytest
 from channels.db import database_sync_to_async
 
 from accounts.models import User
-from inference.demo_model import DEMO_CONTEXT_LENGTH
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.local import LocalTransformersEngine
-from inference.manifest import manifest_compute
 from inference.models import ModelVersion
 from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.inference.engines import demo_engine
 from tests.inference.fast_path import api_key_mint, remote_model_register, v1_post
 
 
 @pytest.fixture(scope="module", params=["continuous", "static"])
 def engine(request: pytest.FixtureRequest, demo_directory: Path) -> Iterator[LocalTransformersEngine]:
-    engine = LocalTransformersEngine(
-        directory=demo_directory,
-        manifest=manifest_compute(directory=demo_directory),
-        context_length=DEMO_CONTEXT_LENGTH,
-        batching=request.param,
-    )
-    yield engine
-    engine.close()
+    with demo_engine(demo_directory, batching=request.param) as engine:
+        yield engine
 
 
 def _text(engine: LocalTransformersEngine, **params: Any) -> str:

@@ -9,11 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from inference.demo_model import DEMO_CONTEXT_LENGTH
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
 from inference.engines.constraints import OutputGrammars, ResponseFormatUnsupported, constraints_apply
 from inference.engines.local import LocalTransformersEngine
-from inference.manifest import manifest_compute
+from tests.inference.engines import demo_engine
 from tests.inference.threads import concurrently
 
 
@@ -51,17 +50,10 @@ def _schema_format(schema: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module", params=["continuous", "static"])
 def engine(request: pytest.FixtureRequest, demo_directory: Path) -> Iterator[LocalTransformersEngine]:
-    engine = LocalTransformersEngine(
-        directory=demo_directory,
-        manifest=manifest_compute(directory=demo_directory),
-        context_length=DEMO_CONTEXT_LENGTH,
-        batching=request.param,
-        batch_gather_seconds=0.3,
-        max_concurrent_batches=1,
-    )
-    assert engine.batching == request.param
-    yield engine
-    engine.close()
+    with demo_engine(
+        demo_directory, batching=request.param, batch_gather_seconds=0.3, max_concurrent_batches=1
+    ) as engine:
+        yield engine
 
 
 def _generate(
