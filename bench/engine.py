@@ -42,7 +42,7 @@ def stream_runner(engine: Any, *, max_tokens: int) -> Callable[[], int]:
             engine.generate_stream(
                 messages=PROMPT,
                 params=GenerationParams(max_tokens=max_tokens, temperature=0.0),
-                on_token=lambda _: None,
+                on_token=lambda *_: None,
                 should_stop=lambda: False,
             ).completion_tokens
         )
@@ -205,7 +205,7 @@ def structured_output_cost(directory: Path, *, max_tokens: int, rounds: int, dev
                     params=GenerationParams(
                         max_tokens=max_tokens, temperature=0.0, response_format=response_format
                     ),
-                    on_token=lambda _: None,
+                    on_token=lambda *_: None,
                     should_stop=lambda: False,
                 ).completion_tokens
             )

@@ -24,7 +24,7 @@ from gatehouse.metrics import (
     TOKENS_GENERATED,
 )
 from inference.cancellation import generation_cancel_requested
-from inference.engines.base import ChatMessage, Engine, GenerationParams
+from inference.engines.base import ChatMessage, Engine, GenerationParams, TokenLogprob
 from inference.engines.constraints import ResponseFormatUnsupported
 from inference.engines.embedding import EmbeddingRefused, LocalEmbeddingEngine
 from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
@@ -277,9 +277,9 @@ class _TokenHops:
         # the record still counts the prompt it read.
         self.reader_gone = False
 
-    def __call__(self, texts: list[str]) -> None:
+    def __call__(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
         """One hop (`on_token`); an empty `texts` is a heartbeat, sent on so the reader knows
-        this worker is alive."""
+        this worker is alive. The tokens' log probabilities go with their texts where asked."""
         if self.reader_gone:
             return
         job, outcome = self._job, self._outcome
@@ -292,6 +292,8 @@ class _TokenHops:
             "index": outcome.delivered,
             "texts": texts,
         }
+        if logprobs is not None:
+            event["logprobs"] = logprobs
         try:
             self._relay.send(event)
         except ReaderGone:

@@ -51,6 +51,9 @@ class ChatFrame:
     dimensions: int | None = None
     # Sampling from this seed makes the same text again (/v1's `seed`).
     seed: int | None = None
+    # Each token's log probability, with this many likeliest alternatives (/v1's logprobs and
+    # top_logprobs); None: not asked.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)

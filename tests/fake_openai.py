@@ -24,6 +24,10 @@ class FakeUpstream:
     In `linger_after_done` mode a stream sends `[DONE]` and then keeps its connection open,
     saying nothing more, until `release()`.
 
+    A request with `logprobs` true gets each word's entry (logprob -0.5, and `top_logprobs`
+    alternatives "alt<i>" at -1 - i), in each chunk and in a whole answer; `logprobs`, where
+    set, replaces every choice's `logprobs` object.
+
     `keep_alive` speaks HTTP/1.1 (streams chunked, connections kept between requests);
     `connections` counts the connections clients opened.
 
@@ -44,7 +48,10 @@ class FakeUpstream:
         self.keep_alive = False
         self.connections = 0
         self.tool_calls: list[dict[str, Any]] | None = None
+        # The alternatives the last request asked for per token (None: no logprobs asked).
+        self.top_logprobs: int | None = None
         self.embeddings: list[Any] | None = None
+        self.logprobs: Any = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
@@ -72,6 +79,7 @@ class FakeUpstream:
                     upstream.embed(self, body)
                     return
                 legacy = not self.path.endswith("/chat/completions")
+                upstream.top_logprobs = body.get("top_logprobs", 0) if body.get("logprobs") else None
                 upstream.respond(self, len(upstream.requests), stream=bool(body.get("stream")), legacy=legacy)
 
         return Handler
@@ -88,6 +96,24 @@ class FakeUpstream:
         """Let held (`hang`) requests be answered."""
         self.released.set()
 
+    def _logprobs_object(self, words: list[str]) -> Any:
+        """The `logprobs` of a choice that wrote `words` (None where none were asked for)."""
+        if self.logprobs is not None:
+            return self.logprobs
+        if self.top_logprobs is None:
+            return None
+        alternatives = [
+            {"token": f"alt{index}", "logprob": -1.0 - index, "bytes": list(f"alt{index}".encode())}
+            for index in range(self.top_logprobs)
+        ]
+        return {
+            "content": [
+                {"token": word, "logprob": -0.5, "bytes": list(word.encode()), "top_logprobs": alternatives}
+                for word in words
+            ],
+            "refusal": None,
+        }
+
     def _exact_usage(self) -> dict[str, int]:
         return {
             "prompt_tokens": 11,
@@ -103,6 +129,7 @@ class FakeUpstream:
         choice: dict[str, Any] = {
             "index": 0,
             "message": message,
+            "logprobs": self._logprobs_object(self.words),
             "finish_reason": "stop" if self.tool_calls is None else "tool_calls",
         }
         if legacy:
@@ -204,6 +231,8 @@ class FakeUpstream:
                 return
             time.sleep(self.delay)
             part = {"text": delta["content"]} if legacy else {"delta": delta}
+            if "content" in delta and not legacy:
+                part["logprobs"] = self._logprobs_object([delta["content"]])
             self._chunk(handler, {"choices": [{"index": 0, **part, "finish_reason": None}]})
         finish = "stop" if self.tool_calls is None else "tool_calls"
         part = {"text": ""} if legacy else {"delta": {}}

@@ -1,10 +1,10 @@
 """Validate an OpenAI chat completion request body, as OpenAI does, into a chat frame.
 
 What Gatehouse honours: model, messages, max_tokens / max_completion_tokens, temperature,
-top_p, stop, stream, stream_options.include_usage, seed, and for the versions that serve them
-tools, tool_choice, parallel_tool_calls and response_format (`inference.api.chat_features`).
-Accepted at their neutral values only (anything else is refused, never silently ignored): n,
-presence_penalty, frequency_penalty, logprobs, logit_bias. Accepted and not used: user,
+top_p, stop, stream, stream_options.include_usage, seed, logprobs and top_logprobs, and for the
+versions that serve them tools, tool_choice, parallel_tool_calls and response_format
+(`inference.api.chat_features`). Accepted at their neutral values only (anything else is
+refused, never silently ignored): n, presence_penalty, frequency_penalty, logit_bias. Accepted and not used: user,
 metadata, store. Any other field is refused, with OpenAI's message.
 """
 
@@ -13,14 +13,13 @@ from typing import Any
 
 from inference.api.chat_features import FIELDS, chat_features_parse
 from inference.api.request_invalid import CompletionRequestInvalid
+from inference.engines.logprobs import MAX_TOP_LOGPROBS
 from inference.protocol import ChatFrame, ProtocolError, frame_parse
 
 _NEUTRAL: dict[str, tuple[object, ...]] = {
     "n": (None, 1),
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "logit_bias": (None, {}),
     "functions": (None, []),
     "function_call": (None, "none"),
@@ -38,14 +37,14 @@ _HONOURED = (
     "stream",
     "stream_options",
     "seed",
+    "logprobs",
+    "top_logprobs",
     *FIELDS,
 )
 _WHY_NOT: dict[str, str] = {
     "n": "Only one choice per request is supported (n must be 1).",
     "functions": "Function calling is not supported; use tools.",
     "function_call": "Function calling is not supported; use tools.",
-    "logprobs": "Log probabilities are not supported.",
-    "top_logprobs": "Log probabilities are not supported.",
 }
 # OpenAI's newer name for the system role.
 _ROLE_ALIASES = {"developer": "system"}
@@ -114,6 +113,23 @@ def seed_parse(body: dict[str, Any]) -> int | None:
     return seed
 
 
+def logprobs_parse(body: dict[str, Any]) -> int | None:
+    """OpenAI's `logprobs` (a boolean) and `top_logprobs` (0 to 20, only with logprobs): how
+    many alternatives each token's entry lists, or None where none are asked for."""
+    asked, top = body.get("logprobs"), body.get("top_logprobs")
+    if asked is not None and not isinstance(asked, bool):
+        raise CompletionRequestInvalid("logprobs must be a boolean.", param="logprobs")
+    if top is None:
+        return 0 if asked else None
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise CompletionRequestInvalid(
+            f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}.", param="top_logprobs"
+        )
+    if not asked:
+        raise CompletionRequestInvalid("top_logprobs requires logprobs to be true.", param="top_logprobs")
+    return top
+
+
 def request_fields_check(
     body: Any,
     *,
@@ -163,7 +179,7 @@ def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest
         raise CompletionRequestInvalid(invalid.message) from None
     assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
     return CompletionRequest(
-        frame=replace(frame, features=features, seed=seed_parse(body)),
+        frame=replace(frame, features=features, seed=seed_parse(body), logprobs=logprobs_parse(body)),
         stream=stream,
         include_usage=include_usage,
     )

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from inference.engines.base import TokenLogprob
+
 
 def _usage(event: dict[str, Any]) -> dict[str, int]:
     prompt, completion = int(event["prompt_tokens"]), int(event["completion_tokens"])
@@ -21,7 +23,9 @@ class AnswerFormat(Protocol):
 
     def opening_bytes(self) -> bytes: ...
 
-    def texts_bytes(self, texts: list[str]) -> bytes: ...
+    # `logprobs` (the texts' tokens' entries) are given only where the request asked for them,
+    # which only a chat completion may.
+    def texts_bytes(self, texts: list[str], logprobs: list[TokenLogprob] | None = None) -> bytes: ...
 
     def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes: ...
 
@@ -30,7 +34,12 @@ class AnswerFormat(Protocol):
     def failure_bytes(self, *, message: str, code: str) -> bytes: ...
 
     def whole(
-        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None
+        self,
+        *,
+        text: str,
+        finished: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None,
+        logprobs: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -85,14 +94,20 @@ class CompletionFormat(_Format):
 
     id_prefix, whole_kind, chunk_kind = "chatcmpl-", "chat.completion", "chat.completion.chunk"
 
-    def _delta_bytes(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        return self._chunk_bytes({"delta": delta, "logprobs": None, "finish_reason": finish_reason})
+    def _delta_bytes(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: dict[str, Any] | None = None
+    ) -> bytes:
+        return self._chunk_bytes({"delta": delta, "logprobs": logprobs, "finish_reason": finish_reason})
 
     def opening_bytes(self) -> bytes:
         return self._delta_bytes({"role": "assistant", "content": ""})
 
-    def texts_bytes(self, texts: list[str]) -> bytes:
-        return b"".join(self._delta_bytes({"content": text}) for text in texts)
+    def texts_bytes(self, texts: list[str], logprobs: list[TokenLogprob] | None = None) -> bytes:
+        """A chunk per text; with log probabilities, the texts read together are one chunk
+        that carries their tokens' entries (a chunk of several tokens, as vLLM's may be)."""
+        if logprobs is None:
+            return b"".join(self._delta_bytes({"content": text}) for text in texts)
+        return self._delta_bytes({"content": "".join(texts)}, logprobs=_logprobs_object(logprobs))
 
     def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes:
         return self._delta_bytes({"tool_calls": deltas})
@@ -101,18 +116,23 @@ class CompletionFormat(_Format):
         return self._delta_bytes({}, finished["finish_reason"]) + self._usage_bytes(finished) + SSE_DONE
 
     def whole(
-        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
+        self,
+        *,
+        text: str,
+        finished: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None = None,
+        logprobs: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if tool_calls:
             message.update(content=text or None, tool_calls=tool_calls)
-        return {
-            **self._base(self.whole_kind),
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finished["finish_reason"]}
-            ],
-            "usage": _usage(finished),
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None if logprobs is None else _logprobs_object(logprobs),
+            "finish_reason": finished["finish_reason"],
         }
+        return {**self._base(self.whole_kind), "choices": [choice], "usage": _usage(finished)}
 
 
 class TextCompletionFormat(_Format):
@@ -126,7 +146,7 @@ class TextCompletionFormat(_Format):
     def opening_bytes(self) -> bytes:
         return b""  # no role to announce: the first text opens the stream
 
-    def texts_bytes(self, texts: list[str]) -> bytes:
+    def texts_bytes(self, texts: list[str], logprobs: list[TokenLogprob] | None = None) -> bytes:
         return b"".join(self._text_bytes(text) for text in texts)
 
     def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes:
@@ -136,7 +156,12 @@ class TextCompletionFormat(_Format):
         return self._text_bytes("", finished["finish_reason"]) + self._usage_bytes(finished) + SSE_DONE
 
     def whole(
-        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
+        self,
+        *,
+        text: str,
+        finished: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None = None,
+        logprobs: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]:
         return {
             **self._base(self.whole_kind),
@@ -145,6 +170,10 @@ class TextCompletionFormat(_Format):
             ],
             "usage": _usage(finished),
         }
+
+
+def _logprobs_object(entries: list[TokenLogprob]) -> dict[str, Any]:
+    return {"content": entries, "refusal": None}
 
 
 def sse_bytes(data: dict[str, Any]) -> bytes:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from inference.engines.base import TokenLogprob
+
 
 class ResponsesFormat:
     """Builds one response, whole or as events, keeping the output items as they grow."""
@@ -61,7 +63,12 @@ class ResponsesFormat:
         }
 
     def whole(
-        self, *, text: str, finished: dict[str, Any], tool_calls: list[dict[str, Any]] | None = None
+        self,
+        *,
+        text: str,
+        finished: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None = None,
+        logprobs: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]:
         if text or not tool_calls:
             self._message_item()["content"][0]["text"] = text
@@ -85,7 +92,7 @@ class ResponsesFormat:
             "response.in_progress", response=response
         )
 
-    def texts_bytes(self, texts: list[str]) -> bytes:
+    def texts_bytes(self, texts: list[str], logprobs: list[TokenLogprob] | None = None) -> bytes:
         out = b""
         if self.message is None:
             item = self._message_item()

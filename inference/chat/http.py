@@ -32,6 +32,7 @@ from inference.api.text_completion_request import text_completion_request_parse
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.refusal import ChatRefused
 from inference.chat.run import chat_run
+from inference.engines.base import TokenLogprob
 from inference.engines.tool_calls import tool_calls_merge
 
 _Request = TypeVar("_Request")
@@ -186,8 +187,8 @@ async def _stream(
         if opening := answer.opening_bytes():
             await responder.write(opening)
 
-    async def on_texts(texts: list[str]) -> None:
-        await responder.write(answer.texts_bytes(texts))
+    async def on_texts(texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+        await responder.write(answer.texts_bytes(texts, logprobs))
 
     async def on_tool_calls(deltas: list[dict[str, Any]]) -> None:
         await responder.write(answer.tool_calls_bytes(deltas))
@@ -218,9 +219,13 @@ async def _whole(
 ) -> None:
     texts: list[str] = []
     deltas: list[dict[str, Any]] = []
+    # Every token's entry, where the request asked for log probabilities.
+    entries: list[TokenLogprob] | None = None if admitted.plan.params.logprobs is None else []
 
-    async def on_texts(more: list[str]) -> None:
+    async def on_texts(more: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
         texts.extend(more)
+        if entries is not None and logprobs:
+            entries.extend(logprobs)
 
     async def on_tool_calls(more: list[dict[str, Any]]) -> None:
         deltas.extend(more)
@@ -238,7 +243,10 @@ async def _whole(
         return
     await responder.start(200, [("Content-Type", "application/json"), *headers])
     whole = answer.whole(
-        text="".join(texts), finished=end.as_event(), tool_calls=tool_calls_merge(deltas) or None
+        text="".join(texts),
+        finished=end.as_event(),
+        tool_calls=tool_calls_merge(deltas) or None,
+        logprobs=entries,
     )
     await responder.end(orjson.dumps(whole))
 

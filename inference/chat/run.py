@@ -26,7 +26,14 @@ from inference.chat.outcome import ChatProgress, chat_outcome
 from inference.chat.refusal import ChatRefused
 from inference.chat.tool_call_reading import ToolCallReader
 from inference.dispatch import InferenceBusy
-from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
+from inference.engines.base import (
+    AsyncTokenCallback,
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    TokenLogprob,
+)
 from inference.engines.loader import UpstreamRefused, engine_for_version
 from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
 from inference.engines.remote_async import remote_generate
@@ -36,7 +43,8 @@ from inference.generation_session import GenerationLost, GenerationSession
 from inference.services import chat_abandon
 from inference.services.registry import model_version_load_refused_record
 
-OnTexts = Callable[[list[str]], Awaitable[None]]
+# The answer's texts as they come, with their tokens' log probabilities where asked for.
+OnTexts = AsyncTokenCallback
 OnToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
 OnStarted = Callable[[], Awaitable[None]]
 UNAVAILABLE_MESSAGE = "The model's server is not answering; try again shortly."
@@ -133,21 +141,7 @@ async def _remote(
         ) from None
     assert isinstance(engine, OpenAICompatibleEngine)  # noqa: S101 - a remote version's engine
 
-    async def deliver(texts: list[str]) -> None:
-        if progress.first_token_at is None:
-            progress.first_token_at = time.time()
-        if progress.reply is not None:
-            progress.reply.extend(texts)
-        progress.delivered += len(texts)
-        await on_texts(texts)
-
-    async def deliver_tool_calls(deltas: list[dict[str, Any]]) -> None:
-        if progress.first_token_at is None:
-            progress.first_token_at = time.time()
-        progress.delivered += 1
-        assert on_tool_calls is not None  # noqa: S101 - only asked for when there is a reader
-        await on_tool_calls(deltas)
-
+    delivery = _RemoteDelivery(progress=progress, on_texts=on_texts, on_tool_calls=on_tool_calls)
     params = admitted.plan.params
     vectors = None
     try:
@@ -169,9 +163,9 @@ async def _remote(
                 messages=[ChatMessage(**message) for message in admitted.messages],
                 params=GenerationParams(**{**asdict(params), "stop": tuple(params.stop)}),
                 stream=stream,
-                deliver=deliver,
+                deliver=delivery.texts,
                 features=admitted.features,
-                deliver_tool_calls=deliver_tool_calls if on_tool_calls is not None else None,
+                deliver_tool_calls=delivery.tool_calls if on_tool_calls is not None else None,
             )
     except RemoteMalformed as malformed:
         await _failed(admitted, progress, reason=str(malformed))
@@ -199,6 +193,35 @@ async def _remote(
         details=details,
     )
     return end
+
+
+class _RemoteDelivery:
+    """Hands a remote answer's pieces to the door, counting them in the chat's progress."""
+
+    def __init__(
+        self, *, progress: ChatProgress, on_texts: OnTexts, on_tool_calls: OnToolCalls | None
+    ) -> None:
+        self._progress, self._on_texts, self._on_tool_calls = progress, on_texts, on_tool_calls
+
+    def _arrived(self) -> None:
+        if self._progress.first_token_at is None:
+            self._progress.first_token_at = time.time()
+
+    async def texts(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+        self._arrived()
+        if self._progress.reply is not None:
+            self._progress.reply.extend(texts)
+        self._progress.delivered += len(texts)
+        if logprobs is None:
+            await self._on_texts(texts)
+        else:
+            await self._on_texts(texts, logprobs)
+
+    async def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
+        self._arrived()
+        self._progress.delivered += 1
+        assert self._on_tool_calls is not None  # noqa: S101 - only asked for when there is a reader
+        await self._on_tool_calls(deltas)
 
 
 async def _dispatch_abandoned(session: GenerationSession, admitted: ChatAdmitted) -> None:
@@ -278,7 +301,10 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts
         await on_started()
         async for event in session.events():
             if event["type"] == "generation.tokens":
-                if event["texts"]:
+                if "logprobs" in event:
+                    if event["texts"] or event["logprobs"]:
+                        await on_texts(event["texts"], event["logprobs"])
+                elif event["texts"]:
                     await on_texts(event["texts"])
             elif event["type"] == "generation.failed":
                 code = event.get("detail_code") or event["code"]

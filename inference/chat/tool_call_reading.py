@@ -12,6 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from inference.engines.base import TokenLogprob
 from inference.engines.constraints import TOOL_CALL_TAGS
 
 OnTexts = Callable[[list[str]], Awaitable[None]]
@@ -47,7 +48,9 @@ class ToolCallReader:
         self.inside = False  # after an opening tag, waiting for its closing one
         self.calls = 0
 
-    async def feed(self, texts: list[str]) -> None:
+    async def feed(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+        """Take the next texts. A local version offered tools is never asked for log
+        probabilities (`chat_prepare` refuses both together), so `logprobs` is never given."""
         self.pending += "".join(texts)
         while True:
             tag = self.closing if self.inside else self.opening

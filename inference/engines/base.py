@@ -44,13 +44,16 @@ class GenerationParams:
     seed: int | None = None
     # The functions a local version's chat template offers the model (OpenAI's tool objects).
     tools: list[dict[str, Any]] | None = None
+    # Each token's log probability is asked for, with this many of the likeliest alternatives
+    # (OpenAI's logprobs and top_logprobs); None: not asked.
+    logprobs: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-safe, for a job; without the fields newer than the previous release where they
         are at their defaults, so that its workers (which do not know them) still run plain
         chats."""
         payload = asdict(self)
-        for name in ("response_format", "raw_prompt", "dimensions", "seed", "tools"):
+        for name in ("response_format", "raw_prompt", "dimensions", "seed", "tools", "logprobs"):
             if payload[name] is None or payload[name] is False:
                 del payload[name]
         return payload
@@ -86,12 +89,33 @@ class GenerationResult:
     finish_reason: FinishReason
 
 
-# Called with the texts of one or more new tokens, in order: one text per token (it may be
-# empty while a multi-byte character is still incomplete). Several arrive at once when the
-# reader fell behind, so a slow hop (the channel layer) is paid per call, not per token.
-# An empty list is a heartbeat: the generation is alive but has nothing new yet.
-# Blocking here slows generation down: that is the back-pressure a slow reader applies.
-TokenCallback = Callable[[list[str]], None]
+# One token's log probability in OpenAI's shape: token, logprob, bytes, and top_logprobs
+# (the likeliest alternatives, each a token, logprob and bytes).
+TokenLogprob = dict[str, Any]
+
+
+class TokenCallback(Protocol):
+    """Called with the texts of one or more new tokens, in order: one text per token (it may
+    be empty while a multi-byte character is still incomplete). Several arrive at once when
+    the reader fell behind, so a slow hop is paid per call, not per token. An empty list is a
+    heartbeat: the generation is alive but has nothing new yet. Blocking here slows
+    generation down: that is the back-pressure a slow reader applies.
+
+    Where the generation was asked for log probabilities (`GenerationParams.logprobs`), the
+    second argument is given: the entries of the same tokens, in order, one per token of the
+    answer (the end-of-text token has a text, empty, and no entry). Otherwise it is not.
+    """
+
+    def __call__(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None: ...
+
+
+class AsyncTokenCallback(Protocol):
+    """`TokenCallback` on an event loop: texts read together, and (given only where they were
+    asked for) their tokens' log probabilities."""
+
+    async def __call__(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None: ...
+
+
 # Polled between tokens; True ends the generation with finish reason "cancelled".
 StopCheck = Callable[[], bool]
 

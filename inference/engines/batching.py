@@ -47,6 +47,7 @@ from inference.engines.base import (
     GenerationResult,
     StopCheck,
     TokenCallback,
+    TokenLogprob,
 )
 from inference.engines.constraints import RowConstraint
 
@@ -74,24 +75,39 @@ class _End:
 
 
 _END = _End()
+# What the batch thread queues for a reader: a token's text, or its text and log probability
+# (where they were asked for), or the end.
+_Queued = str | tuple[str, TokenLogprob] | _End
 
 
-def _drain(texts: "queue.Queue[str | _End]") -> tuple[list[str], bool]:
-    """Wait briefly for one text, then take every other one already queued behind it; and
-    whether the end mark was among them (nothing follows it)."""
-    drained: list[str] = []
+@dataclass
+class _Drained:
+    texts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    # The end mark was among them: nothing follows.
+    ended: bool = False
+
+
+def _drain(texts: "queue.Queue[_Queued]") -> _Drained:
+    """Wait briefly for one text, then take every other one already queued behind it."""
+    drained = _Drained()
     try:
         item = texts.get(timeout=_CANCEL_POLL_SECONDS)
     except queue.Empty:
-        return drained, False
+        return drained
     while True:
         if isinstance(item, _End):
-            return drained, True
-        drained.append(item)
+            drained.ended = True
+            return drained
+        if isinstance(item, tuple):
+            drained.texts.append(item[0])
+            drained.logprobs.append(item[1])
+        else:
+            drained.texts.append(item)
         try:
             item = texts.get_nowait()
         except queue.Empty:
-            return drained, False
+            return drained
 
 
 @dataclass(eq=False)
@@ -102,9 +118,7 @@ class BatchRequest:
     params: GenerationParams
     submitted_at: float = field(default_factory=time.monotonic)
     # One place more than the buffer: `finish` always finds room for its end mark.
-    texts: "queue.Queue[str | _End]" = field(
-        default_factory=lambda: queue.Queue(maxsize=_ROW_BUFFER_TOKENS + 1)
-    )
+    texts: "queue.Queue[_Queued]" = field(default_factory=lambda: queue.Queue(maxsize=_ROW_BUFFER_TOKENS + 1))
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
@@ -114,8 +128,9 @@ class BatchRequest:
     # Its own random generator, seeded (`params.seed`): its samples do not depend on the batch.
     generator: Any = None
 
-    def emit(self, text: str) -> bool:
-        """Queue one token's text for the reader; False once the request was cancelled.
+    def emit(self, text: str, logprob: TokenLogprob | None = None) -> bool:
+        """Queue one token's text (and log probability) for the reader; False once the
+        request was cancelled.
 
         Never blocks: the batch thread serves every row, and one slow reader must not stall
         the others. A reader a whole buffer behind is too slow to serve; its request is
@@ -128,7 +143,7 @@ class BatchRequest:
             self.cancelled.set()
             return False
         # Room is certain: only the batch thread puts, and the check above leaves a place.
-        self.texts.put_nowait(text)
+        self.texts.put_nowait(text if logprob is None else (text, logprob))
         return True
 
     def finish(self, *, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
@@ -198,7 +213,8 @@ class RequestScheduler:
                     # Let the next texts gather; the row's end cuts it short (its last texts
                     # leave at once).
                     request.finished.wait(pause)
-                texts, ended = _drain(request.texts)
+                drained = _drain(request.texts)
+                texts, ended = drained.texts, drained.ended
                 # Asking is a cache read (Redis in production): at most once per poll interval,
                 # also when the row has ended meanwhile (a cancel still stops what is left).
                 now = time.monotonic()
@@ -209,7 +225,10 @@ class RequestScheduler:
                         continue
                 if texts or now - last_call >= HEARTBEAT_SECONDS:
                     # An empty call is a heartbeat: the generation is alive, only waiting.
-                    on_token(texts)
+                    if request.params.logprobs is None:
+                        on_token(texts)
+                    else:
+                        on_token(texts, drained.logprobs)
                     delivered += len(texts)
                     last_call = time.monotonic()
                     if texts:

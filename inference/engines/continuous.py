@@ -22,6 +22,7 @@ from inference.engines.base import FinishReason, GenerationResult
 from inference.engines.batching import BatchRequest, RequestScheduler
 from inference.engines.constraints import constraints_apply
 from inference.engines.detokenize import IncrementalDetokenizer
+from inference.engines.logprobs import TokenLogprobs
 from inference.engines.sampling import PerRowSampling, seeded_rows_sample
 from inference.engines.streaming import RowStreamer
 
@@ -56,12 +57,15 @@ class _Row:
 class ContinuousBatch:
     """The rows decoding together: their streams, shared cache, attention mask and positions."""
 
-    def __init__(self, *, model: Any, tokenizer: Any, device: Any, pad_token_id: int) -> None:
+    def __init__(
+        self, *, model: Any, tokenizer: Any, device: Any, pad_token_id: int, logprobs: TokenLogprobs
+    ) -> None:
         import torch
 
         self._torch = torch
         self._model = model
         self._tokenizer = tokenizer
+        self._logprobs = logprobs
         self._device = device
         self._pad = pad_token_id
         self._eos = tokenizer.eos_token_id
@@ -111,9 +115,11 @@ class ContinuousBatch:
             )
             for request in requests
         ]
-        tokens = self._pick(output.logits[:, -1, :], rows)
+        logits = output.logits[:, -1, :]
+        scored = self._scored(logits, rows)
+        tokens = self._pick(logits, rows)
         self._merge(rows=rows, cache=output.past_key_values, mask=mask, positions=mask.sum(-1), tokens=tokens)
-        self._emit(rows, tokens)
+        self._emit(rows, tokens, scored)
 
     def step(self) -> None:
         """One decoding step for every row, then stream each row's token."""
@@ -127,9 +133,11 @@ class ContinuousBatch:
             use_cache=True,
         )
         self._positions = self._positions + 1
-        tokens = self._pick(output.logits[:, -1, :], self.rows)
+        logits = output.logits[:, -1, :]
+        scored = self._scored(logits, self.rows)
+        tokens = self._pick(logits, self.rows)
         self._last = tokens
-        self._emit(self.rows, tokens)
+        self._emit(self.rows, tokens, scored)
 
     def retire(self) -> None:
         """Finish the rows that ended and drop them (and padding no row needs) from the state."""
@@ -182,13 +190,26 @@ class ContinuousBatch:
             return True
         return False
 
-    def _emit(self, rows: list[_Row], tokens: Any) -> None:
-        for row, token_id in zip(rows, tokens.tolist(), strict=True):
+    def _scored(self, logits: Any, rows: list[_Row]) -> Any:
+        """Where a row asks for log probabilities: the step's scores as the model's generation
+        config leaves them (its suppressed tokens out), before `_pick` shapes them per row."""
+        if all(row.request.params.logprobs is None for row in rows):
+            return None
+        scores = logits.float().clone()
+        if self._suppress is not None:
+            scores[:, self._suppress] = float("-inf")
+        return scores
+
+    def _emit(self, rows: list[_Row], tokens: Any, scored: Any) -> None:
+        """Stream each row's token (with its log probability, where the row asked for them)."""
+        tops = [row.request.params.logprobs for row in rows]
+        entries = [None] * len(rows) if scored is None else self._logprobs.rows(scored, tokens, tops)
+        for row, token_id, entry in zip(rows, tokens.tolist(), entries, strict=True):
             if row.streamer.open and not row.request.cancelled.is_set():
                 constraint = row.request.constraint
                 if constraint is not None and not constraint.accept(int(token_id)):
                     logger.warning("a constrained row picked token %d its grammar refuses", token_id)
-                row.streamer.put_token(int(token_id))
+                row.streamer.put_token(int(token_id), entry)
 
     def _pick(self, logits: Any, rows: list[_Row]) -> Any:
         """Each row's next token: what its grammar allows (if it has one), suppressed tokens

@@ -230,7 +230,7 @@ def engines_warm_up(*, model_names: list[str]) -> list[str]:
         engine.generate_stream(
             messages=[ChatMessage(role="user", content="warm-up")],
             params=GenerationParams(max_tokens=1, temperature=0.0),
-            on_token=lambda _: None,
+            on_token=lambda *_: None,
             should_stop=lambda: False,
         )
         warmed.append(str(version))

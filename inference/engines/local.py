@@ -28,9 +28,10 @@ from inference.engines.continuous import (
 )
 from inference.engines.detokenize import IncrementalDetokenizer
 from inference.engines.hf_load import hf_model_load
+from inference.engines.logprobs import TokenLogprobs
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit, tokenizer_max_bytes_per_token
 from inference.engines.sampling import PerRowSampling, SeededRows
-from inference.engines.streaming import BatchStreamer, RowStreamer
+from inference.engines.streaming import BatchStreamer, RowStreamer, StepLogprobs
 
 
 class PromptTooLong(ValueError):
@@ -84,6 +85,7 @@ class LocalTransformersEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
         self._grammars: OutputGrammars | None = None  # built at the first structured output
+        self._logprobs = TokenLogprobs(self.tokenizer)
         self.scheduler: RequestScheduler
         if batching == "continuous" and continuous_batching_supported(self.model):
             self.batching = "continuous"
@@ -93,6 +95,7 @@ class LocalTransformersEngine:
                     tokenizer=self.tokenizer,
                     device=self.device,
                     pad_token_id=self.pad_token_id,
+                    logprobs=self._logprobs,
                 ),
                 max_batch_size=max_batch_size,
                 name=directory.name,
@@ -224,6 +227,10 @@ class LocalTransformersEngine:
             for request in requests
         ]
         started = time.monotonic()
+        tops = [request.params.logprobs for request in requests]
+        step_logprobs = (
+            StepLogprobs(logprobs=self._logprobs, tops=tops) if any(top is not None for top in tops) else None
+        )
 
         class _EachRowsLimits(StoppingCriteria):  # type: ignore[misc]
             """Checked every step, per row: cancel, a stop string seen, max tokens, wall clock."""
@@ -249,10 +256,10 @@ class LocalTransformersEngine:
                 input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=max(request.params.max_tokens for request in requests),
-                streamer=BatchStreamer(rows),
+                streamer=BatchStreamer(rows, step_logprobs),
                 stopping_criteria=StoppingCriteriaList([_EachRowsLimits()]),
                 pad_token_id=self.pad_token_id,
-                **self._sampling(requests, prompt_width=width),
+                **self._sampling(requests, prompt_width=width, first=step_logprobs),
             )
         for row in rows:
             row.request.finish(
@@ -263,12 +270,15 @@ class LocalTransformersEngine:
                 )
             )
 
-    def _sampling(self, requests: list[BatchRequest], *, prompt_width: int) -> dict[str, Any]:
+    def _sampling(
+        self, requests: list[BatchRequest], *, prompt_width: int, first: StepLogprobs | None
+    ) -> dict[str, Any]:
         """Greedy when every row is; otherwise each row samples with its own settings. Rows
-        with a structured output are masked to their grammar first."""
+        with a structured output are masked to their grammar first; `first` (where rows asked
+        for log probabilities) sees the model's own scores before anything else."""
         from transformers import LogitsProcessorList
 
-        processors: list[Any] = []
+        processors: list[Any] = [first] if first is not None else []
         constraints = [request.constraint for request in requests]
         if any(constraint is not None for constraint in constraints):
             processors.append(ConstrainedRows(constraints=constraints, prompt_width=prompt_width))

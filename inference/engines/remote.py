@@ -26,7 +26,9 @@ from inference.engines.base import (
     GenerationResult,
     StopCheck,
     TokenCallback,
+    TokenLogprob,
 )
+from inference.engines.logprobs import logprobs_content_read
 from inference.engines.tool_calls import tool_call_deltas_read
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -143,6 +145,8 @@ class OpenAICompatibleEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.logprobs is not None:
+            body.update(logprobs=True, top_logprobs=params.logprobs)
         return body
 
     def generate_stream(
@@ -368,9 +372,11 @@ class _SseStream:
     is); without it (nobody offered tools) they are not read.
     """
 
-    on_token: TokenCallback
+    on_token: Callable[[list[str]], None]
     max_pieces: int
     on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
+    # Each chunk's token log probabilities (where they were asked for), before its text.
+    on_logprobs: Callable[[list[TokenLogprob]], None] | None = None
     tool_names: frozenset[str] = frozenset()
     # A text completion's stream: each choice's `text`, not a `delta`.
     legacy: bool = False
@@ -401,6 +407,8 @@ class _SseStream:
             text = delta.get("content") or "" if isinstance(delta, dict) else None
             if not isinstance(choice, dict) or not isinstance(delta, dict) or not isinstance(text, str):
                 raise RemoteMalformed("the upstream sent a malformed stream")
+            if self.on_logprobs is not None and choice.get("logprobs") is not None:
+                self.on_logprobs(self._logprobs(choice["logprobs"]))
             self._piece_take(text, self.on_token)
             if self.on_tool_calls is not None and delta.get("tool_calls"):
                 self._piece_take(self._tool_call_deltas(delta["tool_calls"]), self.on_tool_calls)
@@ -414,6 +422,12 @@ class _SseStream:
         elif piece:
             deliver([piece] if isinstance(piece, str) else piece)
             self.chunks += 1
+
+    def _logprobs(self, raw: Any) -> list[TokenLogprob]:
+        entries = logprobs_content_read(raw)
+        if entries is None:
+            raise RemoteMalformed("the upstream sent malformed log probabilities")
+        return entries
 
     def _tool_call_deltas(self, raw: Any) -> list[dict[str, Any]]:
         deltas = tool_call_deltas_read(raw, names=self.tool_names)

@@ -19,7 +19,16 @@ import aiohttp
 import orjson
 
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check_async
-from inference.engines.base import ChatFeatures, ChatMessage, FinishReason, GenerationParams, GenerationResult
+from inference.engines.base import (
+    AsyncTokenCallback,
+    ChatFeatures,
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    TokenLogprob,
+)
+from inference.engines.logprobs import logprobs_content_read
 from inference.engines.remote import (
     _FINISH,
     OpenAICompatibleEngine,
@@ -33,8 +42,11 @@ from inference.engines.remote import (
 )
 from inference.engines.tool_calls import tool_calls_read
 
-Deliver = Callable[[list[str]], Awaitable[None]]
 _T = TypeVar("_T")
+
+
+# Texts read together, and (where they were asked for) their tokens' log probabilities.
+Deliver = AsyncTokenCallback
 DeliverToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
@@ -47,13 +59,20 @@ class _ToolCallPieces:
     deltas: list[dict[str, Any]]
 
 
-class _Outlet:
-    """What the upstream said since the last hand-on, in order: texts, and pieces of calls."""
+@dataclass(frozen=True)
+class _LogprobPieces:
+    entries: list[TokenLogprob]
 
-    def __init__(self, deliver: Deliver, deliver_tool_calls: DeliverToolCalls) -> None:
+
+class _Outlet:
+    """What the upstream said since the last hand-on, in order: texts (with their tokens' log
+    probabilities, where `logprobs` asked for them), and pieces of calls."""
+
+    def __init__(self, deliver: Deliver, deliver_tool_calls: DeliverToolCalls, *, logprobs: bool) -> None:
         self.deliver = deliver
         self.deliver_tool_calls = deliver_tool_calls
-        self.pending: list[str | _ToolCallPieces] = []
+        self.logprobs = logprobs
+        self.pending: list[str | _ToolCallPieces | _LogprobPieces] = []
 
     def texts(self, texts: list[str]) -> None:
         self.pending.extend(texts)
@@ -61,19 +80,31 @@ class _Outlet:
     def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
         self.pending.append(_ToolCallPieces(deltas))
 
+    def token_logprobs(self, entries: list[TokenLogprob]) -> None:
+        self.pending.append(_LogprobPieces(entries))
+
     async def flush(self) -> None:
         """Hand on what is pending: each run of texts in one call, each chunk's calls in one."""
         pending, self.pending = self.pending, []
         texts: list[str] = []
+        entries: list[TokenLogprob] = []
         for item in pending:
             if isinstance(item, str):
                 texts.append(item)
-                continue
-            if texts:
-                await self.deliver(texts)
-                texts = []
-            await self.deliver_tool_calls(item.deltas)
-        if texts:
+            elif isinstance(item, _LogprobPieces):
+                entries.extend(item.entries)
+            else:
+                if texts or entries:
+                    await self._texts_deliver(texts, entries)
+                    texts, entries = [], []
+                await self.deliver_tool_calls(item.deltas)
+        if texts or entries:
+            await self._texts_deliver(texts, entries)
+
+    async def _texts_deliver(self, texts: list[str], entries: list[TokenLogprob]) -> None:
+        if self.logprobs:
+            await self.deliver(texts, entries)
+        else:
             await self.deliver(texts)
 
 
@@ -173,7 +204,7 @@ async def remote_generate(
         content_bytes=sum(len(message.content.encode()) for message in messages) + extra_bytes,
         messages=len(messages),
     )
-    outlet = _Outlet(deliver, deliver_tool_calls or _tool_calls_unasked)
+    outlet = _Outlet(deliver, deliver_tool_calls or _tool_calls_unasked, logprobs=params.logprobs is not None)
     asked = _Asked(
         tool_names=features.tool_names if features else frozenset(), tools=deliver_tool_calls is not None
     )
@@ -237,6 +268,7 @@ async def _stream_once(
         on_tool_calls=outlet.tool_calls if asked.tools else None,
         tool_names=asked.tool_names,
         legacy=params.raw_prompt,
+        on_logprobs=outlet.token_logprobs if outlet.logprobs else None,
     )
     ended = False
     try:
@@ -338,6 +370,7 @@ async def _whole_once(
         message = choice.get("message") or {}
         text = (choice.get("text") if params.raw_prompt else message.get("content")) or ""
         raw_calls = message.get("tool_calls")
+        raw_logprobs = choice.get("logprobs")
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
         raise RemoteMalformed("the upstream sent a malformed answer") from None
     if not isinstance(text, str):
@@ -345,7 +378,12 @@ async def _whole_once(
     calls = tool_calls_read(raw_calls, names=asked.tool_names) if asked.tools and raw_calls else []
     if calls is None:
         raise RemoteMalformed("the upstream sent a malformed tool call")
-    if text:
+    entries = logprobs_content_read(raw_logprobs) if outlet.logprobs else []
+    if entries is None:
+        raise RemoteMalformed("the upstream sent malformed log probabilities")
+    if entries:
+        outlet.token_logprobs(entries)
+    if text or entries:
         outlet.texts([text])
     if calls:
         outlet.tool_calls([{"index": index, **call} for index, call in enumerate(calls)])

@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from inference.engines.base import FinishReason
+from inference.engines.base import FinishReason, TokenLogprob
 from inference.engines.batching import BatchRequest
 from inference.engines.detokenize import IncrementalDetokenizer
+from inference.engines.logprobs import TokenLogprobs
 
 
 class RowStreamer:
@@ -60,7 +61,8 @@ class RowStreamer:
         released, self._pending = self._pending[:cut], self._pending[cut:]
         return released
 
-    def put_token(self, token_id: int) -> None:
+    def put_token(self, token_id: int, logprob: TokenLogprob | None = None) -> None:
+        """Queue the token's text (and its log probability, where asked: not the end of text's)."""
         if self.saw_stop:
             # Generated before the criterion saw the stop string: not part of the answer.
             self.open = False
@@ -70,7 +72,9 @@ class RowStreamer:
         # The last token flushes any pending partial character with it.
         final = self.saw_eos or self.count >= self._max_tokens or self.count == self.ended_after
         text = self._release(self._detokenizer.add(token_id, final=final), final=final)
-        if not self.request.emit(text) or final:
+        if token_id == self._eos_token_id:
+            logprob = None
+        if not self.request.emit(text, logprob) or final:
             self.open = False
 
 
@@ -78,21 +82,44 @@ class BatchStreamer:
     """A `generate()` streamer for a whole batch: each step's token goes to its row.
 
     Rows that have ended get padding from `generate()`; those tokens are not theirs and
-    are dropped here.
+    are dropped here. Where rows asked for log probabilities, `step_logprobs` saw the step's
+    scores first.
     """
 
-    def __init__(self, rows: list[RowStreamer]) -> None:
+    def __init__(self, rows: list[RowStreamer], step_logprobs: "StepLogprobs | None" = None) -> None:
         self._rows = rows
         self._prompt_seen = False
+        self._step_logprobs = step_logprobs
 
     def put(self, value: Any) -> None:
         # generate() first puts the prompt, then one token per row per step.
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        for row, token_id in zip(self._rows, value.reshape(-1).tolist(), strict=True):
+        tokens = value.reshape(-1)
+        entries = self._step_logprobs.entries(tokens) if self._step_logprobs else [None] * len(self._rows)
+        for row, token_id, entry in zip(self._rows, tokens.tolist(), entries, strict=True):
             if row.open:
-                row.put_token(int(token_id))
+                row.put_token(int(token_id), entry)
 
     def end(self) -> None:
         """Nothing to flush: each row's last token carried its pending text."""
+
+
+class StepLogprobs:
+    """A `generate()` logits processor, first in line, that keeps each step's raw scores for
+    the batch's streamer: the rows that asked get their picked token's log probability."""
+
+    def __init__(self, *, logprobs: TokenLogprobs, tops: list[int | None]) -> None:
+        self._logprobs = logprobs
+        self._tops = tops
+        self._scores: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self._scores = scores.clone()
+        return scores
+
+    def entries(self, tokens: Any) -> list[TokenLogprob | None]:
+        if self._scores is None:
+            return [None] * len(self._tops)
+        return self._logprobs.rows(self._scores, tokens, self._tops)

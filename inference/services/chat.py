@@ -22,6 +22,7 @@ from inference.services.chat_capabilities import (
     chat_features_check,
     embedding_plan,
     local_tools_plan,
+    logprobs_check,
     model_kind_check,
 )
 from inference.services.chat_plan import ChatPlan, ChatRejected
@@ -64,6 +65,8 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
     tools, output_format = (
         (None, None) if remote else local_tools_plan(version=version, features=frame.features)
     )
+    if frame.logprobs is not None:
+        logprobs_check(model_name=model.name, version=version, tools_offered=bool(tools))
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=DEFAULT_TEMPERATURE if frame.temperature is None else frame.temperature,
@@ -75,6 +78,7 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         raw_prompt=frame.raw_prompt,
         seed=frame.seed,
         tools=tools,
+        logprobs=frame.logprobs,
     )
     return ChatPlan(
         model_name=model.name,

@@ -75,6 +75,24 @@ def chat_features_check(*, model_name: str, version: ModelVersion, features: Cha
         )
 
 
+def logprobs_check(*, model_name: str, version: ModelVersion, tools_offered: bool) -> None:
+    """Log probabilities come from a local version's own scores, or from a remote version
+    called from the web process (passed through). A worker's remote call does not read them,
+    and a local version's tool calls are read out of its text, which leaves no tokens to
+    match them with: both are refused."""
+    remote = version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
+    if remote and settings.GATEHOUSE_REMOTE_GENERATION != "web":
+        why = "is called by a worker"
+    elif not remote and tools_offered:
+        why = "reads tool calls out of its text; ask for logprobs without tools"
+    else:
+        return
+    raise ChatRejected(
+        f"Model '{model_name}' cannot return logprobs here: its version {version.label} {why}.",
+        code="invalid",
+    )
+
+
 def local_tools_plan(
     *, version: ModelVersion, features: ChatFeatures | None
 ) -> tuple[list[dict[str, Any]] | None, Any]:
