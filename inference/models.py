@@ -11,6 +11,9 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.bulk_guard import AuditedQuerySet
 
+# No model may allow more choices per request than this (a request's choices share its batch).
+MAX_CHOICES_CEILING = 16
+
 
 class Model(models.Model):
     """A name users ask for (`demo-tiny`); what answers is one of its versions."""
@@ -30,6 +33,11 @@ class Model(models.Model):
     max_tokens_cap = models.PositiveIntegerField(default=512)
     default_max_tokens = models.PositiveIntegerField(default=64)
     wall_clock_limit_seconds = models.PositiveIntegerField(default=120)
+    # The most choices one request may ask for (OpenAI's `n`); each is a generation of its own,
+    # admitted, charged and recorded as one.
+    max_choices = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHOICES_CEILING)]
+    )
     # An optional canary: a staging version that gets this percentage of conversations.
     canary_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False

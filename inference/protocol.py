@@ -54,6 +54,8 @@ class ChatFrame:
     # Each token's log probability, with this many likeliest alternatives (/v1's logprobs and
     # top_logprobs); None: not asked.
     logprobs: int | None = None
+    # How many answers to write (/v1's `n`), each its own generation.
+    choices: int = 1
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
             "max_tokens_cap",
             "default_max_tokens",
             "wall_clock_limit_seconds",
+            "max_choices",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -4,7 +4,8 @@ What Gatehouse honours: model, messages, max_tokens / max_completion_tokens, tem
 top_p, stop, stream, stream_options.include_usage, seed, logprobs and top_logprobs, and for the
 versions that serve them tools, tool_choice, parallel_tool_calls and response_format
 (`inference.api.chat_features`). Accepted at their neutral values only (anything else is
-refused, never silently ignored): n, presence_penalty, frequency_penalty, logit_bias. Accepted and not used: user,
+refused, never silently ignored): presence_penalty, frequency_penalty, logit_bias. `n` is
+honoured up to the model's `max_choices`. Accepted and not used: user,
 metadata, store. Any other field is refused, with OpenAI's message.
 """
 
@@ -17,7 +18,6 @@ from inference.engines.logprobs import MAX_TOP_LOGPROBS
 from inference.protocol import ChatFrame, ProtocolError, frame_parse
 
 _NEUTRAL: dict[str, tuple[object, ...]] = {
-    "n": (None, 1),
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
@@ -39,13 +39,15 @@ _HONOURED = (
     "seed",
     "logprobs",
     "top_logprobs",
+    "n",
     *FIELDS,
 )
 _WHY_NOT: dict[str, str] = {
-    "n": "Only one choice per request is supported (n must be 1).",
     "functions": "Function calling is not supported; use tools.",
     "function_call": "Function calling is not supported; use tools.",
 }
+# OpenAI's limit on n.
+MAX_CHOICES = 128
 # OpenAI's newer name for the system role.
 _ROLE_ALIASES = {"developer": "system"}
 
@@ -111,6 +113,16 @@ def seed_parse(body: dict[str, Any]) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
         raise CompletionRequestInvalid("seed must be an integer.", param="seed")
     return seed
+
+
+def choices_parse(body: dict[str, Any]) -> int:
+    """OpenAI's `n`: how many choices to write, 1 to 128 (a model allows fewer: `max_choices`)."""
+    count = body.get("n")
+    if count is None:
+        return 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CHOICES:
+        raise CompletionRequestInvalid(f"n must be an integer from 1 to {MAX_CHOICES}.", param="n")
+    return count
 
 
 def logprobs_parse(body: dict[str, Any]) -> int | None:
@@ -179,7 +191,13 @@ def completion_request_parse(body: Any, *, request_id: str) -> CompletionRequest
         raise CompletionRequestInvalid(invalid.message) from None
     assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
     return CompletionRequest(
-        frame=replace(frame, features=features, seed=seed_parse(body), logprobs=logprobs_parse(body)),
+        frame=replace(
+            frame,
+            features=features,
+            seed=seed_parse(body),
+            logprobs=logprobs_parse(body),
+            choices=choices_parse(body),
+        ),
         stream=stream,
         include_usage=include_usage,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from inference.api.openai_format import ChoiceWritten
 from inference.engines.base import TokenLogprob
 
 
@@ -28,7 +29,10 @@ class ResponsesFormat:
         version: str,
         include_usage: bool = False,
         echo: dict[str, Any] | None = None,
+        choices: int = 1,
     ) -> None:
+        # A response has one output, never choices (`n` is no Responses API field): `choices`
+        # and every `index` are 1 and 0.
         self.generation_id = generation_id
         self.id = f"resp_{generation_id}"
         self.created_at = int(time.time())
@@ -62,14 +66,9 @@ class ResponsesFormat:
             **self.echo,
         }
 
-    def whole(
-        self,
-        *,
-        text: str,
-        finished: dict[str, Any],
-        tool_calls: list[dict[str, Any]] | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-    ) -> dict[str, Any]:
+    def whole(self, *, choices: list[ChoiceWritten], finished: dict[str, Any]) -> dict[str, Any]:
+        (written,) = choices
+        text, tool_calls = written.text, written.tool_calls
         if text or not tool_calls:
             self._message_item()["content"][0]["text"] = text
             self._item_close(self.output[-1])
@@ -92,7 +91,9 @@ class ResponsesFormat:
             "response.in_progress", response=response
         )
 
-    def texts_bytes(self, texts: list[str], logprobs: list[TokenLogprob] | None = None) -> bytes:
+    def texts_bytes(
+        self, texts: list[str], logprobs: list[TokenLogprob] | None = None, *, index: int = 0
+    ) -> bytes:
         out = b""
         if self.message is None:
             item = self._message_item()
@@ -120,7 +121,7 @@ class ResponsesFormat:
             )
         return out
 
-    def tool_calls_bytes(self, deltas: list[dict[str, Any]]) -> bytes:
+    def tool_calls_bytes(self, deltas: list[dict[str, Any]], *, index: int = 0) -> bytes:
         out = b""
         for delta in deltas:
             function = delta.get("function") or {}
@@ -163,6 +164,9 @@ class ResponsesFormat:
         response = self._response(status="completed", finished=finished)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         return out + self._event(kind, response=response)
+
+    def choice_end_bytes(self, *, finish_reason: str, index: int = 0) -> bytes:
+        return b""  # the closing events tell how the one output ended
 
     def failure_bytes(self, *, message: str, code: str) -> bytes:
         error = {"code": code, "message": message}

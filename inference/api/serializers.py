@@ -43,7 +43,14 @@ class ChatCompletionRequestSerializer(serializers.Serializer):  # type: ignore[t
     stop = serializers.ListField(child=serializers.CharField(), required=False, max_length=4)
     stream = serializers.BooleanField(default=False)
     stream_options = StreamOptionsSerializer(required=False)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=1)
+    n = serializers.IntegerField(
+        required=False, min_value=1, max_value=128, help_text="Choices to write; capped per model."
+    )
+    seed = serializers.IntegerField(required=False, help_text="The same seed samples the same text.")
+    logprobs = serializers.BooleanField(required=False, help_text="Each token's log probability.")
+    top_logprobs = serializers.IntegerField(
+        required=False, min_value=0, max_value=20, help_text="Alternatives per token (with logprobs)."
+    )
 
 
 class CompletionMessageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -54,7 +61,10 @@ class CompletionMessageSerializer(serializers.Serializer):  # type: ignore[type-
 class CompletionChoiceSerializer(serializers.Serializer):  # type: ignore[type-arg]
     index = serializers.IntegerField()
     message = CompletionMessageSerializer()
-    finish_reason = serializers.ChoiceField(choices=["stop", "length"])
+    logprobs = serializers.JSONField(
+        allow_null=True, help_text="{content: [{token, logprob, bytes, top_logprobs}]}, where asked."
+    )
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "tool_calls"])
 
 
 class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -84,6 +94,10 @@ class TextCompletionRequestSerializer(serializers.Serializer):  # type: ignore[t
     stop = serializers.ListField(child=serializers.CharField(), required=False, max_length=4)
     stream = serializers.BooleanField(default=False)
     stream_options = StreamOptionsSerializer(required=False)
+    n = serializers.IntegerField(
+        required=False, min_value=1, max_value=128, help_text="Choices to write; capped per model."
+    )
+    seed = serializers.IntegerField(required=False, help_text="The same seed samples the same text.")
 
 
 class TextCompletionChoiceSerializer(serializers.Serializer):  # type: ignore[type-arg]

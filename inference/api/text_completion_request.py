@@ -5,9 +5,9 @@ carries the prompt as its one message and `raw_prompt`, which the engines honour
 model tokenizes the prompt alone; a remote one is asked at its own `/completions`).
 
 What Gatehouse honours: model, prompt (a string, or a list of one), max_tokens (16 unless
-said, as OpenAI's default), temperature, top_p, stop, stream, stream_options.include_usage.
-Accepted at their neutral values only: n, best_of, echo, suffix, logprobs, presence_penalty,
-frequency_penalty, logit_bias. seed is honoured as in chats. Accepted and not used: user. Any
+said, as OpenAI's default), temperature, top_p, stop, stream, stream_options.include_usage,
+and as in chats seed and n. Accepted at their neutral values only: best_of, echo, suffix,
+logprobs, presence_penalty, frequency_penalty, logit_bias. Accepted and not used: user. Any
 other field is refused.
 """
 
@@ -16,7 +16,9 @@ from typing import Any
 
 from inference.api.completion_request import (
     CompletionRequest,
+    choices_parse,
     request_fields_check,
+    seed_parse,
     stream_options_parse,
 )
 from inference.api.request_invalid import CompletionRequestInvalid
@@ -34,9 +36,9 @@ _HONOURED = (
     "stream",
     "stream_options",
     "seed",
+    "n",
 )
 _NEUTRAL: dict[str, tuple[object, ...]] = {
-    "n": (None, 1),
     "best_of": (None, 1),
     "echo": (None, False),
     "suffix": (None, ""),
@@ -47,11 +49,10 @@ _NEUTRAL: dict[str, tuple[object, ...]] = {
 }
 _UNUSED = ("user",)
 _WHY_NOT = {
-    "n": "Only one choice per request is supported (n must be 1).",
     "best_of": "best_of must be 1.",
     "echo": "echo is not supported.",
     "suffix": "suffix (insertion) is not supported.",
-    "logprobs": "Log probabilities are not supported.",
+    "logprobs": "Log probabilities are served by /v1/chat/completions (logprobs, top_logprobs), not here.",
 }
 
 
@@ -89,5 +90,7 @@ def text_completion_request_parse(body: Any, *, request_id: str) -> CompletionRe
         raise CompletionRequestInvalid(invalid.message.replace("messages[0].content", "prompt")) from None
     assert isinstance(frame, ChatFrame)  # noqa: S101 - a "chat" payload parses to a ChatFrame
     return CompletionRequest(
-        frame=replace(frame, raw_prompt=True), stream=stream, include_usage=include_usage
+        frame=replace(frame, raw_prompt=True, seed=seed_parse(body), choices=choices_parse(body)),
+        stream=stream,
+        include_usage=include_usage,
     )

@@ -22,6 +22,7 @@ from accounts.principal import Principal
 from inference.api.completion_request import CompletionRequest, completion_request_parse
 from inference.api.openai_format import (
     AnswerFormat,
+    ChoiceWritten,
     CompletionFormat,
     TextCompletionFormat,
 )
@@ -29,9 +30,10 @@ from inference.api.request_invalid import CompletionRequestInvalid
 from inference.api.responses_format import ResponsesFormat
 from inference.api.responses_request import responses_request_parse
 from inference.api.text_completion_request import text_completion_request_parse
-from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.admission import ChatAdmitted
+from inference.chat.choices import choices_admit, choices_run
 from inference.chat.refusal import ChatRefused
-from inference.chat.run import chat_run
+from inference.chat.run import ChatEnd, chat_run
 from inference.engines.base import TokenLogprob
 from inference.engines.tool_calls import tool_calls_merge
 
@@ -124,7 +126,7 @@ async def _serve(
     if completion is None:
         return
     try:
-        admitted = await chat_admit(
+        admitted = await choices_admit(
             principal=principal,
             frame=completion.frame,
             request_id=request_id,
@@ -134,22 +136,25 @@ async def _serve(
     except ChatRefused as refused:
         await refusal_respond(responder, refused)
         return
-    # Stored only when the operator chose to keep API chat content: plain chats (a text
-    # completion is no chat; tool calls and results are the application's to keep).
+    first, last = admitted[0], admitted[-1]
+    # Stored only when the operator chose to keep API chat content: plain chats of one choice
+    # (a text completion is no chat; tool calls and results are the application's to keep).
     frame = completion.frame
-    if settings.GATEHOUSE_STORE_API_CONVERSATIONS and not frame.raw_prompt and frame.features is None:
-        admitted.conversation_id = str(uuid.uuid4())
-    plan = admitted.plan
+    stored = not frame.raw_prompt and frame.features is None and frame.choices == 1
+    if settings.GATEHOUSE_STORE_API_CONVERSATIONS and stored:
+        first.conversation_id = str(uuid.uuid4())
     answer = answer_format(
-        generation_id=admitted.generation_id,
-        model=plan.model_name,
-        version=plan.version_label,
+        generation_id=first.generation_id,
+        model=first.plan.model_name,
+        version=first.plan.version_label,
         include_usage=completion.include_usage,
         echo=completion.echo,
+        choices=len(admitted),
     )
-    headers = list(admitted.hold.quota.headers.items())
-    if admitted.conversation_id:
-        headers.append((CONVERSATION_HEADER, admitted.conversation_id))
+    # The quota headers as the last admission left them.
+    headers = list(last.hold.quota.headers.items())
+    if first.conversation_id:
+        headers.append((CONVERSATION_HEADER, first.conversation_id))
     if completion.stream:
         await _stream(admitted, answer, responder, headers=headers)
     else:
@@ -174,40 +179,63 @@ async def refusal_respond(responder: Responder, refused: ChatRefused) -> None:
     )
 
 
+def _finished(ends: list[ChatEnd]) -> dict[str, Any]:
+    """How the answer ended: the first choice's finish, every choice's tokens."""
+    return {
+        "finish_reason": ends[0].finish_reason,
+        "prompt_tokens": sum(end.prompt_tokens for end in ends),
+        "completion_tokens": sum(end.completion_tokens for end in ends),
+    }
+
+
 async def _stream(
-    admitted: ChatAdmitted, answer: AnswerFormat, responder: Responder, *, headers: list[tuple[str, str]]
+    admitted: list[ChatAdmitted],
+    answer: AnswerFormat,
+    responder: Responder,
+    *,
+    headers: list[tuple[str, str]],
 ) -> None:
     started = False
+    several = len(admitted) > 1
 
     async def on_started() -> None:
         # The stream opens once the chat is under way; a refusal before it is a plain error.
         nonlocal started
+        if started:
+            return
         started = True
         await responder.start(200, [*_SSE_HEADERS, *headers])
         if opening := answer.opening_bytes():
             await responder.write(opening)
 
-    async def on_texts(texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
-        await responder.write(answer.texts_bytes(texts, logprobs))
+    async def run(index: int, choice: ChatAdmitted) -> ChatEnd:
+        async def on_texts(texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+            await responder.write(answer.texts_bytes(texts, logprobs, index=index))
 
-    async def on_tool_calls(deltas: list[dict[str, Any]]) -> None:
-        await responder.write(answer.tool_calls_bytes(deltas))
+        async def on_tool_calls(deltas: list[dict[str, Any]]) -> None:
+            await responder.write(answer.tool_calls_bytes(deltas, index=index))
 
-    try:
         end = await chat_run(
-            admitted,
+            choice,
             stream=True,
             on_started=on_started,
             on_texts=on_texts,
-            on_tool_calls=on_tool_calls if _offers_tools(admitted) else None,
+            on_tool_calls=on_tool_calls if _offers_tools(choice) else None,
         )
+        if several:  # each choice's end as it comes; one choice's goes with the closing
+            await responder.write(answer.choice_end_bytes(finish_reason=end.finish_reason, index=index))
+        return end
+
+    try:
+        ends = await choices_run(admitted, run)
     except ChatRefused as refused:
         if not started:
             await refusal_respond(responder, refused)
         else:  # the stream had begun: the error is its last event
             await responder.end(answer.failure_bytes(message=refused.message, code=refused.code))
         return
-    await responder.end(answer.closing_bytes(finished=end.as_event()))
+    last_end = b"" if several else answer.choice_end_bytes(finish_reason=ends[0].finish_reason)
+    await responder.end(last_end + answer.closing_bytes(finished=_finished(ends)))
 
 
 async def _nothing() -> None:
@@ -215,38 +243,49 @@ async def _nothing() -> None:
 
 
 async def _whole(
-    admitted: ChatAdmitted, answer: AnswerFormat, responder: Responder, *, headers: list[tuple[str, str]]
+    admitted: list[ChatAdmitted],
+    answer: AnswerFormat,
+    responder: Responder,
+    *,
+    headers: list[tuple[str, str]],
 ) -> None:
-    texts: list[str] = []
-    deltas: list[dict[str, Any]] = []
-    # Every token's entry, where the request asked for log probabilities.
-    entries: list[TokenLogprob] | None = None if admitted.plan.params.logprobs is None else []
+    async def run(_index: int, choice: ChatAdmitted) -> tuple[ChatEnd, ChoiceWritten]:
+        texts: list[str] = []
+        deltas: list[dict[str, Any]] = []
+        # Every token's entry, where the request asked for log probabilities.
+        entries: list[TokenLogprob] | None = None if choice.plan.params.logprobs is None else []
 
-    async def on_texts(more: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
-        texts.extend(more)
-        if entries is not None and logprobs:
-            entries.extend(logprobs)
+        async def on_texts(more: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+            texts.extend(more)
+            if entries is not None and logprobs:
+                entries.extend(logprobs)
 
-    async def on_tool_calls(more: list[dict[str, Any]]) -> None:
-        deltas.extend(more)
+        async def on_tool_calls(more: list[dict[str, Any]]) -> None:
+            deltas.extend(more)
 
-    try:
         end = await chat_run(
-            admitted,
+            choice,
             stream=False,
             on_started=_nothing,
             on_texts=on_texts,
-            on_tool_calls=on_tool_calls if _offers_tools(admitted) else None,
+            on_tool_calls=on_tool_calls if _offers_tools(choice) else None,
         )
+        written = ChoiceWritten(
+            text="".join(texts),
+            finish_reason=end.finish_reason,
+            tool_calls=tool_calls_merge(deltas) or None,
+            logprobs=entries,
+        )
+        return end, written
+
+    try:
+        results = await choices_run(admitted, run)
     except ChatRefused as refused:
         await refusal_respond(responder, refused)
         return
     await responder.start(200, [("Content-Type", "application/json"), *headers])
     whole = answer.whole(
-        text="".join(texts),
-        finished=end.as_event(),
-        tool_calls=tool_calls_merge(deltas) or None,
-        logprobs=entries,
+        choices=[written for _, written in results], finished=_finished([end for end, _ in results])
     )
     await responder.end(orjson.dumps(whole))
 

@@ -58,6 +58,11 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         raise ChatRejected(
             f"max_tokens is {max_tokens}, above this model's limit of {model.max_tokens_cap}.", code="invalid"
         )
+    if frame.choices > model.max_choices:
+        raise ChatRejected(
+            f"n is {frame.choices}, above this model's limit of {model.max_choices} choices per request.",
+            code="invalid",
+        )
     _prompt_fit_check(version=version, messages=frame.messages, max_tokens=max_tokens)
     if frame.features is not None:
         chat_features_check(model_name=model.name, version=version, features=frame.features)

@@ -165,3 +165,30 @@ def test_embeddings_from_the_local_encoder_and_a_remote_one(
     assert [row.embedding for row in remote.data] == [[2.0, 104.0, 0.5], [5.0, 116.0, 0.5]]
     with pytest.raises(openai.BadRequestError, match="is a chat model"):
         client.embeddings.create(model="demo-tiny", input="x")
+
+
+@pytest.mark.parametrize("model", ["demo-tiny", "remote"])
+def test_logprobs_whole_and_streamed(client: openai.OpenAI, remote_model: str, model: str) -> None:
+    name = remote_model if model == "remote" else model
+    messages = [{"role": "user", "content": "hi"}]
+    asked = {"model": name, "messages": messages, "max_tokens": 8, "temperature": 0, "logprobs": True}
+    whole = client.chat.completions.create(**asked, top_logprobs=2)
+    choice = whole.choices[0]
+    assert choice.logprobs is not None
+    assert choice.logprobs.content
+    tokens = [entry.token for entry in choice.logprobs.content]
+    assert all(len(entry.top_logprobs) == 2 for entry in choice.logprobs.content)
+    assert (
+        b"".join(bytes(entry.bytes or []) for entry in choice.logprobs.content)
+        == (choice.message.content or "").encode()
+    )
+    streamed = client.chat.completions.create(**asked, top_logprobs=2, stream=True)
+    streamed_tokens = [
+        entry.token
+        for chunk in streamed
+        if chunk.choices and chunk.choices[0].logprobs
+        for entry in chunk.choices[0].logprobs.content or []
+    ]
+    assert streamed_tokens == tokens
+    with pytest.raises(openai.BadRequestError, match="top_logprobs must be an integer from 0 to 20"):
+        client.chat.completions.create(**asked, top_logprobs=21)

@@ -103,7 +103,9 @@ async def test_a_stream_without_include_usage_has_no_usage(bob: User, demo_versi
 @pytest.mark.parametrize(
     ("overrides", "param", "fragment"),
     [
-        ({"n": 2}, "n", "n must be 1"),
+        ({"n": 0}, "n", "n must be an integer from 1 to 128"),
+        ({"n": True}, "n", "n must be an integer from 1 to 128"),
+        ({"n": 5}, "detail", "n is 5, above this model's limit of 4 choices per request"),
         ({"best_of": 2}, "best_of", "Unrecognized request argument supplied: best_of"),
         ({"tools": [{"type": "function"}]}, "tools[0].function", "must be an object"),
         ({"functions": [{"name": "f"}]}, "functions", "Function calling is not supported; use tools"),

@@ -125,7 +125,10 @@ INVALID = {
     "echo": ({"prompt": "x", "echo": True}, "echo: echo is not supported."),
     "suffix": ({"prompt": "x", "suffix": "end"}, "suffix: suffix (insertion) is not supported."),
     "best-of": ({"prompt": "x", "best_of": 3}, "best_of: best_of must be 1."),
-    "logprobs": ({"prompt": "x", "logprobs": 2}, "logprobs: Log probabilities are not supported."),
+    "logprobs": (
+        {"prompt": "x", "logprobs": 2},
+        "logprobs: Log probabilities are served by /v1/chat/completions (logprobs, top_logprobs), not here.",
+    ),
     "messages": (
         {"prompt": "x", "messages": []},
         "messages: Unrecognized request argument supplied: messages",
