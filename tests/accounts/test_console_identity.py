@@ -102,6 +102,7 @@ def test_team_membership_and_model_access_are_managed_in_the_console(alice: User
             "max_tokens_cap": 512,
             "default_max_tokens": 64,
             "wall_clock_limit_seconds": 120,
+            "max_choices": 4,
             "teams_with_access": [team.pk],
             "users_with_access": [],
             "versions-TOTAL_FORMS": 0,

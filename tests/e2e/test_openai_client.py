@@ -74,8 +74,8 @@ def test_a_streamed_completion_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_errors_are_raised_as_the_client_expects(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="n must be 1"):
-        client.chat.completions.create(model="demo-tiny", messages=[{"role": "user", "content": "x"}], n=2)
+    with pytest.raises(openai.BadRequestError, match="n is 99, above this model's limit of 4 choices"):
+        client.chat.completions.create(model="demo-tiny", messages=[{"role": "user", "content": "x"}], n=99)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
 

@@ -192,3 +192,18 @@ def test_logprobs_whole_and_streamed(client: openai.OpenAI, remote_model: str, m
     assert streamed_tokens == tokens
     with pytest.raises(openai.BadRequestError, match="top_logprobs must be an integer from 0 to 20"):
         client.chat.completions.create(**asked, top_logprobs=21)
+
+
+@pytest.mark.parametrize("model", ["demo-tiny", "remote"])
+def test_several_choices_whole_and_streamed(client: openai.OpenAI, remote_model: str, model: str) -> None:
+    name = remote_model if model == "remote" else model
+    asked = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "n": 3}
+    whole = client.chat.completions.create(**asked)
+    assert [choice.index for choice in whole.choices] == [0, 1, 2]
+    assert all(choice.finish_reason in ("stop", "length") for choice in whole.choices)
+    finishes = {
+        chunk.choices[0].index: chunk.choices[0].finish_reason
+        for chunk in client.chat.completions.create(**asked, stream=True)
+        if chunk.choices and chunk.choices[0].finish_reason
+    }
+    assert sorted(finishes) == [0, 1, 2]

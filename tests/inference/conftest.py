@@ -1,5 +1,7 @@
-"""A loaded demo engine, shared by the engine tests (loading it once keeps them quick)."""
+"""A loaded demo engine, shared by the engine tests (loading it once keeps them quick), and a
+fake OpenAI-compatible upstream of each test's own."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from inference.demo_model import DEMO_CONTEXT_LENGTH, demo_model_build
 from inference.engines.local import LocalTransformersEngine
 from inference.manifest import manifest_compute
+from tests.fake_openai import FakeUpstream, fake_upstream
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,9 @@ def engine(demo_directory: Path) -> LocalTransformersEngine:
         manifest=manifest_compute(directory=demo_directory),
         context_length=DEMO_CONTEXT_LENGTH,
     )
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with fake_upstream() as server:
+        yield server

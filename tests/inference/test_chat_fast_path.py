@@ -5,7 +5,6 @@ request with a JSON body is served by `inference.chat.asgi`; anything else goes 
 A remote model runs on the event loop itself, recorded and settled by the chat pipeline.
 """
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,17 +17,11 @@ from accounts.services.usage import usage_records_flush
 from audit import appender
 from audit.appender import audit_appender_close
 from audit.models import AuditEvent
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 from tests.profile import PRODUCTION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _body(**overrides: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 version both ways, refused clearly where a version cannot serve them."""
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -16,7 +15,7 @@ from audit.models import AuditEvent
 from inference.models import ModelVersion
 from inference.services.registry import model_version_update
 from tests.accounts.helpers import quota_counter_used
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
@@ -68,12 +67,6 @@ PERSON = {
 # The same with every string bounded: the random demo model, sampling, finishes it in time.
 BOUNDED_PERSON = json.loads(json.dumps(PERSON))
 BOUNDED_PERSON["json_schema"]["schema"]["properties"]["name"]["maxLength"] = 16
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _body(**overrides: Any) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """`n`: several choices per request, each a generation of its own (admitted, charged and
 recorded), up to the model's `max_choices`; a refusal of any leaves nothing held."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from accounts.models import QuotaPolicy, User
 from audit.models import AuditEvent
 from inference.models import Model, ModelVersion
 from tests.accounts.helpers import quota_counter_used
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
@@ -118,12 +117,6 @@ async def test_a_choice_refused_at_admission_gives_back_what_the_others_took(
     assert await database_sync_to_async(quota_counter_used)(bob, "streams") == 0
     assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == 0
     assert (await v1_post(_body(n=2), key=key)).status_code == 200
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 async def test_a_remote_version_is_asked_once_per_choice(

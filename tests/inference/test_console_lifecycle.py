@@ -68,6 +68,7 @@ def test_the_canary_is_set_in_the_model_form_and_rolled_back_by_action(
             "max_tokens_cap": model.max_tokens_cap,
             "default_max_tokens": model.default_max_tokens,
             "wall_clock_limit_seconds": model.wall_clock_limit_seconds,
+            "max_choices": model.max_choices,
             "canary": v2.pk,
             "canary_percent": 25,
             "versions-TOTAL_FORMS": 0,

@@ -90,6 +90,7 @@ def test_the_model_form_does_not_start_a_canary_without_the_right(
             "max_tokens_cap": model.max_tokens_cap,
             "default_max_tokens": model.default_max_tokens,
             "wall_clock_limit_seconds": model.wall_clock_limit_seconds,
+            "max_choices": model.max_choices,
             "canary": v2.pk,
             "canary_percent": 25,
             "versions-TOTAL_FORMS": 0,

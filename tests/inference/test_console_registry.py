@@ -179,6 +179,7 @@ def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> 
         "max_tokens_cap": 512,
         "default_max_tokens": 64,
         "wall_clock_limit_seconds": 120,
+        "max_choices": 4,
         "teams_with_access": [],
         "users_with_access": [],
         "versions-TOTAL_FORMS": 0,

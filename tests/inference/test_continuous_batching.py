@@ -8,6 +8,7 @@ from inference.engines.base import ChatMessage, FinishReason, GenerationParams, 
 from inference.engines.batching import BatchRequest
 from inference.engines.continuous import ContinuousBatch, continuous_batching_supported
 from inference.engines.local import LocalTransformersEngine
+from inference.engines.logprobs import TokenLogprobs
 
 
 class RecordingBatch(ContinuousBatch):
@@ -25,7 +26,11 @@ class RecordingBatch(ContinuousBatch):
 
 def _batch(engine: LocalTransformersEngine) -> RecordingBatch:
     return RecordingBatch(
-        model=engine.model, tokenizer=engine.tokenizer, device=engine.device, pad_token_id=engine.pad_token_id
+        model=engine.model,
+        tokenizer=engine.tokenizer,
+        device=engine.device,
+        pad_token_id=engine.pad_token_id,
+        logprobs=TokenLogprobs(engine.tokenizer),
     )
 
 

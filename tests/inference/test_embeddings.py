@@ -4,7 +4,6 @@ governed as chats are (the kind checked, charged by the inputs' tokens, audited,
 import base64
 import math
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +15,13 @@ from audit.models import AuditEvent
 from inference.models import Model, ModelVersion
 from inference.services import model_register, model_version_promote, model_version_register_remote
 from tests.accounts.helpers import quota_counter_used
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, v1_post
 from tests.waiting import completed_audit_event_for, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
 URL = "/v1/embeddings"
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _remote_embedder(alice: User, upstream: FakeUpstream) -> ModelVersion:

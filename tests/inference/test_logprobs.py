@@ -14,7 +14,7 @@ from accounts.models import User
 from inference.engines.base import ChatMessage, GenerationParams, TokenLogprob
 from inference.engines.local import LocalTransformersEngine
 from inference.models import ModelVersion
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.engines import demo_engine
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 
@@ -196,12 +196,6 @@ async def test_what_cannot_be_served_is_a_clear_400(
     refused = await v1_post(_body(**fields), key=key)
     assert refused.status_code == 400
     assert refused.json()["error"]["message"] == message
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,7 +1,5 @@
 """A model served by a remote OpenAI-compatible server, chatted with over the websocket."""
 
-from collections.abc import Iterator
-
 import pytest
 from channels.db import database_sync_to_async
 
@@ -10,16 +8,10 @@ from accounts.services.usage import usage_records_flush
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from inference.services import model_register, model_version_promote, model_version_register_remote
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _remote_model(alice: User, upstream: FakeUpstream) -> ModelVersion:

@@ -1,20 +1,12 @@
 """The remote OpenAI-compatible engine against a fake upstream on loopback."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams
 from inference.engines.remote import CircuitBreaker, OpenAICompatibleEngine, RemoteUnavailable
-from tests.fake_openai import FakeUpstream, clock_advance, fake_upstream
+from tests.fake_openai import FakeUpstream, clock_advance
 
 HELLO = [ChatMessage(role="user", content="hello")]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _engine(upstream: FakeUpstream, **options: object) -> OpenAICompatibleEngine:

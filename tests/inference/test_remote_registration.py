@@ -2,7 +2,6 @@
 at every load and call, and what may change once a version exists."""
 
 import socket
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -26,12 +25,6 @@ from inference.services import (
 from inference.upstream_credentials import upstream_credential_names, upstream_credential_read
 from tests.fake_openai import FakeUpstream, fake_upstream
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 @pytest.fixture

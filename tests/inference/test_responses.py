@@ -2,7 +2,7 @@
 `.parse` work unchanged, on a local and a remote version, governed as chats are."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -15,7 +15,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from gatehouse.asgi import application
 from inference.models import ModelVersion
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, v1_post
 from tests.waiting import completed_audit_event_for, eventually
 
@@ -39,12 +39,6 @@ WEATHER = {
     },
     "strict": True,
 }
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from accounts.models import User
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.local import LocalTransformersEngine
 from inference.models import ModelVersion
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.engines import demo_engine
 from tests.inference.fast_path import api_key_mint, remote_model_register, v1_post
 
@@ -61,12 +61,6 @@ async def test_the_seed_reaches_the_model_through_the_api(bob: User, demo_versio
     refused = await v1_post({**body, "seed": "42"}, key=key)
     assert refused.status_code == 400
     assert refused.json()["error"]["message"] == "seed: seed must be an integer."
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,7 +1,6 @@
 """`POST /v1/completions`: a prompt continued as it is, on a local and a remote version,
 governed as chats are (charged, audited, counted)."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from gatehouse.metrics import HTTP_REQUESTS
 from inference.engines.base import ChatMessage
 from inference.engines.local import LocalTransformersEngine
 from inference.models import ModelVersion
-from tests.fake_openai import FakeUpstream, fake_upstream
+from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 from tests.waiting import completed_audit_event_for, eventually
 
@@ -22,12 +21,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 URL = "/v1/completions"
 PROMPT = "Once upon a time"
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        yield server
 
 
 def _texts(events: list[Any]) -> str:
