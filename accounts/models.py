@@ -99,6 +99,8 @@ class ApiKey(models.Model):
     class Scope(models.TextChoices):
         CHAT = "chat", "Chat completions"
         MODELS_READ = "models:read", "List models"
+        # Drives the model registry (/api/models/) for a model manager's or admin's scripts.
+        MODELS_WRITE = "models:write", "Manage the model registry"
         USAGE_READ = "usage:read", "Read usage"
         # Lets an auditor's or admin's key pull the trail (a SIEM, say); useless to anyone else.
         AUDIT_READ = "audit:read", "Read the audit trail"

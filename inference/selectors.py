@@ -31,6 +31,15 @@ def model_get_usable(*, user: User, name: str) -> Model | None:
     return model_list_usable(user=user).filter(name=name).select_related("canary_version").first()
 
 
+def model_registry_list() -> QuerySet[Model]:
+    """Every model with its versions and canary, for those who manage the registry."""
+    return Model.objects.select_related("canary_version").prefetch_related("versions").order_by("name")
+
+
+def model_registry_get(*, name: str) -> Model | None:
+    return model_registry_list().filter(name=name).first()
+
+
 def model_version_serving(*, model: Model) -> ModelVersion | None:
     return model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
 

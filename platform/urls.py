@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
     path("api/usage/", UsageView.as_view(), name="usage"),
     path("api/conversations/", include("inference.api.conversation_urls")),
+    path("api/models/", include("inference.api.registry.urls")),
     path("api/audit/", include("audit.api.urls")),
     path("api/compliance/", include("audit.api.compliance_urls")),
     path("v1/", include("inference.api.urls")),

@@ -437,3 +437,117 @@ def _api_routes() -> set[str]:
 def test_every_api_route_has_a_permission_matrix() -> None:
     uncovered = _api_routes() - COVERED_ROUTES
     assert not uncovered, f"routes without a permission matrix: {sorted(uncovered)}"
+
+
+# The registry (/api/models/): model managers and admins only; alice (an admin) gets through,
+# every member and the auditor are refused before anything is read or changed.
+REGISTRY_ALICE_ONLY = {"anonymous": 401, "bob": 403, "dave": 403, "carol": 403}
+_UPSTREAM = "http://127.0.0.1:9/v1"
+
+
+def _registry_versions(world: World, *statuses: str) -> None:
+    """Remote versions of `granted-model` labelled r1, r2, ... moved to `statuses` in turn."""
+    from inference.services import (
+        model_version_promote,
+        model_version_register_remote,
+        model_version_stage,
+    )
+
+    for number, wanted in enumerate(statuses, start=1):
+        version = model_version_register_remote(
+            model=world.granted_model, label=f"r{number}", base_url=_UPSTREAM, remote_model="m", actor=None
+        )
+        if wanted in ("staging", "production"):
+            model_version_stage(version=version, actor=None)
+        if wanted == "production":
+            model_version_promote(version=version, actor=None)
+
+
+class TestRegistryModelList(PermissionMatrix):
+    route = "/api/models/"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+
+
+class TestRegistryModelCreate(PermissionMatrix):
+    route = "/api/models/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 201}
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"name": "new-model"}
+
+
+class TestRegistryModelDetail(PermissionMatrix):
+    route = "/api/models/<slug:model_name>/"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+
+    def path(self, world: World, persona: str) -> str:
+        return "/api/models/hidden-model/"
+
+
+class TestRegistryVersionRegister(PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 201}
+
+    def path(self, world: World, persona: str) -> str:
+        return "/api/models/granted-model/versions/"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"label": "r1", "backend": "openai_compatible", "base_url": _UPSTREAM, "remote_model": "m"}
+
+
+class _RegistryVersionStep:
+    """A lifecycle step's matrix (mixed in before PermissionMatrix)."""
+
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+    step: ClassVar[str]
+    # What the versions are before the step; the step acts on the last.
+    before: ClassVar[tuple[str, ...]]
+
+    def path(self, world: World, persona: str) -> str:
+        _registry_versions(world, *self.before)
+        return f"/api/models/granted-model/versions/r{len(self.before)}/{self.step}/"
+
+
+class TestRegistryVersionStage(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/stage/"
+    step, before = "stage", ("draft",)
+
+
+class TestRegistryVersionPromote(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/promote/"
+    step, before = "promote", ("staging",)
+
+
+class TestRegistryVersionRetire(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/retire/"
+    step, before = "retire", ("staging",)
+
+
+class TestRegistryVersionCanary(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/canary/"
+    step, before = "canary", ("production", "staging")
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"weight": 10}
+
+
+class TestRegistryRollback(PermissionMatrix):
+    route = "/api/models/<slug:model_name>/rollback/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+
+    def path(self, world: World, persona: str) -> str:
+        _registry_versions(world, "production", "production")  # r2 replaced r1
+        return "/api/models/granted-model/rollback/"
+
+
+class TestRegistryCanaryStop(PermissionMatrix):
+    route = "/api/models/<slug:model_name>/canary-stop/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+
+    def path(self, world: World, persona: str) -> str:
+        return "/api/models/granted-model/canary-stop/"

@@ -1,0 +1,1 @@
+"""The model registry's API (`/api/models/`): what the console's model pages do, for scripts."""

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from inference.api.registry.views import (
+    RegistryModelDetailView,
+    RegistryModelListView,
+    RegistryModelStepView,
+    RegistryVersionCanaryView,
+    RegistryVersionListView,
+    RegistryVersionStepView,
+)
+
+_VERSION = "<slug:model_name>/versions/<str:label>/"
+
+urlpatterns = [
+    path("", RegistryModelListView.as_view(), name="registry-models"),
+    path("<slug:model_name>/", RegistryModelDetailView.as_view(), name="registry-model"),
+    path("<slug:model_name>/versions/", RegistryVersionListView.as_view(), name="registry-versions"),
+    *(
+        path(
+            f"{_VERSION}{step}/", RegistryVersionStepView.as_view(step=step), name=f"registry-version-{step}"
+        )
+        for step in ("stage", "promote", "retire")
+    ),
+    path(f"{_VERSION}canary/", RegistryVersionCanaryView.as_view(), name="registry-version-canary"),
+    *(
+        path(f"<slug:model_name>/{step}/", RegistryModelStepView.as_view(step=step), name=f"registry-{step}")
+        for step in ("rollback", "canary-stop")
+    ),
+]
