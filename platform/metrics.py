@@ -64,6 +64,14 @@ AUDIT_EVENTS_REFUSED = Counter(
 )
 
 
+# inference.engines.circuit_breaker: each upstream's breaker opening and closing.
+UPSTREAM_BREAKER_TRANSITIONS = Counter(
+    "gatehouse_upstream_breaker_transitions",
+    "Circuit breaker transitions of remote upstreams, by upstream and the state entered (open, closed).",
+    ["upstream", "state"],
+)
+
+
 def metrics_process_exited() -> None:
     """Drop this process's live gauges (open streams, sockets) from the shared directory.
 

@@ -275,10 +275,10 @@ class _ShiftedClock:
 
 
 def clock_advance(monkeypatch: Any, *, seconds: float) -> None:
-    """Move the remote engine's clock (its circuit breakers' pauses) `seconds` ahead, for the
-    rest of the test, instead of waiting for the time to pass."""
-    from inference.engines import remote
+    """Move the circuit breakers' clock (their pauses) `seconds` ahead, for the rest of the
+    test, instead of waiting for the time to pass."""
+    from inference.engines import circuit_breaker
 
-    current = remote.time
+    current = circuit_breaker.time
     offset = current.offset if isinstance(current, _ShiftedClock) else 0.0
-    monkeypatch.setattr(remote, "time", _ShiftedClock(offset + seconds))
+    monkeypatch.setattr(circuit_breaker, "time", _ShiftedClock(offset + seconds))

@@ -17,9 +17,10 @@ from django.core.cache import cache
 
 from gatehouse.heap import model_libraries_freeze
 from inference.engines.base import ChatMessage, Engine, GenerationParams
+from inference.engines.circuit_breaker import circuit_breaker_for
 from inference.engines.embedding import LocalEmbeddingEngine
 from inference.engines.local import LocalTransformersEngine
-from inference.engines.remote import OpenAICompatibleEngine, circuit_breaker_for
+from inference.engines.remote import OpenAICompatibleEngine
 from inference.models import Model, ModelVersion
 from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_read
 

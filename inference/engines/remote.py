@@ -12,7 +12,7 @@ could have used.
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from inference.engines.base import (
     TokenCallback,
     TokenLogprob,
 )
+from inference.engines.circuit_breaker import CircuitBreaker
 from inference.engines.logprobs import logprobs_content_read
 from inference.engines.tool_calls import tool_call_deltas_read
 
@@ -44,49 +45,6 @@ class RemoteMalformed(RemoteUnavailable):
 
 class _RetryBeforeFirstToken(Exception):
     pass
-
-
-@dataclass
-class CircuitBreaker:
-    """Open after `threshold` consecutive failures; after `reset_seconds` let one request try."""
-
-    threshold: int = 5
-    reset_seconds: float = 30.0
-    failures: int = 0
-    opened_at: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def allow(self) -> bool:
-        with self._lock:
-            if self.opened_at is None:
-                return True
-            if time.monotonic() - self.opened_at >= self.reset_seconds:
-                self.opened_at = time.monotonic()  # half-open: this caller tries, others wait again
-                return True
-            return False
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.failures = 0
-            self.opened_at = None
-
-    def failed(self) -> None:
-        with self._lock:
-            self.failures += 1
-            if self.failures >= self.threshold:
-                self.opened_at = time.monotonic()
-
-
-_breakers: dict[str, CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
-
-
-def circuit_breaker_for(*, base_url: str, threshold: int, reset_seconds: float) -> CircuitBreaker:
-    with _breakers_lock:
-        breaker = _breakers.get(base_url)
-        if breaker is None:
-            breaker = _breakers[base_url] = CircuitBreaker(threshold=threshold, reset_seconds=reset_seconds)
-        return breaker
 
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "tool_calls": FinishReason.TOOL_CALLS}

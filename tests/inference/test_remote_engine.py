@@ -3,7 +3,8 @@
 import pytest
 
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams
-from inference.engines.remote import CircuitBreaker, OpenAICompatibleEngine, RemoteUnavailable
+from inference.engines.circuit_breaker import CircuitBreaker
+from inference.engines.remote import OpenAICompatibleEngine, RemoteUnavailable
 from tests.fake_openai import FakeUpstream, clock_advance
 
 HELLO = [ChatMessage(role="user", content="hello")]

@@ -13,8 +13,9 @@ from django.core.management import CommandError, call_command
 from accounts.models import User
 from audit.models import AuditEvent
 from inference.engines.base import ChatMessage, GenerationParams
+from inference.engines.circuit_breaker import CircuitBreaker
 from inference.engines.loader import engines_clear
-from inference.engines.remote import CircuitBreaker, OpenAICompatibleEngine, RemoteUnavailable
+from inference.engines.remote import OpenAICompatibleEngine, RemoteUnavailable
 from inference.models import Model, ModelVersion
 from inference.services import (
     model_register,
