@@ -36,7 +36,7 @@ def upstream() -> Iterator[str]:
 
 
 def _allowed_in_another_process(upstream: str) -> bool:
-    answer = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+    answer = subprocess.run(
         [sys.executable, "-c", _ASK_ANOTHER_PROCESS, upstream],
         capture_output=True,
         text=True,
