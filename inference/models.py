@@ -11,6 +11,8 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.bulk_guard import AuditedQuerySet
 
+# The largest weight a deployment may have (weights are shares of a version's calls).
+MAX_DEPLOYMENT_WEIGHT = 1000
 # No model may allow more choices per request than this (a request's choices share its batch).
 MAX_CHOICES_CEILING = 16
 
@@ -134,6 +136,37 @@ class ModelVersion(models.Model):
     def source_path(self) -> Path:
         path = Path(self.source)
         return path if path.is_absolute() else Path(settings.GATEHOUSE_MODEL_ROOT) / path
+
+
+class Deployment(models.Model):
+    """One upstream serving a remote version: an OpenAI-compatible server, its model name there
+    and the name of the variable holding its key. A remote version has one or more; each call
+    goes to one of those whose circuit breaker lets it, picked by weight, and a failure before
+    any answer moves on to the next (`inference.engines.remote_deployments`)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="deployments")
+    base_url = models.URLField()
+    remote_model = models.CharField(max_length=200)
+    # The *name* of the GATEHOUSE_UPSTREAM_* variable holding its key; never the key.
+    credential_ref = models.CharField(max_length=100, blank=True)
+    # Its share of the version's calls, against the other deployments' weights.
+    weight = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_DEPLOYMENT_WEIGHT)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AuditedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["version", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "base_url", "remote_model"], name="deployment_upstream_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} via {self.base_url}"
 
 
 class Conversation(models.Model):

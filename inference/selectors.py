@@ -28,12 +28,22 @@ def model_list_usable(*, user: User) -> QuerySet[Model]:
 
 def model_get_usable(*, user: User, name: str) -> Model | None:
     """The model called `name` if `user` may use it; None also when it exists but is not theirs."""
-    return model_list_usable(user=user).filter(name=name).select_related("canary_version").first()
+    return (
+        model_list_usable(user=user)
+        .filter(name=name)
+        .select_related("canary_version")
+        .prefetch_related("canary_version__deployments")
+        .first()
+    )
 
 
 def model_registry_list() -> QuerySet[Model]:
     """Every model with its versions and canary, for those who manage the registry."""
-    return Model.objects.select_related("canary_version").prefetch_related("versions").order_by("name")
+    return (
+        Model.objects.select_related("canary_version")
+        .prefetch_related("versions__deployments")
+        .order_by("name")
+    )
 
 
 def model_registry_get(*, name: str) -> Model | None:
@@ -41,7 +51,10 @@ def model_registry_get(*, name: str) -> Model | None:
 
 
 def model_version_serving(*, model: Model) -> ModelVersion | None:
-    return model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
+    """The production version, its deployments read with it (routing reads them on the loop)."""
+    return (
+        model.versions.filter(status=ModelVersion.Status.PRODUCTION).prefetch_related("deployments").first()
+    )
 
 
 def route_bucket(*, model_id: int, sticky_key: str) -> int:

@@ -25,6 +25,7 @@ CACHED_MODELS = (
     "guardian.GroupObjectPermission",
     "inference.Model",
     "inference.ModelVersion",
+    "inference.Deployment",
     "audit.AuditSubject",
 )
 # Saves of only these fields change nothing the request path decides on.

@@ -551,3 +551,12 @@ class TestRegistryCanaryStop(PermissionMatrix):
 
     def path(self, world: World, persona: str) -> str:
         return "/api/models/granted-model/canary-stop/"
+
+
+class TestRegistryDeploymentAdd(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/deployments/"
+    step, before = "deployments", ("staging",)
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 201}
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"base_url": "http://127.0.0.1:10/v1", "remote_model": "m", "weight": 2}

@@ -11,7 +11,7 @@ A chat run by a worker (a local model) records itself there (`inference.generati
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
@@ -25,6 +25,7 @@ from audit.services import audit_event_insert
 from gatehouse.database_calls import database_sync
 from gatehouse.metrics import GENERATION_LATENCY, GENERATIONS, TIME_TO_FIRST_TOKEN, TOKENS_GENERATED
 from inference.chat.admission import ChatAdmitted
+from inference.engines.remote_deployments import Attempt
 from inference.services.chat import chat_outcome_event, chat_prompt_digest, chat_usage_row
 from inference.services.conversations import conversation_exchange_record
 
@@ -36,6 +37,8 @@ class ChatProgress:
     delivered: int = 0
     first_token_at: float | None = None
     reply: list[str] | None = None
+    # A remote version's tries: which upstream, and how each went.
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 async def chat_outcome(
@@ -60,6 +63,11 @@ async def chat_outcome(
         ),
         **details,
     }
+    if progress.attempts:
+        # Which upstream served (or was tried last), and every try where there was more than one.
+        metadata["upstream"] = progress.attempts[-1].upstream
+        if len(progress.attempts) > 1:
+            metadata["attempts"] = [attempt.as_record() for attempt in progress.attempts]
     _observe(admitted, progress=progress, failed=failed, details=details, elapsed=now - started)
     context = RequestContext(request_id=admitted.request_id, client_ip=admitted.client_ip)
     with request_context_bound(context):

@@ -35,8 +35,9 @@ from inference.engines.base import (
     TokenLogprob,
 )
 from inference.engines.loader import UpstreamRefused, engine_for_version
-from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
+from inference.engines.remote import RemoteMalformed, RemoteUnavailable
 from inference.engines.remote_async import remote_generate
+from inference.engines.remote_deployments import RemoteDeployments
 from inference.engines.remote_embeddings import remote_embed
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
@@ -139,7 +140,7 @@ async def _remote(
         raise ChatRefused(
             code="unavailable", message="The model's upstream registration is not allowed on this server."
         ) from None
-    assert isinstance(engine, OpenAICompatibleEngine)  # noqa: S101 - a remote version's engine
+    assert isinstance(engine, RemoteDeployments)  # noqa: S101 - a remote version's engine
 
     delivery = _RemoteDelivery(progress=progress, on_texts=on_texts, on_tool_calls=on_tool_calls)
     params = admitted.plan.params
@@ -152,6 +153,7 @@ async def _remote(
                 inputs=[message["content"] for message in admitted.messages],
                 dimensions=params.dimensions,
                 max_seconds=params.max_seconds,
+                attempts=progress.attempts,
             )
             vectors = embedded.vectors
             result = GenerationResult(
@@ -166,6 +168,7 @@ async def _remote(
                 deliver=delivery.texts,
                 features=admitted.features,
                 deliver_tool_calls=delivery.tool_calls if on_tool_calls is not None else None,
+                attempts=progress.attempts,
             )
     except RemoteMalformed as malformed:
         await _failed(admitted, progress, reason=str(malformed))

@@ -21,13 +21,14 @@ from inference.engines.circuit_breaker import circuit_breaker_for
 from inference.engines.embedding import LocalEmbeddingEngine
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.remote import OpenAICompatibleEngine
-from inference.models import Model, ModelVersion
+from inference.engines.remote_deployments import RemoteDeployments, Upstream
+from inference.models import Deployment, Model, ModelVersion
 from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_read
 
 logger = logging.getLogger(__name__)
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_engines: "OrderedDict[tuple[int, str], tuple[Engine | LocalEmbeddingEngine, int]]" = OrderedDict()
+_engines: "OrderedDict[tuple[int, str, tuple[tuple[object, ...], ...]], tuple[Engine | LocalEmbeddingEngine, int]]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -80,7 +81,7 @@ def engine_for_version(*, version: ModelVersion) -> Engine | LocalEmbeddingEngin
 
     Keyed by the manifest too, so re-registered files are never served from a stale load.
     """
-    key = (version.pk, _manifest_key(version.manifest))
+    key = (version.pk, _manifest_key(version.manifest), _deployments_key(version))
     with _lock:
         cached = _engines.get(key)
         if cached is not None:
@@ -88,6 +89,8 @@ def engine_for_version(*, version: ModelVersion) -> Engine | LocalEmbeddingEngin
             return cached[0]
         if version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE:
             remote = _remote_engine(version)
+            for stale in [cached_key for cached_key in _engines if cached_key[0] == version.pk]:
+                _engine_close(_engines.pop(stale)[0])  # built from deployments since changed
             _engines[key] = (remote, 0)  # nothing loaded here: no memory to budget
             return remote
         budget = settings.GATEHOUSE_ENGINE_MEMORY_BUDGET_MB * 1024 * 1024
@@ -176,24 +179,70 @@ def _embedding_engine(version: ModelVersion) -> LocalEmbeddingEngine:
     return LocalEmbeddingEngine(**_local_settings(version))
 
 
-def _remote_engine(version: ModelVersion) -> Engine:
-    # The version names where its key lives (a GATEHOUSE_UPSTREAM_* environment variable); the
-    # key is never stored. The name is checked again here: a row that breaks the rule (written
-    # before it, or by hand) never gets any other variable of this process read, let alone sent.
-    # The address is checked by the engine before every call.
+def _remote_engine(version: ModelVersion) -> RemoteDeployments:
+    """The version's deployments, each an engine with its own circuit breaker (a version
+    registered before deployments, or written by hand without any, is its own one upstream)."""
+    upstreams = [
+        Upstream(
+            engine=_upstream_engine(
+                base_url=deployment.base_url,
+                remote_model=deployment.remote_model,
+                credential_ref=deployment.credential_ref,
+            ),
+            weight=deployment.weight,
+        )
+        for deployment in _deployments(version)
+    ] or [
+        Upstream(
+            engine=_upstream_engine(
+                base_url=version.remote_base_url,
+                remote_model=version.remote_model,
+                credential_ref=version.credential_ref,
+            )
+        )
+    ]
+    return RemoteDeployments(upstreams)
+
+
+def _deployments(version: ModelVersion) -> list[Deployment]:
+    # Routing reads them with the version (selectors prefetch them): no query on an event loop.
+    return list(version.deployments.all())
+
+
+def _deployments_key(version: ModelVersion) -> tuple[tuple[object, ...], ...]:
+    """What the version's engine is built from: a deployment added makes a new one."""
+    if version.backend != ModelVersion.Backend.OPENAI_COMPATIBLE:
+        return ()
+    return tuple(
+        (
+            deployment.pk,
+            deployment.base_url,
+            deployment.remote_model,
+            deployment.credential_ref,
+            deployment.weight,
+        )
+        for deployment in _deployments(version)
+    )
+
+
+def _upstream_engine(*, base_url: str, remote_model: str, credential_ref: str) -> OpenAICompatibleEngine:
+    # The deployment names where its key lives (a GATEHOUSE_UPSTREAM_* environment variable);
+    # the key is never stored. The name is checked again here: a row that breaks the rule
+    # (written before it, or by hand) never gets any other variable of this process read, let
+    # alone sent. The address is checked before every call.
     try:
-        api_key = upstream_credential_read(name=version.credential_ref) if version.credential_ref else None
+        api_key = upstream_credential_read(name=credential_ref) if credential_ref else None
     except UpstreamCredentialRefused as refused:
         raise UpstreamRefused(str(refused)) from None
     return OpenAICompatibleEngine(
-        base_url=version.remote_base_url,
-        model=version.remote_model,
+        base_url=base_url,
+        model=remote_model,
         api_key=api_key,
         connect_timeout=settings.GATEHOUSE_REMOTE_CONNECT_TIMEOUT,
         read_timeout=settings.GATEHOUSE_REMOTE_READ_TIMEOUT,
         max_retries=settings.GATEHOUSE_REMOTE_MAX_RETRIES,
         breaker=circuit_breaker_for(
-            base_url=version.remote_base_url,
+            base_url=base_url,
             threshold=settings.GATEHOUSE_REMOTE_BREAKER_THRESHOLD,
             reset_seconds=settings.GATEHOUSE_REMOTE_BREAKER_RESET_SECONDS,
         ),
@@ -203,7 +252,7 @@ def _remote_engine(version: ModelVersion) -> Engine:
 def engines_loaded() -> list[int]:
     """Version ids with a loaded engine, least recently used first."""
     with _lock:
-        return [version_id for version_id, _ in _engines]
+        return [key[0] for key in _engines]
 
 
 def engines_clear() -> None:

@@ -63,7 +63,8 @@ class OpenAICompatibleEngine:
         retry_backoff: float = 0.2,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.completions_url = base_url.rstrip("/") + "/completions"  # text completions
         self.embeddings_url = base_url.rstrip("/") + "/embeddings"
         self.model = model

@@ -11,6 +11,7 @@ read, not per token.
 
 import asyncio
 import weakref
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from inference.engines.remote import (
     _SseStream,
     _status_check,
 )
+from inference.engines.remote_deployments import Attempt, RemoteDeployments
 from inference.engines.tool_calls import tool_calls_read
 
 _T = TypeVar("_T")
@@ -174,7 +176,7 @@ async def remote_post(
 
 
 async def remote_generate(
-    engine: OpenAICompatibleEngine,
+    upstreams: RemoteDeployments,
     *,
     messages: list[ChatMessage],
     params: GenerationParams,
@@ -182,24 +184,18 @@ async def remote_generate(
     deliver: Deliver,
     features: ChatFeatures | None = None,
     deliver_tool_calls: DeliverToolCalls | None = None,
+    attempts: list[Attempt] | None = None,
 ) -> GenerationResult:
-    """Ask the upstream; hand its texts to `deliver` and its tool calls (pieces of them, in a
-    stream) to `deliver_tool_calls`; return what to charge. `features` (tools, structured
-    output) are passed through as the client sent them.
+    """Ask the version's upstreams (`remote_call`); hand the texts to `deliver` and the tool
+    calls (pieces of them, in a stream) to `deliver_tool_calls`; return what to charge.
+    `features` (tools, structured output) are passed through as the client sent them;
+    `attempts` gets every try.
 
     Raises RemoteUnavailable when it cannot be served (refused address, circuit open, errors
     before the first token past the retries, a connection lost mid-answer), RemoteMalformed
     when what it answered is not a chat completion.
     """
-    body = engine._body(messages, params)
-    if not stream:
-        body["stream"] = False
-        body.pop("stream_options", None)
-    extra_bytes = 0
-    if features is not None:
-        body.update(features.fields)
-        body["messages"] = features.messages or body["messages"]
-        extra_bytes = len(orjson.dumps(features.fields))  # the tools' schemas are prompt too
+    extra_bytes = len(orjson.dumps(features.fields)) if features is not None else 0  # tools are prompt too
     prompt = _PromptSize(
         content_bytes=sum(len(message.content.encode()) for message in messages) + extra_bytes,
         messages=len(messages),
@@ -209,40 +205,90 @@ async def remote_generate(
         tool_names=features.tool_names if features else frozenset(), tools=deliver_tool_calls is not None
     )
     once = _stream_once if stream else _whole_once
-    return await remote_call(
-        engine, lambda: once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
-    )
+
+    def attempt(engine: OpenAICompatibleEngine) -> Awaitable[GenerationResult]:
+        body = _request_body(engine, messages=messages, params=params, stream=stream, features=features)
+        return once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
+
+    return await remote_call(upstreams, attempt, attempts=attempts)
 
 
-async def remote_call(engine: OpenAICompatibleEngine, attempt: Callable[[], Awaitable[_T]]) -> _T:
-    """`attempt` under the upstream's rules: its address checked first, its circuit breaker
-    asked before each try, retried (with backoff) only while nothing was answered."""
-    try:
-        # Checked at every call, not only at registration: a name can resolve elsewhere later.
-        await outbound_url_check_async(url=engine.url)
-    except OutboundUrlRefused as refused:
-        raise RemoteUnavailable(f"the upstream's address is refused: {refused}") from None
-    for tries in range(engine.max_retries + 1):
-        if not engine.breaker.allow():
-            raise RemoteUnavailable(
-                "the upstream is failing; requests are paused for a moment (circuit open)"
-            )
+def _request_body(
+    engine: OpenAICompatibleEngine,
+    *,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    stream: bool,
+    features: ChatFeatures | None,
+) -> dict[str, Any]:
+    """What this upstream is asked (each names the model in its own terms)."""
+    body = engine._body(messages, params)
+    if not stream:
+        body["stream"] = False
+        body.pop("stream_options", None)
+    if features is not None:
+        body.update(features.fields)
+        body["messages"] = features.messages or body["messages"]
+    return body
+
+
+async def remote_call(
+    upstreams: RemoteDeployments,
+    attempt: Callable[[OpenAICompatibleEngine], Awaitable[_T]],
+    *,
+    attempts: list[Attempt] | None = None,
+) -> _T:
+    """`attempt` on a version's upstreams, under their rules: tried in an order drawn by weight,
+    each one's address checked before it is called and its circuit breaker asked (an open one
+    is skipped); a failure while nothing was answered moves on to the next (the same one again
+    after a backoff, where it is the only one left). `attempts` gets every try, for the record.
+
+    Raises RemoteUnavailable when no upstream answered, or one failed once it had.
+    """
+    tried = attempts if attempts is not None else []
+    failures: Counter[str] = Counter()
+    for upstream in upstreams.tries():
+        engine = upstream.engine
         try:
-            result = await attempt()
+            # Checked at every call, not only at registration: a name can resolve elsewhere later.
+            await outbound_url_check_async(url=engine.url)
+        except OutboundUrlRefused as refused:
+            tried.append(Attempt(upstream.name, f"{_ADDRESS_REFUSED}: {refused}"))
+            continue
+        if not engine.breaker.allow():
+            tried.append(Attempt(upstream.name, _CIRCUIT_OPEN))
+            continue
+        if failures[upstream.name]:
+            await asyncio.sleep(engine.retry_backoff * 2 ** (failures[upstream.name] - 1))
+        try:
+            result = await attempt(engine)
         except _RetryBeforeFirstToken as exc:
             engine.breaker.failed()
-            if tries == engine.max_retries:
-                raise RemoteUnavailable(
-                    f"the upstream did not answer after {tries + 1} tries: {exc}"
-                ) from None
-            await asyncio.sleep(engine.retry_backoff * 2**tries)
-        except RemoteUnavailable:
+            failures[upstream.name] += 1
+            tried.append(Attempt(upstream.name, str(exc)))
+        except RemoteUnavailable as exc:
             engine.breaker.failed()
+            tried.append(Attempt(upstream.name, str(exc)))
             raise
         else:
             engine.breaker.succeeded()
+            tried.append(Attempt(upstream.name))
             return result
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise RemoteUnavailable(_nobody_answered(tried))
+
+
+_ADDRESS_REFUSED = "the upstream's address is refused"
+_CIRCUIT_OPEN = "circuit open"
+
+
+def _nobody_answered(tried: list[Attempt]) -> str:
+    errors = [attempt.error or "" for attempt in tried]
+    if all(error == _CIRCUIT_OPEN for error in errors):
+        return "the upstream is failing; requests are paused for a moment (circuit open)"
+    called = [error for error in errors if error != _CIRCUIT_OPEN and not error.startswith(_ADDRESS_REFUSED)]
+    if not called:
+        return next(error for error in errors if error.startswith(_ADDRESS_REFUSED))
+    return f"the upstream did not answer after {len(called)} tries: {called[-1]}"
 
 
 @dataclass(frozen=True)

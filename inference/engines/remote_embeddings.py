@@ -17,23 +17,29 @@ from inference.engines.remote import (
     _reported_count,
 )
 from inference.engines.remote_async import remote_call, remote_whole_read
+from inference.engines.remote_deployments import Attempt, RemoteDeployments
 
 
 async def remote_embed(
-    engine: OpenAICompatibleEngine, *, inputs: list[str], dimensions: int | None, max_seconds: float | None
+    upstreams: RemoteDeployments,
+    *,
+    inputs: list[str],
+    dimensions: int | None,
+    max_seconds: float | None,
+    attempts: list[Attempt] | None = None,
 ) -> Embeddings:
-    """One vector per input, asked of the upstream as floats; raises RemoteUnavailable or
-    RemoteMalformed."""
-    body: dict[str, Any] = {"model": engine.model, "input": inputs, "encoding_format": "float"}
-    if dimensions is not None:
-        body["dimensions"] = dimensions
+    """One vector per input, asked of the version's upstreams as floats; raises
+    RemoteUnavailable or RemoteMalformed."""
     most_tokens = sum(len(text.encode()) for text in inputs) + len(inputs)  # a token per byte at most
 
-    async def attempt() -> Embeddings:
+    async def attempt(engine: OpenAICompatibleEngine) -> Embeddings:
+        body: dict[str, Any] = {"model": engine.model, "input": inputs, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
         content = await remote_whole_read(engine, body, url=engine.embeddings_url, max_seconds=max_seconds)
         return _read(content, inputs=len(inputs), most_tokens=most_tokens)
 
-    return await remote_call(engine, attempt)
+    return await remote_call(upstreams, attempt, attempts=attempts)
 
 
 def _read(content: bytes, *, inputs: int, most_tokens: int) -> Embeddings:

@@ -24,6 +24,7 @@ from inference.services.lifecycle import (
     model_version_stage,
 )
 from inference.services.registry import (
+    model_deployment_add,
     model_register,
     model_source_relative,
     model_version_register,
@@ -49,6 +50,7 @@ __all__ = [
     "model_access_grant",
     "model_access_revoke",
     "model_canary_stop",
+    "model_deployment_add",
     "model_register",
     "model_source_relative",
     "model_version_canary_start",

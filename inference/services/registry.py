@@ -14,7 +14,7 @@ from audit.services import audit_event_record
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from inference.hub import HubUnavailable, hub_snapshot_fetch
 from inference.manifest import Progress, manifest_compute
-from inference.models import Model, ModelVersion
+from inference.models import Deployment, Model, ModelVersion
 from inference.services._actors import actor_kwargs
 from inference.upstream_credentials import UpstreamCredentialRefused, upstream_credential_check
 
@@ -232,11 +232,70 @@ def model_version_register_remote(
         context_length=context_length,
         created_by=actor,
     )
-    return _version_save(
+    version = _version_save(
         version,
         actor=actor,
         after={"label": label, "backend": "openai_compatible", "base_url": base_url, "model": remote_model},
     )
+    # Its own upstream is its first deployment; more may join while it is a draft or staging.
+    Deployment.objects.create(
+        version=version, base_url=base_url, remote_model=remote_model, credential_ref=credential_ref
+    )
+    return version
+
+
+@transaction.atomic
+def model_deployment_add(
+    *,
+    version: ModelVersion,
+    base_url: str,
+    remote_model: str,
+    credential_ref: str = "",
+    weight: int = 1,
+    actor: User | None,
+) -> Deployment:
+    """Another upstream for a remote version, taking `weight` shares of its calls.
+
+    Only while the version is a draft or staging: what serves users changes through a new
+    version and its review, as any other change of what registration fixes. The address
+    passes the outbound guard, the credential is an allow-listed name.
+    """
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.backend != ModelVersion.Backend.OPENAI_COMPATIBLE:
+        raise ValidationError("Only a remote version has deployments.")
+    if version.status not in (ModelVersion.Status.DRAFT, ModelVersion.Status.STAGING):
+        raise ValidationError(
+            f"{version} is {version.status}: deployments join a draft or staging version "
+            "(register a new version to change what serves users)."
+        )
+    errors = model_version_upstream_errors(base_url=base_url, credential_ref=credential_ref)
+    if errors:
+        raise ValidationError(
+            {"base_url" if name == "remote_base_url" else name: why for name, why in errors.items()}
+        )
+    deployment = Deployment(
+        version=version,
+        base_url=base_url,
+        remote_model=remote_model,
+        credential_ref=credential_ref,
+        weight=weight,
+    )
+    deployment.full_clean()
+    deployment.save()
+    audit_event_record(
+        action="model.deployment.added",
+        target=version,
+        metadata={
+            "after": {
+                "base_url": base_url,
+                "model": remote_model,
+                "credential_ref": credential_ref,
+                "weight": weight,
+            }
+        },
+        **actor_kwargs(actor),  # type: ignore[arg-type]
+    )
+    return deployment
 
 
 @transaction.atomic

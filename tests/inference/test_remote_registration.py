@@ -167,6 +167,61 @@ def test_the_register_command_registers_a_remote_version(db: None, upstream: Fak
     assert "Registered remote-model@r1" in out.getvalue()
 
 
+def test_the_register_command_registers_a_remote_version_with_two_deployments(
+    db: None, upstream: FakeUpstream
+) -> None:
+    out = StringIO()
+    call_command(
+        "model_version_register",
+        "remote-model",
+        "--label",
+        "r1",
+        "--remote-base-url",
+        upstream.base_url,
+        "--remote-model",
+        "m",
+        "--deployment",
+        f"{upstream.base_url.replace('127.0.0.1', 'localhost')},m-replica,GATEHOUSE_UPSTREAM_VLLM,3",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    version = ModelVersion.objects.get(model__name="remote-model")
+    assert list(version.deployments.values_list("remote_model", "credential_ref", "weight")) == [
+        ("m", "", 1),
+        ("m-replica", "GATEHOUSE_UPSTREAM_VLLM", 3),
+    ]
+    assert "(remote: 2 deployment(s))" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("deployment", "fragment"),
+    [
+        ("just-a-url", "URL,MODEL"),
+        ("http://127.0.0.1:9/v1,m,,0", "at least 1"),
+        ("http://169.254.169.254/v1,m", "metadata"),
+    ],
+)
+def test_a_bad_deployment_registers_nothing(
+    db: None, upstream: FakeUpstream, deployment: str, fragment: str
+) -> None:
+    with pytest.raises(CommandError, match=fragment):
+        call_command(
+            "model_version_register",
+            "remote-model",
+            "--label",
+            "r1",
+            "--remote-base-url",
+            upstream.base_url,
+            "--remote-model",
+            "m",
+            "--deployment",
+            deployment,
+            stdout=StringIO(),
+            stderr=StringIO(),
+        )
+    assert not ModelVersion.objects.exists()
+
+
 def _stored_behind_the_services(upstream: FakeUpstream, alice: User, credential_ref: str) -> None:
     # A row written before the rules existed (or by hand): never trusted at load time.
     model = model_register(name="remote-model", open_to_all=True, actor=alice)

@@ -5,8 +5,22 @@ from typing import Any
 
 from rest_framework import serializers
 
-from inference.models import Model, ModelVersion
+from inference.models import MAX_DEPLOYMENT_WEIGHT, Model, ModelVersion
 from inference.services.lifecycle import MAX_CANARY_WEIGHT
+
+
+class DeploymentOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    base_url = serializers.CharField()
+    remote_model = serializers.CharField()
+    credential_ref = serializers.CharField()
+    weight = serializers.IntegerField()
+
+
+class DeploymentAddInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    base_url = serializers.URLField(max_length=200)
+    remote_model = serializers.CharField(max_length=200)
+    credential_ref = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    weight = serializers.IntegerField(default=1, min_value=1, max_value=MAX_DEPLOYMENT_WEIGHT)
 
 
 class VersionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -28,6 +42,7 @@ class VersionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     created_at = serializers.DateTimeField()
     promoted_at = serializers.DateTimeField(allow_null=True)
     retired_at = serializers.DateTimeField(allow_null=True)
+    deployments = DeploymentOutputSerializer(many=True, help_text="A remote version's upstreams.")
 
 
 class CanaryOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from inference.api.registry.views import (
+    RegistryDeploymentListView,
     RegistryModelDetailView,
     RegistryModelListView,
     RegistryModelStepView,
@@ -22,6 +23,7 @@ urlpatterns = [
         for step in ("stage", "promote", "retire")
     ),
     path(f"{_VERSION}canary/", RegistryVersionCanaryView.as_view(), name="registry-version-canary"),
+    path(f"{_VERSION}deployments/", RegistryDeploymentListView.as_view(), name="registry-deployments"),
     *(
         path(f"<slug:model_name>/{step}/", RegistryModelStepView.as_view(step=step), name=f"registry-{step}")
         for step in ("rollback", "canary-stop")

@@ -24,6 +24,7 @@ from accounts.authentication import HasScope
 from accounts.models import User
 from inference.api.registry.serializers import (
     CanaryInputSerializer,
+    DeploymentAddInputSerializer,
     ModelCreateInputSerializer,
     ModelOutputSerializer,
     VersionRegisterInputSerializer,
@@ -32,6 +33,7 @@ from inference.models import Model, ModelVersion
 from inference.selectors import model_registry_get, model_registry_list
 from inference.services import (
     model_canary_stop,
+    model_deployment_add,
     model_register,
     model_version_canary_start,
     model_version_promote,
@@ -176,6 +178,21 @@ class RegistryVersionStepView(_RegistryView):
         version = _version_or_404(_model_or_404(model_name), label)
         self._STEPS[self.step][1](version=version, actor=self.actor)
         return _model_answer(model_name)
+
+
+class RegistryDeploymentListView(_RegistryView):
+    """Another upstream for a remote draft or staging version, taking `weight` shares of its
+    calls (what serves users changes through a new version, as every other change)."""
+
+    needs: ClassVar[dict[str, str]] = {"POST": "inference.change_modelversion"}
+
+    @extend_schema(request=DeploymentAddInputSerializer, responses={201: ModelOutputSerializer})
+    def post(self, request: Request, model_name: str, label: str) -> Response:
+        version = _version_or_404(_model_or_404(model_name), label)
+        serializer = DeploymentAddInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model_deployment_add(version=version, **serializer.validated_data, actor=self.actor)
+        return _model_answer(model_name, created=True)
 
 
 class RegistryVersionCanaryView(_RegistryView):

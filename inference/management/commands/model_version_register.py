@@ -12,6 +12,7 @@ from tqdm import tqdm
 from inference.manifest import Progress, model_files
 from inference.models import Model, ModelVersion
 from inference.services import (
+    model_deployment_add,
     model_register,
     model_source_relative,
     model_version_register,
@@ -69,6 +70,15 @@ class Command(BaseCommand):
             help="with --remote-base-url: the NAME of the GATEHOUSE_UPSTREAM_* environment variable "
             "holding the upstream's API key (never the key)",
         )
+        parser.add_argument(
+            "--deployment",
+            action="append",
+            default=[],
+            metavar="URL,MODEL[,CREDENTIAL[,WEIGHT]]",
+            help="with --remote-base-url: another upstream serving the version (repeatable); calls "
+            "are shared by weight (1 unless said; the --remote-base-url one weighs 1) and move on "
+            "to the next when one fails before answering",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sources = [options["directory"], options["hub_id"], options["remote_base_url"]]
@@ -80,7 +90,8 @@ class Command(BaseCommand):
         try:
             if options["remote_base_url"]:
                 version = self._remote(options)
-                self.stdout.write(f"Registered {version} as a draft (remote: {version.remote_base_url}).")
+                count = version.deployments.count()
+                self.stdout.write(f"Registered {version} as a draft (remote: {count} deployment(s)).")
                 return
             version = self._from_hub(options) if options["hub_id"] else self._from_directory(options)
         except ValidationError as invalid:
@@ -90,11 +101,12 @@ class Command(BaseCommand):
     def _remote(self, options: dict[str, Any]) -> ModelVersion:
         if not options["remote_model"]:
             raise CommandError("--remote-base-url needs --remote-model, the model name the upstream knows.")
+        deployments = [_deployment_parse(text) for text in options["deployment"]]
         with transaction.atomic():
             model = Model.objects.filter(name=options["model"]).first() or model_register(
                 name=options["model"], open_to_all=options["open_to_all"], kind=options["kind"], actor=None
             )
-            return model_version_register_remote(
+            version = model_version_register_remote(
                 model=model,
                 label=options["label"],
                 base_url=options["remote_base_url"],
@@ -103,6 +115,9 @@ class Command(BaseCommand):
                 context_length=options["context_length"],
                 actor=None,
             )
+            for deployment in deployments:
+                model_deployment_add(version=version, **deployment, actor=None)
+            return version
 
     def _common(self, options: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return {
@@ -144,3 +159,19 @@ class Command(BaseCommand):
                 kind=options["kind"],
                 **self._common(options, bar.update),
             )
+
+
+def _deployment_parse(text: str) -> dict[str, Any]:
+    """`URL,MODEL[,CREDENTIAL[,WEIGHT]]` as `model_deployment_add`'s arguments."""
+    parts = [part.strip() for part in text.split(",")]
+    if not 2 <= len(parts) <= 4 or not all(parts[:2]):  # noqa: PLR2004 - URL and model at least
+        raise CommandError(f"--deployment {text!r}: give URL,MODEL[,CREDENTIAL[,WEIGHT]].")
+    weight = parts[3] if len(parts) == 4 else "1"  # noqa: PLR2004 - the weight is the fourth
+    if not weight.isdigit() or int(weight) < 1:
+        raise CommandError(f"--deployment {text!r}: the weight is a whole number of at least 1.")
+    return {
+        "base_url": parts[0],
+        "remote_model": parts[1],
+        "credential_ref": parts[2] if len(parts) > 2 else "",  # noqa: PLR2004 - the third part
+        "weight": int(weight),
+    }
