@@ -20,7 +20,8 @@ from inference.admin.actions import (
     apply_each,
     canary_start_view,
 )
-from inference.models import Model, ModelVersion
+from inference.admin.deployments import DeploymentInline, deployments_add
+from inference.models import Deployment, Model, ModelVersion
 from inference.services import (
     model_access_grant,
     model_access_revoke,
@@ -294,6 +295,16 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
         if obj is None:
             kwargs["form"] = ModelVersionAddForm
         return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_inlines(self, request: HttpRequest, obj: ModelVersion | None = None) -> Any:
+        remote = obj is not None and obj.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
+        return [DeploymentInline] if remote else []
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is Deployment:
+            deployments_add(version=form.instance, formset=formset, actor=console_user(request))
+            return
+        super().save_formset(request, form, formset, change)
 
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
         """Through the services: registration records the console user as the version's author

@@ -58,14 +58,23 @@ async def choices_run(
     failure once the others are cancelled and have ended."""
     if len(admitted) == 1:
         return [await run(0, admitted[0])]
-    tasks = [asyncio.ensure_future(run(index, choice)) for index, choice in enumerate(admitted)]
+    started: set[int] = set()
+
+    async def run_noted(index: int, choice: ChatAdmitted) -> _Result:
+        started.add(index)
+        return await run(index, choice)
+
+    tasks = [asyncio.ensure_future(run_noted(index, choice)) for index, choice in enumerate(admitted)]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        # The caller left, or a choice failed: the rest stop, and end before we go on.
+        # The caller left, or a choice failed: the rest stop, and end before we go on. A choice
+        # cancelled before it began never ran its own ending: what it holds goes back here.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        unstarted = [choice for index, choice in enumerate(admitted) if index not in started]
+        await asyncio.shield(_holds_give_back(unstarted))
     for task in tasks:
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error

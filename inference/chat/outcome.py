@@ -41,6 +41,10 @@ class ChatProgress:
     attempts: list[Attempt] = field(default_factory=list)
 
 
+# Outcomes under way, kept until done: the loop holds tasks only weakly.
+_recording: set["asyncio.Task[None]"] = set()
+
+
 async def chat_outcome(
     *,
     admitted: ChatAdmitted,
@@ -50,7 +54,34 @@ async def chat_outcome(
     details: dict[str, Any],
 ) -> None:
     """Record how the chat ended, then settle what it held. `details` join the record's
-    metadata (finish_reason and usage, or code and reason)."""
+    metadata (finish_reason and usage, or code and reason).
+
+    Runs to its end even when its caller is cancelled meanwhile (the client left, or another
+    choice of the request failed): a record half written or a hold never given back would be
+    an audit gap or a quota leak. The caller then goes on at once, and this finishes behind it.
+    """
+    task = asyncio.ensure_future(
+        _outcome(
+            admitted=admitted,
+            progress=progress,
+            failed=failed,
+            charged_tokens=charged_tokens,
+            details=details,
+        )
+    )
+    _recording.add(task)
+    task.add_done_callback(_recording.discard)
+    await asyncio.shield(task)
+
+
+async def _outcome(
+    *,
+    admitted: ChatAdmitted,
+    progress: ChatProgress,
+    failed: bool,
+    charged_tokens: int,
+    details: dict[str, Any],
+) -> None:
     now = time.time()
     started = admitted.admitted_at
     metadata: dict[str, object] = {

@@ -191,3 +191,20 @@ def circuit_breaker_for(*, base_url: str, threshold: int, reset_seconds: float) 
                 threshold=threshold, reset_seconds=reset_seconds, upstream=base_url
             )
         return breaker
+
+
+def circuit_breaker_state(*, base_url: str) -> str:
+    """How the upstream at `base_url` stands, as this process's breaker and the shared key
+    say: for the console."""
+    with _breakers_lock:
+        breaker = _breakers.get(base_url)
+    if breaker is None:
+        return "not called by this process yet"
+    with breaker._lock:
+        if breaker.opened_at is None and breaker._shared_due():
+            breaker._shared_read()
+        opened_at, failures = breaker.opened_at, breaker.failures
+    if opened_at is not None:
+        left = max(0.0, breaker.reset_seconds - (time.monotonic() - opened_at))
+        return f"paused: circuit open ({left:.0f} s before a trial)"
+    return "answering" if failures == 0 else f"answering ({failures} failure(s) in a row)"

@@ -12,6 +12,7 @@ from inference.models import Model, ModelVersion
 from tests.accounts.helpers import quota_counter_used
 from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -133,18 +134,26 @@ async def test_a_remote_version_is_asked_once_per_choice(
     assert all("n" not in request["body"] for request in upstream.requests)
 
 
-async def test_a_failing_choice_fails_the_request_and_each_is_recorded(
+async def test_a_failing_choice_fails_the_request_and_leaves_nothing_held(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
     await database_sync_to_async(remote_model_register)(alice, upstream)
+    await database_sync_to_async(QuotaPolicy.objects.create)(
+        name="bob-limits", user=bob, tokens_per_day=100_000, concurrent_streams=4
+    )
     upstream.mode = "bad_request"
     key = await database_sync_to_async(api_key_mint)(bob)
-    answer = await v1_post(_body(model="remote-model", n=2), key=key, **{"X-Request-ID": "two-failing"})
-    assert answer.status_code == 503
-    failed = await database_sync_to_async(
-        lambda: list(AuditEvent.objects.filter(request_id="two-failing").values_list("action", flat=True))
+    for _ in range(3):
+        answer = await v1_post(_body(model="remote-model", n=3), key=key, **{"X-Request-ID": "three-failing"})
+        assert answer.status_code == 503
+        # A choice cancelled while it recorded its end finishes recording behind the answer.
+        await eventually(lambda: True if quota_counter_used(bob, "streams") == 0 else None)
+    # Each choice that ran is recorded (failed, or cancelled by the first failure); one cancelled
+    # before it began is not, and whatever every choice held went back.
+    records = await database_sync_to_async(
+        lambda: list(AuditEvent.objects.filter(request_id="three-failing").values_list("action", flat=True))
     )()
-    # The first failure cancels the other (recorded as cancelled) or both fail: two records.
-    assert len(failed) == 2
-    assert set(failed) <= {"inference.failed", "inference.completed"}
-    assert "inference.failed" in failed
+    assert "inference.failed" in records
+    assert set(records) <= {"inference.failed", "inference.completed"}
+    assert await database_sync_to_async(quota_counter_used)(bob, "streams") == 0
+    assert await database_sync_to_async(quota_counter_used)(bob, "tokens") == 0

@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.models import User
 from audit.models import AuditEvent
 from inference.models import Model, ModelVersion
-from inference.services import model_register, model_version_register_remote
+from inference.services import model_register, model_version_promote, model_version_register_remote
 from tests.inference.test_console_lifecycle import _console, _model_manager
 
 PUBLIC_UPSTREAM = "https://93.184.216.34/v1"
@@ -98,6 +98,21 @@ def test_a_console_registration_records_its_author_for_separation_of_duties(
 
 
 @pytest.mark.usefixtures("upstream_key")
+def _deployments_management(version: ModelVersion, *, adding: int = 0) -> dict[str, Any]:
+    """The change page's deployments formset as posted: its rows shown, `adding` new ones."""
+    existing = list(version.deployments.all())
+    form = {
+        "deployments-TOTAL_FORMS": str(len(existing) + adding),
+        "deployments-INITIAL_FORMS": str(len(existing)),
+        "deployments-MIN_NUM_FORMS": "0",
+        "deployments-MAX_NUM_FORMS": "1000",
+    }
+    for index, deployment in enumerate(existing):
+        form[f"deployments-{index}-id"] = str(deployment.pk)
+        form[f"deployments-{index}-version"] = str(version.pk)
+    return form
+
+
 def test_the_change_page_cannot_change_what_registration_fixed(remote_model: Model, alice: User) -> None:
     version = model_version_register_remote(
         model=remote_model,
@@ -121,13 +136,16 @@ def test_the_change_page_cannot_change_what_registration_fixed(remote_model: Mod
         assert f'name="{fixed}"' not in page
     response = console.post(
         url,
-        _remote_form(
-            remote_model,
-            remote_base_url="https://attacker.example.com/v1",
-            credential_ref="JWT_SIGNING_KEY",
-            allow_pickle_weights="on",
-            context_length=4096,
-        ),
+        {
+            **_remote_form(
+                remote_model,
+                remote_base_url="https://attacker.example.com/v1",
+                credential_ref="JWT_SIGNING_KEY",
+                allow_pickle_weights="on",
+                context_length=4096,
+            ),
+            **_deployments_management(version),
+        },
     )
     assert response.status_code == 302
     version.refresh_from_db()
@@ -194,3 +212,62 @@ def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> 
     assert changed.status_code == 302
     model.refresh_from_db()
     assert model.kind == Model.Kind.EMBEDDING
+
+
+def test_the_change_page_adds_a_deployment_to_a_draft_and_shows_health(
+    remote_model: Model, alice: User
+) -> None:
+    version = model_version_register_remote(
+        model=remote_model, label="r1", base_url=PUBLIC_UPSTREAM, remote_model="upstream-model", actor=alice
+    )
+    console: Client = _console(_model_manager())
+    url = f"/admin/inference/modelversion/{version.pk}/change/"
+    page = console.get(url).content.decode()
+    assert "health (this server)" in page.lower()
+    assert "not called by this process yet" in page or "answering" in page
+    form = {
+        "dtype": "auto",
+        "context_length": version.context_length,
+        "tool_call_format": "",
+        **_deployments_management(version, adding=1),
+        "deployments-1-base_url": "http://169.254.169.254/v1",
+        "deployments-1-remote_model": "replica",
+        "deployments-1-credential_ref": "",
+        "deployments-1-weight": "2",
+    }
+    refused = console.post(url, form)
+    assert refused.status_code == 200  # the form again, with the guard's refusal
+    assert "cloud metadata" in refused.content.decode()
+    assert version.deployments.count() == 1
+    added = console.post(url, {**form, "deployments-1-base_url": "https://93.184.216.35/v1"})
+    assert added.status_code == 302
+    assert list(version.deployments.values_list("base_url", "weight")) == [
+        (PUBLIC_UPSTREAM, 1),
+        ("https://93.184.216.35/v1", 2),
+    ]
+    assert AuditEvent.objects.filter(action="model.deployment.added").count() == 1
+
+
+def test_a_production_version_shows_its_deployments_and_takes_none(remote_model: Model, alice: User) -> None:
+    version = model_version_register_remote(
+        model=remote_model, label="r1", base_url=PUBLIC_UPSTREAM, remote_model="upstream-model", actor=alice
+    )
+    model_version_promote(version=version, actor=alice)
+    console: Client = _console(_model_manager())
+    url = f"/admin/inference/modelversion/{version.pk}/change/"
+    page = console.get(url).content.decode()
+    assert PUBLIC_UPSTREAM in page
+    assert 'name="deployments-__prefix__-base_url"' not in page  # no row to add
+    console.post(
+        url,
+        {
+            "dtype": "auto",
+            "context_length": version.context_length,
+            "tool_call_format": "",
+            **_deployments_management(version, adding=1),
+            "deployments-1-base_url": "https://93.184.216.35/v1",
+            "deployments-1-remote_model": "replica",
+            "deployments-1-weight": "1",
+        },
+    )
+    assert version.deployments.count() == 1
