@@ -7,21 +7,18 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from inference.admin.credentials import upstream_credential_choices_offer, upstream_credential_field
 from inference.engines.circuit_breaker import circuit_breaker_state
 from inference.models import Deployment, ModelVersion
 from inference.services import model_deployment_add, model_version_upstream_errors
-from inference.upstream_credentials import upstream_credential_names
 
 # What a new deployment sets; nothing of an existing one changes (a change is a new version).
 DEPLOYMENT_FIELDS = ("base_url", "remote_model", "credential_ref", "weight")
 
 
 class DeploymentForm(forms.ModelForm):  # type: ignore[type-arg]
-    credential_ref = forms.CharField(
-        required=False,
-        label="Upstream credential",
-        widget=forms.Select(),
-        help_text="The GATEHOUSE_UPSTREAM_… variable holding its key (only names set here are offered).",
+    credential_ref = upstream_credential_field(
+        help_text="The GATEHOUSE_UPSTREAM_… variable holding its key (only names set here are offered)."
     )
 
     class Meta:
@@ -30,8 +27,7 @@ class DeploymentForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        widget: forms.Select = self.fields["credential_ref"].widget
-        widget.choices = [("", "none"), *((name, name) for name in upstream_credential_names())]
+        upstream_credential_choices_offer(self)
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

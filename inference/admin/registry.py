@@ -20,6 +20,7 @@ from inference.admin.actions import (
     apply_each,
     canary_start_view,
 )
+from inference.admin.credentials import upstream_credential_choices_offer, upstream_credential_field
 from inference.admin.deployments import DeploymentInline, deployments_add
 from inference.models import Deployment, Model, ModelVersion
 from inference.services import (
@@ -221,12 +222,9 @@ VERSION_CHANGE_EDITABLE_FIELDS = MODEL_VERSION_UPDATABLE_FIELDS
 class ModelVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
     """Registering a version in the console, under the services' rules (shown as form errors)."""
 
-    credential_ref = forms.CharField(
-        required=False,
-        label="Upstream credential",
-        widget=forms.Select(),
+    credential_ref = upstream_credential_field(
         help_text="Remote versions: the environment variable (GATEHOUSE_UPSTREAM_…) holding the "
-        "upstream's API key. Only the names set on this server are offered; the key is never shown.",
+        "upstream's API key. Only the names set on this server are offered; the key is never shown."
     )
 
     class Meta:
@@ -235,8 +233,7 @@ class ModelVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        widget: forms.Select = self.fields["credential_ref"].widget
-        widget.choices = [("", "none"), *((name, name) for name in upstream_credential_names())]
+        upstream_credential_choices_offer(self)
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

@@ -145,7 +145,8 @@ def test_the_register_command_refuses_a_credential_outside_the_upstream_prefix(d
     assert not ModelVersion.objects.exists()
 
 
-def test_the_register_command_registers_a_remote_version(db: None, upstream: FakeUpstream) -> None:
+def _register_remote(upstream: FakeUpstream, *extra: str) -> StringIO:
+    """`model_version_register remote-model --label r1` for `upstream` as `m`, and `extra`."""
     out = StringIO()
     call_command(
         "model_version_register",
@@ -156,11 +157,15 @@ def test_the_register_command_registers_a_remote_version(db: None, upstream: Fak
         upstream.base_url,
         "--remote-model",
         "m",
-        "--credential",
-        "GATEHOUSE_UPSTREAM_VLLM",
+        *extra,
         stdout=out,
         stderr=StringIO(),
     )
+    return out
+
+
+def test_the_register_command_registers_a_remote_version(db: None, upstream: FakeUpstream) -> None:
+    out = _register_remote(upstream, "--credential", "GATEHOUSE_UPSTREAM_VLLM")
     version = ModelVersion.objects.get(model__name="remote-model")
     assert version.backend == ModelVersion.Backend.OPENAI_COMPATIBLE
     assert version.credential_ref == "GATEHOUSE_UPSTREAM_VLLM"
@@ -170,20 +175,10 @@ def test_the_register_command_registers_a_remote_version(db: None, upstream: Fak
 def test_the_register_command_registers_a_remote_version_with_two_deployments(
     db: None, upstream: FakeUpstream
 ) -> None:
-    out = StringIO()
-    call_command(
-        "model_version_register",
-        "remote-model",
-        "--label",
-        "r1",
-        "--remote-base-url",
-        upstream.base_url,
-        "--remote-model",
-        "m",
+    out = _register_remote(
+        upstream,
         "--deployment",
         f"{upstream.base_url.replace('127.0.0.1', 'localhost')},m-replica,GATEHOUSE_UPSTREAM_VLLM,3",
-        stdout=out,
-        stderr=StringIO(),
     )
     version = ModelVersion.objects.get(model__name="remote-model")
     assert list(version.deployments.values_list("remote_model", "credential_ref", "weight")) == [
@@ -205,20 +200,7 @@ def test_a_bad_deployment_registers_nothing(
     db: None, upstream: FakeUpstream, deployment: str, fragment: str
 ) -> None:
     with pytest.raises(CommandError, match=fragment):
-        call_command(
-            "model_version_register",
-            "remote-model",
-            "--label",
-            "r1",
-            "--remote-base-url",
-            upstream.base_url,
-            "--remote-model",
-            "m",
-            "--deployment",
-            deployment,
-            stdout=StringIO(),
-            stderr=StringIO(),
-        )
+        _register_remote(upstream, "--deployment", deployment)
     assert not ModelVersion.objects.exists()
 
 
