@@ -112,6 +112,7 @@ DAVES_OBJECT = {
     "export_id": "export_id",
     "erasure_id": "erasure_id",
     "model_name": "model_name",
+    "label": "version_label",
 }
 
 

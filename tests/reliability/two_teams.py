@@ -17,7 +17,7 @@ def two_teams_seed() -> dict[str, Any]:
     from audit.compliance.data_exports import compliance_export_request
     from audit.compliance.erasure import compliance_erasure_request
     from inference.models import Model
-    from inference.services import model_access_grant, model_register
+    from inference.services import model_access_grant, model_register, model_version_register_remote
     from inference.services.conversations import conversation_exchange_record
 
     bob = user_create(username="bob", password=PASSWORD, roles=[Role.MEMBER])
@@ -28,6 +28,9 @@ def two_teams_seed() -> dict[str, Any]:
 
     closed = model_register(name="blue-only", open_to_all=False, actor=None)
     model_access_grant(model=closed, grantee=blue, actor=None)
+    version = model_version_register_remote(
+        model=closed, label="blue-r1", base_url="https://93.184.216.34/v1", remote_model="m", actor=None
+    )
     key, _ = api_key_create(user=dave, name="dave's key", scopes=["chat"], actor=dave)
     demo = Model.objects.get(name="demo-tiny").versions.get(label="v1")
     conversation = conversation_exchange_record(
@@ -52,6 +55,7 @@ def two_teams_seed() -> dict[str, Any]:
             "export_id": str(export.pk),
             "erasure_id": str(erasure.pk),
             "model_name": closed.name,
+            "version_label": version.label,
             "conversation_text": "dave's secret answer",
         },
     }
