@@ -14,11 +14,12 @@ call up: the breaker goes on with what this process knows.
 
 Every opening and closing is counted in `/metrics` (`gatehouse_upstream_breaker_transitions`,
 by upstream and state) and audited (`upstream.breaker_opened` / `upstream.breaker_closed`,
-written off the request's path).
+written in order by one thread per process, off the request's path).
 """
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -135,12 +136,7 @@ class CircuitBreaker:
             return
         UPSTREAM_BREAKER_TRANSITIONS.labels(upstream=self.upstream, state=state).inc()
         # An audit write is a database write: never on the caller's path (an event loop, often).
-        threading.Thread(
-            target=_transition_record,
-            kwargs={"upstream": self.upstream, "state": state, "failures": self.failures},
-            name="gatehouse-breaker-audit",
-            daemon=True,
-        ).start()
+        _transition_queue(upstream=self.upstream, state=state, failures=self.failures)
 
 
 _client: Any = None
@@ -159,23 +155,44 @@ def _redis() -> Any:
         return _client
 
 
-def _transition_record(*, upstream: str, state: str, failures: int) -> None:
+# Transitions to audit, in the order they happened, written by one thread per process.
+_transitions: "queue.SimpleQueue[dict[str, Any]]" = queue.SimpleQueue()
+_recorder: threading.Thread | None = None
+
+
+def _transition_queue(**transition: Any) -> None:
+    global _recorder  # noqa: PLW0603 - one recorder per process, started at the first transition
+    _transitions.put(transition)
+    with _client_lock:
+        if _recorder is None or not _recorder.is_alive():
+            _recorder = threading.Thread(
+                target=_transitions_record, name="gatehouse-breaker-audit", daemon=True
+            )
+            _recorder.start()
+
+
+def _transitions_record() -> None:
     from django.db import close_old_connections
 
     from audit.services import audit_event_record
 
-    try:
-        audit_event_record(
-            action="upstream.breaker_opened" if state == "open" else "upstream.breaker_closed",
-            target_type="upstream",
-            target_id=upstream[:200],
-            target_display=upstream[:200],
-            metadata={"failures": failures} if state == "open" else {},
-        )
-    except Exception:
-        logger.exception("the circuit breaker's %s transition for %s could not be audited", state, upstream)
-    finally:
-        close_old_connections()
+    while True:
+        transition = _transitions.get()
+        upstream, state = transition["upstream"], transition["state"]
+        try:
+            audit_event_record(
+                action="upstream.breaker_opened" if state == "open" else "upstream.breaker_closed",
+                target_type="upstream",
+                target_id=upstream[:200],
+                target_display=upstream[:200],
+                metadata={"failures": transition["failures"]} if state == "open" else {},
+            )
+        except Exception:
+            logger.exception(
+                "the circuit breaker's %s transition for %s could not be audited", state, upstream
+            )
+        finally:
+            close_old_connections()
 
 
 _breakers: dict[str, CircuitBreaker] = {}
