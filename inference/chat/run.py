@@ -33,6 +33,7 @@ from inference.engines.base import (
     GenerationParams,
     GenerationResult,
     TokenLogprob,
+    token_arguments,
 )
 from inference.engines.loader import UpstreamRefused, engine_for_version
 from inference.engines.remote import RemoteMalformed, RemoteUnavailable
@@ -215,10 +216,7 @@ class _RemoteDelivery:
         if self._progress.reply is not None:
             self._progress.reply.extend(texts)
         self._progress.delivered += len(texts)
-        if logprobs is None:
-            await self._on_texts(texts)
-        else:
-            await self._on_texts(texts, logprobs)
+        await self._on_texts(*token_arguments(texts, logprobs))
 
     async def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
         self._arrived()
@@ -304,11 +302,8 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts
         await on_started()
         async for event in session.events():
             if event["type"] == "generation.tokens":
-                if "logprobs" in event:
-                    if event["texts"] or event["logprobs"]:
-                        await on_texts(event["texts"], event["logprobs"])
-                elif event["texts"]:
-                    await on_texts(event["texts"])
+                if event["texts"] or event.get("logprobs"):
+                    await on_texts(*token_arguments(event["texts"], event.get("logprobs")))
             elif event["type"] == "generation.failed":
                 code = event.get("detail_code") or event["code"]
                 raise ChatRefused(code=code, message=event["message"], protocol_code=event["code"])

@@ -109,6 +109,14 @@ class TokenCallback(Protocol):
     def __call__(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None: ...
 
 
+def token_arguments(
+    texts: list[str], logprobs: list[TokenLogprob] | None
+) -> tuple[list[str]] | tuple[list[str], list[TokenLogprob]]:
+    """What a token callback is called with: the texts, and their tokens' entries only where
+    they were asked for (`logprobs` None: not asked, and the callback is given one argument)."""
+    return (texts,) if logprobs is None else (texts, logprobs)
+
+
 class AsyncTokenCallback(Protocol):
     """`TokenCallback` on an event loop: texts read together, and (given only where they were
     asked for) their tokens' log probabilities."""

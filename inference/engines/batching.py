@@ -48,6 +48,7 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
     TokenLogprob,
+    token_arguments,
 )
 from inference.engines.constraints import RowConstraint
 
@@ -225,10 +226,8 @@ class RequestScheduler:
                         continue
                 if texts or now - last_call >= HEARTBEAT_SECONDS:
                     # An empty call is a heartbeat: the generation is alive, only waiting.
-                    if request.params.logprobs is None:
-                        on_token(texts)
-                    else:
-                        on_token(texts, drained.logprobs)
+                    asked = request.params.logprobs is not None
+                    on_token(*token_arguments(texts, drained.logprobs if asked else None))
                     delivered += len(texts)
                     last_call = time.monotonic()
                     if texts:

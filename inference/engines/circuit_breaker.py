@@ -58,8 +58,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         with self._lock:
-            if self.opened_at is None and self._shared_due():
-                self._shared_read()
+            self._shared_catch_up()
             if self.opened_at is None:
                 return True
             if time.monotonic() - self.opened_at >= self.reset_seconds:
@@ -88,12 +87,28 @@ class CircuitBreaker:
         if opening:
             self._transition("open")
 
+    def state(self) -> str:
+        """Answering or paused, in words (the shared state read if it is due)."""
+        with self._lock:
+            self._shared_catch_up()
+            opened_at, failures = self.opened_at, self.failures
+        if opened_at is not None:
+            left = max(0.0, self.reset_seconds - (time.monotonic() - opened_at))
+            return f"paused: circuit open ({left:.0f} s before a trial)"
+        return "answering" if failures == 0 else f"answering ({failures} failure(s) in a row)"
+
     # --- the shared state ---------------------------------------------------------------------
 
     def _key(self) -> str | None:
         if self.upstream is None or not settings.REDIS_URL:
             return None
         return _KEY_PREFIX + hashlib.sha256(self.upstream.encode()).hexdigest()[:32]
+
+    def _shared_catch_up(self) -> None:
+        """A closed breaker learns, when it is due, whether another process opened it (under
+        the lock)."""
+        if self.opened_at is None and self._shared_due():
+            self._shared_read()
 
     def _shared_due(self) -> bool:
         now = time.monotonic()
@@ -215,13 +230,4 @@ def circuit_breaker_state(*, base_url: str) -> str:
     say: for the console."""
     with _breakers_lock:
         breaker = _breakers.get(base_url)
-    if breaker is None:
-        return "not called by this process yet"
-    with breaker._lock:
-        if breaker.opened_at is None and breaker._shared_due():
-            breaker._shared_read()
-        opened_at, failures = breaker.opened_at, breaker.failures
-    if opened_at is not None:
-        left = max(0.0, breaker.reset_seconds - (time.monotonic() - opened_at))
-        return f"paused: circuit open ({left:.0f} s before a trial)"
-    return "answering" if failures == 0 else f"answering ({failures} failure(s) in a row)"
+    return "not called by this process yet" if breaker is None else breaker.state()

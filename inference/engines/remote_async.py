@@ -28,6 +28,7 @@ from inference.engines.base import (
     GenerationParams,
     GenerationResult,
     TokenLogprob,
+    token_arguments,
 )
 from inference.engines.logprobs import logprobs_content_read
 from inference.engines.remote import (
@@ -104,10 +105,7 @@ class _Outlet:
             await self._texts_deliver(texts, entries)
 
     async def _texts_deliver(self, texts: list[str], entries: list[TokenLogprob]) -> None:
-        if self.logprobs:
-            await self.deliver(texts, entries)
-        else:
-            await self.deliver(texts)
+        await self.deliver(*token_arguments(texts, entries if self.logprobs else None))
 
 
 # One HTTP client session per event loop, for every upstream: it keeps connections alive

@@ -18,6 +18,7 @@ from inference.engines.base import (
     StopCheck,
     TokenCallback,
     TokenLogprob,
+    token_arguments,
 )
 from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
 
@@ -115,7 +116,4 @@ class _Sent:
 
     def __call__(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
         self.any = self.any or bool(texts)
-        if logprobs is None:
-            self.on_token(texts)
-        else:
-            self.on_token(texts, logprobs)
+        self.on_token(*token_arguments(texts, logprobs))
