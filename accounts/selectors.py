@@ -2,7 +2,8 @@
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, Team, User
+from gatehouse.local_cache import LocalCache
 
 
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
@@ -13,3 +14,15 @@ def api_key_list(*, user: User) -> QuerySet[ApiKey]:
 def api_key_get(*, user: User, key_id: int) -> ApiKey | None:
     """One of `user`'s own keys; None for a key that is not theirs, exactly as for none."""
     return api_key_list(user=user).filter(pk=key_id).first()
+
+
+# A user's teams, per process, dropped everywhere when memberships change (gatehouse.local_cache).
+_teams: LocalCache[int, tuple[int, ...]] = LocalCache("teams by user")
+
+
+def user_team_ids(*, user: User) -> tuple[int, ...]:
+    """The ids of the teams `user` is in, in order."""
+    return _teams.fetch(
+        user.pk,
+        lambda: tuple(Team.objects.filter(group__user=user).order_by("pk").values_list("pk", flat=True)),
+    )

@@ -72,6 +72,8 @@ class GenerationJob:
     quota: dict[str, Any] | None = None
     # The version is a remote (OpenAI-compatible) server: see GATEHOUSE_REMOTE_GENERATION.
     remote: bool = False
+    # The model asked for, where this job is its fallback (inference.chat.fallback).
+    fallback_from: str | None = None
     # Test hook (GATEHOUSE_TEST_HOLD_MODELS): decided where the job is made, from that
     # process's settings, and obeyed wherever it runs.
     hold_until_cancelled: bool | None = None
@@ -82,7 +84,12 @@ class GenerationJob:
             object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe; without `fallback_from` where unset, so that the previous release's
+        workers (which do not know it) still run every other job."""
+        payload = asdict(self)
+        if payload["fallback_from"] is None:
+            del payload["fallback_from"]
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "GenerationJob":
@@ -172,6 +179,7 @@ class _Outcome:
                 "time_to_first_token_ms": (
                     round((self.first_token_at - started) * 1000, 1) if self.first_token_at else None
                 ),
+                **({"fallback_from": self.job.fallback_from} if self.job.fallback_from else {}),
                 **details,
             },
         )

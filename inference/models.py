@@ -15,6 +15,10 @@ from audit.bulk_guard import AuditedQuerySet
 MAX_DEPLOYMENT_WEIGHT = 1000
 # No model may allow more choices per request than this (a request's choices share its batch).
 MAX_CHOICES_CEILING = 16
+# How long a cached answer may be kept at most (a day).
+MAX_RESPONSE_CACHE_SECONDS = 86_400
+# How many models one model may fall back to.
+MAX_FALLBACK_MODELS = 3
 
 
 class Model(models.Model):
@@ -23,6 +27,14 @@ class Model(models.Model):
     class Kind(models.TextChoices):
         CHAT = "chat", "Chat (generates text)"
         EMBEDDING = "embedding", "Embedding (turns text into vectors)"
+
+    class CacheCharge(models.TextChoices):
+        FULL = "full", "Charged as if the model had answered"
+        NONE = "none", "Not charged"
+
+    class Routing(models.TextChoices):
+        WEIGHTED = "weighted", "By weight"
+        LEAST_BUSY = "least_busy", "To the deployment with the fewest calls in flight"
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -40,6 +52,24 @@ class Model(models.Model):
     max_choices = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHOICES_CEILING)]
     )
+    # How a remote version's deployments share its calls: by weight, or to the one with the
+    # fewest calls in flight (inference.engines.remote_deployments).
+    routing = models.CharField(max_length=16, choices=Routing.choices, default=Routing.WEIGHTED)
+    # Models tried in order when this one's versions cannot answer before any token, each
+    # checked against the caller's access and quotas as if asked for (inference.chat.fallback).
+    fallback_models = models.JSONField(default=list, blank=True, editable=False)
+    # Opt-in exact-match answers (inference.chat.response_cache): a deterministic request
+    # (temperature 0, or a seed) asked again within `response_cache_seconds` is answered from
+    # the first answer, without calling the model, and charged by `response_cache_charge`.
+    # Kept per team (per person without one) unless `response_cache_shared`.
+    response_cache = models.BooleanField(default=False)
+    response_cache_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(MAX_RESPONSE_CACHE_SECONDS)]
+    )
+    response_cache_charge = models.CharField(
+        max_length=8, choices=CacheCharge.choices, default=CacheCharge.FULL
+    )
+    response_cache_shared = models.BooleanField(default=False)
     # An optional canary: a staging version that gets this percentage of conversations.
     canary_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -153,6 +183,10 @@ class Deployment(models.Model):
     weight = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_DEPLOYMENT_WEIGHT)]
     )
+    # What it may take, across every process (None: no limit): calls at once, and tokens a
+    # minute (prompt and answer). A deployment at a limit is passed over for the next.
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AuditedQuerySet.as_manager()

@@ -31,7 +31,7 @@ def model_get_usable(*, user: User, name: str) -> Model | None:
     return (
         model_list_usable(user=user)
         .filter(name=name)
-        .select_related("canary_version")
+        .select_related("canary_version__model")
         .prefetch_related("canary_version__deployments")
         .first()
     )

@@ -38,6 +38,8 @@ class AnswerFormat(Protocol):
     choices together.
     """
 
+    def served_by(self, *, model: str, version: str) -> None: ...
+
     def opening_bytes(self) -> bytes: ...
 
     # `logprobs` (the texts' tokens' entries) are given only where the request asked for them,
@@ -74,11 +76,15 @@ class _Format:
     ) -> None:
         self.id = f"{self.id_prefix}{generation_id}"
         self.created = int(time.time())
+        self.served_by(model=model, version=version)
+        self.include_usage = include_usage
+        self.choices = choices
+
+    def served_by(self, *, model: str, version: str) -> None:
+        """Who answers: the model asked for, or its fallback."""
         self.model = model
         # Which version answered, where OpenAI names the backend configuration.
         self.fingerprint = f"{model}@{version}"
-        self.include_usage = include_usage
-        self.choices = choices
 
     def _base(self, kind: str) -> dict[str, Any]:
         return {

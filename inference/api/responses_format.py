@@ -44,6 +44,10 @@ class ResponsesFormat:
         self.calls: dict[int, dict[str, Any]] = {}  # function-call items by the call's index
         self.open_calls: list[dict[str, Any]] = []
 
+    def served_by(self, *, model: str, version: str) -> None:
+        """Who answers: the model asked for, or its fallback."""
+        self.model = model
+
     # --- the response object -----------------------------------------------------------------
 
     def _response(

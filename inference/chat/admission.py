@@ -55,6 +55,11 @@ class ChatAdmitted:
     features: ChatFeatures | None = None
     # The messages are inputs to embed (/v1/embeddings), not a conversation.
     embedding: bool = False
+    # Who asked, and what, as admitted: a fallback to another model is admitted from them.
+    principal: Principal | None = None
+    frame: ChatFrame | None = None
+    # The model asked for, where this chat is its fallback (that model could not answer).
+    fallback_from: str | None = None
 
 
 def _decide(
@@ -74,11 +79,13 @@ async def chat_admit(
     client_ip: str | None,
     channel: str,
     sticky_key: str | None = None,
+    fallback_from: str | None = None,
 ) -> ChatAdmitted:
     """Decide and admit one chat, or raise `ChatRefused` (audited where it is a policy decision).
 
     `sticky_key` keeps requests that share it on one version while a canary runs (a
-    conversation's); by default each request is its own.
+    conversation's); by default each request is its own. `fallback_from` names the model
+    this one stands in for (`inference.chat.fallback`).
     """
     user, api_key = principal.user, principal.api_key
     sticky_key = sticky_key or f"{user.pk}:{request_id}"
@@ -126,6 +133,9 @@ async def chat_admit(
         channel=channel,
         features=frame.features,
         embedding=frame.embedding,
+        principal=principal,
+        frame=frame,
+        fallback_from=fallback_from,
     )
 
 

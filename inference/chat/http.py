@@ -33,13 +33,17 @@ from inference.api.text_completion_request import text_completion_request_parse
 from inference.chat.admission import ChatAdmitted
 from inference.chat.choices import choices_admit, choices_run
 from inference.chat.refusal import ChatRefused
-from inference.chat.run import ChatEnd, chat_run
+from inference.chat.run import ChatEnd, ChatStart, chat_run
 from inference.engines.base import TokenLogprob
 from inference.engines.tool_calls import tool_calls_merge
 
 _Request = TypeVar("_Request")
 # Where a stored API chat can be found later (/api/conversations/<id>/).
 CONVERSATION_HEADER = "X-Gatehouse-Conversation"
+# The model that answered: the one asked for, or a fallback where it could not.
+MODEL_HEADER = "X-Gatehouse-Model"
+# Whether the answer came from the model's response cache ("hit") or the model ("miss").
+CACHE_HEADER = "X-Gatehouse-Cache"
 CHAT_SCOPE = "chat"
 _SSE_HEADERS = [
     ("Content-Type", "text/event-stream"),
@@ -198,13 +202,15 @@ async def _stream(
     started = False
     several = len(admitted) > 1
 
-    async def on_started() -> None:
-        # The stream opens once the chat is under way; a refusal before it is a plain error.
+    async def on_started(start: ChatStart) -> None:
+        # The stream opens once the chat is under way, saying who answers (the model asked
+        # for, or its fallback); a refusal before it is a plain error.
         nonlocal started
         if started:
             return
         started = True
-        await responder.start(200, [*_SSE_HEADERS, *headers])
+        answer.served_by(model=start.model, version=start.version)
+        await responder.start(200, [*_SSE_HEADERS, *headers, *_start_headers(start)])
         if opening := answer.opening_bytes():
             await responder.write(opening)
 
@@ -238,8 +244,18 @@ async def _stream(
     await responder.end(last_end + answer.closing_bytes(finished=_finished(ends)))
 
 
-async def _nothing() -> None:
+async def _nothing(_start: ChatStart) -> None:
     """A whole answer starts when it ends."""
+
+
+def _start_headers(start: ChatStart | None) -> list[tuple[str, str]]:
+    """Who answered, where it was not the model asked for or not the model at all."""
+    if start is None:
+        return []
+    headers = [(MODEL_HEADER, start.model)]
+    if start.cache is not None:
+        headers.append((CACHE_HEADER, start.cache))
+    return headers
 
 
 async def _whole(
@@ -283,7 +299,10 @@ async def _whole(
     except ChatRefused as refused:
         await refusal_respond(responder, refused)
         return
-    await responder.start(200, [("Content-Type", "application/json"), *headers])
+    start = results[0][0].start
+    if start is not None:
+        answer.served_by(model=start.model, version=start.version)
+    await responder.start(200, [("Content-Type", "application/json"), *headers, *_start_headers(start)])
     whole = answer.whole(
         choices=[written for _, written in results], finished=_finished([end for end, _ in results])
     )

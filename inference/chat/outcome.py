@@ -92,6 +92,7 @@ async def _outcome(
         "time_to_first_token_ms": (
             round((progress.first_token_at - started) * 1000, 1) if progress.first_token_at else None
         ),
+        **({"fallback_from": admitted.fallback_from} if admitted.fallback_from else {}),
         **details,
     }
     if progress.attempts:

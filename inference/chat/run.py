@@ -12,6 +12,7 @@ cancelled) is recorded as cancelled and charged what it was sent.
 """
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
@@ -22,8 +23,15 @@ from django.conf import settings
 from accounts.services.chat_quotas import quota_chat_finish_async
 from gatehouse.database_calls import database_sync
 from inference.chat.admission import ChatAdmitted
+from inference.chat.fallback import chat_fallback_run, chat_refusal_falls_back
 from inference.chat.outcome import ChatProgress, chat_outcome
 from inference.chat.refusal import ChatRefused
+from inference.chat.response_cache import (
+    CachedAnswer,
+    response_cache_get,
+    response_cache_key,
+    response_cache_put,
+)
 from inference.chat.tool_call_reading import ToolCallReader
 from inference.dispatch import InferenceBusy
 from inference.engines.base import (
@@ -40,6 +48,7 @@ from inference.engines.remote import RemoteMalformed, RemoteUnavailable
 from inference.engines.remote_async import remote_generate
 from inference.engines.remote_deployments import RemoteDeployments
 from inference.engines.remote_embeddings import remote_embed
+from inference.engines.tool_calls import tool_calls_merge
 from inference.generation import GenerationJob
 from inference.generation_session import GenerationLost, GenerationSession
 from inference.services import chat_abandon
@@ -48,9 +57,23 @@ from inference.services.registry import model_version_load_refused_record
 # The answer's texts as they come, with their tokens' log probabilities where asked for.
 OnTexts = AsyncTokenCallback
 OnToolCalls = Callable[[list[dict[str, Any]]], Awaitable[None]]
-OnStarted = Callable[[], Awaitable[None]]
 UNAVAILABLE_MESSAGE = "The model's server is not answering; try again shortly."
 MALFORMED_MESSAGE = "The model's server sent a malformed answer; try again, or another model."
+
+
+@dataclass(frozen=True)
+class ChatStart:
+    """What the door learns as the answer begins: who answers it, and from where."""
+
+    model: str
+    version: str
+    # The response cache: "hit" (answered from it), "miss" (asked of the model, and kept),
+    # None where the model keeps no answers for this request.
+    cache: str | None = None
+
+
+OnStarted = Callable[[ChatStart], Awaitable[None]]
+_Begun = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,8 @@ class ChatEnd:
     completion_tokens: int
     # An embedding request's answer: one vector per input.
     vectors: list[list[float]] | None = None
+    # Who answered (a fallback model, where the one asked for could not), and from where.
+    start: ChatStart | None = None
 
     def as_event(self) -> dict[str, Any]:
         """How it ended and what it used (the vectors are the answer, not its record)."""
@@ -82,9 +107,150 @@ async def chat_run(
     the calls it makes to `on_tool_calls` (OpenAI's pieces: index, then id and name, then
     arguments); `stream` False asks for it whole.
 
-    `on_started` is awaited once the chat is under way (dispatched, or about to call its
-    upstream): a refusal raised before it (the model's queue is full, say) is the whole answer.
+    `on_started` is awaited once the chat is under way (a remote model's first token, a local
+    model's dispatch), with who answers: a refusal raised before it is the whole answer.
+    Where the model keeps answers, a deterministic request asked again is answered from them
+    (`response_cache`); where it cannot answer before anything was sent, its fallback models
+    are asked (`fallback`).
     """
+    door = _Door(stream=stream, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls)
+
+    async def serve(chat: ChatAdmitted) -> ChatEnd:
+        return await _cached_or_generated(chat, stream=stream, door=door)
+
+    try:
+        return await serve(admitted)
+    except ChatRefused as refused:
+        if door.begun or not chat_refusal_falls_back(refused, admitted=admitted):
+            raise
+        return await chat_fallback_run(admitted, refused, run=serve, answer_begun=lambda: door.begun)
+
+
+class _Door:
+    """The door's callbacks, noting whether its answer has begun (after which no other model
+    may answer instead)."""
+
+    def __init__(
+        self, *, stream: bool, on_started: OnStarted, on_texts: OnTexts, on_tool_calls: OnToolCalls | None
+    ) -> None:
+        self._stream, self._on_started, self._on_texts = stream, on_started, on_texts
+        self._on_tool_calls = on_tool_calls
+        self.tools = on_tool_calls is not None
+        self.begun = False
+
+    async def started(self, start: ChatStart) -> None:
+        self.begun = self.begun or self._stream  # a stream's opening is written now
+        await self._on_started(start)
+
+    async def texts(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+        self.begun = True
+        await self._on_texts(*token_arguments(texts, logprobs))
+
+    async def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
+        self.begun = True
+        assert self._on_tool_calls is not None  # noqa: S101 - passed on only where there is one
+        await self._on_tool_calls(deltas)
+
+
+async def _cached_or_generated(admitted: ChatAdmitted, *, stream: bool, door: _Door) -> ChatEnd:
+    """The answer from the model's response cache, or generated (and kept there, where the
+    model keeps answers)."""
+    plan = admitted.plan
+    key = response_cache_key(admitted)
+    if key is not None:
+        hit = await response_cache_get(key=key)
+        if hit is not None:
+            start = ChatStart(model=plan.model_name, version=plan.version_label, cache="hit")
+            return await _replayed(admitted, hit, door=door, start=start)
+    start = ChatStart(
+        model=plan.model_name, version=plan.version_label, cache=None if key is None else "miss"
+    )
+    kept = CachedAnswer() if key is not None else None
+    on_texts: OnTexts = door.texts
+    on_tool_calls: OnToolCalls | None = door.tool_calls if door.tools else None
+    if kept is not None:
+        on_texts, on_tool_calls = _kept_texts(kept, on_texts), _kept_calls(kept, on_tool_calls)
+    end = await _generated(
+        admitted,
+        stream=stream,
+        on_started=functools.partial(door.started, start),
+        on_texts=on_texts,
+        on_tool_calls=on_tool_calls,
+    )
+    if key is not None and kept is not None and plan.cache is not None:
+        kept.finish_reason = end.finish_reason
+        kept.prompt_tokens, kept.completion_tokens = end.prompt_tokens, end.completion_tokens
+        kept.tool_calls = tool_calls_merge(kept.tool_calls)
+        await response_cache_put(key=key, answer=kept, seconds=plan.cache.seconds)
+    return replace(end, start=start)
+
+
+def _kept_texts(kept: CachedAnswer, on_texts: OnTexts) -> OnTexts:
+    async def texts(more: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
+        kept.texts.extend(more)
+        if logprobs is not None:
+            kept.logprobs = (kept.logprobs or []) + logprobs
+        await on_texts(*token_arguments(more, logprobs))
+
+    return texts
+
+
+def _kept_calls(kept: CachedAnswer, on_tool_calls: OnToolCalls | None) -> OnToolCalls | None:
+    if on_tool_calls is None:
+        return None
+
+    async def tool_calls(deltas: list[dict[str, Any]]) -> None:
+        kept.tool_calls.extend(deltas)
+        await on_tool_calls(deltas)
+
+    return tool_calls
+
+
+async def _replayed(admitted: ChatAdmitted, hit: CachedAnswer, *, door: _Door, start: ChatStart) -> ChatEnd:
+    """A kept answer, given as the model gave it, recorded (`cache: hit`) and charged as the
+    model says (in full, or nothing); the model is not called."""
+    assert admitted.plan.cache is not None  # noqa: S101 - only a cached plan has a key
+    progress = ChatProgress(reply=[] if admitted.conversation_id else None)
+    charged = hit.prompt_tokens + hit.completion_tokens if admitted.plan.cache.charge == "full" else 0
+    try:
+        await door.started(start)
+        progress.first_token_at = time.time()
+        logprobs = hit.logprobs if admitted.plan.params.logprobs is not None else None
+        if hit.texts or logprobs:
+            await door.texts(hit.texts, logprobs)
+        if hit.tool_calls and door.tools:
+            await door.tool_calls([{"index": index, **call} for index, call in enumerate(hit.tool_calls)])
+        progress.delivered = len(hit.texts)
+        if progress.reply is not None:
+            progress.reply.extend(hit.texts)
+    except BaseException:
+        await asyncio.shield(_cancelled(admitted, progress))
+        raise
+    end = ChatEnd(
+        finish_reason=hit.finish_reason,
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+        start=start,
+    )
+    await chat_outcome(
+        admitted=admitted,
+        progress=progress,
+        failed=False,
+        charged_tokens=charged,
+        details={**end.as_event(), "cache": "hit", "charged_tokens": charged},
+    )
+    return end
+
+
+async def _generated(
+    admitted: ChatAdmitted,
+    *,
+    stream: bool,
+    on_started: _Begun,
+    on_texts: OnTexts,
+    on_tool_calls: OnToolCalls | None,
+) -> ChatEnd:
+    """Ask the model: here for a remote one, where it runs for a local one."""
     if admitted.plan.remote and settings.GATEHOUSE_REMOTE_GENERATION == "web":
         return await _remote(
             admitted, stream=stream, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls
@@ -124,7 +290,7 @@ async def _remote(
     admitted: ChatAdmitted,
     *,
     stream: bool,
-    on_started: OnStarted,
+    on_started: _Begun,
     on_texts: OnTexts,
     on_tool_calls: OnToolCalls | None,
 ) -> ChatEnd:
@@ -143,11 +309,12 @@ async def _remote(
         ) from None
     assert isinstance(engine, RemoteDeployments)  # noqa: S101 - a remote version's engine
 
-    delivery = _RemoteDelivery(progress=progress, on_texts=on_texts, on_tool_calls=on_tool_calls)
+    delivery = _RemoteDelivery(
+        progress=progress, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls
+    )
     params = admitted.plan.params
     vectors = None
     try:
-        await on_started()
         if admitted.embedding:
             embedded = await remote_embed(
                 engine,
@@ -171,6 +338,7 @@ async def _remote(
                 deliver_tool_calls=delivery.tool_calls if on_tool_calls is not None else None,
                 attempts=progress.attempts,
             )
+        await delivery.begin()  # an answer with nothing in it begins as it ends
     except RemoteMalformed as malformed:
         await _failed(admitted, progress, reason=str(malformed))
         raise ChatRefused(
@@ -200,26 +368,41 @@ async def _remote(
 
 
 class _RemoteDelivery:
-    """Hands a remote answer's pieces to the door, counting them in the chat's progress."""
+    """Hands a remote answer's pieces to the door, counting them in the chat's progress.
+
+    The answer begins (`on_started`) with its first piece: until then the upstreams may fail
+    and be retried, or the chat fall back to another model, with nothing written yet."""
 
     def __init__(
-        self, *, progress: ChatProgress, on_texts: OnTexts, on_tool_calls: OnToolCalls | None
+        self,
+        *,
+        progress: ChatProgress,
+        on_started: _Begun,
+        on_texts: OnTexts,
+        on_tool_calls: OnToolCalls | None,
     ) -> None:
         self._progress, self._on_texts, self._on_tool_calls = progress, on_texts, on_tool_calls
+        self._on_started: _Begun | None = on_started
 
-    def _arrived(self) -> None:
+    async def begin(self) -> None:
+        if self._on_started is not None:
+            on_started, self._on_started = self._on_started, None
+            await on_started()
+
+    async def _arrived(self) -> None:
         if self._progress.first_token_at is None:
             self._progress.first_token_at = time.time()
+        await self.begin()
 
     async def texts(self, texts: list[str], logprobs: list[TokenLogprob] | None = None, /) -> None:
-        self._arrived()
+        await self._arrived()
         if self._progress.reply is not None:
             self._progress.reply.extend(texts)
         self._progress.delivered += len(texts)
         await self._on_texts(*token_arguments(texts, logprobs))
 
     async def tool_calls(self, deltas: list[dict[str, Any]]) -> None:
-        self._arrived()
+        await self._arrived()
         self._progress.delivered += 1
         assert self._on_tool_calls is not None  # noqa: S101 - only asked for when there is a reader
         await self._on_tool_calls(deltas)
@@ -263,7 +446,7 @@ async def _cancelled(admitted: ChatAdmitted, progress: ChatProgress) -> None:
     )
 
 
-async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts: OnTexts) -> ChatEnd:
+async def _dispatched(admitted: ChatAdmitted, *, on_started: _Begun, on_texts: OnTexts) -> ChatEnd:
     """A local model: dispatched to where it runs, its events read back from a relay inbox."""
     plan = admitted.plan
     session = GenerationSession(
@@ -284,6 +467,7 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: OnStarted, on_texts
             conversation_id=admitted.conversation_id,
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
+            fallback_from=admitted.fallback_from,
         )
     )
     try:

@@ -190,6 +190,8 @@ def _remote_engine(version: ModelVersion) -> RemoteDeployments:
                 credential_ref=deployment.credential_ref,
             ),
             weight=deployment.weight,
+            max_concurrency=deployment.max_concurrency,
+            tokens_per_minute=deployment.tokens_per_minute,
         )
         for deployment in _deployments(version)
     ] or [
@@ -201,7 +203,8 @@ def _remote_engine(version: ModelVersion) -> RemoteDeployments:
             )
         )
     ]
-    return RemoteDeployments(upstreams)
+    # The version's model is read with it (selectors: a related manager, or select_related).
+    return RemoteDeployments(upstreams, routing=version.model.routing)
 
 
 def _deployments(version: ModelVersion) -> list[Deployment]:
@@ -213,15 +216,20 @@ def _deployments_key(version: ModelVersion) -> tuple[tuple[object, ...], ...]:
     """What the version's engine is built from: a deployment added makes a new one."""
     if version.backend != ModelVersion.Backend.OPENAI_COMPATIBLE:
         return ()
-    return tuple(
-        (
-            deployment.pk,
-            deployment.base_url,
-            deployment.remote_model,
-            deployment.credential_ref,
-            deployment.weight,
-        )
-        for deployment in _deployments(version)
+    return (
+        (version.model.routing,),
+        *(
+            (
+                deployment.pk,
+                deployment.base_url,
+                deployment.remote_model,
+                deployment.credential_ref,
+                deployment.weight,
+                deployment.max_concurrency,
+                deployment.tokens_per_minute,
+            )
+            for deployment in _deployments(version)
+        ),
     )
 
 

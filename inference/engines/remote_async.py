@@ -30,6 +30,7 @@ from inference.engines.base import (
     TokenLogprob,
     token_arguments,
 )
+from inference.engines.deployment_load import NO_LEASE, deployment_give_back_async
 from inference.engines.logprobs import logprobs_content_read
 from inference.engines.remote import (
     _FINISH,
@@ -42,7 +43,7 @@ from inference.engines.remote import (
     _SseStream,
     _status_check,
 )
-from inference.engines.remote_deployments import Attempt, RemoteDeployments
+from inference.engines.remote_deployments import AT_LIMIT, Attempt, RemoteDeployments, Upstream
 from inference.engines.tool_calls import tool_calls_read
 
 _T = TypeVar("_T")
@@ -208,7 +209,18 @@ async def remote_generate(
         body = _request_body(engine, messages=messages, params=params, stream=stream, features=features)
         return once(engine, body, params=params, prompt=prompt, outlet=outlet, asked=asked)
 
-    return await remote_call(upstreams, attempt, attempts=attempts)
+    return await remote_call(
+        upstreams,
+        attempt,
+        attempts=attempts,
+        tokens=prompt.content_bytes // 4,
+        seconds=params.max_seconds,
+        used=_tokens_used,
+    )
+
+
+def _tokens_used(result: GenerationResult) -> int:
+    return result.prompt_tokens + result.completion_tokens
 
 
 def _request_body(
@@ -235,44 +247,89 @@ async def remote_call(
     attempt: Callable[[OpenAICompatibleEngine], Awaitable[_T]],
     *,
     attempts: list[Attempt] | None = None,
+    tokens: int = 0,
+    seconds: float | None = None,
+    used: Callable[[_T], int] = lambda _: 0,
 ) -> _T:
-    """`attempt` on a version's upstreams, under their rules: tried in an order drawn by weight,
-    each one's address checked before it is called and its circuit breaker asked (an open one
-    is skipped); a failure while nothing was answered moves on to the next (the same one again
-    after a backoff, where it is the only one left). `attempts` gets every try, for the record.
+    """`attempt` on a version's upstreams, under their rules: tried in an order drawn by weight
+    (or the least busy first), each one's room taken for a call of `tokens` prompt tokens
+    lasting at most `seconds` (an upstream at its limits is passed over), its address checked
+    before it is called and its circuit breaker asked (an open one is skipped); a failure
+    while nothing was answered moves on to the next (the same one again after a backoff,
+    where it is the only one left). `attempts` gets every try, for the record; `used` says
+    what an answer cost, counted against its upstream's minute.
 
     Raises RemoteUnavailable when no upstream answered, or one failed once it had.
     """
     tried = attempts if attempts is not None else []
     failures: Counter[str] = Counter()
-    for upstream in upstreams.tries():
-        engine = upstream.engine
+    out: set[str] = set()
+    order = upstreams.order()
+    for _ in range(upstreams.tries):
+        candidates = upstreams.candidates(order, failures=failures, out=out)
+        if not candidates:
+            break
+        taken = await upstreams.take_async(candidates, tokens=tokens, seconds=seconds)
+        if taken is None:
+            tried.append(Attempt(", ".join(upstream.name for upstream in candidates), AT_LIMIT))
+            break
+        upstream, lease = taken
+        result: _T | _NotAnswered = _NOT_ANSWERED
         try:
-            # Checked at every call, not only at registration: a name can resolve elsewhere later.
-            await outbound_url_check_async(url=engine.url)
-        except OutboundUrlRefused as refused:
-            tried.append(Attempt(upstream.name, f"{_ADDRESS_REFUSED}: {refused}"))
-            continue
-        if not engine.breaker.allow():
-            tried.append(Attempt(upstream.name, _CIRCUIT_OPEN))
-            continue
-        if failures[upstream.name]:
-            await asyncio.sleep(engine.retry_backoff * 2 ** (failures[upstream.name] - 1))
-        try:
-            result = await attempt(engine)
-        except _RetryBeforeFirstToken as exc:
-            engine.breaker.failed()
-            failures[upstream.name] += 1
-            tried.append(Attempt(upstream.name, str(exc)))
-        except RemoteUnavailable as exc:
-            engine.breaker.failed()
-            tried.append(Attempt(upstream.name, str(exc)))
-            raise
-        else:
-            engine.breaker.succeeded()
-            tried.append(Attempt(upstream.name))
+            result = await _try(upstream, attempt, failures=failures, out=out, tried=tried)
+        finally:
+            if lease is not NO_LEASE:
+                cost = 0 if isinstance(result, _NotAnswered) else used(result)
+                await deployment_give_back_async(lease=lease, tokens=cost)
+        if not isinstance(result, _NotAnswered):
             return result
     raise RemoteUnavailable(_nobody_answered(tried))
+
+
+class _NotAnswered:
+    """A try that failed before any answer: the next may be tried."""
+
+
+_NOT_ANSWERED = _NotAnswered()
+
+
+async def _try(
+    upstream: Upstream,
+    attempt: Callable[[OpenAICompatibleEngine], Awaitable[_T]],
+    *,
+    failures: Counter[str],
+    out: set[str],
+    tried: list[Attempt],
+) -> _T | _NotAnswered:
+    """One try on `upstream`: its answer, or _NOT_ANSWERED where the next may be tried."""
+    engine = upstream.engine
+    try:
+        # Checked at every call, not only at registration: a name can resolve elsewhere later.
+        await outbound_url_check_async(url=engine.url)
+    except OutboundUrlRefused as refused:
+        tried.append(Attempt(upstream.name, f"{_ADDRESS_REFUSED}: {refused}"))
+        out.add(upstream.name)
+        return _NOT_ANSWERED
+    if not engine.breaker.allow():
+        tried.append(Attempt(upstream.name, _CIRCUIT_OPEN))
+        out.add(upstream.name)
+        return _NOT_ANSWERED
+    if failures[upstream.name]:
+        await asyncio.sleep(engine.retry_backoff * 2 ** (failures[upstream.name] - 1))
+    try:
+        result = await attempt(engine)
+    except _RetryBeforeFirstToken as exc:
+        engine.breaker.failed()
+        failures[upstream.name] += 1
+        tried.append(Attempt(upstream.name, str(exc)))
+        return _NOT_ANSWERED
+    except RemoteUnavailable as exc:
+        engine.breaker.failed()
+        tried.append(Attempt(upstream.name, str(exc)))
+        raise
+    engine.breaker.succeeded()
+    tried.append(Attempt(upstream.name))
+    return result
 
 
 _ADDRESS_REFUSED = "the upstream's address is refused"
@@ -281,6 +338,8 @@ _CIRCUIT_OPEN = "circuit open"
 
 def _nobody_answered(tried: list[Attempt]) -> str:
     errors = [attempt.error or "" for attempt in tried]
+    if errors and errors[-1] == AT_LIMIT and all(error in (AT_LIMIT, _CIRCUIT_OPEN) for error in errors):
+        return AT_LIMIT
     if all(error == _CIRCUIT_OPEN for error in errors):
         return "the upstream is failing; requests are paused for a moment (circuit open)"
     called = [error for error in errors if error != _CIRCUIT_OPEN and not error.startswith(_ADDRESS_REFUSED)]

@@ -1,14 +1,16 @@
 """A remote version's upstreams (its deployments), and the order a call tries them in.
 
 Each call tries the deployments in an order drawn by weight (a deployment of weight 3 comes
-first three times as often as one of weight 1), skipping those whose circuit breaker is open;
-a failure before any answer (a connection error, 429, 5xx, a timeout) moves on to the next,
-so one failing server costs a request a retry, not an error. After the first token a failure
-ends the answer: a retry elsewhere would send a second, different one.
+first three times as often as one of weight 1), or, where the model routes to the least busy,
+the one with the fewest calls in flight first; it skips those whose circuit breaker is open
+and those at their own limits (calls at once, tokens a minute: `deployment_load`). A failure
+before any answer (a connection error, 429, 5xx, a timeout) moves on to the next, so one
+failing server costs a request a retry, not an error. After the first token a failure ends
+the answer: a retry elsewhere would send a second, different one.
 """
 
 import random
-from collections.abc import Iterator
+from collections import Counter
 from dataclasses import dataclass, field
 
 from inference.engines.base import (
@@ -20,18 +22,41 @@ from inference.engines.base import (
     TokenLogprob,
     token_arguments,
 )
+from inference.engines.deployment_load import (
+    DeploymentLimits,
+    Lease,
+    deployment_give_back,
+    deployment_key,
+    deployment_take,
+    deployment_take_async,
+)
 from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
+
+# How a version's deployments are chosen among (a model's `routing`).
+ROUTING_WEIGHTED = "weighted"
+ROUTING_LEAST_BUSY = "least_busy"
+AT_LIMIT = "every deployment is at its limit (calls at once or tokens a minute)"
 
 
 @dataclass(frozen=True)
 class Upstream:
     engine: OpenAICompatibleEngine
     weight: int = 1
+    max_concurrency: int | None = None
+    tokens_per_minute: int | None = None
 
     @property
     def name(self) -> str:
         """What the audit record calls it: its base URL (never its key)."""
         return self.engine.base_url
+
+    @property
+    def limits(self) -> DeploymentLimits:
+        return DeploymentLimits(
+            key=deployment_key(base_url=self.engine.base_url, remote_model=self.engine.model),
+            max_concurrency=self.max_concurrency,
+            tokens_per_minute=self.tokens_per_minute,
+        )
 
 
 @dataclass
@@ -48,10 +73,17 @@ class Attempt:
 class RemoteDeployments:
     """The upstreams serving one remote version; an `Engine` for the worker's path too."""
 
-    def __init__(self, upstreams: list[Upstream], *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        upstreams: list[Upstream],
+        *,
+        routing: str = ROUTING_WEIGHTED,
+        rng: random.Random | None = None,
+    ) -> None:
         if not upstreams:
             raise ValueError("a remote version needs at least one upstream")
         self.upstreams = upstreams
+        self.least_busy = routing == ROUTING_LEAST_BUSY
         self._rng = rng or random.Random()  # noqa: S311 - spreading load, not secrecy
 
     @property
@@ -70,11 +102,20 @@ class RemoteDeployments:
             ordered.append(left.pop(chosen))
         return ordered
 
-    def tries(self) -> Iterator[Upstream]:
-        """The upstreams to try, one per try: the drawn order, over again while tries last."""
-        ordered = self.order()
-        for number in range(max(len(ordered), self.max_retries + 1)):
-            yield ordered[number % len(ordered)]
+    @property
+    def tries(self) -> int:
+        """How many calls one request may make: each upstream once, or the retries, the more."""
+        return max(len(self.upstreams), self.max_retries + 1)
+
+    def candidates(self, order: list[Upstream], *, failures: Counter[str], out: set[str]) -> list[Upstream]:
+        """Whom the next try may call, in the order to prefer them: those not ruled out in this
+        call (`out`: refused address, open circuit), the least failed first (a retry goes
+        elsewhere while there is an elsewhere)."""
+        usable = [upstream for upstream in order if upstream.name not in out]
+        if not usable:
+            return []
+        fewest = min(failures[upstream.name] for upstream in usable)
+        return [upstream for upstream in usable if failures[upstream.name] == fewest]
 
     def close(self) -> None:
         for upstream in self.upstreams:
@@ -91,20 +132,60 @@ class RemoteDeployments:
         """A worker's call: each upstream in the drawn order (its own retries and breaker as
         `OpenAICompatibleEngine.generate_stream` has them), the next while nothing was sent on."""
         sent = _Sent(on_token)
-        error: RemoteUnavailable | None = None
-        for upstream in self.order():
+        error = RemoteUnavailable(AT_LIMIT)
+        left = self.order()
+        while left:
+            taken = self.take(left, tokens=_prompt_tokens(messages), seconds=params.max_seconds)
+            if taken is None:
+                break
+            upstream, lease = taken
+            left.remove(upstream)
+            used = 0
             try:
-                return upstream.engine.generate_stream(
+                result = upstream.engine.generate_stream(
                     messages=messages, params=params, on_token=sent, should_stop=should_stop
                 )
+                used = result.prompt_tokens + result.completion_tokens
+                return result
             except RemoteMalformed:
                 raise
             except RemoteUnavailable as unavailable:
                 if sent.any:
                     raise
                 error = unavailable
-        assert error is not None  # noqa: S101 - at least one upstream, and each failed
+            finally:
+                deployment_give_back(lease=lease, tokens=used)
         raise error
+
+    def take(
+        self, candidates: list[Upstream], *, tokens: int, seconds: float | None
+    ) -> tuple[Upstream, Lease] | None:
+        """The candidate to call next and its lease (`deployment_take`), or None: all at a limit."""
+        taken = deployment_take(
+            candidates=[upstream.limits for upstream in candidates],
+            least_busy=self.least_busy,
+            tokens=tokens,
+            seconds=seconds,
+        )
+        return None if taken is None else (candidates[taken[0]], taken[1])
+
+    async def take_async(
+        self, candidates: list[Upstream], *, tokens: int, seconds: float | None
+    ) -> tuple[Upstream, Lease] | None:
+        """`take` on an event loop."""
+        taken = await deployment_take_async(
+            candidates=[upstream.limits for upstream in candidates],
+            least_busy=self.least_busy,
+            tokens=tokens,
+            seconds=seconds,
+        )
+        return None if taken is None else (candidates[taken[0]], taken[1])
+
+
+def _prompt_tokens(messages: list[ChatMessage]) -> int:
+    """A prompt's tokens as a deployment's minute counts them before the call: about four
+    bytes each (the call's own count replaces it once it is known)."""
+    return sum(len(message.content.encode()) for message in messages) // 4
 
 
 @dataclass

@@ -39,7 +39,14 @@ async def remote_embed(
         content = await remote_whole_read(engine, body, url=engine.embeddings_url, max_seconds=max_seconds)
         return _read(content, inputs=len(inputs), most_tokens=most_tokens)
 
-    return await remote_call(upstreams, attempt, attempts=attempts)
+    return await remote_call(
+        upstreams,
+        attempt,
+        attempts=attempts,
+        tokens=most_tokens // 4,
+        seconds=max_seconds,
+        used=lambda embeddings: embeddings.prompt_tokens,
+    )
 
 
 def _read(content: bytes, *, inputs: int, most_tokens: int) -> Embeddings:

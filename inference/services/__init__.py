@@ -33,8 +33,10 @@ from inference.services.registry import (
     model_version_update,
     model_version_upstream_errors,
 )
+from inference.services.serving import MODEL_SERVING_FIELDS, model_serving_update
 
 __all__ = [
+    "MODEL_SERVING_FIELDS",
     "ChatPlan",
     "ChatRejected",
     "chat_abandon",
@@ -52,6 +54,7 @@ __all__ = [
     "model_canary_stop",
     "model_deployment_add",
     "model_register",
+    "model_serving_update",
     "model_source_relative",
     "model_version_canary_start",
     "model_version_promote",

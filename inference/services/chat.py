@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
+from accounts.selectors import user_team_ids
 from accounts.services.quotas import QuotaAdmission, quota_release
 from accounts.services.usage import usage_row, usage_row_enqueue
 from audit.context import RequestContext, request_context_current
@@ -15,7 +16,7 @@ from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
 from inference.engines.prompt_bound import messages_bytes, prompt_byte_limit
-from inference.models import ModelVersion
+from inference.models import Model, ModelVersion
 from inference.protocol import ChatFrame
 from inference.selectors import model_routes_for, model_version_route
 from inference.services.chat_capabilities import (
@@ -25,7 +26,7 @@ from inference.services.chat_capabilities import (
     logprobs_check,
     model_kind_check,
 )
-from inference.services.chat_plan import ChatPlan, ChatRejected
+from inference.services.chat_plan import CachePolicy, ChatPlan, ChatRejected
 
 if TYPE_CHECKING:  # generation imports these services; only the type is needed here
     from inference.generation import GenerationJob
@@ -93,7 +94,22 @@ def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
         remote=remote,
         version=version,
         tool_call_format=version.tool_call_format if tools else "",
+        fallback_models=tuple(model.fallback_models),
+        cache=_cache_policy(model=model, user=user, params=params),
     )
+
+
+def _cache_policy(*, model: Model, user: User, params: GenerationParams) -> CachePolicy | None:
+    """The model's response cache for this request, where it keeps answers and the request is
+    deterministic (temperature 0, or a seed): the same request makes the same answer."""
+    if not model.response_cache or (params.temperature != 0 and params.seed is None):
+        return None
+    if model.response_cache_shared:
+        scope = "shared"
+    else:
+        teams = user_team_ids(user=user)
+        scope = f"teams:{','.join(map(str, teams))}" if teams else f"user:{user.pk}"
+    return CachePolicy(seconds=model.response_cache_seconds, charge=model.response_cache_charge, scope=scope)
 
 
 def _prompt_fit_check(*, version: ModelVersion, messages: list[ChatMessage], max_tokens: int) -> None:

@@ -18,6 +18,18 @@ class ChatRejected(Exception):
 
 
 @dataclass(frozen=True)
+class CachePolicy:
+    """A model's response cache, as it applies to one deterministic request."""
+
+    seconds: int
+    # "full": a cached answer is charged as the model's answer was; "none": not charged.
+    charge: str
+    # Whose answers it may be given: "shared" (the model allows it), the caller's teams
+    # ("teams:1,4"), or the caller alone where they have none ("user:7").
+    scope: str
+
+
+@dataclass(frozen=True)
 class ChatPlan:
     model_name: str
     version_id: int
@@ -29,3 +41,7 @@ class ChatPlan:
     version: ModelVersion | None = field(default=None, compare=False, repr=False)
     # A local version offered tools: how its output calls them (read where the answer is sent).
     tool_call_format: str = ""
+    # The models to ask, in order, when this one cannot answer before its first token.
+    fallback_models: tuple[str, ...] = ()
+    # Where a deterministic answer may come from, and go to, the model's response cache.
+    cache: CachePolicy | None = None

@@ -105,7 +105,11 @@ async def test_a_deployment_whose_breaker_is_open_is_not_called(
 ) -> None:
     await database_sync_to_async(_two_deployments)(alice, upstream, second, weights=(1000, 1))
     version = await database_sync_to_async(
-        lambda: ModelVersion.objects.prefetch_related("deployments").get(model__name="remote-model")
+        lambda: (
+            ModelVersion.objects.select_related("model")
+            .prefetch_related("deployments")
+            .get(model__name="remote-model")
+        )
     )()
     upstreams = engine_for_version(version=version)
     assert isinstance(upstreams, RemoteDeployments)
