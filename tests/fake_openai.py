@@ -14,12 +14,12 @@ HANG_LIMIT_SECONDS = 60.0
 
 
 class FakeUpstream:
-    """`mode`: ok | fail_first_<n> | always_503 | hang | reset_mid_stream | bad_request | redirect:<url>
-    | linger_after_done.
+    """`mode`: ok | fail_first_<n> | always_503 | hang | hold | reset_mid_stream | bad_request
+    | redirect:<url> | linger_after_done.
 
     `usage` replaces the usage the stream reports (None: it reports none); unset, it is exact.
     In `hang` mode a request is held, unanswered, until the test calls `release()` (or the
-    server stops); `held` counts the requests held and `answered_after_hold` those answered
+    server stops), then refused with 503; in `hold` mode it is then answered; `held` counts the requests held and `answered_after_hold` those answered
     since, so a test can show that its client gave up before the upstream said anything.
     In `linger_after_done` mode a stream sends `[DONE]` and then keeps its connection open,
     saying nothing more, until `release()`.
@@ -190,17 +190,23 @@ class FakeUpstream:
         handler.end_headers()
         handler.wfile.write(encoded)
 
+    def _hang_refused(self, handler: BaseHTTPRequestHandler, mode: str) -> bool:
+        """After a hold: `hang` refuses (503), `hold` goes on to answer."""
+        if mode != "hang":
+            return False
+        self.answered_after_hold += 1
+        with suppress(OSError):  # the client has usually given up by now
+            handler.send_response(503)
+            handler.end_headers()
+        return True
+
     def respond(
         self, handler: BaseHTTPRequestHandler, nth: int, *, stream: bool = True, legacy: bool = False
     ) -> None:
         """Answer the `nth` request: a chat completion, or with `legacy` a text completion."""
         mode = self.mode
-        if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
-            handler.send_response(503)
-            handler.end_headers()
-            return
-        if mode == "bad_request":
-            handler.send_response(400)
+        if refusal := _refusal_status(mode, nth):
+            handler.send_response(refusal)
             handler.end_headers()
             return
         if mode.startswith("redirect:"):
@@ -209,14 +215,12 @@ class FakeUpstream:
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
-        if mode == "hang":
+        if mode in ("hang", "hold"):
             self.held += 1
             self.released.wait(timeout=HANG_LIMIT_SECONDS)
-            self.answered_after_hold += 1
-            with suppress(OSError):  # the client has usually given up by now
-                handler.send_response(503)
-                handler.end_headers()
-            return
+            if self._hang_refused(handler, mode):
+                return
+            mode = "ok"  # held, then answered
         if not stream and mode != "reset_mid_stream":
             self._whole(handler, legacy=legacy)
             return
@@ -246,6 +250,13 @@ class FakeUpstream:
             self.answered_after_hold += 1
         if self.keep_alive:
             self._write(handler, b"")  # the last chunk: the response ends, the connection stays
+
+
+def _refusal_status(mode: str, nth: int) -> int | None:
+    """The status the `nth` request is refused with in `mode`, if it is refused at once."""
+    if mode == "always_503" or (mode.startswith("fail_first_") and nth <= int(mode.rsplit("_", 1)[1])):
+        return 503
+    return 400 if mode == "bad_request" else None
 
 
 @contextmanager

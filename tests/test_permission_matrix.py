@@ -485,6 +485,18 @@ class TestRegistryModelDetail(PermissionMatrix):
         return "/api/models/hidden-model/"
 
 
+class TestRegistryModelServing(PermissionMatrix):
+    route = "/api/models/<slug:model_name>/"
+    method = "patch"
+    expected: ClassVar[dict[str, int]] = {**REGISTRY_ALICE_ONLY, "alice": 200}
+
+    def path(self, world: World, persona: str) -> str:
+        return "/api/models/hidden-model/"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"routing": "least_busy", "response_cache": True}
+
+
 class TestRegistryVersionRegister(PermissionMatrix):
     route = "/api/models/<slug:model_name>/versions/"
     method = "post"

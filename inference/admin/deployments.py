@@ -9,11 +9,19 @@ from django.http import HttpRequest
 
 from inference.admin.credentials import upstream_credential_choices_offer, upstream_credential_field
 from inference.engines.circuit_breaker import circuit_breaker_state
-from inference.models import Deployment, ModelVersion
+from inference.engines.deployment_load import deployment_in_flight, deployment_key
+from inference.models import Deployment, Model, ModelVersion
 from inference.services import model_deployment_add, model_version_upstream_errors
 
 # What a new deployment sets; nothing of an existing one changes (a change is a new version).
-DEPLOYMENT_FIELDS = ("base_url", "remote_model", "credential_ref", "weight")
+DEPLOYMENT_FIELDS = (
+    "base_url",
+    "remote_model",
+    "credential_ref",
+    "weight",
+    "max_concurrency",
+    "tokens_per_minute",
+)
 
 
 class DeploymentForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -49,7 +57,15 @@ class DeploymentInline(admin.TabularInline[Deployment, ModelVersion]):
 
     @admin.display(description="health (this server)")
     def health(self, deployment: Deployment) -> str:
-        return circuit_breaker_state(base_url=deployment.base_url) if deployment.pk else ""
+        if not deployment.pk:
+            return ""
+        state = circuit_breaker_state(base_url=deployment.base_url)
+        counted = deployment.max_concurrency or deployment.tokens_per_minute
+        if not counted and deployment.version.model.routing != Model.Routing.LEAST_BUSY:
+            return state  # calls in flight are counted only where a limit or routing needs them
+        key = deployment_key(base_url=deployment.base_url, remote_model=deployment.remote_model)
+        counts = deployment_in_flight(keys=[key])
+        return f"{state}; {counts[0]} in flight" if counts is not None else state
 
     def has_add_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
         return (

@@ -22,6 +22,7 @@ from inference.admin.actions import (
 )
 from inference.admin.credentials import upstream_credential_choices_offer, upstream_credential_field
 from inference.admin.deployments import DeploymentInline, deployments_add
+from inference.admin.serving import ModelServingForm, model_serving_save
 from inference.models import Deployment, Model, ModelVersion
 from inference.services import (
     model_access_grant,
@@ -61,7 +62,7 @@ def _granted_teams(model: Model) -> set[Team]:
     return set(Team.objects.filter(group__in=granted))
 
 
-class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
+class ModelForm(ModelServingForm, forms.ModelForm):  # type: ignore[type-arg]
     users_with_access = forms.ModelMultipleChoiceField(
         queryset=User.objects.filter(is_active=True).order_by("username"),
         required=False,
@@ -103,6 +104,7 @@ class ModelForm(forms.ModelForm):  # type: ignore[type-arg]
             canary_field.queryset = self.instance.versions.filter(status=ModelVersion.Status.STAGING)
             self.fields["canary"].initial = self.instance.canary_version
             self.fields["canary_percent"].initial = self.instance.canary_weight or None
+            self.serving_initial(self.instance)
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
@@ -138,6 +140,7 @@ class ModelAdmin(admin.ModelAdmin[Model]):
         self._canary_update(
             request, model, form.cleaned_data.get("canary"), form.cleaned_data.get("canary_percent")
         )
+        model_serving_save(model_admin=self, request=request, model=model, cleaned=form.cleaned_data)
 
     def _canary_update(
         self, request: HttpRequest, model: Model, canary: ModelVersion | None, percent: int | None

@@ -252,9 +252,12 @@ def model_deployment_add(
     remote_model: str,
     credential_ref: str = "",
     weight: int = 1,
+    max_concurrency: int | None = None,
+    tokens_per_minute: int | None = None,
     actor: User | None,
 ) -> Deployment:
-    """Another upstream for a remote version, taking `weight` shares of its calls.
+    """Another upstream for a remote version, taking `weight` shares of its calls, and at
+    most `max_concurrency` at once and `tokens_per_minute` (None: no limit).
 
     Only while the version is a draft or staging: what serves users changes through a new
     version and its review, as any other change of what registration fixes. The address
@@ -279,6 +282,8 @@ def model_deployment_add(
         remote_model=remote_model,
         credential_ref=credential_ref,
         weight=weight,
+        max_concurrency=max_concurrency,
+        tokens_per_minute=tokens_per_minute,
     )
     deployment.full_clean()
     deployment.save()
@@ -291,6 +296,8 @@ def model_deployment_add(
                 "model": remote_model,
                 "credential_ref": credential_ref,
                 "weight": weight,
+                "max_concurrency": max_concurrency,
+                "tokens_per_minute": tokens_per_minute,
             }
         },
         **actor_kwargs(actor),  # type: ignore[arg-type]

@@ -271,3 +271,42 @@ def test_a_production_version_shows_its_deployments_and_takes_none(remote_model:
         },
     )
     assert version.deployments.count() == 1
+
+
+def test_the_model_page_sets_how_the_model_is_served_through_the_service(
+    remote_model: Model, alice: User
+) -> None:
+    model_register(name="spare-model", actor=alice)
+    console = _console(alice)
+    url = f"/admin/inference/model/{remote_model.pk}/change/"
+    page = console.get(url).content.decode()
+    assert 'name="serving_fallback_models"' in page
+    assert 'name="serving_routing"' in page
+    fields = {
+        "name": "remote-model",
+        "description": "",
+        "open_to_all": "on",
+        "max_tokens_cap": 512,
+        "default_max_tokens": 64,
+        "wall_clock_limit_seconds": 120,
+        "max_choices": 4,
+        "teams_with_access": [],
+        "users_with_access": [],
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+        "serving_routing": "least_busy",
+        "serving_fallback_models": "spare-model",
+        "serving_response_cache": "on",
+        "serving_response_cache_seconds": 90,
+        "serving_response_cache_charge": "none",
+    }
+    assert console.post(url, fields).status_code == 302
+    remote_model.refresh_from_db()
+    assert (remote_model.routing, remote_model.fallback_models) == ("least_busy", ["spare-model"])
+    assert (remote_model.response_cache, remote_model.response_cache_seconds) == (True, 90)
+    assert AuditEvent.objects.get(action="model.serving_changed").metadata["after"]["routing"] == "least_busy"
+    # A bad fallback is refused on the page; nothing of it changes.
+    refused = console.post(url, {**fields, "serving_fallback_models": "nope"}, follow=True)
+    assert "No model named nope" in refused.content.decode()
+    remote_model.refresh_from_db()
+    assert remote_model.fallback_models == ["spare-model"]

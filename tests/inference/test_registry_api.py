@@ -201,3 +201,50 @@ def test_unknown_models_versions_and_bad_steps(mia: User, alice: User, upstream:
     assert duplicate.status_code == 400
     assert client.post("/api/models/", {"name": "api-model"}, format="json").status_code == 400
     assert ModelVersion.objects.filter(model__name="api-model").count() == 2
+
+
+def test_a_model_manager_sets_how_a_model_is_served_audited(
+    mia: User, alice: User, upstream: FakeUpstream
+) -> None:
+    manager = _as(mia)
+    for name in ("api-model", "spare-model"):
+        assert manager.post("/api/models/", {"name": name}, format="json").status_code == 201
+    changes = {
+        "routing": "least_busy",
+        "fallback_models": ["spare-model"],
+        "response_cache": True,
+        "response_cache_seconds": 60,
+        "response_cache_charge": "none",
+    }
+    answer = manager.patch("/api/models/api-model/", changes, format="json")
+    assert answer.status_code == 200, answer.content
+    assert {name: answer.json()[name] for name in changes} == changes
+    assert answer.json()["response_cache_shared"] is False
+    record = AuditEvent.objects.get(action="model.serving_changed")
+    assert record.actor_display == "mia"
+    assert record.metadata["before"]["routing"] == "weighted"
+    assert record.metadata["after"]["fallback_models"] == ["spare-model"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"fallback_models": ["no-such-model"]}, "fallback_models"),
+        ({"fallback_models": ["api-model"]}, "fallback_models"),
+        ({"routing": "round_robin"}, "routing"),
+        ({"response_cache_seconds": 0}, "response_cache_seconds"),
+        ({"name": "renamed"}, "name"),
+        ({}, "non_field_errors"),
+    ],
+)
+def test_a_bad_serving_change_is_a_400_that_changes_nothing(
+    mia: User, changes: dict[str, Any], field: str
+) -> None:
+    manager = _as(mia)
+    manager.post("/api/models/", {"name": "api-model"}, format="json")
+    answer = manager.patch("/api/models/api-model/", changes, format="json")
+    assert answer.status_code == 400, answer.content
+    assert field in str(answer.json())
+    model = Model.objects.get(name="api-model")
+    assert (model.routing, model.fallback_models, model.response_cache) == ("weighted", [], False)
+    assert not AuditEvent.objects.filter(action="model.serving_changed").exists()

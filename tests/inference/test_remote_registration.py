@@ -179,13 +179,20 @@ def test_the_register_command_registers_a_remote_version_with_two_deployments(
         upstream,
         "--deployment",
         f"{upstream.base_url.replace('127.0.0.1', 'localhost')},m-replica,GATEHOUSE_UPSTREAM_VLLM,3",
+        "--deployment",
+        f"{upstream.base_url},m-small,max_concurrency=2,tokens_per_minute=9000",
     )
     version = ModelVersion.objects.get(model__name="remote-model")
-    assert list(version.deployments.values_list("remote_model", "credential_ref", "weight")) == [
-        ("m", "", 1),
-        ("m-replica", "GATEHOUSE_UPSTREAM_VLLM", 3),
+    assert list(
+        version.deployments.values_list(
+            "remote_model", "credential_ref", "weight", "max_concurrency", "tokens_per_minute"
+        )
+    ) == [
+        ("m", "", 1, None, None),
+        ("m-replica", "GATEHOUSE_UPSTREAM_VLLM", 3, None, None),
+        ("m-small", "", 1, 2, 9000),
     ]
-    assert "(remote: 2 deployment(s))" in out.getvalue()
+    assert "(remote: 3 deployment(s))" in out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -193,6 +200,8 @@ def test_the_register_command_registers_a_remote_version_with_two_deployments(
     [
         ("just-a-url", "URL,MODEL"),
         ("http://127.0.0.1:9/v1,m,,0", "at least 1"),
+        ("http://127.0.0.1:9/v1,m,max_concurrency=0", "at least 1"),
+        ("http://127.0.0.1:9/v1,m,burst=4", "no setting named burst"),
         ("http://169.254.169.254/v1,m", "metadata"),
     ],
 )

@@ -5,7 +5,13 @@ from typing import Any
 
 from rest_framework import serializers
 
-from inference.models import MAX_DEPLOYMENT_WEIGHT, Model, ModelVersion
+from inference.models import (
+    MAX_DEPLOYMENT_WEIGHT,
+    MAX_FALLBACK_MODELS,
+    MAX_RESPONSE_CACHE_SECONDS,
+    Model,
+    ModelVersion,
+)
 from inference.services.lifecycle import MAX_CANARY_WEIGHT
 
 
@@ -14,6 +20,8 @@ class DeploymentOutputSerializer(serializers.Serializer):  # type: ignore[type-a
     remote_model = serializers.CharField()
     credential_ref = serializers.CharField()
     weight = serializers.IntegerField()
+    max_concurrency = serializers.IntegerField(allow_null=True)
+    tokens_per_minute = serializers.IntegerField(allow_null=True)
 
 
 class DeploymentAddInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -21,6 +29,20 @@ class DeploymentAddInputSerializer(serializers.Serializer):  # type: ignore[type
     remote_model = serializers.CharField(max_length=200)
     credential_ref = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     weight = serializers.IntegerField(default=1, min_value=1, max_value=MAX_DEPLOYMENT_WEIGHT)
+    max_concurrency = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Calls at once (none: no limit).",
+    )
+    tokens_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Prompt and answer tokens a minute.",
+    )
 
 
 class VersionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -59,6 +81,12 @@ class ModelOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     default_max_tokens = serializers.IntegerField()
     wall_clock_limit_seconds = serializers.IntegerField()
     max_choices = serializers.IntegerField()
+    routing = serializers.CharField()
+    fallback_models = serializers.ListField(child=serializers.CharField())
+    response_cache = serializers.BooleanField()
+    response_cache_seconds = serializers.IntegerField()
+    response_cache_charge = serializers.CharField()
+    response_cache_shared = serializers.BooleanField()
     canary = serializers.SerializerMethodField()
     versions = VersionOutputSerializer(many=True)
 
@@ -74,6 +102,35 @@ class ModelCreateInputSerializer(serializers.Serializer):  # type: ignore[type-a
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     open_to_all = serializers.BooleanField(default=False)
     max_tokens_cap = serializers.IntegerField(default=512, min_value=1, max_value=1_000_000)
+
+
+class ModelServingInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """How the model is served: any of these, the rest left as they are."""
+
+    routing = serializers.ChoiceField(choices=Model.Routing.choices, required=False)
+    fallback_models = serializers.ListField(
+        child=serializers.SlugField(max_length=100),
+        required=False,
+        max_length=MAX_FALLBACK_MODELS,
+        help_text="Models asked in turn when this one cannot answer before its first token.",
+    )
+    response_cache = serializers.BooleanField(required=False)
+    response_cache_seconds = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_RESPONSE_CACHE_SECONDS
+    )
+    response_cache_charge = serializers.ChoiceField(choices=Model.CacheCharge.choices, required=False)
+    response_cache_shared = serializers.BooleanField(
+        required=False, help_text="Cached answers are given to every team (never, unless set)."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A field this does not change is refused, not ignored: the caller meant something."""
+        given = set(self.initial_data) if isinstance(self.initial_data, dict) else set()
+        if unknown := sorted(given - set(self.fields)):
+            raise serializers.ValidationError(dict.fromkeys(unknown, "This cannot be changed here."))
+        if not attrs:
+            raise serializers.ValidationError("Give at least one of: " + ", ".join(self.fields) + ".")
+        return attrs
 
 
 class VersionRegisterInputSerializer(serializers.Serializer):  # type: ignore[type-arg]

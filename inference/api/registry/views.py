@@ -27,6 +27,7 @@ from inference.api.registry.serializers import (
     DeploymentAddInputSerializer,
     ModelCreateInputSerializer,
     ModelOutputSerializer,
+    ModelServingInputSerializer,
     VersionRegisterInputSerializer,
 )
 from inference.models import Model, ModelVersion
@@ -35,6 +36,7 @@ from inference.services import (
     model_canary_stop,
     model_deployment_add,
     model_register,
+    model_serving_update,
     model_version_canary_start,
     model_version_promote,
     model_version_register,
@@ -113,10 +115,21 @@ class RegistryModelListView(_RegistryView):
 
 
 class RegistryModelDetailView(_RegistryView):
-    needs: ClassVar[dict[str, str]] = {"GET": "inference.view_model"}
+    """One model; or change how it is served (routing among its deployments, the models it
+    falls back to, its response cache)."""
+
+    needs: ClassVar[dict[str, str]] = {"GET": "inference.view_model", "PATCH": "inference.change_model"}
 
     @extend_schema(responses={200: ModelOutputSerializer})
     def get(self, request: Request, model_name: str) -> Response:
+        return _model_answer(model_name)
+
+    @extend_schema(request=ModelServingInputSerializer, responses={200: ModelOutputSerializer})
+    def patch(self, request: Request, model_name: str) -> Response:
+        model = _model_or_404(model_name)
+        serializer = ModelServingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model_serving_update(model=model, changes=serializer.validated_data, actor=self.actor)
         return _model_answer(model_name)
 
 

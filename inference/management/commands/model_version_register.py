@@ -20,6 +20,8 @@ from inference.services import (
     model_version_register_remote,
 )
 
+DEPLOYMENT_FORMAT = "URL,MODEL[,CREDENTIAL[,WEIGHT]][,max_concurrency=N][,tokens_per_minute=N]"
+
 
 class Command(BaseCommand):
     help = (
@@ -74,10 +76,11 @@ class Command(BaseCommand):
             "--deployment",
             action="append",
             default=[],
-            metavar="URL,MODEL[,CREDENTIAL[,WEIGHT]]",
+            metavar=DEPLOYMENT_FORMAT,
             help="with --remote-base-url: another upstream serving the version (repeatable); calls "
-            "are shared by weight (1 unless said; the --remote-base-url one weighs 1) and move on "
-            "to the next when one fails before answering",
+            "are shared by weight (1 unless said; the --remote-base-url one weighs 1), each "
+            "deployment taking at most max_concurrency calls at once and tokens_per_minute where "
+            "set, and move on to the next when one fails before answering",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -162,16 +165,23 @@ class Command(BaseCommand):
 
 
 def _deployment_parse(text: str) -> dict[str, Any]:
-    """`URL,MODEL[,CREDENTIAL[,WEIGHT]]` as `model_deployment_add`'s arguments."""
+    """`URL,MODEL[,CREDENTIAL[,WEIGHT]][,max_concurrency=N][,tokens_per_minute=N]` as
+    `model_deployment_add`'s arguments."""
     parts = [part.strip() for part in text.split(",")]
+    limits = {name: value for name, _, value in (part.partition("=") for part in parts if "=" in part)}
+    parts = [part for part in parts if "=" not in part]
     if not 2 <= len(parts) <= 4 or not all(parts[:2]):  # noqa: PLR2004 - URL and model at least
-        raise CommandError(f"--deployment {text!r}: give URL,MODEL[,CREDENTIAL[,WEIGHT]].")
+        raise CommandError(f"--deployment {text!r}: give {DEPLOYMENT_FORMAT}.")
     weight = parts[3] if len(parts) == 4 else "1"  # noqa: PLR2004 - the weight is the fourth
-    if not weight.isdigit() or int(weight) < 1:
-        raise CommandError(f"--deployment {text!r}: the weight is a whole number of at least 1.")
+    if unknown := sorted(set(limits) - {"max_concurrency", "tokens_per_minute"}):
+        raise CommandError(f"--deployment {text!r}: no setting named {', '.join(unknown)}.")
+    for value in (weight, *limits.values()):
+        if not value.isdigit() or int(value) < 1:
+            raise CommandError(f"--deployment {text!r}: {value!r} is not a whole number of at least 1.")
     return {
         "base_url": parts[0],
         "remote_model": parts[1],
         "credential_ref": parts[2] if len(parts) > 2 else "",  # noqa: PLR2004 - the third part
         "weight": int(weight),
+        **{name: int(value) for name, value in limits.items()},
     }
