@@ -7,13 +7,16 @@ same demo model, whose generations wait after their first tokens until they are 
 (GATEHOUSE_TEST_HOLD_MODELS), so a cancel never races the end of the answer.
 """
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.server import ServedGatehouse, serve
+from tests.e2e.server import REPO_ROOT, ServedGatehouse, _wait_until_healthy, free_port, serve
 from tests.fake_openai import FakeUpstream, fake_upstream
 
 HELD_MODEL = "demo-held"
@@ -101,3 +104,21 @@ def chat_key(gatehouse: ServedGatehouse) -> str:
     )
     assert created.status_code == 201, created.text
     return str(created.json()["key"])
+
+
+@pytest.fixture(scope="package")
+def second_server(gatehouse: ServedGatehouse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another web server process on the same database and Redis as `gatehouse`'s."""
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("second")) / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT, env=gatehouse.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(base_url, process, log)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

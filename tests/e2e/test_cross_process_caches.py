@@ -7,16 +7,12 @@ serve the caller first (so both hold it), the change goes through the first (or 
 management command, a third process), and the second's very next request obeys it.
 """
 
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.server import REPO_ROOT, ServedGatehouse, _wait_until_healthy, free_port
+from tests.e2e.server import ServedGatehouse
 from tests.fake_openai import fake_upstream
 from tests.profile import PRODUCTION
 
@@ -24,24 +20,6 @@ pytestmark = pytest.mark.skipif(
     not PRODUCTION,
     reason="the caches are kept only where Redis carries the announcements (production profile)",
 )
-
-
-@pytest.fixture(scope="module")
-def second_server(gatehouse: ServedGatehouse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Another web server process on the same database and Redis as `gatehouse`'s."""
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("second")) / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "gatehouse.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT, env=gatehouse.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(base_url, process, log)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def _chat(base_url: str, key: str, model: str = "demo-tiny") -> int:
