@@ -42,6 +42,7 @@ from bench.gateway import (
 from bench.gpu import measure_roofline
 from bench.profile import profile_processes
 from bench.report import Goal, Row, report_markdown, report_write
+from bench.routing import measure_p10, routed_models_register
 from bench.sides import Side
 from bench.streaming import measure_p3, measure_p5, p5_against_engine
 from tests.e2e.server import REPO_ROOT, ServedGatehouse, serve
@@ -78,9 +79,9 @@ def _reachable(database_url: str | None, redis_url: str | None) -> bool:
 
 
 # SPEC §8's goals, and what each needs started beyond the served stack.
-GOALS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
+GOALS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10")
 SIDE_BY_SIDE = {"P1", "P2", "P8"}  # the mock upstream, the floor, the gateway
-API_KEY = {*SIDE_BY_SIDE, "P9", "P4"}
+API_KEY = {*SIDE_BY_SIDE, "P9", "P4", "P10"}
 AUDIT = {"P6", "P7"}
 
 
@@ -88,7 +89,7 @@ def _goals_parse(text: str) -> set[str]:
     """`P1,P2,P8` (or `p6a`: a goal's family) to the goals' ids; ValueError for an unknown one."""
     chosen = set()
     for part in filter(None, (part.strip().upper() for part in text.split(","))):
-        family = re.fullmatch(r"(P\d)[A-Z]?", part)
+        family = re.fullmatch(r"(P\d+)[A-Z]?", part)
         if family is None or family[1] not in GOALS:
             raise ValueError(f"unknown goal {part!r}: the goals are {', '.join(GOALS)}")
         chosen.add(family[1])
@@ -186,12 +187,21 @@ def _gateway_goals(run: _Run) -> tuple[list[Goal], list[Row]]:
     goals: list[Goal] = []
     rows: list[Row] = []
     counted = "P9" in run.selected and run.production
-    if run.selected & SIDE_BY_SIDE or counted:
+    routed = "P10" in run.selected
+    if run.selected & SIDE_BY_SIDE or counted or routed:
         with mock_upstream() as upstream:
             mock_model_register(run.served, upstream)
             gateway = gateway_side(run.served, run.key)
             if run.selected & SIDE_BY_SIDE:
                 goals, rows = _side_by_side_goals(run, upstream, gateway)
+            if routed:
+                routed_models_register(run.served, upstream)
+                with run.profiled("P10"):
+                    p10, p10_rows = measure_p10(
+                        direct_side(upstream), gateway, requests=30 if run.quick else 200
+                    )
+                goals.append(p10)
+                rows += p10_rows
             if counted:
                 with run.profiled("P9"):
                     p9 = goals_p9(count_p9(run.served, gateway, requests=P9_REQUESTS))
