@@ -51,7 +51,8 @@ def measure_p10(direct: Side, gateway: Side, *, requests: int) -> tuple[Goal, li
     figures = latencies(sides, stream=True, requests=requests)
 
     def added(side: str, name: str, base: str = "direct") -> float:
-        return round(getattr(figures[side], name) - getattr(figures[base], name), 2)
+        difference: float = getattr(figures[side], name) - getattr(figures[base], name)
+        return round(difference, 2)
 
     goal = Goal(
         id="P10",

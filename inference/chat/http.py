@@ -31,9 +31,10 @@ from inference.api.responses_format import ResponsesFormat
 from inference.api.responses_request import responses_request_parse
 from inference.api.text_completion_request import text_completion_request_parse
 from inference.chat.admission import ChatAdmitted
+from inference.chat.answer import ChatEnd, ChatStart
 from inference.chat.choices import choices_admit, choices_run
 from inference.chat.refusal import ChatRefused
-from inference.chat.run import ChatEnd, ChatStart, chat_run
+from inference.chat.run import chat_run
 from inference.engines.base import TokenLogprob
 from inference.engines.tool_calls import tool_calls_merge
 

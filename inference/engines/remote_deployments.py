@@ -9,6 +9,7 @@ failing server costs a request a retry, not an error. After the first token a fa
 the answer: a retry elsewhere would send a second, different one.
 """
 
+import functools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,8 +51,9 @@ class Upstream:
         """What the audit record calls it: its base URL (never its key)."""
         return self.engine.base_url
 
-    @property
+    @functools.cached_property
     def limits(self) -> DeploymentLimits:
+        """Its name in the shared counts, and its limits (worked out once)."""
         return DeploymentLimits(
             key=deployment_key(base_url=self.engine.base_url, remote_model=self.engine.model),
             max_concurrency=self.max_concurrency,
