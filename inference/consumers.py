@@ -40,6 +40,7 @@ from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
 from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.fallback import chat_failure_falls_back, chat_fallback_admit
 from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_release
 from inference.connection_slots import (
@@ -78,7 +79,11 @@ class _RunningChat:
     job: GenerationJob
     # When the last event for this chat arrived (or when it was dispatched, before any).
     last_event_at: float
+    # The chat of the model the client asked for (its fallbacks are admitted from it).
+    asked: ChatAdmitted
     started: bool = False
+    # Whether any of its tokens reached the client (then no other model may answer instead).
+    sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,10 +243,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except ChatRefused as refused:  # the pipeline's admission recorded it
             await self._send_error(frame.id, refused.protocol_code or refused.code, refused.message)
             return
+        new_messages_from = len(history.messages) if history else 0
+        if await self._dispatch(
+            frame.id, admitted, conversation_id=conversation_id, new_messages_from=new_messages_from
+        ):
+            return
+        if not await self._fall_back(
+            frame.id,
+            asked=admitted,
+            after=None,
+            conversation_id=conversation_id,
+            new_messages_from=new_messages_from,
+        ):
+            await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
+
+    async def _dispatch(
+        self,
+        client_id: str,
+        admitted: ChatAdmitted,
+        *,
+        conversation_id: str,
+        new_messages_from: int,
+        asked: ChatAdmitted | None = None,
+    ) -> bool:
+        """Queue an admitted chat and tell the client it started, naming the model that answers
+        (`asked`: the chat of the model the client asked for, where this is its fallback).
+        False when the model's queue is full (the chat abandoned, nothing sent)."""
         plan = admitted.plan
         job = GenerationJob(
             generation_id=admitted.generation_id,
-            client_id=frame.id,
+            client_id=client_id,
             reply_channel=self.inbox.address,
             version_id=plan.version_id,
             model_name=plan.model_name,
@@ -253,31 +284,58 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             client_ip=self.request_context.client_ip,
             enqueued_at=admitted.admitted_at,
             conversation_id=conversation_id,
-            new_messages_from=len(history.messages) if history else 0,
+            new_messages_from=new_messages_from,
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
+            fallback_from=admitted.fallback_from,
         )
-        self.running[frame.id] = _RunningChat(
-            generation_id=job.generation_id, job=job, last_event_at=time.monotonic()
+        self.running[client_id] = _RunningChat(
+            generation_id=job.generation_id, job=job, last_event_at=time.monotonic(), asked=asked or admitted
         )
         try:
             await generation_dispatch(job=job)
         except InferenceBusy as busy:
-            await self._forget(frame.id)
+            await self._forget(client_id)
             await database_sync_to_async(chat_abandon)(job=job, reason=f"queue full: {busy}")
-            await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
-            return
+            return False
         # Events of this generation are handled only after this handler returns, so `start`
         # still reaches the client before the first token.
-        await self.send_json(
-            {
-                "type": "start",
-                "id": frame.id,
-                "model": plan.model_name,
-                "version": plan.version_label,
-                "conversation": conversation_id,
-            }
-        )
+        start = {
+            "type": "start",
+            "id": client_id,
+            "model": plan.model_name,
+            "version": plan.version_label,
+            "conversation": conversation_id,
+        }
+        if admitted.fallback_from:
+            start["fallback_from"] = admitted.fallback_from
+        await self.send_json(start)
+        return True
+
+    async def _fall_back(
+        self,
+        client_id: str,
+        *,
+        asked: ChatAdmitted,
+        after: str | None,
+        conversation_id: str,
+        new_messages_from: int,
+    ) -> bool:
+        """The asked model could not answer before its first token: its next fallback the user
+        may use (after `after`, one tried already) is queued, its own `start` sent. False when
+        none is (the caller tells the client the asked model's error)."""
+        while (fallback := await chat_fallback_admit(asked, after=after)) is not None:
+            queued = await self._dispatch(
+                client_id,
+                fallback,
+                conversation_id=conversation_id,
+                new_messages_from=new_messages_from,
+                asked=asked,
+            )
+            if queued:
+                return True
+            after = fallback.plan.model_name
+        return False
 
     async def _principal_rechecked(self) -> Principal:
         """From the caches the /v1 door trusts when they hold the credential; else the database."""
@@ -352,8 +410,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def generation_tokens(self, event: dict[str, Any]) -> None:
         """One event may carry several tokens, each its own frame (SPEC §6), or none: a heartbeat."""
-        if self._current(event) is None:
+        chat = self._current(event)
+        if chat is None:
             return
+        chat.sent = chat.sent or bool(event["texts"])
         client_id, first = event["client_id"], event["index"]
         for offset, text in enumerate(event["texts"]):
             await self.send_json({"type": "token", "id": client_id, "index": first + offset, "text": text})
@@ -373,10 +433,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def generation_failed(self, event: dict[str, Any]) -> None:
-        if self._current(event) is None:
+        """The chat failed: where nothing reached the client and the model it asked for has
+        fallbacks, the next is asked (a second `start` names it); else the client is told."""
+        chat = self._current(event)
+        if chat is None:
             return
-        client_id = event["client_id"]
+        client_id, job = event["client_id"], chat.job
         await self._forget(client_id)
+        if (
+            not chat.sent
+            and chat_failure_falls_back(event["code"], admitted=chat.asked)
+            and await self._fall_back(
+                client_id,
+                asked=chat.asked,
+                after=job.model_name if job.fallback_from else None,
+                conversation_id=job.conversation_id or "",
+                new_messages_from=job.new_messages_from,
+            )
+        ):
+            return
         await self._send_error(client_id, event["code"], event["message"])
 
     async def relay_overflowed(self, event: dict[str, Any]) -> None:

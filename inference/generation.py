@@ -398,6 +398,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
                 reply="".join(hops.reply),
                 finish_reason=result.finish_reason.value,
                 model_id=outcome.version.model_id if outcome.version else None,
+                asked_model=job.fallback_from,
                 **usage,
             )
         outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)

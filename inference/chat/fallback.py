@@ -28,22 +28,22 @@ _FALLS_BACK = frozenset({"unavailable", "bad_upstream"})
 
 def chat_refusal_falls_back(refused: ChatRefused, *, admitted: ChatAdmitted) -> bool:
     """Whether `admitted`'s model has fallbacks to ask after `refused`."""
-    return bool(admitted.plan.fallback_models) and refused.code in _FALLS_BACK and admitted.frame is not None
+    return chat_failure_falls_back(refused.code, admitted=admitted)
 
 
-async def chat_fallback_run(
-    admitted: ChatAdmitted,
-    refused: ChatRefused,
-    *,
-    run: Callable[[ChatAdmitted], Awaitable[_End]],
-    answer_begun: Callable[[], bool],
-) -> _End:
-    """`run` the first fallback of `admitted`'s model that the caller may use and that
-    answers; raises `refused` (the original error) when none does, or a fallback's own
-    refusal once its answer had begun (`answer_begun`: something was sent to the client)."""
+def chat_failure_falls_back(code: str, *, admitted: ChatAdmitted) -> bool:
+    """Whether `admitted`'s model has fallbacks to ask after a failure with `code`."""
+    return bool(admitted.plan.fallback_models) and code in _FALLS_BACK and admitted.frame is not None
+
+
+async def chat_fallback_admit(admitted: ChatAdmitted, *, after: str | None = None) -> ChatAdmitted | None:
+    """The first fallback of `admitted`'s model (after the one named `after`, where one was
+    tried already) that the caller may use and that admits them, admitted; None when none
+    does. `admitted` is the chat of the model the caller asked for."""
     principal, frame = admitted.principal, admitted.frame
-    assert principal is not None and frame is not None  # noqa: PT018, S101 - see chat_refusal_falls_back
-    for name in admitted.plan.fallback_models:
+    assert principal is not None and frame is not None  # noqa: PT018, S101 - see chat_failure_falls_back
+    names = admitted.plan.fallback_models
+    for name in names[names.index(after) + 1 :] if after in names else names:
         try:
             fallback = await chat_admit(
                 principal=principal,
@@ -56,9 +56,26 @@ async def chat_fallback_run(
         except ChatRefused:
             continue  # not the caller's to use, or over a limit: audited by admission
         fallback.conversation_id = admitted.conversation_id
+        return fallback
+    return None
+
+
+async def chat_fallback_run(
+    admitted: ChatAdmitted,
+    refused: ChatRefused,
+    *,
+    run: Callable[[ChatAdmitted], Awaitable[_End]],
+    answer_begun: Callable[[], bool],
+) -> _End:
+    """`run` the first fallback of `admitted`'s model that the caller may use and that
+    answers; raises `refused` (the original error) when none does, or a fallback's own
+    refusal once its answer had begun (`answer_begun`: something was sent to the client)."""
+    after = None
+    while (fallback := await chat_fallback_admit(admitted, after=after)) is not None:
         try:
             return await run(fallback)
         except ChatRefused as again:
             if again.code not in _FALLS_BACK or answer_begun():
                 raise
+        after = fallback.plan.model_name
     raise refused

@@ -181,6 +181,7 @@ def _record_in_transaction(
                 prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
                 completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
                 model_id=admitted.plan.version.model_id if admitted.plan.version else None,
+                asked_model=admitted.fallback_from,
             )
         audit_event_insert(event=_outcome_event(admitted, failed=failed, metadata=metadata))
 

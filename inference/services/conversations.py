@@ -25,8 +25,12 @@ def conversation_exchange_record(
     completion_tokens: int,
     finish_reason: str,
     model_id: int | None = None,
+    asked_model: str | None = None,
 ) -> Conversation:
     """Store one exchange (the messages sent and the reply) at once, creating the conversation.
+
+    Where a fallback answered, `asked_model` names the model the person asked for: a new
+    conversation is with that one (they continue it there), the reply records its version.
 
     Written where the generation ran, with its audit record: nothing here depends on the
     channel layer, and a generation that failed stores nothing (no half exchanges). A caller
@@ -38,6 +42,8 @@ def conversation_exchange_record(
     key = uuid.UUID(conversation_id)
     conversation = Conversation.objects.filter(pk=key).first() if _touched(key) else None
     if conversation is None:
+        if asked_model is not None:
+            model_id = Model.objects.values_list("pk", flat=True).get(name=asked_model)
         first_user = next((m["content"] for m in new_messages if m["role"] == Message.Role.USER), "")
         conversation = Conversation.objects.create(
             id=key, owner_id=owner_id, model_id=model_id, channel=channel, title=first_user[:TITLE_CHARS]

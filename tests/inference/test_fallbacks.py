@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import QuotaPolicy, User
 from audit.models import AuditEvent
 from inference.engines.loader import engines_clear
-from inference.models import Model
+from inference.models import Conversation, Model
 from inference.services import (
     model_access_grant,
     model_register,
@@ -22,6 +22,7 @@ from inference.services import (
 )
 from tests.fake_openai import FakeUpstream, fake_upstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
+from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -153,3 +154,51 @@ def test_fallbacks_name_other_existing_models_of_the_same_kind(alice: User, upst
             model_serving_update(model=model, changes={"fallback_models": names}, actor=alice)
     assert Model.objects.get(pk=model.pk).fallback_models == []
     assert not AuditEvent.objects.filter(action="model.serving_changed").exists()
+
+
+async def test_a_websocket_chat_falls_back_and_its_conversation_stays_with_the_model_asked(
+    alice: User, bob: User, upstream: FakeUpstream, backup: FakeUpstream
+) -> None:
+    await database_sync_to_async(_with_fallback)(alice, upstream, backup)
+    upstream.mode = "always_503"
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("f", model="remote-model"))
+    frames = await frames_until_end(communicator, "f")
+    asked, answered, *tokens, done = frames
+    # The first `start` named the model asked for; the second, the fallback that answers.
+    assert (asked["type"], asked["model"]) == ("start", "remote-model")
+    assert (answered["type"], answered["model"], answered["fallback_from"]) == (
+        "start",
+        "backup-model",
+        "remote-model",
+    )
+    assert "".join(token["text"] for token in tokens) == "from the backup"
+    assert done["type"] == "done"
+    # The conversation is the person's with the model they asked for: they go on there.
+    conversation = await database_sync_to_async(
+        lambda: Conversation.objects.select_related("model").get(pk=asked["conversation"])
+    )()
+    assert conversation.model.name == "remote-model"
+    upstream.mode = "ok"
+    await communicator.send_json_to(chat_frame("g", model="remote-model", conversation=asked["conversation"]))
+    again = await frames_until_end(communicator, "g")
+    await communicator.disconnect()
+    assert again[-1]["type"] == "done"
+    assert "".join(frame.get("text", "") for frame in again) == "".join(upstream.words)
+
+
+async def test_a_websocket_caller_without_access_to_the_fallback_gets_the_original_error(
+    alice: User, bob: User, upstream: FakeUpstream, backup: FakeUpstream
+) -> None:
+    await database_sync_to_async(_with_fallback)(alice, upstream, backup, open_to_all=False)
+    upstream.mode = "always_503"
+    communicator = communicator_for(token=await access_token(bob))
+    await communicator.connect()
+    await communicator.send_json_to(chat_frame("f", model="remote-model"))
+    start, error = await frames_until_end(communicator, "f")
+    await communicator.disconnect()
+    assert start["model"] == "remote-model"
+    assert (error["type"], error["code"]) == ("error", "unavailable")
+    assert "backup" not in error["message"]
+    assert backup.requests == []
