@@ -247,55 +247,71 @@ def _needs_lease(candidates: Sequence[DeploymentLimits], *, least_busy: bool) ->
     return least_busy or candidates[0].limited
 
 
-def _chosen(answer: Any, lease: Lease, candidates: Sequence[DeploymentLimits]) -> tuple[int, Lease] | None:
-    position = int(answer)
-    if position == 0:
-        return None
-    return position - 1, Lease(key=candidates[position - 1].key, lease_id=lease.lease_id)
+@dataclass(frozen=True)
+class _SharedTake:
+    """A take to run on Redis: the script's keys and arguments, and the lease it takes."""
+
+    keys: list[str]
+    arguments: list[Any]
+    lease_id: str
+
+    def chosen(self, answer: Any, candidates: Sequence[DeploymentLimits]) -> tuple[int, Lease] | None:
+        position = int(answer)
+        if position == 0:
+            return None
+        return position - 1, Lease(key=candidates[position - 1].key, lease_id=self.lease_id)
+
+
+def _take_prepared(
+    candidates: Sequence[DeploymentLimits], *, least_busy: bool, tokens: int, seconds: float | None
+) -> _SharedTake | tuple[int, Lease] | None:
+    """What a take comes to without Redis (no lease needed, or the embedded default's counts),
+    or the script to run there."""
+    if not _needs_lease(candidates, least_busy=least_busy):
+        return 0, NO_LEASE
+    seconds = (seconds or _UNBOUNDED_CALL_SECONDS) + _LEASE_GRACE_SECONDS
+    if not _shared():
+        return _local.take(candidates, least_busy=least_busy, tokens=tokens, seconds=seconds)
+    lease_id = uuid.uuid4().hex
+    keys, arguments = _take_arguments(
+        candidates, least_busy=least_busy, tokens=tokens, seconds=seconds, lease_id=lease_id
+    )
+    return _SharedTake(keys=keys, arguments=arguments, lease_id=lease_id)
+
+
+def _unshared(exc: redis.RedisError) -> tuple[int, Lease]:
+    logger.warning("deployment limits not applied: the shared counts cannot be reached (%s)", exc)
+    return 0, NO_LEASE
 
 
 def deployment_take(
     *, candidates: Sequence[DeploymentLimits], least_busy: bool, tokens: int, seconds: float | None
 ) -> tuple[int, Lease] | None:
     """Choose among `candidates` (in the order to prefer them) and take room on it for a call
-    of `tokens` prompt tokens lasting at most `seconds` (None: no limit): its index and lease, or None when
-    every one is at a limit."""
-    if not _needs_lease(candidates, least_busy=least_busy):
-        return 0, NO_LEASE
-    seconds = (seconds or _UNBOUNDED_CALL_SECONDS) + _LEASE_GRACE_SECONDS
-    if not _shared():
-        return _local.take(candidates, least_busy=least_busy, tokens=tokens, seconds=seconds)
-    lease = Lease(key=None, lease_id=uuid.uuid4().hex)
-    keys, arguments = _take_arguments(
-        candidates, least_busy=least_busy, tokens=tokens, seconds=seconds, lease_id=lease.lease_id
-    )
+    of `tokens` prompt tokens lasting at most `seconds` (None: no limit): its index and lease,
+    or None when every one is at a limit."""
+    prepared = _take_prepared(candidates, least_busy=least_busy, tokens=tokens, seconds=seconds)
+    if not isinstance(prepared, _SharedTake):
+        return prepared
     try:
-        answer = _scripts().take(keys=keys, args=arguments)
+        answer = _scripts().take(keys=prepared.keys, args=prepared.arguments)
     except redis.RedisError as exc:
-        logger.warning("deployment limits not applied: the shared counts cannot be reached (%s)", exc)
-        return 0, NO_LEASE
-    return _chosen(answer, lease, candidates)
+        return _unshared(exc)
+    return prepared.chosen(answer, candidates)
 
 
 async def deployment_take_async(
     *, candidates: Sequence[DeploymentLimits], least_busy: bool, tokens: int, seconds: float | None
 ) -> tuple[int, Lease] | None:
     """`deployment_take` on an event loop."""
-    if not _needs_lease(candidates, least_busy=least_busy):
-        return 0, NO_LEASE
-    seconds = (seconds or _UNBOUNDED_CALL_SECONDS) + _LEASE_GRACE_SECONDS
-    if not _shared():
-        return _local.take(candidates, least_busy=least_busy, tokens=tokens, seconds=seconds)
-    lease = Lease(key=None, lease_id=uuid.uuid4().hex)
-    keys, arguments = _take_arguments(
-        candidates, least_busy=least_busy, tokens=tokens, seconds=seconds, lease_id=lease.lease_id
-    )
+    prepared = _take_prepared(candidates, least_busy=least_busy, tokens=tokens, seconds=seconds)
+    if not isinstance(prepared, _SharedTake):
+        return prepared
     try:
-        answer = await _scripts_async().take(keys=keys, args=arguments)
+        answer = await _scripts_async().take(keys=prepared.keys, args=prepared.arguments)
     except redis.RedisError as exc:
-        logger.warning("deployment limits not applied: the shared counts cannot be reached (%s)", exc)
-        return 0, NO_LEASE
-    return _chosen(answer, lease, candidates)
+        return _unshared(exc)
+    return prepared.chosen(answer, candidates)
 
 
 def deployment_give_back(*, lease: Lease, tokens: int) -> None:
