@@ -32,3 +32,11 @@ def engine(demo_directory: Path) -> LocalTransformersEngine:
 def upstream() -> Iterator[FakeUpstream]:
     with fake_upstream() as server:
         yield server
+
+
+@pytest.fixture
+def second() -> Iterator[FakeUpstream]:
+    """Another upstream, whose answer says it is the second."""
+    with fake_upstream() as server:
+        server.words = ["from ", "the ", "second"]
+        yield server

@@ -8,8 +8,15 @@ import orjson
 from accounts.models import User
 from accounts.services.api_keys import api_key_create
 from gatehouse.asgi import application
-from inference.models import ModelVersion
-from inference.services import model_register, model_version_promote, model_version_register_remote
+from inference.engines.loader import engines_clear
+from inference.models import Model, ModelVersion
+from inference.services import (
+    model_deployment_add,
+    model_register,
+    model_serving_update,
+    model_version_promote,
+    model_version_register_remote,
+)
 from tests.fake_openai import FakeUpstream
 
 URL = "/v1/chat/completions"
@@ -22,6 +29,35 @@ def remote_model_register(alice: User, upstream: FakeUpstream) -> ModelVersion:
         model=model, label="r1", base_url=upstream.base_url, remote_model="upstream-model", actor=alice
     )
     return model_version_promote(version=version, actor=alice)
+
+
+def remote_model_deployed(
+    alice: User,
+    first: FakeUpstream,
+    second: FakeUpstream | None,
+    *,
+    routing: str = Model.Routing.WEIGHTED,
+    weights: tuple[int, int] = (1, 1),
+    first_limits: dict[str, int] | None = None,
+) -> None:
+    """`remote-model` in production, served by `first` (with `first_limits`) and `second` (if
+    given) with `weights`, routed as `routing` says."""
+    version = remote_model_register(alice, first)
+    version = ModelVersion.objects.get(pk=version.pk)
+    version.status = ModelVersion.Status.STAGING  # back to staging to change its deployments
+    version.save(update_fields=["status"])
+    version.deployments.update(weight=weights[0], **(first_limits or {}))
+    if second is not None:
+        model_deployment_add(
+            version=version,
+            base_url=second.base_url,
+            remote_model="upstream-model",
+            weight=weights[1],
+            actor=alice,
+        )
+    model_version_promote(version=version, actor=alice)
+    model_serving_update(model=version.model, changes={"routing": routing}, actor=alice)
+    engines_clear()
 
 
 def api_key_mint(user: User, scopes: tuple[str, ...] = ("chat",)) -> str:

@@ -189,10 +189,10 @@ def test_a_local_version_may_not_name_an_upstream_or_a_missing_directory(
     assert not ModelVersion.objects.exists()
 
 
-def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> None:
-    console = _console(alice)
-    fields = {
-        "name": "console-embedder",
+def _model_page_fields(name: str, **overrides: Any) -> dict[str, Any]:
+    """What the model page posts for a model of its defaults."""
+    return {
+        "name": name,
         "description": "",
         "max_tokens_cap": 512,
         "default_max_tokens": 64,
@@ -202,7 +202,13 @@ def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> 
         "users_with_access": [],
         "versions-TOTAL_FORMS": 0,
         "versions-INITIAL_FORMS": 0,
+        **overrides,
     }
+
+
+def test_a_model_kind_is_chosen_when_it_is_added_and_kept_after(alice: User) -> None:
+    console = _console(alice)
+    fields = _model_page_fields("console-embedder")
     added = console.post("/admin/inference/model/add/", {**fields, "kind": "embedding"})
     assert added.status_code == 302, added.content.decode()[:2000]
     model = Model.objects.get(name="console-embedder")
@@ -283,17 +289,7 @@ def test_the_model_page_sets_how_the_model_is_served_through_the_service(
     assert 'name="serving_fallback_models"' in page
     assert 'name="serving_routing"' in page
     fields = {
-        "name": "remote-model",
-        "description": "",
-        "open_to_all": "on",
-        "max_tokens_cap": 512,
-        "default_max_tokens": 64,
-        "wall_clock_limit_seconds": 120,
-        "max_choices": 4,
-        "teams_with_access": [],
-        "users_with_access": [],
-        "versions-TOTAL_FORMS": 0,
-        "versions-INITIAL_FORMS": 0,
+        **_model_page_fields("remote-model", open_to_all="on"),
         "serving_routing": "least_busy",
         "serving_fallback_models": "spare-model",
         "serving_response_cache": "on",

@@ -3,7 +3,6 @@ on a failure before any answer, an open breaker's skipped; every try in the one 
 
 import random
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,42 +12,21 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.circuit_breaker import CircuitBreaker
-from inference.engines.loader import engine_for_version, engines_clear
+from inference.engines.loader import engine_for_version
 from inference.engines.remote import OpenAICompatibleEngine
 from inference.engines.remote_deployments import RemoteDeployments, Upstream
 from inference.models import ModelVersion
-from inference.services import model_deployment_add, model_version_promote, model_version_stage
-from tests.fake_openai import FakeUpstream, fake_upstream
-from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
+from inference.services import model_deployment_add, model_version_stage
+from tests.fake_openai import FakeUpstream
+from tests.inference.fast_path import (
+    api_key_mint,
+    remote_model_deployed,
+    remote_model_register,
+    sse_events,
+    v1_post,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
-
-
-@pytest.fixture
-def second() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        server.words = ["from ", "the ", "second"]
-        yield server
-
-
-def _two_deployments(
-    alice: User, first: FakeUpstream, second: FakeUpstream, *, weights: tuple[int, int]
-) -> None:
-    """`remote-model` in production, served by `first` and `second` with `weights`."""
-    version = remote_model_register(alice, first)  # promoted: back to staging to add a deployment
-    version = ModelVersion.objects.get(pk=version.pk)
-    version.status = ModelVersion.Status.STAGING
-    version.save(update_fields=["status"])
-    version.deployments.update(weight=weights[0])
-    model_deployment_add(
-        version=version,
-        base_url=second.base_url,
-        remote_model="upstream-model",
-        weight=weights[1],
-        actor=alice,
-    )
-    model_version_promote(version=version, actor=alice)
-    engines_clear()
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
@@ -60,7 +38,7 @@ async def test_a_refusing_deployment_is_followed_by_the_next_in_one_record(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream, stream: bool
 ) -> None:
     # All the weight on the first: it is always tried first, and always refuses.
-    await database_sync_to_async(_two_deployments)(alice, upstream, second, weights=(1000, 1))
+    await database_sync_to_async(remote_model_deployed)(alice, upstream, second, weights=(1000, 1))
     upstream.mode = "always_503"
     key = await database_sync_to_async(api_key_mint)(bob)
     answer = await v1_post({**_body(stream=stream)}, key=key, **{"X-Request-ID": f"failover-{stream}"})
@@ -85,7 +63,7 @@ async def test_a_refusing_deployment_is_followed_by_the_next_in_one_record(
 async def test_when_every_deployment_fails_the_request_is_a_503_naming_none(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_two_deployments)(alice, upstream, second, weights=(1, 1))
+    await database_sync_to_async(remote_model_deployed)(alice, upstream, second, weights=(1, 1))
     upstream.mode = second.mode = "always_503"
     key = await database_sync_to_async(api_key_mint)(bob)
     answer = await v1_post(_body(), key=key, **{"X-Request-ID": "all-down"})
@@ -103,7 +81,7 @@ async def test_when_every_deployment_fails_the_request_is_a_503_naming_none(
 async def test_a_deployment_whose_breaker_is_open_is_not_called(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_two_deployments)(alice, upstream, second, weights=(1000, 1))
+    await database_sync_to_async(remote_model_deployed)(alice, upstream, second, weights=(1000, 1))
     version = await database_sync_to_async(
         lambda: (
             ModelVersion.objects.select_related("model")

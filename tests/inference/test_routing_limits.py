@@ -4,7 +4,7 @@ embedded one). Upstreams in `hold` mode keep every call in flight until the test
 the counts are exact, not timing-dependent."""
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,53 +15,15 @@ from django.test import override_settings
 from accounts.models import User
 from audit.models import AuditEvent
 from inference.engines.deployment_load import deployment_in_flight, deployment_key
-from inference.engines.loader import engines_clear
-from inference.models import Model, ModelVersion
-from inference.services import model_deployment_add, model_serving_update, model_version_promote
-from tests.fake_openai import FakeUpstream, fake_upstream
-from tests.inference.fast_path import api_key_mint, remote_model_register, v1_post
+from inference.models import Model
+from tests.fake_openai import FakeUpstream
+from tests.inference.fast_path import api_key_mint, remote_model_deployed, v1_post
 from tests.waiting import eventually
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("inference_backend"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-
-
-@pytest.fixture
-def second() -> Iterator[FakeUpstream]:
-    with fake_upstream() as server:
-        server.words = ["from ", "the ", "second"]
-        yield server
-
-
-def _deployed(
-    alice: User,
-    first: FakeUpstream,
-    second: FakeUpstream | None,
-    *,
-    routing: str = Model.Routing.WEIGHTED,
-    weights: tuple[int, int] = (1, 1),
-    first_limits: dict[str, int] | None = None,
-) -> None:
-    """`remote-model` in production: `first` (with `first_limits`), then `second` if given."""
-    version = remote_model_register(alice, first)
-    version = ModelVersion.objects.get(pk=version.pk)
-    version.status = ModelVersion.Status.STAGING  # back to staging to change its deployments
-    version.save(update_fields=["status"])
-    version.deployments.update(weight=weights[0], **(first_limits or {}))
-    if second is not None:
-        model_deployment_add(
-            version=version,
-            base_url=second.base_url,
-            remote_model="upstream-model",
-            weight=weights[1],
-            actor=alice,
-        )
-    model_version_promote(version=version, actor=alice)
-    model_serving_update(model=version.model, changes={"routing": routing}, actor=alice)
-    engines_clear()
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -92,7 +54,7 @@ async def test_least_busy_routing_shares_calls_in_flight_evenly_whatever_the_wei
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
     # By weight nearly every call would go to the first; least-busy sends each to the emptier.
-    await database_sync_to_async(_deployed)(
+    await database_sync_to_async(remote_model_deployed)(
         alice, upstream, second, routing=Model.Routing.LEAST_BUSY, weights=(1000, 1)
     )
     upstream.mode = second.mode = "hold"
@@ -107,7 +69,7 @@ async def test_least_busy_routing_shares_calls_in_flight_evenly_whatever_the_wei
 async def test_weighted_routing_passes_over_a_deployment_at_its_concurrency_limit(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_deployed)(
+    await database_sync_to_async(remote_model_deployed)(
         alice, upstream, second, weights=(1000, 1), first_limits={"max_concurrency": 2}
     )
     upstream.mode = second.mode = "hold"
@@ -121,7 +83,9 @@ async def test_weighted_routing_passes_over_a_deployment_at_its_concurrency_limi
 async def test_a_request_beyond_every_deployments_limit_is_a_503_saying_so(
     alice: User, bob: User, upstream: FakeUpstream
 ) -> None:
-    await database_sync_to_async(_deployed)(alice, upstream, None, first_limits={"max_concurrency": 1})
+    await database_sync_to_async(remote_model_deployed)(
+        alice, upstream, None, first_limits={"max_concurrency": 1}
+    )
     upstream.mode = "hold"
     key = await database_sync_to_async(api_key_mint)(bob)
     first = asyncio.ensure_future(v1_post(_body(), key=key))
@@ -143,7 +107,7 @@ async def test_a_deployment_past_its_tokens_a_minute_is_passed_over(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
     # The fake reports 11 prompt tokens and one per word: 19 for the first answer.
-    await database_sync_to_async(_deployed)(
+    await database_sync_to_async(remote_model_deployed)(
         alice, upstream, second, weights=(1000, 1), first_limits={"tokens_per_minute": 25}
     )
     key = await database_sync_to_async(api_key_mint)(bob)
