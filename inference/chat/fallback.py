@@ -9,8 +9,10 @@ model exists that they were not given). The chat the original model could not se
 own record (failed, every upstream tried) and gives back what it held before the fallback is
 admitted; the fallback's record names the model it stands in for (`fallback_from`).
 
-Only a refusal that says the model could not serve (`unavailable`) falls back, and only while
-nothing was sent to the client: after that, a second answer would follow the first.
+Only a refusal that says the model could not serve (`unavailable`, or a malformed answer)
+falls back, and only while nothing was sent to the client: after that, a second answer would
+follow the first. `/v1` runs the fallback in `chat_run`; the websocket consumer admits it with
+`chat_fallback_admit` when its generation fails, and names it in a second `start` frame.
 """
 
 import dataclasses
