@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from tests.e2e.server import ServedGatehouse
-from tests.fake_openai import FakeUpstream
+from tests.fake_openai import FakeUpstream, fake_upstream
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +207,31 @@ def test_several_choices_whole_and_streamed(client: openai.OpenAI, remote_model:
         if chunk.choices and chunk.choices[0].finish_reason
     }
     assert sorted(finishes) == [0, 1, 2]
+
+
+def test_a_model_that_cannot_answer_falls_back_or_fails_before_its_stream(
+    client: openai.OpenAI, gatehouse: ServedGatehouse, remote_model: str
+) -> None:
+    falling, failing = f"falling-{uuid.uuid4().hex[:6]}", f"failing-{uuid.uuid4().hex[:6]}"
+    with fake_upstream() as down:
+        down.mode = "always_503"
+        for name, fallbacks in ((falling, [remote_model]), (failing, [])):
+            gatehouse.manage(
+                "shell", "-c",
+                "from inference.services import model_register, model_serving_update, model_version_promote; "
+                "from inference.services.registry import model_version_register_remote; "
+                f"model = model_register(name={name!r}, open_to_all=True, actor=None); "
+                "version = model_version_register_remote(model=model, label='r1', "
+                f"base_url={down.base_url!r}, remote_model='upstream-model', actor=None); "
+                "model_version_promote(version=version, actor=None); "
+                f"model_serving_update(model=model, changes={{'fallback_models': {fallbacks!r}}}, actor=None)",
+            )  # fmt: skip
+        messages = [{"role": "user", "content": "hi"}]
+        # The client reads who answered from the answer itself, whole or streamed.
+        assert client.chat.completions.create(model=falling, messages=messages).model == remote_model
+        chunks = list(client.chat.completions.create(model=falling, messages=messages, stream=True))
+        assert {chunk.model for chunk in chunks} == {remote_model}
+        # With nothing to fall back to, a stream that never began is the client's error at once.
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(model=failing, messages=messages, stream=True)
+        assert refused.value.status_code == 503
