@@ -46,7 +46,7 @@ async def chat_cached_or_generated(admitted: ChatAdmitted, *, stream: bool, door
         on_texts=on_texts,
         on_tool_calls=on_tool_calls,
     )
-    if key is not None and kept is not None and plan.cache is not None:
+    if kept is not None and key is not None and plan.cache is not None:  # all three, or none
         kept.finish_reason = end.finish_reason
         kept.prompt_tokens, kept.completion_tokens = end.prompt_tokens, end.completion_tokens
         kept.tool_calls = tool_calls_merge(kept.tool_calls)

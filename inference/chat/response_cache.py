@@ -12,12 +12,10 @@ Failure mode: Redis out of reach is a miss (and nothing is stored): the model an
 would without a cache. A stored value that cannot be read is a miss too.
 """
 
-import asyncio
 import hashlib
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,13 +24,13 @@ import orjson
 import redis
 from django.conf import settings
 
+from gatehouse.redis_clients import redis_short_async
 from inference.chat.admission import ChatAdmitted
 from inference.engines.base import TokenLogprob
 
 logger = logging.getLogger(__name__)
 
 _PREFIX = "gatehouse:response-cache:"
-_REDIS_TIMEOUT_SECONDS = 0.5
 # The embedded default's cache holds this many answers at most (the least recently used go).
 _LOCAL_ENTRIES = 1000
 # How a chat may end for its answer to be kept.
@@ -80,7 +78,7 @@ async def response_cache_get(*, key: str) -> CachedAnswer | None:
         raw = _local.get(key)
     else:
         try:
-            raw = await _client().get(key)
+            raw = await redis_short_async().get(key)
         except redis.RedisError as exc:
             logger.warning("response cache unreadable, the model answers (%s)", exc)
             return None
@@ -102,7 +100,7 @@ async def response_cache_put(*, key: str, answer: CachedAnswer, seconds: int) ->
         _local.put(key, raw, seconds=seconds)
         return
     try:
-        await _client().set(key, raw, ex=seconds)
+        await redis_short_async().set(key, raw, ex=seconds)
     except redis.RedisError as exc:
         logger.warning("response cache: an answer could not be kept (%s)", exc)
 
@@ -136,22 +134,6 @@ class _LocalEntries:
 
 
 _local = _LocalEntries()
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
-
-
-def _client() -> Any:
-    """One asyncio client per event loop (its connections belong to that loop)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        import redis.asyncio
-
-        client = _clients[loop] = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=_REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-        )
-    return client
 
 
 def response_cache_clear_local() -> None:

@@ -30,12 +30,13 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from gatehouse.redis_clients import redis_short, redis_short_async
+
 logger = logging.getLogger(__name__)
 
 _PREFIX = "gatehouse:deployment:"
 # A lease outlives its call's own time limit by this much before another may take its room.
 _LEASE_GRACE_SECONDS = 30.0
-_REDIS_TIMEOUT_SECONDS = 0.5
 # A lease's life where the model sets no time limit on a call.
 _UNBOUNDED_CALL_SECONDS = 600.0
 
@@ -110,6 +111,12 @@ class Lease:
 
 
 NO_LEASE = Lease(key=None)
+
+
+def prompt_tokens_estimate(*, prompt_bytes: int) -> int:
+    """A prompt's tokens as a deployment's minute counts them before its call: about four bytes
+    each (the call's own count replaces it once the call ends)."""
+    return prompt_bytes // 4
 
 
 def deployment_key(*, base_url: str, remote_model: str) -> str:
@@ -212,33 +219,20 @@ def _shared() -> bool:
 
 
 def _scripts() -> _Scripts:
-    global _sync_scripts  # noqa: PLW0603 - one client per process, made at first use
+    """The scripts on this process's short-call client (registered once)."""
+    global _sync_scripts  # noqa: PLW0603 - one registration per process, at first use
     with _sync_lock:
         if _sync_scripts is None:
-            _sync_scripts = _Scripts(
-                redis.Redis.from_url(
-                    settings.REDIS_URL,
-                    socket_timeout=_REDIS_TIMEOUT_SECONDS,
-                    socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-                )
-            )
+            _sync_scripts = _Scripts(redis_short())
         return _sync_scripts
 
 
 def _scripts_async() -> _Scripts:
-    """One asyncio client per event loop (its connections belong to that loop)."""
+    """The scripts on the running event loop's short-call client (registered once per loop)."""
     loop = asyncio.get_running_loop()
     scripts = _async_scripts.get(loop)
     if scripts is None:
-        import redis.asyncio
-
-        scripts = _async_scripts[loop] = _Scripts(
-            redis.asyncio.Redis.from_url(
-                settings.REDIS_URL,
-                socket_timeout=_REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-            )
-        )
+        scripts = _async_scripts[loop] = _Scripts(redis_short_async())
     return scripts
 
 
@@ -314,31 +308,36 @@ async def deployment_take_async(
     return prepared.chosen(answer, candidates)
 
 
+def _give_back_prepared(lease: Lease, *, tokens: int) -> tuple[list[str], list[Any]] | None:
+    """The script's keys and arguments, or None where there is nothing to give back on Redis
+    (no lease, or the embedded default's counts, given back here)."""
+    if lease.key is None:
+        return None
+    if not _shared():
+        _local.give_back(lease, tokens=tokens)
+        return None
+    return _give_back_arguments(lease, tokens=tokens)
+
+
 def deployment_give_back(*, lease: Lease, tokens: int) -> None:
     """The call on `lease` ended having used `tokens`: its room goes back, its tokens count
     against its deployment's minute."""
-    if lease.key is None:
+    prepared = _give_back_prepared(lease, tokens=tokens)
+    if prepared is None:
         return
-    if not _shared():
-        _local.give_back(lease, tokens=tokens)
-        return
-    keys, arguments = _give_back_arguments(lease, tokens=tokens)
     try:
-        _scripts().give_back(keys=keys, args=arguments)
+        _scripts().give_back(keys=prepared[0], args=prepared[1])
     except redis.RedisError as exc:  # the lease expires on its own
         logger.warning("a deployment lease could not be given back (%s)", exc)
 
 
 async def deployment_give_back_async(*, lease: Lease, tokens: int) -> None:
     """`deployment_give_back` on an event loop."""
-    if lease.key is None:
+    prepared = _give_back_prepared(lease, tokens=tokens)
+    if prepared is None:
         return
-    if not _shared():
-        _local.give_back(lease, tokens=tokens)
-        return
-    keys, arguments = _give_back_arguments(lease, tokens=tokens)
     try:
-        await _scripts_async().give_back(keys=keys, args=arguments)
+        await _scripts_async().give_back(keys=prepared[0], args=prepared[1])
     except redis.RedisError as exc:  # the lease expires on its own
         logger.warning("a deployment lease could not be given back (%s)", exc)
 

@@ -30,7 +30,7 @@ from inference.engines.base import (
     TokenLogprob,
     token_arguments,
 )
-from inference.engines.deployment_load import NO_LEASE, deployment_give_back_async
+from inference.engines.deployment_load import NO_LEASE, deployment_give_back_async, prompt_tokens_estimate
 from inference.engines.logprobs import logprobs_content_read
 from inference.engines.remote import (
     _FINISH,
@@ -213,7 +213,7 @@ async def remote_generate(
         upstreams,
         attempt,
         attempts=attempts,
-        tokens=prompt.content_bytes // 4,
+        tokens=prompt_tokens_estimate(prompt_bytes=prompt.content_bytes),
         seconds=params.max_seconds,
         used=_tokens_used,
     )

@@ -30,6 +30,7 @@ from inference.engines.deployment_load import (
     deployment_key,
     deployment_take,
     deployment_take_async,
+    prompt_tokens_estimate,
 )
 from inference.engines.remote import OpenAICompatibleEngine, RemoteMalformed, RemoteUnavailable
 
@@ -136,8 +137,11 @@ class RemoteDeployments:
         sent = _Sent(on_token)
         error = RemoteUnavailable(AT_LIMIT)
         left = self.order()
+        tokens = prompt_tokens_estimate(
+            prompt_bytes=sum(len(message.content.encode()) for message in messages)
+        )
         while left:
-            taken = self.take(left, tokens=_prompt_tokens(messages), seconds=params.max_seconds)
+            taken = self.take(left, tokens=tokens, seconds=params.max_seconds)
             if taken is None:
                 break
             upstream, lease = taken
@@ -182,12 +186,6 @@ class RemoteDeployments:
             seconds=seconds,
         )
         return None if taken is None else (candidates[taken[0]], taken[1])
-
-
-def _prompt_tokens(messages: list[ChatMessage]) -> int:
-    """A prompt's tokens as a deployment's minute counts them before the call: about four
-    bytes each (the call's own count replaces it once it is known)."""
-    return sum(len(message.content.encode()) for message in messages) // 4
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from inference.engines.deployment_load import prompt_tokens_estimate
 from inference.engines.embedding import Embeddings
 from inference.engines.remote import (
     OpenAICompatibleEngine,
@@ -43,7 +44,7 @@ async def remote_embed(
         upstreams,
         attempt,
         attempts=attempts,
-        tokens=most_tokens // 4,
+        tokens=prompt_tokens_estimate(prompt_bytes=most_tokens),
         seconds=max_seconds,
         used=lambda embeddings: embeddings.prompt_tokens,
     )

@@ -1,0 +1,48 @@
+"""Redis clients for the request path's short calls (routing counts, the response cache).
+
+One client per process for threads, and one per event loop for coroutines (an asyncio
+client's connections belong to the loop that made them), each with a short timeout: Redis
+out of reach costs such a call at most that long, and its caller goes on without it.
+"""
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+import redis
+from django.conf import settings
+
+SHORT_TIMEOUT_SECONDS = 0.5
+
+_sync: Any = None
+_sync_lock = threading.Lock()
+_per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+
+def redis_short() -> Any:
+    """This process's client for threads (made at first use)."""
+    global _sync  # noqa: PLW0603 - one client per process
+    with _sync_lock:
+        if _sync is None:
+            _sync = redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=SHORT_TIMEOUT_SECONDS,
+                socket_connect_timeout=SHORT_TIMEOUT_SECONDS,
+            )
+        return _sync
+
+
+def redis_short_async() -> Any:
+    """The running event loop's client (made at first use on that loop)."""
+    loop = asyncio.get_running_loop()
+    client = _per_loop.get(loop)
+    if client is None:
+        import redis.asyncio
+
+        client = _per_loop[loop] = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=SHORT_TIMEOUT_SECONDS,
+            socket_connect_timeout=SHORT_TIMEOUT_SECONDS,
+        )
+    return client
