@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from audit.bulk_guard import AuditedQuerySet
+from spend.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 
 
 class GatehouseUserManager(UserManager.from_queryset(AuditedQuerySet)):  # type: ignore[misc]
@@ -273,6 +274,8 @@ class UsageRecord(models.Model):
     channel = models.CharField(max_length=16)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    # What was charged for it at its version's prices then, exactly (spend.money).
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
     latency_ms = models.FloatField(null=True, blank=True)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
@@ -301,6 +304,7 @@ class UsageRollup(models.Model):
     failures = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
 
     class Meta:
         # The console dashboard charts everyone's usage from these rows.

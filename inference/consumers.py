@@ -373,7 +373,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             sticky_key=f"{self.user.pk}:{conversation_id}",
         )
         if history is not None and history.model_name != admitted.plan.model_name:
-            await quota_chat_finish_async(hold=admitted.hold, used_tokens=0, usage=None)
+            await quota_chat_finish_async(hold=admitted.hold)
             raise ChatRejected(
                 f"This conversation is with {history.model_name}; continue it there.", code="invalid"
             )

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from accounts.models import User
+from accounts.quotas.charge import Charge
 from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
 from gatehouse.metrics import (
@@ -24,7 +25,7 @@ from gatehouse.metrics import (
     TOKENS_GENERATED,
 )
 from inference.cancellation import generation_cancel_requested
-from inference.engines.base import ChatMessage, Engine, GenerationParams, TokenLogprob
+from inference.engines.base import ChatMessage, Engine, GenerationParams, GenerationResult, TokenLogprob
 from inference.engines.constraints import ResponseFormatUnsupported
 from inference.engines.embedding import EmbeddingRefused, LocalEmbeddingEngine
 from inference.engines.loader import EngineTooLarge, UpstreamRefused, engine_for_version
@@ -36,6 +37,7 @@ from inference.relay import EventSender, ReaderGone
 from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
 from inference.services.registry import model_version_load_refused_record
+from spend.money import Prices
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ class GenerationJob:
         return cls(**payload)
 
 
+def _charge(result: GenerationResult) -> Charge:
+    """What a generation that ran to its end is charged: its prompt and its answer."""
+    return Charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+
+
 def _failed(job: GenerationJob, *, code: str, message: str, detail_code: str | None = None) -> dict[str, Any]:
     """`code` is the websocket protocol's; `detail_code`, a finer one, what /v1 answers."""
     event = {
@@ -122,7 +129,7 @@ class _Outcome:
         # The version generating, with its model, once loaded (its record needs both).
         self.version: ModelVersion | None = None
 
-    def quota_end(self, *, used_tokens: int | None) -> None:
+    def quota_end(self, *, charge: Charge | None) -> None:
         """Settle the quota reservations with what was used, or release them (None); once.
 
         A store that cannot be reached here does not fail a finished generation: the
@@ -132,15 +139,15 @@ class _Outcome:
             return
         self.quota_ended = True
         admission = QuotaAdmission.from_payload(self.job.quota)
-        if used_tokens is None:
+        if charge is None:
             quota_release(admission=admission)
         else:
-            quota_settle(admission=admission, used_tokens=used_tokens)
+            quota_settle(admission=admission, charge=charge)
 
     def fail(self, *, code: str, reason: str | None = None, prompt_tokens: int = 0) -> None:
         """End as failed: what was used is charged (the prompt, where the model read it, and what
         the client was sent), and the record says so."""
-        self.quota_end(used_tokens=prompt_tokens + self.delivered)
+        self.quota_end(charge=Charge(prompt_tokens=prompt_tokens, completion_tokens=self.delivered))
         details: dict[str, object] = {"code": code, "completion_tokens": self.delivered}
         if prompt_tokens:
             details["prompt_tokens"] = prompt_tokens
@@ -171,6 +178,7 @@ class _Outcome:
             failed=failed,
             channel=self.job.channel,
             version=self.version,
+            prices=Prices.from_payload((self.job.quota or {}).get("prices")),
             metadata={
                 "client_id": self.job.client_id,
                 "generation_id": self.job.generation_id,
@@ -214,9 +222,14 @@ def generation_run(*, job: GenerationJob, relay: EventSender) -> None:
         # Nobody is listening any more: the client left or stopped reading. What it was
         # sent is charged (the prompt's count is not known on this path).
         logger.info("generation %s stopped: its reader is gone", job.generation_id)
-        outcome.quota_end(used_tokens=outcome.delivered)
+        outcome.quota_end(charge=Charge(completion_tokens=outcome.delivered))
         with request_context_bound(context):
-            outcome.record(failed=False, finish_reason="cancelled", reason="client gone")
+            outcome.record(
+                failed=False,
+                finish_reason="cancelled",
+                reason="client gone",
+                completion_tokens=outcome.delivered,
+            )
     except Exception:
         logger.exception("generation %s failed", job.generation_id)
         with request_context_bound(context):
@@ -227,7 +240,7 @@ def generation_run(*, job: GenerationJob, relay: EventSender) -> None:
             logger.info("generation %s: could not report the failure, its reader is gone", job.generation_id)
     finally:
         # Every path that did not settle (one not foreseen) gives it all back.
-        outcome.quota_end(used_tokens=None)
+        outcome.quota_end(charge=None)
         streams.dec()
         close_old_connections()
 
@@ -250,7 +263,7 @@ def _embed(
         return
     usage = {"prompt_tokens": embeddings.prompt_tokens, "completion_tokens": 0}
     outcome.record(failed=False, finish_reason="stop", inputs=len(job.messages), **usage)
-    outcome.quota_end(used_tokens=embeddings.prompt_tokens)
+    outcome.quota_end(charge=Charge(prompt_tokens=embeddings.prompt_tokens))
     relay.send(
         {
             "type": "generation.embedded",
@@ -381,7 +394,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
         return
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
     if hops.reader_gone:
-        outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
+        outcome.quota_end(charge=_charge(result))
         outcome.record(failed=False, finish_reason="cancelled", reason="client gone", **usage)
         return
     # The exchange and its audit record commit together (one commit, not one per statement),
@@ -403,7 +416,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
             )
         outcome.record(failed=False, finish_reason=result.finish_reason.value, **usage)
     # Settled before the client hears `done`, so what it reads next is already up to date.
-    outcome.quota_end(used_tokens=result.prompt_tokens + result.completion_tokens)
+    outcome.quota_end(charge=_charge(result))
     relay.send(
         {
             "type": "generation.finished",

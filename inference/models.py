@@ -1,6 +1,7 @@
 """The model registry: governed models and their versions."""
 
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.bulk_guard import AuditedQuerySet
+from spend.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, Prices
 
 # The largest weight a deployment may have (weights are shares of a version's calls).
 MAX_DEPLOYMENT_WEIGHT = 1000
@@ -133,6 +135,22 @@ class ModelVersion(models.Model):
         max_length=16, choices=ToolCallFormat.choices, default=ToolCallFormat.NONE, blank=True
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # What a million tokens cost, in the platform's currency (spend.money); none: free. Changed
+    # only through `model_version_prices_update` (audited), from the next request on.
+    input_price_per_million = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+    )
+    output_price_per_million = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -161,6 +179,13 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}@{self.label}"
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(
+            input_per_million=self.input_price_per_million or Decimal(0),
+            output_per_million=self.output_price_per_million or Decimal(0),
+        )
 
     @property
     def source_path(self) -> Path:

@@ -26,6 +26,7 @@ CACHED_MODELS = (
     "inference.Model",
     "inference.ModelVersion",
     "inference.Deployment",
+    "spend.Budget",
     "audit.AuditSubject",
 )
 # Saves of only these fields change nothing the request path decides on.

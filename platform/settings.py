@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "accounts",
     "audit",
     "inference",
+    "spend",
 ]
 
 MIDDLEWARE = [
@@ -437,6 +438,8 @@ GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS"
 # Quotas (accounts.services.quotas): when their store is down, token quotas always fail
 # closed (503); request-rate limits fail open only with this on.
 GATEHOUSE_RATE_LIMIT_FAIL_OPEN = env.bool("GATEHOUSE_RATE_LIMIT_FAIL_OPEN", default=False)
+# The currency of every price, cost and budget (ISO 4217); prices are per million tokens.
+GATEHOUSE_CURRENCY = env.str("GATEHOUSE_CURRENCY", default="USD")
 # A quota settlement or chat-slot release that meets Redis down is retried this long
 # (gatehouse.deferred); after that the lease it guards expires on its own.
 GATEHOUSE_DEFERRED_GIVE_UP_SECONDS = env.float("GATEHOUSE_DEFERRED_GIVE_UP_SECONDS", default=600.0)

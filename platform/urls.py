@@ -6,6 +6,7 @@ from accounts.api.urls import auth_urlpatterns, key_urlpatterns
 from accounts.api.usage import UsageView
 from accounts.api.views import WsTicketView
 from gatehouse import api_errors, health, metrics_export
+from spend.api.views import SpendView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,6 +14,8 @@ urlpatterns = [
     path("api/keys/", include(key_urlpatterns)),
     path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
     path("api/usage/", UsageView.as_view(), name="usage"),
+    path("api/spend/", SpendView.as_view(), name="spend"),
+    path("api/budgets/", include("spend.api.urls")),
     path("api/conversations/", include("inference.api.conversation_urls")),
     path("api/models/", include("inference.api.registry.urls")),
     path("api/audit/", include("audit.api.urls")),

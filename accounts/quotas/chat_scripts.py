@@ -1,10 +1,11 @@
 """A chat's whole admission, and its whole end, each as one Redis script.
 
 Admission takes the user's chat slot, counts the request against every request-rate limit,
-and leases the stream slots and the token estimate of every other limit, all or nothing in
+and leases the stream slots, the token estimate and the cost estimate (budgets, in ledger
+units) of every other limit, all or nothing in
 the order a person would expect: a request refused for its chat slot counts nowhere; one
 refused by a stream or token limit still counts as a request (it was made) and gives its
-chat slot back. The end swaps the token lease for what was used, frees the stream leases
+chat slot back. The end swaps the token and cost leases for what was used, frees the stream leases
 and the chat slot, and files the usage record in its buffer: one round trip each way.
 
 The counters are `accounts.quotas.redis_ledger`'s (three keys each, the same layout, so the
@@ -18,9 +19,9 @@ from typing import Any
 from accounts.quotas.ledger import CounterSpec
 from accounts.quotas.lua import EXPIRE_LEASES
 
-# KEYS: the chat slot counter, then 3 per counter (requests, then streams, then tokens).
+# KEYS: the chat slot counter, then 3 per counter (requests, streams, tokens, then spend).
 # ARGV: now, lease deadline, lease id, slot limit (-1: no slot), slot ttl, #requests,
-#       #streams, #tokens, token amount, then limit and ttl per counter.
+#       #streams, #tokens, token amount, #spend, spend amount, then limit and ttl per counter.
 # Returns {status, counter index, used} on refusal (status 'slot', 'requests' or 'held'),
 # else {'ok', 0, 0, used of each counter after admission...}.
 ADMIT = (
@@ -28,11 +29,15 @@ ADMIT = (
     + """
 local now, deadline, rid = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local slot_limit, slot_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local nr, ns, nt, tokens = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local n = nr + ns + nt
+local nr, ns, nt, tokens = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local nm, spend = tonumber(ARGV[10]), ARGV[11]
+local n = nr + ns + nt + nm
 local function keys(i) return KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1] end
-local function limit(i) return tonumber(ARGV[9 + 2 * i - 1]) end
-local function ttl(i) return tonumber(ARGV[9 + 2 * i]) end
+local function limit(i) return tonumber(ARGV[11 + 2 * i - 1]) end
+local function ttl(i) return tonumber(ARGV[11 + 2 * i]) end
+local function amount_of(i)
+  if i <= nr + ns then return '1' elseif i <= nr + ns + nt then return tokens else return spend end
+end
 local function used(i) return tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0') end
 local function slot_back()
   if slot_limit >= 0 and redis.call('DECR', KEYS[1]) < 0 then redis.call('SET', KEYS[1], 0) end
@@ -60,15 +65,14 @@ end
 for i = nr + 1, n do
   local used_key, leases_key, amounts_key = keys(i)
   expire_leases(used_key, leases_key, amounts_key, now)
-  local amount = (i <= nr + ns) and 1 or tokens
-  if used(i) + amount > limit(i) then
+  if used(i) + tonumber(amount_of(i)) > limit(i) then
     slot_back()
     return {'held', i, used(i)}
   end
 end
 for i = nr + 1, n do
   local used_key, leases_key, amounts_key = keys(i)
-  local amount = (i <= nr + ns) and 1 or tokens
+  local amount = amount_of(i)
   redis.call('INCRBY', used_key, amount)
   redis.call('ZADD', leases_key, deadline, rid)
   redis.call('HSET', amounts_key, rid, amount)
@@ -80,28 +84,32 @@ return out
 """
 )
 
-# KEYS: the chat slot counter, the usage buffer, then 3 per held counter (streams, then tokens).
+# KEYS: the chat slot counter, the usage buffer, then 3 per held counter (streams, tokens,
+#       then spend).
 # ARGV: lease id, release the slot (1/0), #streams, tokens used, usage row ('' for none),
-#       then ttl per counter.
+#       #tokens, spend used (ledger units), then ttl per counter.
 FINISH = """
-local rid, release_slot, ns, charge, row = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local rid, release_slot, ns, charge, row = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local nt, spent = tonumber(ARGV[6]), ARGV[7]
 if release_slot == '1' and redis.call('DECR', KEYS[1]) < 0 then redis.call('SET', KEYS[1], 0) end
 if row ~= '' then redis.call('RPUSH', KEYS[2], row) end
 for i = 1, (#KEYS - 2) / 3 do
   local used_key, leases_key, amounts_key = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local amount = (i <= ns) and 0 or charge
+  local amount = spent
+  if i <= ns then amount = '0' elseif i <= ns + nt then amount = charge end
   local lent = redis.call('HGET', amounts_key, rid)
-  local delta = amount
   if lent then
     -- Still leased: swap the lease for the charge. Otherwise it expired and was given back
     -- already, and what was used is still charged.
-    delta = amount - tonumber(lent)
     redis.call('HDEL', amounts_key, rid)
     redis.call('ZREM', leases_key, rid)
+  else
+    lent = '0'
   end
-  if delta ~= 0 then
-    redis.call('INCRBY', used_key, delta)
-    if redis.call('TTL', used_key) < 0 then redis.call('EXPIRE', used_key, tonumber(ARGV[5 + i])) end
+  if tonumber(amount) ~= tonumber(lent) then
+    redis.call('INCRBY', used_key, amount)
+    redis.call('DECRBY', used_key, lent)
+    if redis.call('TTL', used_key) < 0 then redis.call('EXPIRE', used_key, tonumber(ARGV[7 + i])) end
   end
 end
 return 1
@@ -119,13 +127,15 @@ class ChatAdmitCall:
     streams: tuple[CounterSpec, ...]
     tokens: tuple[CounterSpec, ...]
     token_amount: int
+    spend: tuple[CounterSpec, ...]
+    spend_amount: int
     lease_id: str
     now: float
     deadline: float
 
     @property
     def counters(self) -> tuple[CounterSpec, ...]:
-        return (*self.requests, *self.streams, *self.tokens)
+        return (*self.requests, *self.streams, *self.tokens, *self.spend)
 
     def keys(self, prefix: str) -> list[str]:
         return [self.slot_key, *counter_keys(prefix, self.counters)]
@@ -141,6 +151,8 @@ class ChatAdmitCall:
             len(self.streams),
             len(self.tokens),
             self.token_amount,
+            len(self.spend),
+            self.spend_amount,
         ]
         for counter in self.counters:
             args += [counter.limit, counter.ttl_seconds]
@@ -157,7 +169,7 @@ def counter_keys(prefix: str, counters: tuple[CounterSpec, ...] | list[CounterSp
 @dataclass(frozen=True)
 class ChatAdmitResult:
     """`status` is 'ok', or what refused: 'slot', 'requests' or 'held' (a stream or token
-    limit); `counter` indexes `ChatAdmitCall.counters` (from 0); `used` is each counter's
+    limit, or a budget); `counter` indexes `ChatAdmitCall.counters` (from 0); `used` is each counter's
     total after an admission."""
 
     status: str
@@ -177,6 +189,23 @@ class ChatAdmitResult:
 
 
 def finish_args(
-    *, lease_id: str, release_slot: bool, streams: int, tokens_used: int, usage_row: str, ttls: list[int]
+    *,
+    lease_id: str,
+    release_slot: bool,
+    streams: int,
+    tokens: int,
+    tokens_used: int,
+    spend_used: int,
+    usage_row: str,
+    ttls: list[int],
 ) -> list[object]:
-    return [lease_id, "1" if release_slot else "0", streams, tokens_used, usage_row, *ttls]
+    return [
+        lease_id,
+        "1" if release_slot else "0",
+        streams,
+        tokens_used,
+        usage_row,
+        tokens,
+        spend_used,
+        *ttls,
+    ]

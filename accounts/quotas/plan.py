@@ -3,6 +3,7 @@
 Counter keys name the dimension, the window, the subject and the policy, e.g.
 `tokens:day:20261121:team:3:p7`, so each window starts from zero with a new key and each
 policy counts on its own (two policies on one subject amount to the tighter of the two).
+Budgets in money (`spend.plan`) count the same way, on `spend:` counters, per model asked.
 """
 
 import calendar
@@ -16,7 +17,7 @@ from accounts.quotas.ledger import CounterSpec
 from gatehouse.local_cache import LocalCache
 
 # Counters outlive their window a little, so a late settle still finds them.
-_GRACE_SECONDS = 3600
+GRACE_SECONDS = 3600
 # A stream slot is a lease; this only bounds how long an idle counter key lingers.
 _STREAMS_TTL_SECONDS = 24 * 3600
 
@@ -37,10 +38,14 @@ class QuotaPlan:
     requests: tuple[Limit, ...] = ()
     tokens: tuple[Limit, ...] = ()
     streams: tuple[Limit, ...] = ()
+    # Budgets in money, counted in ledger units (spend.money).
+    spend: tuple[Limit, ...] = ()
 
     def label_of(self, key: str) -> str:
         return next(
-            limit.label for limit in (*self.requests, *self.tokens, *self.streams) if limit.spec.key == key
+            limit.label
+            for limit in (*self.requests, *self.tokens, *self.streams, *self.spend)
+            if limit.spec.key == key
         )
 
 
@@ -53,7 +58,7 @@ def _subject(policy: QuotaPolicy, user: User) -> tuple[str, str]:
     return f"user:{user.pk}", "your"
 
 
-def _windows(now: datetime) -> dict[str, tuple[str, datetime]]:
+def quota_windows(now: datetime) -> dict[str, tuple[str, datetime]]:
     """Each window's id and end, in UTC."""
     minute = now.replace(second=0, microsecond=0)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -92,9 +97,15 @@ def quota_policies_applicable(*, user: User, api_key: ApiKey | None) -> tuple[Qu
     return _applicable.fetch((user.pk, api_key.pk if api_key else None), load)
 
 
-def quota_plan_for(*, user: User, api_key: ApiKey | None, now: datetime | None = None) -> QuotaPlan:
+def quota_plan_for(
+    *, user: User, api_key: ApiKey | None, model_id: int | None = None, now: datetime | None = None
+) -> QuotaPlan:
+    """Every limit a request of the caller's is held to; with `model_id`, the budgets of the
+    model asked for too (spend.plan)."""
+    from spend.plan import budget_limits_for
+
     now = now or _now()
-    windows = _windows(now)
+    windows = quota_windows(now)
     applicable = quota_policies_applicable(user=user, api_key=api_key)
     requests: list[Limit] = []
     tokens: list[Limit] = []
@@ -110,7 +121,7 @@ def quota_plan_for(*, user: User, api_key: ApiKey | None, now: datetime | None =
             if limit is None:
                 continue
             window_id, ends = windows[window]
-            ttl = int((ends - now).total_seconds()) + _GRACE_SECONDS
+            ttl = int((ends - now).total_seconds()) + GRACE_SECONDS
             key = f"{dimension}:{window}:{window_id}:{subject}:p{policy.pk}"
             bucket.append(Limit(CounterSpec(key, limit, ttl), f"{whose} {what}", ends.timestamp()))
         if policy.concurrent_streams is not None:
@@ -119,5 +130,9 @@ def quota_plan_for(*, user: User, api_key: ApiKey | None, now: datetime | None =
             )
             streams.append(Limit(spec, f"{whose} concurrent streams", None))
     return QuotaPlan(
-        now=now.timestamp(), requests=tuple(requests), tokens=tuple(tokens), streams=tuple(streams)
+        now=now.timestamp(),
+        requests=tuple(requests),
+        tokens=tuple(tokens),
+        streams=tuple(streams),
+        spend=budget_limits_for(user=user, api_key=api_key, model_id=model_id, now=now),
     )

@@ -16,13 +16,13 @@ from accounts.quotas.lua import EXPIRE_LEASES
 _RESERVE = (
     EXPIRE_LEASES
     + """
-local now, amount, rid, deadline = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local now, amount, rid, deadline = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local n = #KEYS / 3
 for i = 1, n do
   local used_key, leases_key, amounts_key = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   expire_leases(used_key, leases_key, amounts_key, now)
   local used = tonumber(redis.call('GET', used_key) or '0')
-  if used + amount > tonumber(ARGV[4 + 2 * i - 1]) then
+  if used + tonumber(amount) > tonumber(ARGV[4 + 2 * i - 1]) then
     return {0, i, used}
   end
 end
@@ -42,20 +42,21 @@ return {1, 0, 0}
 
 # ARGV: reservation id, amount to charge (0 to release), then each counter's ttl.
 _END = """
-local rid, charge = ARGV[1], tonumber(ARGV[2])
+local rid, charge = ARGV[1], ARGV[2]
 for i = 1, #KEYS / 3 do
   local used_key, leases_key, amounts_key = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local lent = redis.call('HGET', amounts_key, rid)
-  local delta = charge
   if lent then
     -- Still leased: swap the lease for the charge. Otherwise it expired and was given
     -- back already, and what was used is still charged.
-    delta = charge - tonumber(lent)
     redis.call('HDEL', amounts_key, rid)
     redis.call('ZREM', leases_key, rid)
+  else
+    lent = '0'
   end
-  if delta ~= 0 then
-    redis.call('INCRBY', used_key, delta)
+  if tonumber(charge) ~= tonumber(lent) then
+    redis.call('INCRBY', used_key, charge)
+    redis.call('DECRBY', used_key, lent)
     if redis.call('TTL', used_key) < 0 then
       redis.call('EXPIRE', used_key, tonumber(ARGV[2 + i]))
     end

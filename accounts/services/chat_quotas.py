@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from accounts.models import ApiKey, User
+from accounts.quotas.charge import NOTHING, Charge
 from accounts.quotas.chat_scripts import (
     ADMIT,
     FINISH,
@@ -42,6 +43,7 @@ from accounts.services.quotas import (
     LEASE_MARGIN_SECONDS,
     QuotaAdmission,
     QuotaRefused,
+    SpendAsk,
     quota_admit,
     quota_refusal,
     quota_settle,
@@ -88,7 +90,7 @@ def _slot_refused(slot: ChatSlot) -> QuotaRefused:
 
 
 def _call(
-    *, plan: QuotaPlan, slot: ChatSlot | None, token_estimate: int, lease_seconds: float
+    *, plan: QuotaPlan, slot: ChatSlot | None, token_estimate: int, spend: SpendAsk, lease_seconds: float
 ) -> ChatAdmitCall:
     return ChatAdmitCall(
         slot_key=slot.key if slot else "",
@@ -98,6 +100,8 @@ def _call(
         streams=tuple(limit.spec for limit in plan.streams),
         tokens=tuple(limit.spec for limit in plan.tokens),
         token_amount=token_estimate,
+        spend=tuple(limit.spec for limit in plan.spend),
+        spend_amount=spend.units,
         lease_id=uuid.uuid4().hex,
         now=plan.now,
         deadline=plan.now + lease_seconds + LEASE_MARGIN_SECONDS,
@@ -105,7 +109,7 @@ def _call(
 
 
 def _admitted(
-    plan: QuotaPlan, call: ChatAdmitCall, result: ChatAdmitResult, slot: ChatSlot | None
+    plan: QuotaPlan, call: ChatAdmitCall, result: ChatAdmitResult, slot: ChatSlot | None, spend: SpendAsk
 ) -> ChatHold:
     """The hold an admission grants, or the refusal it reported."""
     counters = call.counters
@@ -118,15 +122,20 @@ def _admitted(
         if result.status == "requests":
             raise quota_refusal(plan, exceeded, code="rate_limited", limits=plan.requests)
         code = "rate_limited" if spec.key.startswith("streams:") else "quota_exceeded"
-        raise quota_refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens))
+        raise quota_refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens, *plan.spend))
     quota = QuotaAdmission(
-        headers=_headers(plan, dict(zip((c.key for c in counters), result.used, strict=True)))
+        headers=_headers(plan, dict(zip((c.key for c in counters), result.used, strict=True))),
+        prices=spend.prices.to_payload(),
     )
     if call.streams:
         quota.streams = reservation_payload(Reservation(counters=call.streams, amount=1, id=call.lease_id))
     if call.tokens:
         quota.tokens = reservation_payload(
             Reservation(counters=call.tokens, amount=call.token_amount, id=call.lease_id)
+        )
+    if call.spend:
+        quota.spend = reservation_payload(
+            Reservation(counters=call.spend, amount=call.spend_amount, id=call.lease_id)
         )
     return ChatHold(quota=quota, slot={"user_id": slot.user_id, "key": slot.key} if slot else None)
 
@@ -150,35 +159,52 @@ def _left(pair: tuple[Limit, int]) -> int:
 
 def _store_down(plan: QuotaPlan) -> ChatHold:
     """The store is unreachable: run without counting only where rate limits may fail open."""
-    if plan.tokens or plan.streams or not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
+    if plan.tokens or plan.streams or plan.spend or not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
         raise quota_unavailable()
     return ChatHold(quota=QuotaAdmission(), slot=None)
 
 
 def quota_chat_admit(
-    *, user: User, api_key: ApiKey | None, token_estimate: int, lease_seconds: float, slot: ChatSlot
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    token_estimate: int,
+    lease_seconds: float,
+    slot: ChatSlot,
+    plan: QuotaPlan | None = None,
+    spend: SpendAsk | None = None,
 ) -> ChatHold:
-    """Take the chat slot and admit the chat against every quota, or raise QuotaRefused.
+    """Take the chat slot and admit the chat against every quota and budget, or raise
+    QuotaRefused. `plan` is the caller's (quota_plan_for, with the model asked for), made here
+    without one; `spend` what the chat may cost at most.
 
     Nothing is held after a refusal (the request still counts against request-rate limits,
     unless it was refused for its chat slot).
     """
-    plan = quota_plan_for(user=user, api_key=api_key)
+    plan = plan or quota_plan_for(user=user, api_key=api_key)
+    spend = spend or SpendAsk()
     ledger = _redis_ledger()
     if ledger is not None:
-        call = _call(plan=plan, slot=slot, token_estimate=token_estimate, lease_seconds=lease_seconds)
+        call = _call(
+            plan=plan, slot=slot, token_estimate=token_estimate, spend=spend, lease_seconds=lease_seconds
+        )
         try:
             reply = _sync_scripts(ledger).admit(keys=call.keys(_PREFIX), args=call.args())
         except RedisError:
             return _store_down(plan)
-        return _admitted(plan, call, ChatAdmitResult.parse(reply), slot)
+        return _admitted(plan, call, ChatAdmitResult.parse(reply), slot, spend)
     from inference.chat_slots import chat_slot_acquire, chat_slot_release
 
     if not chat_slot_acquire(user_id=slot.user_id, limit=slot.limit):
         raise _slot_refused(slot)
     try:
         quota = quota_admit(
-            user=user, api_key=api_key, token_estimate=token_estimate, lease_seconds=lease_seconds
+            user=user,
+            api_key=api_key,
+            token_estimate=token_estimate,
+            lease_seconds=lease_seconds,
+            plan=plan,
+            spend=spend,
         )
     except BaseException:
         chat_slot_release(user_id=slot.user_id)
@@ -194,39 +220,52 @@ async def quota_chat_admit_async(
     token_estimate: int,
     lease_seconds: float,
     slot: ChatSlot,
+    spend: SpendAsk | None = None,
 ) -> ChatHold:
     """`quota_chat_admit` on an event loop, with the caller's `plan` (quota_plan_for)."""
+    spend = spend or SpendAsk()
     if _redis_ledger() is None:
         return await sync_to_async(quota_chat_admit)(
-            user=user, api_key=api_key, token_estimate=token_estimate, lease_seconds=lease_seconds, slot=slot
+            user=user,
+            api_key=api_key,
+            token_estimate=token_estimate,
+            lease_seconds=lease_seconds,
+            slot=slot,
+            plan=plan,
+            spend=spend,
         )
-    call = _call(plan=plan, slot=slot, token_estimate=token_estimate, lease_seconds=lease_seconds)
+    call = _call(
+        plan=plan, slot=slot, token_estimate=token_estimate, spend=spend, lease_seconds=lease_seconds
+    )
     keys = call.keys(_PREFIX)
     try:
         reply = await _async_scripts().admit(keys=keys, args=call.args())
     except RedisError:
         return _store_down(plan)
-    return _admitted(plan, call, ChatAdmitResult.parse(reply), slot)
+    return _admitted(plan, call, ChatAdmitResult.parse(reply), slot, spend)
 
 
 def _finish_call(
-    hold: ChatHold, *, used_tokens: int, usage: dict[str, Any] | None
+    hold: ChatHold, *, charge: Charge, usage: dict[str, Any] | None
 ) -> tuple[list[str], list[object]]:
     streams = _counters(hold.quota.streams)
     tokens = _counters(hold.quota.tokens)
-    lease_id = (hold.quota.tokens or hold.quota.streams or {}).get("id", "")
+    spend = _counters(hold.quota.spend)
+    lease_id = (hold.quota.tokens or hold.quota.streams or hold.quota.spend or {}).get("id", "")
     keys = [
         hold.slot["key"] if hold.slot else "",
         USAGE_BUFFER_KEY,
-        *counter_keys(_PREFIX, [*streams, *tokens]),
+        *counter_keys(_PREFIX, [*streams, *tokens, *spend]),
     ]
     args = finish_args(
         lease_id=lease_id,
         release_slot=hold.slot is not None,
         streams=len(streams),
-        tokens_used=used_tokens,
+        tokens=len(tokens),
+        tokens_used=charge.tokens,
+        spend_used=hold.quota.charge_units(charge) if spend else 0,
         usage_row=json.dumps(usage) if usage is not None else "",
-        ttls=[counter.ttl_seconds for counter in (*streams, *tokens)],
+        ttls=[counter.ttl_seconds for counter in (*streams, *tokens, *spend)],
     )
     return keys, args
 
@@ -237,45 +276,48 @@ def _counters(payload: dict[str, Any] | None) -> list[CounterSpec]:
     return [CounterSpec(key, limit, ttl) for key, limit, ttl in payload["counters"]]
 
 
-def quota_chat_finish(*, hold: ChatHold, used_tokens: int, usage: dict[str, Any] | None) -> None:
-    """The chat ended having used `used_tokens` (0: give everything back): charge them, free
-    its stream leases and chat slot, and buffer its usage record (`usage_record_row`)."""
+def quota_chat_finish(*, hold: ChatHold, charge: Charge, usage: dict[str, Any] | None) -> None:
+    """The chat ended having used `charge` (NOTHING: give everything back): charge its tokens
+    and cost, free its stream leases and chat slot, and buffer its usage record
+    (`usage_record_row`)."""
     ledger = _redis_ledger()
     if ledger is not None and _same_lease(hold):
-        keys, args = _finish_call(hold, used_tokens=used_tokens, usage=usage)
+        keys, args = _finish_call(hold, charge=charge, usage=usage)
         scripts = _sync_scripts(ledger)
         deferred_until_done(
-            what=f"chat of user {hold.slot and hold.slot['user_id']}: settle {used_tokens} tokens, free its slots",
+            what=f"chat of user {hold.slot and hold.slot['user_id']}: settle {charge.tokens} tokens, free its slots",
             attempt=lambda: scripts.finish(keys=keys, args=args),
             retry_on=(RedisError,),
             give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
         )
         return
-    _finish_stepwise(hold, used_tokens=used_tokens, usage=usage)
+    _finish_stepwise(hold, charge=charge, usage=usage)
 
 
-async def quota_chat_finish_async(*, hold: ChatHold, used_tokens: int, usage: dict[str, Any] | None) -> None:
+async def quota_chat_finish_async(
+    *, hold: ChatHold, charge: Charge = NOTHING, usage: dict[str, Any] | None = None
+) -> None:
     """`quota_chat_finish` on an event loop: one round trip, or the background retry."""
     if _redis_ledger() is not None and _same_lease(hold):
-        keys, args = _finish_call(hold, used_tokens=used_tokens, usage=usage)
+        keys, args = _finish_call(hold, charge=charge, usage=usage)
         try:
             await _async_scripts().finish(keys=keys, args=args)
         except RedisError:
-            await sync_to_async(quota_chat_finish)(hold=hold, used_tokens=used_tokens, usage=usage)
+            await sync_to_async(quota_chat_finish)(hold=hold, charge=charge, usage=usage)
         return
-    await sync_to_async(_finish_stepwise)(hold, used_tokens=used_tokens, usage=usage)
+    await sync_to_async(_finish_stepwise)(hold, charge=charge, usage=usage)
 
 
 def _same_lease(hold: ChatHold) -> bool:
     """Whether one script can end it: its leases share one id (admitted by `ADMIT`)."""
-    ids = {payload["id"] for payload in (hold.quota.tokens, hold.quota.streams) if payload}
+    ids = {payload["id"] for payload in (hold.quota.tokens, hold.quota.streams, hold.quota.spend) if payload}
     return len(ids) <= 1
 
 
-def _finish_stepwise(hold: ChatHold, *, used_tokens: int, usage: dict[str, Any] | None) -> None:
+def _finish_stepwise(hold: ChatHold, *, charge: Charge, usage: dict[str, Any] | None) -> None:
     from inference.chat_slots import chat_slot_release
 
-    quota_settle(admission=hold.quota, used_tokens=used_tokens)
+    quota_settle(admission=hold.quota, charge=charge)
     if hold.slot is not None:
         chat_slot_release(user_id=int(hold.slot["user_id"]))
     if usage is not None:

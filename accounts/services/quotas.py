@@ -3,9 +3,11 @@
 Requests per minute are counted as they arrive. Concurrent streams take a slot for the
 generation's life. Tokens are reserved before generating (an upper bound of the prompt
 plus `max_tokens`) and settled with the real count after, or released on failure; a
-reservation whose worker died is a lease that expires.
+reservation whose worker died is a lease that expires. Budgets in money work as tokens do:
+the most the request can cost at its version's prices is reserved, what it cost is settled.
 """
 
+import functools
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -14,12 +16,14 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import ApiKey, QuotaPolicy, User
+from accounts.quotas.charge import NOTHING, Charge
 from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, QuotaLedger, Reservation
 from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.sql_ledger import SqlQuotaLedger
 from audit.services import audit_event_record
 from gatehouse.deferred import deferred_until_done
 from gatehouse.metrics import QUOTA_REJECTIONS
+from spend.money import Prices
 
 # A token reservation or stream slot outlives the longest generation by this much.
 LEASE_MARGIN_SECONDS = 60
@@ -43,6 +47,15 @@ class QuotaAdmission:
     tokens: dict[str, Any] | None = None
     streams: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The budgets' reservation, in ledger units, and the prices it was reckoned at.
+    spend: dict[str, Any] | None = None
+    prices: dict[str, str] | None = None
+
+    def charge_units(self, charge: Charge) -> int:
+        """What `charge` costs at the admitted prices, in ledger units."""
+        return Prices.from_payload(self.prices).cost_units(
+            prompt_tokens=charge.prompt_tokens, completion_tokens=charge.completion_tokens
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +135,10 @@ def quota_refusal(
     limit = next(item for item in limits if item.spec.key == exceeded.key)
     retry = int(limit.resets_at - plan.now) + 1 if limit.resets_at is not None else None
     QUOTA_REJECTIONS.labels(code=code).inc()
-    message = f"Limit reached: {plan.label_of(exceeded.key)} ({exceeded.limit})."
+    if exceeded.key.startswith("spend:"):  # a budget: its label says its amount
+        message = f"Budget reached: {plan.label_of(exceeded.key)}."
+    else:
+        message = f"Limit reached: {plan.label_of(exceeded.key)} ({exceeded.limit})."
     if retry is not None:
         message += f" Try again in {reset_text(retry)}."
     return QuotaRefused(code=code, message=message, retry_after=retry)
@@ -137,17 +153,35 @@ def quota_unavailable() -> QuotaRefused:
     )
 
 
-def quota_admit(
-    *, user: User, api_key: ApiKey | None, token_estimate: int, lease_seconds: float
-) -> QuotaAdmission:
-    """Count the request and reserve its stream slot and tokens, or raise QuotaRefused.
+@dataclass(frozen=True)
+class SpendAsk:
+    """The most a request can cost, in ledger units, at `prices` (its version's, when admitted):
+    what its budgets reserve."""
 
-    Nothing is held after a refusal. With the store down, token quotas fail closed (503)
-    and request-rate limits fail open only where GATEHOUSE_RATE_LIMIT_FAIL_OPEN is on.
+    units: int = 0
+    prices: Prices = field(default_factory=Prices)
+
+
+def quota_admit(
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    token_estimate: int,
+    lease_seconds: float,
+    plan: QuotaPlan | None = None,
+    spend: SpendAsk | None = None,
+) -> QuotaAdmission:
+    """Count the request and reserve its stream slot, tokens and spend, or raise QuotaRefused.
+
+    `plan` is the caller's (quota_plan_for, with the model asked for: its budgets apply);
+    made here without one. Nothing is held after a refusal. With the store down, token quotas
+    and budgets fail closed (503) and request-rate limits fail open only where
+    GATEHOUSE_RATE_LIMIT_FAIL_OPEN is on.
     """
-    plan = quota_plan_for(user=user, api_key=api_key)
-    if not (plan.requests or plan.tokens or plan.streams):
-        return QuotaAdmission()
+    plan = plan or quota_plan_for(user=user, api_key=api_key)
+    spend = spend or SpendAsk()
+    if not (plan.requests or plan.tokens or plan.streams or plan.spend):
+        return QuotaAdmission(prices=spend.prices.to_payload())
     ledger = quota_ledger()
     lease = lease_seconds + LEASE_MARGIN_SECONDS
     if plan.requests:
@@ -162,31 +196,35 @@ def quota_admit(
         except LedgerUnavailable:
             if not settings.GATEHOUSE_RATE_LIMIT_FAIL_OPEN:
                 raise quota_unavailable() from None
-    admission = QuotaAdmission()
+    admission = QuotaAdmission(prices=spend.prices.to_payload())
+    held = (
+        (plan.streams, 1, "streams"),
+        (plan.tokens, token_estimate, "tokens"),
+        (plan.spend, spend.units, "spend"),
+    )
     try:
-        if plan.streams:
-            streams = ledger.reserve(
-                counters=[limit.spec for limit in plan.streams], amount=1, lease_seconds=lease
-            )
-            admission.streams = reservation_payload(streams)
-        if plan.tokens:
-            tokens = ledger.reserve(
-                counters=[limit.spec for limit in plan.tokens], amount=token_estimate, lease_seconds=lease
-            )
-            admission.tokens = reservation_payload(tokens)
+        for limits, amount, name in held:
+            if limits:
+                reservation = ledger.reserve(
+                    counters=[limit.spec for limit in limits], amount=amount, lease_seconds=lease
+                )
+                setattr(admission, name, reservation_payload(reservation))
         admission.headers = _headers(ledger, plan)
     except QuotaExceeded as exceeded:
         quota_release(admission=admission)
         code = "rate_limited" if exceeded.key.startswith("streams:") else "quota_exceeded"
-        raise quota_refusal(plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens)) from None
+        raise quota_refusal(
+            plan, exceeded, code=code, limits=(*plan.streams, *plan.tokens, *plan.spend)
+        ) from None
     except LedgerUnavailable:
         # Whatever was reserved before the store went away is a lease: it expires.
         raise quota_unavailable() from None
     return admission
 
 
-def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
-    """The request ended having used `used_tokens`: charge them, free the stream slot.
+def quota_settle(*, admission: QuotaAdmission, charge: Charge) -> None:
+    """The request ended having used `charge`: charge its tokens and its cost, free the
+    stream slot.
 
     With the store unreachable, each step is retried in the background until it is back
     (gatehouse.deferred): the tokens are charged and the slot freed then, not lost. A retry
@@ -194,19 +232,18 @@ def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
     lets the lease lapse first. Both are logged.
     """
     ledger = quota_ledger()
-    if admission.tokens:
-        tokens = _reservation(admission.tokens)
+    settled = (
+        (admission.tokens, charge.tokens, "tokens"),
+        (admission.spend, admission.charge_units(charge), "units of spend"),
+        (admission.streams, 0, "stream slots"),
+    )
+    for payload, actual, what in settled:
+        if not payload:
+            continue
+        reservation = _reservation(payload)
         deferred_until_done(
-            what=f"quota: settle reservation {tokens.id} with {used_tokens} tokens",
-            attempt=lambda: ledger.settle(reservation=tokens, actual=used_tokens),
-            retry_on=(LedgerUnavailable,),
-            give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
-        )
-    if admission.streams:
-        streams = _reservation(admission.streams)
-        deferred_until_done(
-            what=f"quota: free stream slot {streams.id}",
-            attempt=lambda: ledger.release(reservation=streams),
+            what=f"quota: settle reservation {reservation.id} with {actual} {what}",
+            attempt=functools.partial(ledger.settle, reservation=reservation, actual=actual),
             retry_on=(LedgerUnavailable,),
             give_up_after=settings.GATEHOUSE_DEFERRED_GIVE_UP_SECONDS,
         )
@@ -214,7 +251,7 @@ def quota_settle(*, admission: QuotaAdmission, used_tokens: int) -> None:
 
 def quota_release(*, admission: QuotaAdmission) -> None:
     """The request ended without using anything (refused downstream, failed, never ran)."""
-    quota_settle(admission=admission, used_tokens=0)
+    quota_settle(admission=admission, charge=NOTHING)
 
 
 _POLICY_FIELDS = (
@@ -260,7 +297,8 @@ def quota_policy_delete(*, policy: QuotaPolicy, actor: User) -> None:
 def quota_standing(*, user: User, api_key: ApiKey | None) -> list[dict[str, object]]:
     """Every limit the caller is held to, with what is used and left and when it resets.
 
-    Read from the live counters (reservations of running requests included).
+    Read from the live counters (reservations of running requests included). Budgets in money
+    are `spend.selectors.budget_standing`'s.
     """
     plan = quota_plan_for(user=user, api_key=api_key)
     ledger = quota_ledger()

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -63,8 +64,9 @@ def usage_row(
     time_to_first_token_ms: float | None,
     outcome: str,
     request_id: str,
+    cost: Decimal = Decimal(0),
 ) -> dict[str, Any]:
-    """One usage record as the buffer holds it (JSON-safe), stamped now."""
+    """One usage record as the buffer holds it (JSON-safe: the cost as decimal text), stamped now."""
     return {
         "created_at": datetime.now(tz=UTC).isoformat(),
         "user_id": user_id,
@@ -73,6 +75,7 @@ def usage_row(
         "channel": channel,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
+        "cost": str(cost),
         "latency_ms": latency_ms,
         "time_to_first_token_ms": time_to_first_token_ms,
         "outcome": outcome,
@@ -164,7 +167,11 @@ def _write(rows: list[dict[str, Any]]) -> None:
     teams = _teams_of({row["user_id"] for row in rows})
     UsageRecord.objects.bulk_create(
         UsageRecord(
-            **{**row, "created_at": datetime.fromisoformat(row["created_at"])},
+            **{
+                **row,
+                "created_at": datetime.fromisoformat(row["created_at"]),
+                "cost": Decimal(row.get("cost") or 0),
+            },
             team_ids=teams.get(row["user_id"], []),
         )
         for row in rows
@@ -237,6 +244,7 @@ def usage_rollup(*, period: str, now: datetime | None = None, periods_back: int 
                 failures=Count("id", filter=Q(outcome=UsageRecord.Outcome.FAILED)),
                 prompt_tokens=Sum("prompt_tokens"),
                 completion_tokens=Sum("completion_tokens"),
+                cost=Sum("cost"),
             )
         )
         UsageRollup.objects.filter(period=period, period_start=start).delete()

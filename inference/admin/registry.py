@@ -29,6 +29,7 @@ from inference.services import (
     model_access_revoke,
     model_canary_stop,
     model_version_canary_start,
+    model_version_prices_update,
     model_version_promote,
     model_version_register,
     model_version_register_remote,
@@ -219,7 +220,9 @@ VERSION_CHANGE_READONLY_FIELDS = (
     "promoted_at",
     "retired_at",
 )
-VERSION_CHANGE_EDITABLE_FIELDS = MODEL_VERSION_UPDATABLE_FIELDS
+# Prices change through their own service (audited, from the next request on).
+VERSION_PRICE_FIELDS = ("input_price_per_million", "output_price_per_million")
+VERSION_CHANGE_EDITABLE_FIELDS = (*MODEL_VERSION_UPDATABLE_FIELDS, *VERSION_PRICE_FIELDS)
 
 
 class ModelVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -313,10 +316,17 @@ class ModelVersionAdmin(admin.ModelAdmin[ModelVersion]):
         data = form.cleaned_data
         if change:
             changes = {
-                name: data[name] for name in form.changed_data if name in VERSION_CHANGE_EDITABLE_FIELDS
+                name: data[name] for name in form.changed_data if name in MODEL_VERSION_UPDATABLE_FIELDS
             }
             if changes:
                 model_version_update(version=obj, changes=changes, actor=actor)
+            if set(form.changed_data) & set(VERSION_PRICE_FIELDS):
+                model_version_prices_update(
+                    version=obj,
+                    input_per_million=data["input_price_per_million"],
+                    output_per_million=data["output_price_per_million"],
+                    actor=actor,
+                )
             return
         if data["backend"] == ModelVersion.Backend.OPENAI_COMPATIBLE:
             version = model_version_register_remote(

@@ -24,7 +24,7 @@ from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.quotas.plan import QuotaPlan, quota_plan_for
 from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async, quota_chat_finish_async
-from accounts.services.quotas import QuotaRefused
+from accounts.services.quotas import QuotaRefused, SpendAsk
 from gatehouse.database_calls import database_sync
 from gatehouse.local_cache import NotCached, local_caches_only
 from inference.chat.refusal import ChatRefused
@@ -65,10 +65,19 @@ class ChatAdmitted:
 def _decide(
     *, user: User, api_key: ApiKey | None, frame: ChatFrame, sticky_key: str
 ) -> tuple[ChatPlan, QuotaPlan]:
-    return (
-        chat_prepare(user=user, frame=frame, sticky_key=sticky_key),
-        quota_plan_for(user=user, api_key=api_key),
-    )
+    plan = chat_prepare(user=user, frame=frame, sticky_key=sticky_key)
+    assert plan.version is not None  # noqa: S101 - chat_prepare puts it in every plan
+    return plan, quota_plan_for(user=user, api_key=api_key, model_id=plan.version.model_id)
+
+
+def _spend_ask(plan: ChatPlan, token_estimate: int) -> SpendAsk:
+    """The most the chat can cost at its version's prices: its prompt's estimate at the input
+    price, `max_tokens` at the output price."""
+    assert plan.version is not None  # noqa: S101 - chat_prepare puts it in every plan
+    prices = plan.version.prices
+    answer = plan.params.max_tokens
+    units = prices.cost_units(prompt_tokens=max(0, token_estimate - answer), completion_tokens=answer)
+    return SpendAsk(units=units, prices=prices)
 
 
 async def chat_admit(
@@ -101,12 +110,14 @@ async def chat_admit(
         refused = ChatRefused.from_rejected(rejected)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
         raise refused from None
+    token_estimate = chat_token_estimate(messages=frame.messages, max_tokens=plan.params.max_tokens)
     admitting = asyncio.ensure_future(
         quota_chat_admit_async(
             user=user,
             api_key=api_key,
             plan=quota_plan,
-            token_estimate=chat_token_estimate(messages=frame.messages, max_tokens=plan.params.max_tokens),
+            token_estimate=token_estimate,
+            spend=_spend_ask(plan, token_estimate),
             lease_seconds=plan.params.max_seconds or settings.GATEHOUSE_GENERATION_START_TIMEOUT,
             slot=chat_slot_for(user_id=user.pk, limit=settings.GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER),
         )
@@ -171,7 +182,7 @@ _giving_back: set["asyncio.Task[None]"] = set()
 def _abandoned_hold_give_back(admitting: "asyncio.Future[ChatHold]") -> None:
     if admitting.cancelled() or admitting.exception() is not None:
         return  # nothing was taken
-    task = asyncio.ensure_future(quota_chat_finish_async(hold=admitting.result(), used_tokens=0, usage=None))
+    task = asyncio.ensure_future(quota_chat_finish_async(hold=admitting.result()))
     _giving_back.add(task)
     task.add_done_callback(_giving_back.discard)
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from accounts.quotas.charge import NOTHING, Charge
 from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import ChatDoor, ChatEnd, ChatStart, OnTexts, OnToolCalls
 from inference.chat.generate import chat_cancelled, chat_generate
@@ -82,7 +83,11 @@ async def _replayed(
     model says (in full, or nothing); the model is not called."""
     assert admitted.plan.cache is not None  # noqa: S101 - only a cached plan has a key
     progress = ChatProgress(reply=[] if admitted.conversation_id else None)
-    charged = hit.prompt_tokens + hit.completion_tokens if admitted.plan.cache.charge == "full" else 0
+    charge = (
+        Charge(prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens)
+        if admitted.plan.cache.charge == "full"
+        else NOTHING
+    )
     try:
         await door.started(start)
         progress.first_token_at = time.time()
@@ -107,7 +112,7 @@ async def _replayed(
         admitted=admitted,
         progress=progress,
         failed=False,
-        charged_tokens=charged,
-        details={**end.as_event(), "cache": "hit", "charged_tokens": charged},
+        charge=charge,
+        details={**end.as_event(), "cache": "hit", "charged_tokens": charge.tokens},
     )
     return end

@@ -46,9 +46,7 @@ async def choices_admit(
 
 async def _holds_give_back(admitted: list[ChatAdmitted]) -> None:
     """What admitted choices that will never run hold goes back (nothing is charged)."""
-    await asyncio.gather(
-        *(quota_chat_finish_async(hold=choice.hold, used_tokens=0, usage=None) for choice in admitted)
-    )
+    await asyncio.gather(*(quota_chat_finish_async(hold=choice.hold) for choice in admitted))
 
 
 async def choices_run(

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.quotas.charge import Charge
 from accounts.services.chat_quotas import quota_chat_finish_async
 from gatehouse.database_calls import database_sync
 from inference.chat.admission import ChatAdmitted
@@ -168,7 +169,7 @@ async def _remote(
         admitted=admitted,
         progress=progress,
         failed=False,
-        charged_tokens=result.prompt_tokens + result.completion_tokens,
+        charge=Charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
         details=details,
     )
     return end
@@ -217,7 +218,7 @@ class _RemoteDelivery:
 
 async def _dispatch_abandoned(session: GenerationSession, admitted: ChatAdmitted) -> None:
     await session.cancel()
-    await quota_chat_finish_async(hold=admitted.hold, used_tokens=0, usage=None)
+    await quota_chat_finish_async(hold=admitted.hold)
 
 
 def _end(result: GenerationResult) -> ChatEnd:
@@ -233,7 +234,7 @@ async def _failed(admitted: ChatAdmitted, progress: ChatProgress, *, reason: str
         admitted=admitted,
         progress=progress,
         failed=True,
-        charged_tokens=progress.delivered,
+        charge=Charge(completion_tokens=progress.delivered),
         details={"code": "unavailable", "reason": reason, "completion_tokens": progress.delivered},
     )
 
@@ -244,7 +245,7 @@ async def chat_cancelled(admitted: ChatAdmitted, progress: ChatProgress) -> None
         admitted=admitted,
         progress=progress,
         failed=False,
-        charged_tokens=progress.delivered,
+        charge=Charge(completion_tokens=progress.delivered),
         details={
             "finish_reason": "cancelled",
             "reason": "client gone",

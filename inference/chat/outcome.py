@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import transaction
 
+from accounts.quotas.charge import Charge
 from accounts.services.chat_quotas import quota_chat_finish_async
 from audit.appender import audit_appends_direct, audit_event_append_async
 from audit.context import RequestContext, request_context_bound
@@ -28,6 +29,7 @@ from inference.chat.admission import ChatAdmitted
 from inference.engines.remote_deployments import Attempt
 from inference.services.chat import chat_outcome_event, chat_prompt_digest, chat_usage_row
 from inference.services.conversations import conversation_exchange_record
+from spend.money import Prices
 
 
 @dataclass
@@ -50,11 +52,12 @@ async def chat_outcome(
     admitted: ChatAdmitted,
     progress: ChatProgress,
     failed: bool,
-    charged_tokens: int,
+    charge: Charge,
     details: dict[str, Any],
 ) -> None:
-    """Record how the chat ended, then settle what it held. `details` join the record's
-    metadata (finish_reason and usage, or code and reason).
+    """Record how the chat ended, then settle what it held, charging `charge` (its tokens, and
+    their cost at the prices it was admitted at). `details` join the record's metadata
+    (finish_reason and usage, or code and reason).
 
     Runs to its end even when its caller is cancelled meanwhile (the client left, or another
     choice of the request failed): a record half written or a hold never given back would be
@@ -65,7 +68,7 @@ async def chat_outcome(
             admitted=admitted,
             progress=progress,
             failed=failed,
-            charged_tokens=charged_tokens,
+            charge=charge,
             details=details,
         )
     )
@@ -79,7 +82,7 @@ async def _outcome(
     admitted: ChatAdmitted,
     progress: ChatProgress,
     failed: bool,
-    charged_tokens: int,
+    charge: Charge,
     details: dict[str, Any],
 ) -> None:
     now = time.time()
@@ -110,12 +113,15 @@ async def _outcome(
             channel=admitted.channel,
             metadata=metadata,
             failed=failed,
+            cost=Prices.from_payload(admitted.hold.quota.prices).cost(
+                prompt_tokens=charge.prompt_tokens, completion_tokens=charge.completion_tokens
+            ),
         )
     # The record and the settlement go to different stores: both at once, and both are done
     # before the caller tells the client the chat ended.
     await asyncio.gather(
         _record(admitted, progress=progress, failed=failed, metadata=metadata, context=context),
-        quota_chat_finish_async(hold=admitted.hold, used_tokens=charged_tokens, usage=usage),
+        quota_chat_finish_async(hold=admitted.hold, charge=charge, usage=usage),
     )
 
 

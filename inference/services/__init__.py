@@ -23,6 +23,7 @@ from inference.services.lifecycle import (
     model_version_rollback,
     model_version_stage,
 )
+from inference.services.pricing import model_version_prices_update
 from inference.services.registry import (
     model_deployment_add,
     model_register,
@@ -57,6 +58,7 @@ __all__ = [
     "model_serving_update",
     "model_source_relative",
     "model_version_canary_start",
+    "model_version_prices_update",
     "model_version_promote",
     "model_version_register",
     "model_version_register_from_hub",

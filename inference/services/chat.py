@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from accounts.models import ApiKey, User
@@ -27,6 +28,7 @@ from inference.services.chat_capabilities import (
     model_kind_check,
 )
 from inference.services.chat_plan import CachePolicy, ChatPlan, ChatRejected
+from spend.money import Prices
 
 if TYPE_CHECKING:  # generation imports these services; only the type is needed here
     from inference.generation import GenerationJob
@@ -140,13 +142,16 @@ def chat_record_outcome(
     failed: bool,
     channel: str = "websocket",
     version: ModelVersion | None = None,
+    prices: Prices | None = None,
 ) -> AuditEvent:
-    """Audit one chat once it has ended, whichever way it ended, and buffer its usage record.
+    """Audit one chat once it has ended, whichever way it ended, and buffer its usage record
+    (its cost: the tokens in `metadata` at `prices`, those it was admitted at).
 
     Called where the generation ran (a web-process thread or a Celery worker), before the
     client is told: the record never depends on the channel layer delivering an event. A
     caller that loaded the version (with its model) passes it: one query fewer.
     """
+    prices = prices or Prices()
     if version is None or version.pk != version_id:
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
     user = User.objects.get(pk=user_id)
@@ -159,6 +164,10 @@ def chat_record_outcome(
             channel=channel,
             metadata=metadata,
             failed=failed,
+            cost=prices.cost(
+                prompt_tokens=_tokens(metadata, "prompt_tokens"),
+                completion_tokens=_tokens(metadata, "completion_tokens"),
+            ),
         )
     )
     return audit_event_insert(
@@ -176,15 +185,17 @@ def chat_usage_row(
     channel: str,
     metadata: dict[str, object],
     failed: bool,
+    cost: Decimal,
 ) -> dict[str, Any]:
-    """The usage record of a chat that ended, from its outcome's metadata."""
+    """The usage record of a chat that ended, from its outcome's metadata, and what it cost."""
     return usage_row(
         user_id=user_id,
         api_key_id=api_key_id,
         model_version_id=version_id,
         channel=channel,
-        prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
-        completion_tokens=int(str(metadata.get("completion_tokens") or 0)),
+        prompt_tokens=_tokens(metadata, "prompt_tokens"),
+        completion_tokens=_tokens(metadata, "completion_tokens"),
+        cost=cost,
         latency_ms=_number(metadata.get("latency_ms")),
         time_to_first_token_ms=_number(metadata.get("time_to_first_token_ms")),
         outcome=_usage_outcome(failed=failed, finish_reason=metadata.get("finish_reason")),
@@ -289,6 +300,10 @@ def chat_token_estimate(*, messages: list[ChatMessage], max_tokens: int) -> int:
     """
     prompt_bytes = sum(len(message.content.encode()) + _TEMPLATE_MARGIN for message in messages)
     return prompt_bytes + _TEMPLATE_MARGIN + max_tokens
+
+
+def _tokens(metadata: dict[str, object], name: str) -> int:
+    return int(str(metadata.get(name) or 0))
 
 
 def _number(value: object) -> float | None:

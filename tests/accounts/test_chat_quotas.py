@@ -8,6 +8,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import QuotaPolicy, User
+from accounts.quotas.charge import Charge
 from accounts.services.chat_quotas import ChatSlot, quota_chat_admit, quota_chat_finish
 from accounts.services.quotas import QuotaRefused, quota_standing
 from inference.chat_slots import chat_slot_for
@@ -37,7 +38,7 @@ def test_an_admitted_chat_holds_its_slot_stream_and_tokens_until_it_ends(bob: Us
     assert _used(bob, "streams") == [1]
     assert _used(bob, "tokens") == [300]
     assert hold.quota.headers["x-ratelimit-remaining-tokens"] == "700"
-    quota_chat_finish(hold=hold, used_tokens=42, usage=None)
+    quota_chat_finish(hold=hold, charge=Charge(completion_tokens=42), usage=None)
     assert _running(bob) == 0
     assert _used(bob, "streams") == [0]
     assert _used(bob, "tokens") == [42]
@@ -64,14 +65,14 @@ def test_a_chat_over_the_users_slots_counts_nowhere(bob: User) -> None:
     assert "1 chats running" in refused.value.message
     assert _used(bob, "requests") == [1]
     assert _running(bob) == 1
-    quota_chat_finish(hold=first, used_tokens=0, usage=None)
+    quota_chat_finish(hold=first, charge=Charge(completion_tokens=0), usage=None)
     assert _running(bob) == 0
 
 
 def test_the_request_rate_refuses_past_its_limit(bob: User) -> None:
     QuotaPolicy.objects.create(name="rate", user=bob, requests_per_minute=1)
     hold = quota_chat_admit(user=bob, api_key=None, token_estimate=10, lease_seconds=60, slot=_slot(bob))
-    quota_chat_finish(hold=hold, used_tokens=1, usage=None)
+    quota_chat_finish(hold=hold, charge=Charge(completion_tokens=1), usage=None)
     with pytest.raises(QuotaRefused) as refused:
         quota_chat_admit(user=bob, api_key=None, token_estimate=10, lease_seconds=60, slot=_slot(bob))
     assert refused.value.code == "rate_limited"

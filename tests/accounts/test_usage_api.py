@@ -3,6 +3,7 @@
 import pytest
 
 from accounts.models import QuotaPolicy, User
+from accounts.quotas.charge import Charge
 from accounts.services import api_key_create
 from accounts.services.quotas import quota_admit, quota_settle
 from tests.accounts.helpers import bearer_client, login
@@ -14,7 +15,7 @@ def test_usage_shows_each_limit_with_used_remaining_and_reset(bob: User) -> None
     QuotaPolicy.objects.create(name="bob", user=bob, tokens_per_day=1000, concurrent_streams=2)
     running = quota_admit(user=bob, api_key=None, token_estimate=300, lease_seconds=60)
     settled = quota_admit(user=bob, api_key=None, token_estimate=300, lease_seconds=60)
-    quota_settle(admission=settled, used_tokens=120)
+    quota_settle(admission=settled, charge=Charge(completion_tokens=120))
     limits = {
         row["limit"]: row for row in bearer_client(login(bob).access).get("/api/usage/").json()["limits"]
     }
@@ -24,7 +25,7 @@ def test_usage_shows_each_limit_with_used_remaining_and_reset(bob: User) -> None
     assert tokens["resets_at"].endswith("T00:00:00Z")
     streams = limits["your concurrent streams"]
     assert (streams["used"], streams["resets_at"]) == (1, None)
-    quota_settle(admission=running, used_tokens=0)
+    quota_settle(admission=running, charge=Charge(completion_tokens=0))
 
 
 def test_nobody_with_no_policy_sees_an_empty_list(carol: User) -> None:

@@ -16,6 +16,7 @@ from django.test import AsyncClient, override_settings
 
 from accounts.models import QuotaPolicy, User
 from accounts.principal import Principal
+from accounts.quotas.charge import Charge
 from accounts.services.quotas import QuotaRefused, quota_admit, quota_settle
 from inference import chat_slots
 from inference.chat import admission
@@ -119,7 +120,7 @@ def test_a_stream_slot_is_held_until_the_stream_ends(bob: User) -> None:
         "rate_limited",
         "Limit reached: your concurrent streams (1).",
     )
-    quota_settle(admission=first, used_tokens=10)
+    quota_settle(admission=first, charge=Charge(completion_tokens=10))
     quota_admit(user=bob, api_key=None, token_estimate=10, lease_seconds=60)
 
 

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 from rest_framework.test import APIClient
 
 from accounts.models import QuotaPolicy, Team, User
+from accounts.quotas.charge import Charge
 from accounts.roles import Role
 from accounts.services import team_create, team_member_add, team_member_remove, user_create
 from accounts.services.quotas import (
@@ -181,7 +182,7 @@ class QuotaMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(min_value=0, max_value=len(self.open) - 1))
         admission, reserved = self.open.pop(index)
         used = data.draw(st.integers(min_value=0, max_value=reserved))
-        quota_settle(admission=admission, used_tokens=used)
+        quota_settle(admission=admission, charge=Charge(completion_tokens=used))
         self.charged += used
 
     @precondition(lambda self: bool(getattr(self, "open", None)))

@@ -1,5 +1,6 @@
 """What the registry API takes and gives: models, their versions, lifecycle arguments."""
 
+from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -13,6 +14,7 @@ from inference.models import (
     ModelVersion,
 )
 from inference.services.lifecycle import MAX_CANARY_WEIGHT
+from spend.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, currency
 
 
 class DeploymentOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -65,6 +67,16 @@ class VersionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     promoted_at = serializers.DateTimeField(allow_null=True)
     retired_at = serializers.DateTimeField(allow_null=True)
     deployments = DeploymentOutputSerializer(many=True, help_text="A remote version's upstreams.")
+    input_price_per_million = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES, allow_null=True
+    )
+    output_price_per_million = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES, allow_null=True
+    )
+    currency = serializers.SerializerMethodField()
+
+    def get_currency(self, _version: ModelVersion) -> str:
+        return currency()
 
 
 class CanaryOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -94,6 +106,30 @@ class ModelOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         if model.canary_version is None:
             return None
         return {"label": model.canary_version.label, "weight": model.canary_weight}
+
+
+class VersionPricesInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A version's prices per million tokens; null (or left out): not priced, it costs nothing."""
+
+    input_per_million = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        min_value=Decimal(0),
+        allow_null=True,
+        required=False,
+        default=None,
+    )
+    output_per_million = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        min_value=Decimal(0),
+        allow_null=True,
+        required=False,
+        default=None,
+    )
+    currency = serializers.CharField(
+        required=False, max_length=3, help_text="The platform's currency (GATEHOUSE_CURRENCY), if given."
+    )
 
 
 class ModelCreateInputSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ from inference.api.registry.views import (
     RegistryModelStepView,
     RegistryVersionCanaryView,
     RegistryVersionListView,
+    RegistryVersionPricesView,
     RegistryVersionStepView,
 )
 
@@ -22,6 +23,7 @@ urlpatterns = [
         )
         for step in ("stage", "promote", "retire")
     ),
+    path(f"{_VERSION}prices/", RegistryVersionPricesView.as_view(), name="registry-version-prices"),
     path(f"{_VERSION}canary/", RegistryVersionCanaryView.as_view(), name="registry-version-canary"),
     path(f"{_VERSION}deployments/", RegistryDeploymentListView.as_view(), name="registry-deployments"),
     *(

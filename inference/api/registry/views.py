@@ -28,6 +28,7 @@ from inference.api.registry.serializers import (
     ModelCreateInputSerializer,
     ModelOutputSerializer,
     ModelServingInputSerializer,
+    VersionPricesInputSerializer,
     VersionRegisterInputSerializer,
 )
 from inference.models import Model, ModelVersion
@@ -38,6 +39,7 @@ from inference.services import (
     model_register,
     model_serving_update,
     model_version_canary_start,
+    model_version_prices_update,
     model_version_promote,
     model_version_register,
     model_version_register_remote,
@@ -206,6 +208,28 @@ class RegistryDeploymentListView(_RegistryView):
         serializer.is_valid(raise_exception=True)
         model_deployment_add(version=version, **serializer.validated_data, actor=self.actor)
         return _model_answer(model_name, created=True)
+
+
+class RegistryVersionPricesView(_RegistryView):
+    """Set what the version's tokens cost, per million, in the platform's currency (audited;
+    from the next request on)."""
+
+    needs: ClassVar[dict[str, str]] = {"PUT": "inference.change_modelversion"}
+
+    @extend_schema(request=VersionPricesInputSerializer, responses={200: ModelOutputSerializer})
+    def put(self, request: Request, model_name: str, label: str) -> Response:
+        version = _version_or_404(_model_or_404(model_name), label)
+        serializer = VersionPricesInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        model_version_prices_update(
+            version=version,
+            input_per_million=data["input_per_million"],
+            output_per_million=data["output_per_million"],
+            price_currency=data.get("currency"),
+            actor=self.actor,
+        )
+        return _model_answer(model_name)
 
 
 class RegistryVersionCanaryView(_RegistryView):
