@@ -69,9 +69,12 @@ def units_money(units: int) -> Decimal:
     return Decimal(units) / UNITS_PER_CURRENCY
 
 
+def money_plain(amount: Decimal) -> str:
+    """`12.50`, `0.0001075`: exact, to the cent at least, without trailing zeros past it."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents if cents == amount else amount.normalize():f}"
+
+
 def money_text(amount: Decimal) -> str:
-    """`USD 12.50`: the currency and the amount, to the cent at least, as a person reads it."""
-    shown = (
-        amount.quantize(Decimal("0.01")) if amount == amount.quantize(Decimal("0.01")) else amount.normalize()
-    )
-    return f"{currency()} {shown:f}"
+    """`USD 12.50`: the currency and the amount, as a person reads it."""
+    return f"{currency()} {money_plain(amount)}"

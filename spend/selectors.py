@@ -13,7 +13,7 @@ from accounts.models import ApiKey, Team, UsageRecord, User
 from accounts.services.quotas import quota_ledger
 from inference.models import Model, ModelVersion
 from spend.models import Budget
-from spend.money import currency, units_money
+from spend.money import currency, money_plain, units_money
 from spend.plan import budget_counter, budget_label
 
 GROUPINGS = ("day", "model", "team", "user", "key")
@@ -51,7 +51,7 @@ class _Totals:
             "requests": self.requests,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "cost": str(self.cost),
+            "cost": money_plain(self.cost),
         }
 
 
@@ -167,9 +167,9 @@ def budget_standing(*, budgets: Iterable[Budget], now: datetime | None = None) -
                 "api_key": budget.api_key_id,
                 "period": budget.period,
                 "model": budget.model.name if budget.model is not None else None,
-                "amount": str(budget.amount),
-                "used": str(used),
-                "remaining": str(max(Decimal(0), budget.amount - used)),
+                "amount": money_plain(budget.amount),
+                "used": money_plain(used),
+                "remaining": money_plain(max(Decimal(0), budget.amount - used)),
                 "currency": currency(),
                 "resets_at": datetime.fromtimestamp(resets_at, tz=UTC) if resets_at is not None else None,
             }

@@ -572,3 +572,150 @@ class TestRegistryDeploymentAdd(_RegistryVersionStep, PermissionMatrix):
 
     def payload(self, world: World, persona: str) -> dict[str, Any] | None:
         return {"base_url": "http://127.0.0.1:10/v1", "remote_model": "m", "weight": 2}
+
+
+class TestRegistryVersionPrices(_RegistryVersionStep, PermissionMatrix):
+    route = "/api/models/<slug:model_name>/versions/<str:label>/prices/"
+    method = "put"
+    step, before = "prices", ("production",)
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"input_per_million": "2.5", "output_per_million": "10"}
+
+
+class TestSpendOwn(PermissionMatrix):
+    """Everyone reads their own spend."""
+
+    route = "/api/spend/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+
+class TestSpendEveryone(PermissionMatrix):
+    route = "/api/spend/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "carol": 200,
+        "bob": 403,
+        "dave": 403,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return "/api/spend/?scope=all&group_by=user"
+
+
+def _budgets(world: World) -> dict[str, int]:
+    """bob's own budget, one on dave's key, one on a model alone: their ids by name."""
+    from spend.models import Budget
+
+    alice, bob = world.users["alice"], world.users["bob"]
+    made = [
+        Budget(name="bob-user", user=bob, period="day", amount=5),
+        Budget(name="bob-key", api_key=world.keys["bob"], period="month", amount=5),
+        Budget(name="dave-key", api_key=world.keys["dave"], period="month", amount=5),
+        Budget(name="model-wide", model=world.granted_model, period="total", amount=50),
+    ]
+    from spend.services import budget_save
+
+    return {budget.name: budget_save(budget=budget, actor=alice).pk for budget in made}
+
+
+class TestBudgetList(PermissionMatrix):
+    route = "/api/budgets/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+    everything: ClassVar[set[str]] = {"bob-user", "bob-key", "dave-key", "model-wide"}
+    visible: ClassVar[dict[str, set[str]]] = {
+        "alice": everything,
+        "carol": everything,
+        "bob": {"bob-user", "bob-key", "model-wide"},
+        "dave": {"dave-key", "model-wide"},
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        _budgets(world)
+        return self.route
+
+    def listed(self, response: Any) -> set[str]:
+        return {budget["name"] for budget in response.json()}
+
+
+class TestBudgetCreateOnOwnKey(PermissionMatrix):
+    """Anyone may cap their own key's spend: it only narrows what the key may do."""
+
+    route = "/api/budgets/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 201,
+        "bob": 201,
+        "dave": 201,
+        "carol": 201,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        key = world.keys.get(persona, world.keys["bob"])
+        return {"name": "mine", "api_key": key.pk, "period": "day", "amount": "1.50"}
+
+
+class TestBudgetCreateForSomeoneElse(PermissionMatrix):
+    route = "/api/budgets/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 201,
+        "bob": 403,
+        "dave": 403,
+        "carol": 403,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"name": "bob's", "user": "bob", "period": "month", "amount": "100"}
+
+
+class TestBudgetDetail(PermissionMatrix):
+    route = "/api/budgets/<int:budget_id>/"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 200,
+        "carol": 200,
+        "dave": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/budgets/{_budgets(world)['bob-user']}/"
+
+
+class TestBudgetChangeBobsOwn(PermissionMatrix):
+    """bob sees the budget an admin set on him, but may not raise it."""
+
+    route = "/api/budgets/<int:budget_id>/"
+    method = "patch"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 200,
+        "bob": 403,
+        "carol": 403,
+        "dave": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/budgets/{_budgets(world)['bob-user']}/"
+
+    def payload(self, world: World, persona: str) -> dict[str, Any] | None:
+        return {"amount": "500"}
+
+
+class TestBudgetDeleteBobsKey(PermissionMatrix):
+    route = "/api/budgets/<int:budget_id>/"
+    method = "delete"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 204,
+        "bob": 204,
+        "carol": 403,
+        "dave": 404,
+    }
+
+    def path(self, world: World, persona: str) -> str:
+        return f"/api/budgets/{_budgets(world)['bob-key']}/"

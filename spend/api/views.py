@@ -62,25 +62,26 @@ class SpendView(APIView):
         if not everyone:
             whose = user.pk
         elif "user" in data:
-            whose = _found(User, username=data["user"]).pk
+            whose = _found(User, "user", username=data["user"]).pk
         else:
             whose = None if data["scope"] == "all" else user.pk
         filters = SpendFilter(
             since=data["since"],
             until=data["until"],
             user_id=whose,
-            team_id=_found(Team, name=data["team"]).pk if "team" in data else None,
+            team_id=_found(Team, "team", name=data["team"]).pk if "team" in data else None,
             api_key_id=data.get("key"),
-            model_id=_found(Model, name=data["model"]).pk if "model" in data else None,
+            model_id=_found(Model, "model", name=data["model"]).pk if "model" in data else None,
         )
         return Response(SpendReportSerializer(spend_report(group_by=data["group_by"], filters=filters)).data)
 
 
-def _found(model: Any, **lookup: Any) -> Any:
+def _found(model: Any, field: str, **lookup: Any) -> Any:
+    """The one object `lookup` finds, or a 400 on `field` saying there is none."""
     found = model.objects.filter(**lookup).first()
     if found is None:
-        what = model._meta.verbose_name
-        raise ValidationError({what: f"No {what} {next(iter(lookup.values()))!r}."})
+        what = field.replace("_", " ")
+        raise ValidationError({field: f"No {what} {next(iter(lookup.values()))!r}."})
     return found
 
 
@@ -135,10 +136,10 @@ class BudgetListView(_BudgetView):
         user = _caller(request)
         budget = Budget(
             name=data["name"],
-            user=_found(User, username=data["user"]) if data["user"] else None,
-            team=_found(Team, name=data["team"]) if data["team"] else None,
-            api_key=_found(ApiKey, pk=data["api_key"]) if data["api_key"] else None,
-            model=_found(Model, name=data["model"]) if data["model"] else None,
+            user=_found(User, "user", username=data["user"]) if data["user"] else None,
+            team=_found(Team, "team", name=data["team"]) if data["team"] else None,
+            api_key=_found(ApiKey, "api_key", pk=data["api_key"]) if data["api_key"] else None,
+            model=_found(Model, "model", name=data["model"]) if data["model"] else None,
             period=data["period"],
             amount=data["amount"],
         )

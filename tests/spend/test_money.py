@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from spend.money import UNITS_PER_CURRENCY, Prices, money_text, money_units, units_money
+from spend.money import UNITS_PER_CURRENCY, Prices, money_plain, money_text, money_units, units_money
 
 
 def test_a_cost_is_exact_where_floats_are_not() -> None:
@@ -47,3 +47,5 @@ def test_prices_go_to_a_worker_and_back_as_text() -> None:
 def test_amounts_read_as_a_person_writes_them() -> None:
     assert money_text(Decimal("12.5")) == "USD 12.50"
     assert money_text(Decimal("0.0002")) == "USD 0.0002"
+    assert money_plain(Decimal("0.0002150000")) == "0.000215"
+    assert money_plain(Decimal("7")) == "7.00"
