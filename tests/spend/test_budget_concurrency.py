@@ -1,7 +1,6 @@
 """A budget admits exactly what fits, however many chats ask at once: on the database ledger
 (SQLite embedded, PostgreSQL in production) and on Redis (production's chat script)."""
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -31,11 +30,11 @@ MOST = SpendAsk(units=PRICES.cost_units(prompt_tokens=100, completion_tokens=100
 
 
 @pytest.fixture(params=["database", "redis"] if PRODUCTION else ["database"])
-def ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "database":
         monkeypatch.setattr(quota_services, "quota_ledger", SqlQuotaLedger)
         monkeypatch.setattr(spend_selectors, "quota_ledger", SqlQuotaLedger)
-    yield request.param
+    return str(request.param)
 
 
 def test_two_hundred_chats_at_once_on_a_budget_for_one_hundred_admit_exactly_one_hundred(
