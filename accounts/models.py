@@ -114,6 +114,8 @@ class ApiKey(models.Model):
     scopes = models.JSONField(default=list)
     # CIDR ranges the key may be used from; empty means anywhere.
     allowed_networks = models.JSONField(default=list, blank=True)
+    # The models the key may use (their ids), among its owner's; empty: every one its owner may.
+    model_ids = models.JSONField(default=list, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

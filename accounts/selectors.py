@@ -20,6 +20,15 @@ def api_key_get(*, user: User, key_id: int) -> ApiKey | None:
 _teams: LocalCache[int, tuple[int, ...]] = LocalCache("teams by user")
 
 
+def api_key_model_names(*, api_key: ApiKey) -> list[str]:
+    """The names of the models a key is limited to (none: it is not limited)."""
+    from inference.models import Model
+
+    if not api_key.model_ids:
+        return []
+    return sorted(Model.objects.filter(pk__in=api_key.model_ids).values_list("name", flat=True))
+
+
 def user_team_ids(*, user: User) -> tuple[int, ...]:
     """The ids of the teams `user` is in, in order."""
     return _teams.fetch(

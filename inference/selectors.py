@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import User
+from accounts.models import ApiKey, User
 from gatehouse.local_cache import LocalCache
 from inference.engines.base import ChatMessage
 from inference.models import Conversation, Model, ModelVersion
@@ -15,21 +15,27 @@ from inference.models import Conversation, Model, ModelVersion
 USE_MODEL = "inference.use_model"
 
 
-def model_list_usable(*, user: User) -> QuerySet[Model]:
+def model_list_usable(*, user: User, api_key: ApiKey | None = None) -> QuerySet[Model]:
     """Models `user` may run: open ones, ones granted to them or a team of theirs, or all for
-    holders of the global `use_model` permission (admins, model managers)."""
+    holders of the global `use_model` permission (admins, model managers); through `api_key`,
+    only those of them the key is limited to (where it is)."""
     if not user.is_active:
         return Model.objects.none()
     if user.has_perm(USE_MODEL):
-        return Model.objects.all()
-    granted = get_objects_for_user(user, USE_MODEL, klass=Model, accept_global_perms=False)
-    return Model.objects.filter(Q(open_to_all=True) | Q(pk__in=granted.values("pk"))).distinct()
+        usable = Model.objects.all()
+    else:
+        granted = get_objects_for_user(user, USE_MODEL, klass=Model, accept_global_perms=False)
+        usable = Model.objects.filter(Q(open_to_all=True) | Q(pk__in=granted.values("pk"))).distinct()
+    if api_key is not None and api_key.model_ids:
+        usable = usable.filter(pk__in=api_key.model_ids)
+    return usable
 
 
-def model_get_usable(*, user: User, name: str) -> Model | None:
-    """The model called `name` if `user` may use it; None also when it exists but is not theirs."""
+def model_get_usable(*, user: User, name: str, api_key: ApiKey | None = None) -> Model | None:
+    """The model called `name` if `user` (through `api_key`) may use it; None also when it
+    exists but is not theirs."""
     return (
-        model_list_usable(user=user)
+        model_list_usable(user=user, api_key=api_key)
         .filter(name=name)
         .select_related("canary_version__model")
         .prefetch_related("canary_version__deployments")

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from accounts.models import ApiKey
+from accounts.selectors import api_key_model_names
 
 
 class TokenObtainInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -42,11 +43,18 @@ class ApiKeyCreateInputSerializer(serializers.Serializer):  # type: ignore[type-
     allowed_networks = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, max_length=50
     )
+    models = serializers.ListField(
+        child=serializers.SlugField(max_length=100),
+        required=False,
+        max_length=100,
+        help_text="Only these of your models (names); left out, every model you may use.",
+    )
 
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     prefix = serializers.SerializerMethodField()
     revoked = serializers.SerializerMethodField()
+    models = serializers.SerializerMethodField(help_text="The models it may use; empty: all of yours.")
 
     class Meta:
         model = ApiKey
@@ -56,6 +64,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-
             "prefix",
             "scopes",
             "allowed_networks",
+            "models",
             "expires_at",
             "revoked",
             "revoked_at",
@@ -68,6 +77,9 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-
 
     def get_revoked(self, key: ApiKey) -> bool:
         return key.revoked_at is not None
+
+    def get_models(self, key: ApiKey) -> list[str]:
+        return api_key_model_names(api_key=key)
 
 
 class ApiKeyCreatedOutputSerializer(ApiKeyOutputSerializer):

@@ -37,9 +37,14 @@ def api_key_create(
     scopes: Iterable[str],
     expires_at: datetime | None = None,
     allowed_networks: Iterable[str] = (),
+    models: Iterable[str] = (),
     actor: User,
 ) -> tuple[ApiKey, str]:
-    """Create a key for `user`. Returns the row and the full key, which is never stored."""
+    """Create a key for `user`, limited to `models` (names; none: every model `user` may use).
+    Returns the row and the full key, which is never stored.
+
+    Raises ValidationError for an unknown scope, a past expiry, a model `user` may not use (or
+    that does not exist: the same words), or past the keys a person may hold."""
     scope_list = sorted(set(scopes))
     unknown = sorted(set(scope_list) - set(ApiKey.Scope.values))
     if not scope_list or unknown:
@@ -53,6 +58,7 @@ def api_key_create(
     User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True).first()
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_KEYS_PER_USER:
         raise ValidationError({"name": f"An account may hold at most {MAX_KEYS_PER_USER} active keys."})
+    model_ids = _models_of_owner(user=user, names=models)
     prefix, secret = api_key_material_new()
     key = ApiKey(
         user=user,
@@ -61,6 +67,7 @@ def api_key_create(
         secret_hash=api_key_secret_hash(secret),
         scopes=scope_list,
         allowed_networks=_networks_normalised(allowed_networks),
+        model_ids=model_ids,
         expires_at=expires_at,
     )
     key.full_clean()
@@ -78,10 +85,27 @@ def api_key_create(
                 "scopes": scope_list,
                 "expires_at": expires_at.isoformat() if expires_at else None,
                 "allowed_networks": key.allowed_networks,
+                "models": sorted(set(models)),
             },
         },
     )
     return key, api_key_format(prefix=prefix, secret=secret)
+
+
+def _models_of_owner(*, user: User, names: Iterable[str]) -> list[int]:
+    """The ids of the models called `names`, each one `user` may use; a key never reaches
+    past its owner."""
+    from inference.selectors import model_list_usable
+
+    wanted = sorted(set(names))
+    if not wanted:
+        return []
+    found = dict(model_list_usable(user=user).filter(name__in=wanted).values_list("name", "pk"))
+    if missing := [name for name in wanted if name not in found]:
+        raise ValidationError(
+            {"models": f"No model named {', '.join(missing)} that this key's owner may use."}
+        )
+    return sorted(found.values())
 
 
 @transaction.atomic

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_principal
 from accounts.models import User
 from inference.api.serializers import ModelEntrySerializer, ModelListSerializer
 from inference.models import Model
@@ -29,9 +30,8 @@ class ModelListView(APIView):
     @extend_schema(operation_id="listModels", responses={200: ModelListSerializer})
     def get(self, request: Request) -> Response:
         user: User = request.user  # type: ignore[assignment]
-        return Response(
-            {"object": "list", "data": [_model_entry(model) for model in model_list_usable(user=user)]}
-        )
+        usable = model_list_usable(user=user, api_key=request_principal(request).api_key)
+        return Response({"object": "list", "data": [_model_entry(model) for model in usable]})
 
 
 class ModelDetailView(APIView):
@@ -42,7 +42,7 @@ class ModelDetailView(APIView):
     @extend_schema(operation_id="retrieveModel", responses={200: ModelEntrySerializer})
     def get(self, request: Request, model_name: str) -> Response:
         user: User = request.user  # type: ignore[assignment]
-        model = model_get_usable(user=user, name=model_name)
+        model = model_get_usable(user=user, name=model_name, api_key=request_principal(request).api_key)
         if model is None:
             raise NotFound(f"The model '{model_name}' does not exist or you do not have access to it.")
         return Response(_model_entry(model))

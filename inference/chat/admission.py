@@ -65,7 +65,7 @@ class ChatAdmitted:
 def _decide(
     *, user: User, api_key: ApiKey | None, frame: ChatFrame, sticky_key: str
 ) -> tuple[ChatPlan, QuotaPlan]:
-    plan = chat_prepare(user=user, frame=frame, sticky_key=sticky_key)
+    plan = chat_prepare(user=user, frame=frame, sticky_key=sticky_key, api_key=api_key)
     assert plan.version is not None  # noqa: S101 - chat_prepare puts it in every plan
     return plan, quota_plan_for(user=user, api_key=api_key, model_id=plan.version.model_id)
 

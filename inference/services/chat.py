@@ -38,13 +38,21 @@ DEFAULT_TEMPERATURE = 0.7
 _TEMPLATE_MARGIN = 16
 
 
-def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str) -> ChatPlan:
+def chat_prepare(*, user: User, frame: ChatFrame, sticky_key: str, api_key: ApiKey | None = None) -> ChatPlan:
     """Decide what serves a chat request, or say why it cannot run.
 
     A model the user may not use is "not found", exactly like one that does not exist,
-    so the answer does not reveal which models exist.
+    so the answer does not reveal which models exist; so is one the caller's API key is not
+    limited to (a key never reaches past its owner).
     """
     routes = model_routes_for(user=user, name=frame.model)
+    if (
+        routes is not None
+        and api_key is not None
+        and api_key.model_ids
+        and routes.model.pk not in api_key.model_ids
+    ):
+        routes = None
     if routes is None:
         raise ChatRejected(
             f"Model '{frame.model}' does not exist or you do not have access to it.", code="not_found"
