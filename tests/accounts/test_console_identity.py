@@ -150,7 +150,12 @@ def test_roles_carry_their_default_permissions(db: None) -> None:
     def codenames(role: str) -> set[str]:
         return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
 
-    assert codenames("auditor") == {"view_auditevent", "view_usage_dashboard", "view_budget", "view_all_spend"}
+    assert codenames("auditor") == {
+        "view_auditevent",
+        "view_usage_dashboard",
+        "view_budget",
+        "view_all_spend",
+    }
     assert {"add_modelversion", "use_model"} <= codenames("model_manager")
     assert codenames("member") == set()
     assert "change_auditevent" in codenames("admin")  # everything, though the console makes audit read-only
