@@ -41,6 +41,12 @@ from gatehouse.metrics import WEBSOCKETS_OPEN
 from inference.cancellation import generation_cancel_request
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.fallback import chat_failure_falls_back, chat_fallback_admit
+from inference.chat.guarding import (
+    OutputGuard,
+    answer_redacted_kinds,
+    guard_redactions_record,
+    output_guard_for,
+)
 from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_release
 from inference.connection_slots import (
@@ -84,6 +90,10 @@ class _RunningChat:
     started: bool = False
     # Whether any of its tokens reached the client (then no other model may answer instead).
     sent: bool = False
+    # Its answer's redaction where its guardrails say so (`inference.chat.guarding`), and then
+    # the index of the next token frame (a released piece is one frame).
+    output: OutputGuard | None = None
+    next_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -288,9 +298,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
+            redact_kinds=answer_redacted_kinds(admitted.guard),
         )
         self.running[client_id] = _RunningChat(
-            generation_id=job.generation_id, job=job, last_event_at=time.monotonic(), asked=asked or admitted
+            generation_id=job.generation_id,
+            job=job,
+            last_event_at=time.monotonic(),
+            asked=asked or admitted,
+            output=output_guard_for(admitted.guard),
         )
         try:
             await generation_dispatch(job=job)
@@ -415,13 +430,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         chat.sent = chat.sent or bool(event["texts"])
         client_id, first = event["client_id"], event["index"]
+        if chat.output is not None:
+            if released := chat.output.release(event["texts"]):
+                await self._guarded_token(chat, client_id, released)
+            return
         for offset, text in enumerate(event["texts"]):
             await self.send_json({"type": "token", "id": client_id, "index": first + offset, "text": text})
 
+    async def _guarded_token(self, chat: _RunningChat, client_id: str, text: str) -> None:
+        await self.send_json({"type": "token", "id": client_id, "index": chat.next_index, "text": text})
+        chat.next_index += 1
+
     async def generation_finished(self, event: dict[str, Any]) -> None:
-        if self._current(event) is None:
+        chat = self._current(event)
+        if chat is None:
             return
         client_id = event["client_id"]
+        if chat.output is not None:
+            if rest := chat.output.release_rest():
+                await self._guarded_token(chat, client_id, rest)
+            await guard_redactions_record(
+                user=self.user,
+                api_key=self.principal.api_key,
+                guard=chat.output.guard,
+                direction="answer",
+                redacted=chat.output.redacted,
+                model=chat.job.model_name,
+                generation_id=chat.generation_id,
+            )
         await self._forget(client_id)
         usage = {
             "prompt_tokens": event["prompt_tokens"],

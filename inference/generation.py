@@ -24,6 +24,7 @@ from gatehouse.metrics import (
     TIME_TO_FIRST_TOKEN,
     TOKENS_GENERATED,
 )
+from guardrails.detectors import text_redacted
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, Engine, GenerationParams, GenerationResult, TokenLogprob
 from inference.engines.constraints import ResponseFormatUnsupported
@@ -76,6 +77,9 @@ class GenerationJob:
     remote: bool = False
     # The model asked for, where this job is its fallback (inference.chat.fallback).
     fallback_from: str | None = None
+    # The kinds its guardrails redact from the answer (the door redacts what it sends; the
+    # stored reply is redacted where it is stored).
+    redact_kinds: list[str] | None = None
     # Test hook (GATEHOUSE_TEST_HOLD_MODELS): decided where the job is made, from that
     # process's settings, and obeyed wherever it runs.
     hold_until_cancelled: bool | None = None
@@ -86,11 +90,12 @@ class GenerationJob:
             object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
-        """JSON-safe; without `fallback_from` where unset, so that the previous release's
-        workers (which do not know it) still run every other job."""
+        """JSON-safe; without `fallback_from` and `redact_kinds` where unset, so that the previous
+        release's workers (which do not know them) still run every other job."""
         payload = asdict(self)
-        if payload["fallback_from"] is None:
-            del payload["fallback_from"]
+        for added in ("fallback_from", "redact_kinds"):
+            if payload[added] is None:
+                del payload[added]
         return payload
 
     @classmethod
@@ -408,7 +413,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
                 version_id=job.version_id,
                 channel=job.channel,
                 new_messages=job.messages[job.new_messages_from :],
-                reply="".join(hops.reply),
+                reply=text_redacted("".join(hops.reply), kinds=frozenset(job.redact_kinds or ())),
                 finish_reason=result.finish_reason.value,
                 model_id=outcome.version.model_id if outcome.version else None,
                 asked_model=job.fallback_from,

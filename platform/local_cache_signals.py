@@ -27,6 +27,7 @@ CACHED_MODELS = (
     "inference.ModelVersion",
     "inference.Deployment",
     "spend.Budget",
+    "guardrails.GuardrailPolicy",
     "audit.AuditSubject",
 )
 # Saves of only these fields change nothing the request path decides on.

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "audit",
     "inference",
     "spend",
+    "guardrails",
 ]
 
 MIDDLEWARE = [

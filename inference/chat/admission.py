@@ -15,6 +15,7 @@ soon as it answers).
 import asyncio
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,13 @@ from django.conf import settings
 from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.quotas.plan import QuotaPlan, quota_plan_for
+from accounts.selectors import user_team_ids
 from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async, quota_chat_finish_async
 from accounts.services.quotas import QuotaRefused, SpendAsk
 from gatehouse.database_calls import database_sync
 from gatehouse.local_cache import NotCached, local_caches_only
+from guardrails.rules import Guard, guard_for
+from inference.chat.guarding import chat_frame_guarded, guard_redactions_record
 from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_for
 from inference.engines.base import ChatFeatures
@@ -60,14 +64,26 @@ class ChatAdmitted:
     frame: ChatFrame | None = None
     # The model asked for, where this chat is its fallback (that model could not answer).
     fallback_from: str | None = None
+    # The guardrails it is held to (its answer is redacted by them as it is written).
+    guard: Guard | None = None
 
 
-def _decide(
-    *, user: User, api_key: ApiKey | None, frame: ChatFrame, sticky_key: str
-) -> tuple[ChatPlan, QuotaPlan]:
+@dataclass(frozen=True)
+class _Decided:
+    plan: ChatPlan
+    quota_plan: QuotaPlan
+    guard: Guard | None
+
+
+def _decide(*, user: User, api_key: ApiKey | None, frame: ChatFrame, sticky_key: str) -> _Decided:
     plan = chat_prepare(user=user, frame=frame, sticky_key=sticky_key, api_key=api_key)
     assert plan.version is not None  # noqa: S101 - chat_prepare puts it in every plan
-    return plan, quota_plan_for(user=user, api_key=api_key, model_id=plan.version.model_id)
+    model_id = plan.version.model_id
+    return _Decided(
+        plan=plan,
+        quota_plan=quota_plan_for(user=user, api_key=api_key, model_id=model_id),
+        guard=guard_for(model_id=model_id, team_ids=user_team_ids(user=user)),
+    )
 
 
 def _spend_ask(plan: ChatPlan, token_estimate: int) -> SpendAsk:
@@ -101,16 +117,23 @@ async def chat_admit(
     try:
         try:
             with local_caches_only():
-                plan, quota_plan = _decide(user=user, api_key=api_key, frame=frame, sticky_key=sticky_key)
+                decided = _decide(user=user, api_key=api_key, frame=frame, sticky_key=sticky_key)
         except NotCached:
-            plan, quota_plan = await database_sync(_decide)(
+            decided = await database_sync(_decide)(
                 user=user, api_key=api_key, frame=frame, sticky_key=sticky_key
             )
+        guarded, redacted = (
+            chat_frame_guarded(frame, decided.guard) if decided.guard is not None else (frame, Counter[str]())
+        )
     except ChatRejected as rejected:
         refused = ChatRefused.from_rejected(rejected)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
         raise refused from None
-    token_estimate = chat_token_estimate(messages=frame.messages, max_tokens=plan.params.max_tokens)
+    except ChatRefused as blocked:  # a guardrail's
+        await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=blocked)
+        raise
+    plan, quota_plan = decided.plan, decided.quota_plan
+    token_estimate = chat_token_estimate(messages=guarded.messages, max_tokens=plan.params.max_tokens)
     admitting = asyncio.ensure_future(
         quota_chat_admit_async(
             user=user,
@@ -133,21 +156,33 @@ async def chat_admit(
         refused = ChatRefused.from_quota(quota_refused)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
         raise refused from None
-    return ChatAdmitted(
+    admitted = ChatAdmitted(
         user=user,
         api_key=api_key,
         plan=plan,
         hold=hold,
-        messages=_job_messages(frame, plan),
+        messages=_job_messages(guarded, plan),
         request_id=request_id,
         client_ip=client_ip,
         channel=channel,
-        features=frame.features,
+        features=guarded.features,
         embedding=frame.embedding,
         principal=principal,
-        frame=frame,
+        frame=frame,  # as asked: a fallback model's guard checks it anew
         fallback_from=fallback_from,
+        guard=decided.guard,
     )
+    if decided.guard is not None and redacted:
+        await guard_redactions_record(
+            user=user,
+            api_key=api_key,
+            guard=decided.guard,
+            direction="request",
+            redacted=redacted,
+            model=plan.model_name,
+            generation_id=admitted.generation_id,
+        )
+    return admitted
 
 
 def _job_messages(frame: ChatFrame, plan: ChatPlan) -> list[dict[str, Any]]:

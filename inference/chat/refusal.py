@@ -9,6 +9,8 @@ from inference.services.chat_plan import ChatRejected
 STATUS: dict[str, int] = {
     "invalid": 400,
     "context_length_exceeded": 400,
+    "content_blocked": 400,  # a guardrail blocked what the request holds
+    "prompt_too_long": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,

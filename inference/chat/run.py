@@ -12,6 +12,7 @@ from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import ChatDoor, ChatEnd, OnStarted, OnTexts, OnToolCalls
 from inference.chat.cached import chat_cached_or_generated
 from inference.chat.fallback import chat_fallback_run, chat_refusal_falls_back
+from inference.chat.guarding import guard_redactions_record, output_guard_for
 from inference.chat.refusal import ChatRefused
 
 
@@ -33,14 +34,38 @@ async def chat_run(
     (`response_cache`); where it cannot answer before anything was sent, its fallback models
     are asked (`fallback`).
     """
-    door = ChatDoor(stream=stream, on_started=on_started, on_texts=on_texts, on_tool_calls=on_tool_calls)
+    doors: list[ChatDoor] = []
 
     async def serve(chat: ChatAdmitted) -> ChatEnd:
-        return await chat_cached_or_generated(chat, stream=stream, door=door)
+        # Each chat's answer through its own model's guard (a fallback's may differ).
+        guarded = output_guard_for(chat.guard, on_texts)
+        door = ChatDoor(
+            stream=stream,
+            on_started=on_started,
+            on_texts=guarded.texts if guarded is not None else on_texts,
+            on_tool_calls=on_tool_calls,
+        )
+        doors.append(door)
+        end = await chat_cached_or_generated(chat, stream=stream, door=door)
+        if guarded is not None:
+            await guarded.finish()
+            await guard_redactions_record(
+                user=chat.user,
+                api_key=chat.api_key,
+                guard=guarded.guard,
+                direction="answer",
+                redacted=guarded.redacted,
+                model=chat.plan.model_name,
+                generation_id=chat.generation_id,
+            )
+        return end
+
+    def begun() -> bool:
+        return any(door.begun for door in doors)
 
     try:
         return await serve(admitted)
     except ChatRefused as refused:
-        if door.begun or not chat_refusal_falls_back(refused, admitted=admitted):
+        if begun() or not chat_refusal_falls_back(refused, admitted=admitted):
             raise
-        return await chat_fallback_run(admitted, refused, run=serve, answer_begun=lambda: door.begun)
+        return await chat_fallback_run(admitted, refused, run=serve, answer_begun=begun)

@@ -245,7 +245,41 @@ def _audit_actor(*, user: User, api_key: ApiKey | None) -> dict[str, Any]:
 
 # Refusals that are policy decisions go on the trail. Malformed frames and rate limits do not:
 # they say nothing about access, and recording each would let a flood grow the trail.
-AUDITED_REFUSALS = frozenset({"forbidden", "not_found", "quota_exceeded", "context_length_exceeded"})
+AUDITED_REFUSALS = frozenset(
+    {
+        "forbidden",
+        "not_found",
+        "quota_exceeded",
+        "context_length_exceeded",
+        "content_blocked",
+        "prompt_too_long",
+    }
+)
+
+
+def chat_guard_redaction_record(
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    policies: list[str],
+    direction: str,
+    kinds: dict[str, int],
+    model_name: str,
+    generation_id: str | None = None,
+) -> AuditEvent:
+    """Audit what a guardrail redacted from a chat's request or answer: the policies, the
+    kinds and how many of each, never the text."""
+    return audit_event_record(
+        action="guardrail.redacted",
+        **_audit_actor(user=user, api_key=api_key),
+        metadata={
+            "direction": direction,
+            "model": model_name,
+            "policies": policies,
+            "kinds": kinds,
+            **({"generation_id": generation_id} if generation_id else {}),
+        },
+    )
 
 
 def chat_refusal_record(
