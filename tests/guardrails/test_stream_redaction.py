@@ -1,6 +1,8 @@
 """An answer redacted as it streams: however its text is cut into tokens, no piece of a match
 is ever sent, and what is sent adds up to the whole answer redacted."""
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,7 +19,7 @@ ALL = frozenset(KINDS)
 def _streamed(text: str, cuts: list[int], kinds: frozenset[str] = ALL) -> list[str]:
     redactor = StreamRedactor(kinds=kinds)
     bounds = [0, *sorted(set(cuts)), len(text)]
-    sent = [redactor.push(text[start:end]) for start, end in zip(bounds, bounds[1:], strict=False)]
+    sent = [redactor.push(text[start:end]) for start, end in itertools.pairwise(bounds)]
     return [*sent, redactor.finish()]
 
 
