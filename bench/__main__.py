@@ -40,6 +40,7 @@ from bench.gateway import (
     side_by_side_rows,
 )
 from bench.gpu import measure_roofline
+from bench.guardrails import measure_p11
 from bench.profile import profile_processes
 from bench.report import Goal, Row, report_markdown, report_write
 from bench.routing import measure_p10, routed_models_register
@@ -79,7 +80,7 @@ def _reachable(database_url: str | None, redis_url: str | None) -> bool:
 
 
 # SPEC §8's goals, and what each needs started beyond the served stack.
-GOALS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10")
+GOALS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11")
 SIDE_BY_SIDE = {"P1", "P2", "P8"}  # the mock upstream, the floor, the gateway
 API_KEY = {*SIDE_BY_SIDE, "P9", "P4", "P10"}
 AUDIT = {"P6", "P7"}
@@ -323,6 +324,8 @@ def main() -> int:
         )
         goals, rows = _gateway_goals(run)
         goals += _model_goals(run) + _audit_goals(run)
+        if "P11" in selected:
+            goals.append(measure_p11(served))
     finally:
         stop()
     goals.sort(key=lambda goal: goal.id)

@@ -260,6 +260,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.quota_counters_sweep",
         "schedule": timedelta(hours=1),
     },
+    "spend-alerts-check": {
+        "task": "spend.tasks.spend_alerts_check",
+        "schedule": timedelta(minutes=1),
+    },
     "compliance-requests-sweep": {
         "task": "audit.tasks.compliance_requests_sweep",
         "schedule": timedelta(minutes=5),
@@ -441,6 +445,24 @@ GATEHOUSE_STORE_API_CONVERSATIONS = env.bool("GATEHOUSE_STORE_API_CONVERSATIONS"
 GATEHOUSE_RATE_LIMIT_FAIL_OPEN = env.bool("GATEHOUSE_RATE_LIMIT_FAIL_OPEN", default=False)
 # The currency of every price, cost and budget (ISO 4217); prices are per million tokens.
 GATEHOUSE_CURRENCY = env.str("GATEHOUSE_CURRENCY", default="USD")
+# A team's day of spend past this multiple of its daily average over the days before is alerted.
+GATEHOUSE_SPEND_SPIKE_MULTIPLE = env.float("GATEHOUSE_SPEND_SPIKE_MULTIPLE", default=3.0)
+GATEHOUSE_SPEND_SPIKE_DAYS = env.int("GATEHOUSE_SPEND_SPIKE_DAYS", default=7)
+
+# Mail (spend alerts to a budget's owner): printed while developing, SMTP in production.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="gatehouse@localhost")
 # A quota settlement or chat-slot release that meets Redis down is retried this long
 # (gatehouse.deferred); after that the lease it guards expires on its own.
 GATEHOUSE_DEFERRED_GIVE_UP_SECONDS = env.float("GATEHOUSE_DEFERRED_GIVE_UP_SECONDS", default=600.0)

@@ -1,13 +1,17 @@
-"""Writes for budgets: each one audited with its actor, before and after (amounts as text)."""
+"""Writes for budgets and alert webhooks: each one audited with its actor, before and after
+(amounts as text)."""
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
 from audit.services import audit_event_record
-from spend.models import Budget
+from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
+from spend.models import AlertWebhook, Budget
 from spend.money import currency
+from spend.webhook_secrets import WebhookSecretRefused, webhook_secret_read
 
 _FIELDS = ("name", "user_id", "team_id", "api_key_id", "model_id", "period", "amount")
 
@@ -42,3 +46,52 @@ def budget_delete(*, budget: Budget, actor: User) -> None:
         action="budget.deleted", actor=actor, target=budget, metadata={"before": _state(budget)}
     )
     budget.delete()
+
+
+def _webhook_state(webhook: AlertWebhook) -> dict[str, Any]:
+    return {
+        "name": webhook.name,
+        "url": webhook.url,
+        "secret_ref": webhook.secret_ref,
+        "active": webhook.active,
+    }
+
+
+@transaction.atomic
+def alert_webhook_save(*, webhook: AlertWebhook, actor: User) -> AlertWebhook:
+    """Create or change a webhook for spend alerts; audited. Raises ValidationError for an
+    address the outbound guard refuses or a signing key's name that is not allowed or not set."""
+    webhook.full_clean()
+    errors: dict[str, str] = {}
+    try:
+        outbound_url_check(url=webhook.url)
+    except OutboundUrlRefused as refused:
+        errors["url"] = str(refused)
+    try:
+        webhook_secret_read(name=webhook.secret_ref)
+    except WebhookSecretRefused as refused:
+        errors["secret_ref"] = str(refused)
+    if errors:
+        raise ValidationError(errors)
+    before = (
+        _webhook_state(AlertWebhook.objects.select_for_update().get(pk=webhook.pk)) if webhook.pk else None
+    )
+    webhook.save()
+    audit_event_record(
+        action="alert_webhook.changed" if before else "alert_webhook.created",
+        actor=actor,
+        target=webhook,
+        metadata={"before": before, "after": _webhook_state(webhook)},
+    )
+    return webhook
+
+
+@transaction.atomic
+def alert_webhook_delete(*, webhook: AlertWebhook, actor: User) -> None:
+    audit_event_record(
+        action="alert_webhook.deleted",
+        actor=actor,
+        target=webhook,
+        metadata={"before": _webhook_state(webhook)},
+    )
+    webhook.delete()

@@ -21,6 +21,8 @@ from tests.profile import PRODUCTION, PROFILE
 from tests.services_check import tcp_reachable
 
 PASSWORD = "correct-horse-battery-staple"
+# The key that signs spend alerts in the suite, where the worker can read it too.
+WEBHOOK_SECRET_NAME, WEBHOOK_SECRET = "GATEHOUSE_WEBHOOK_SUITE", "suite-webhook-signing-key"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -274,6 +276,7 @@ def celery_worker(
         "GATEHOUSE_COMPLIANCE_EXPORT_DIR": str(compliance_export_dir),
         "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(audit_signing_key_file(tmp_path_factory)),
         "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
+        WEBHOOK_SECRET_NAME: WEBHOOK_SECRET,
     }
     worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
