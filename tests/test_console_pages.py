@@ -228,3 +228,36 @@ def test_the_dashboard_is_for_those_who_may_see_everyones_usage(
         response = _console(allowed).get("/admin/dashboard/")
         assert response.status_code == 200, allowed.username
         assert "bob" in response.content.decode()
+
+
+def test_the_dashboard_charts_spend_by_model_and_team_and_shows_each_budgets_use(
+    alice: User, bob: User, demo_version: ModelVersion
+) -> None:
+    from decimal import Decimal
+
+    from accounts.services import team_create, team_member_add
+    from spend.models import Budget
+    from spend.services import budget_save
+
+    team = team_create(name="ml", actor=alice)
+    team_member_add(team=team, user=bob, actor=alice)
+    for cost in ("0.25", "0.0001"):
+        UsageRecord.objects.create(
+            created_at=timezone.now(), user_id=bob.pk, team_ids=[team.pk], model_version_id=demo_version.pk,
+            channel="api", cost=Decimal(cost), outcome="completed",
+        )  # fmt: skip
+    usage_rollup(period=UsageRollup.Period.DAY)
+    budget_save(budget=Budget(name="ml monthly", team=team, period="month", amount=Decimal(100)), actor=alice)
+    response = _console(alice).get("/admin/dashboard/")
+    page = response.content.decode()
+    charts = json.loads(page.split('id="dashboard-charts" type="application/json">')[1].split("</script>")[0])
+    assert charts["spend_models"]["lines"]["demo-tiny"][-1] == 0.2501
+    assert charts["spend_teams"]["lines"]["ml"][-1] == 0.2501
+    assert "<td>0.2501</td>" in page  # the figures' table keeps four places
+    (budget,) = response.context["budgets"]
+    assert (budget["budget"], budget["used"], budget["amount"]) == (
+        "budget 'ml monthly' (team 'ml' spend per month, USD 100.00)",
+        "0.00",
+        "100.00",
+    )
+    assert "budget &#x27;ml monthly&#x27;" in page

@@ -40,20 +40,20 @@ class Series:
         return {"labels": self.labels, "lines": self.lines, "rows": rows}
 
 
-def _days(now: datetime, days: int) -> list[date]:
+def window_days(now: datetime, days: int) -> list[date]:
     today = now.astimezone(UTC).date()
     return [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
 
 
-def _version_models() -> dict[int, str]:
+def version_model_names() -> dict[int, str]:
     return dict(ModelVersion.objects.values_list("pk", "model__name"))
 
 
 def usage_by_model_daily(*, now: datetime, days: int) -> tuple[Series, Series]:
     """Requests and tokens per day, one line per model, from the daily rollups."""
-    window = _days(now, days)
+    window = window_days(now, days)
     start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
-    models = _version_models()
+    models = version_model_names()
     requests: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(window))
     tokens: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(window))
     position = {day: index for index, day in enumerate(window)}
@@ -79,7 +79,7 @@ def usage_by_person_daily(*, now: datetime, days: int, top: int = 5) -> tuple[Se
     A team's line is its current members' usage: rollups carry the user, not the team, and
     people move between teams, so the chart answers "what does this team use now".
     """
-    window = _days(now, days)
+    window = window_days(now, days)
     start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
     position = {day: index for index, day in enumerate(window)}
     per_user: dict[int, list[float]] = defaultdict(lambda: [0.0] * len(window))
@@ -166,7 +166,7 @@ def _percentile(values: list[float], share: float) -> float | None:
 
 def latency_percentiles(*, now: datetime, days: int) -> list[dict[str, Any]]:
     """Per model: p50, p95 and p99 of total latency and of time to first token (ms)."""
-    models = _version_models()
+    models = version_model_names()
     samples: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     rows = (
         UsageRecord.objects.filter(created_at__gte=now - timedelta(days=days))
@@ -192,7 +192,7 @@ def latency_percentiles(*, now: datetime, days: int) -> list[dict[str, Any]]:
 
 def latency_daily(*, now: datetime, days: int) -> Series:
     """p50 and p95 of latency and of time to first token per day, all models (ms)."""
-    window = _days(now, days)
+    window = window_days(now, days)
     position = {day: index for index, day in enumerate(window)}
     samples: list[tuple[list[float], list[float]]] = [([], []) for _ in window]
     rows = (
@@ -219,7 +219,7 @@ def latency_daily(*, now: datetime, days: int) -> Series:
 
 def failures_daily(*, now: datetime, days: int) -> Series:
     """Failed generations (rollups) and quota refusals (the trail) per day."""
-    window = _days(now, days)
+    window = window_days(now, days)
     start = datetime(window[0].year, window[0].month, window[0].day, tzinfo=UTC)
     position = {day: index for index, day in enumerate(window)}
     failed = [0.0] * len(window)

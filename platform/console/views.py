@@ -12,8 +12,9 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.roles import Role, user_holds_role
 from audit.selectors import audit_chain_status
-from gatehouse.console import selectors
+from gatehouse.console import selectors, spend_charts
 from inference.selectors import model_list_usable
+from spend.money import currency
 
 DASHBOARD_DAYS = (7, 14, 30, 90)
 # The dashboard shows every person's and team's usage: staff status alone does not open it.
@@ -55,6 +56,8 @@ def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpRespon
         "user_tokens": user_tokens.as_dict(),
         "latency": selectors.latency_daily(now=now, days=days).as_dict(),
         "failures": selectors.failures_daily(now=now, days=days).as_dict(),
+        "spend_models": spend_charts.spend_by_model_daily(now=now, days=days).as_dict(),
+        "spend_teams": spend_charts.spend_by_team_daily(now=now, days=days).as_dict(),
     }
     return TemplateResponse(
         request,
@@ -69,6 +72,8 @@ def dashboard(request: HttpRequest, *, context: dict[str, object]) -> HttpRespon
             "teams": teams,
             "latency": selectors.latency_percentiles(now=now, days=days),
             "canaries": selectors.canary_split(now=now),
+            "budgets": spend_charts.budgets_used(),
+            "currency": currency(),
             "chain": audit_chain_status() if user_holds_role(user, Role.ADMIN, Role.AUDITOR) else None,
         },
     )
