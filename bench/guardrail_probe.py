@@ -44,10 +44,10 @@ def main() -> None:
     _django_setup()
     from guardrails.detectors import KINDS
     from guardrails.prompt import prompt_guard
-    from guardrails.rules import Guard, pattern_compile
+    from guardrails.rules import Guard, deny_terms_pattern, pattern_compile
     from guardrails.stream import StreamRedactor
 
-    alternatives = [rf"(?<!\w){term}(?!\w)" for term in TERMS] + [f"(?:{p})" for p in PATTERNS]
+    alternatives = [deny_terms_pattern(TERMS), *(f"(?:{pattern})" for pattern in PATTERNS)]
     guard = Guard(
         policies=("bench",),
         actions=tuple((kind, "redact") for kind in KINDS),

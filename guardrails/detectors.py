@@ -75,27 +75,58 @@ _CREDENTIALS = "|".join(
         r"\bAIza[0-9A-Za-z_-]{35}",  # Google API keys
     )
 )
-_PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], bool]]] = {
-    "credential": (re.compile(_CREDENTIALS), _any),
-    "card": (re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])"), _luhn),
-    "iban": (re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"), _iban),
-    "email": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), _any),
-    "ip_address": (
-        re.compile(
-            r"(?<![0-9])(?<![0-9]\.)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])"
-            r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])"
+# Substrings every credential of `_CREDENTIALS` holds: a text with none is not searched.
+_CREDENTIAL_MARKERS = (
+    "-----BEGIN", "eyJ", "sk-", "pk-", "rk-", "gk_", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_",
+    "ghr_", "xox", "AIza",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Detector:
+    pattern: re.Pattern[str]
+    valid: Callable[[str], bool]
+    # A cheap test a text must pass for the pattern to be worth searching.
+    worth: Callable[[str], bool]
+
+
+_DETECTORS: dict[str, tuple[_Detector, ...]] = {
+    "credential": (
+        _Detector(
+            re.compile(_CREDENTIALS), _any, lambda text: any(mark in text for mark in _CREDENTIAL_MARKERS)
         ),
-        _ip,
+    ),
+    "card": (_Detector(re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])"), _luhn, _any),),
+    "iban": (_Detector(re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, _any),),
+    "email": (
+        _Detector(
+            re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+            _any,
+            lambda text: "@" in text,
+        ),
+    ),
+    "ip_address": (
+        _Detector(
+            re.compile(r"(?<![0-9])(?<![0-9]\.)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])"), _ip, _any
+        ),
+        _Detector(
+            re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])"),
+            _ip,
+            lambda text: text.count(":") >= 2,  # noqa: PLR2004 - an IPv6 address has two at least
+        ),
     ),
     "phone": (
-        re.compile(
-            r"(?<![\w+])(?:"
-            r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}"  # international: +44 20 7946 0958
-            r"|\(?[2-9][0-9]{2}\)?[ .-]?[0-9]{3}[ .-]?[0-9]{4}"  # North American: (555) 123-4567
-            r"|0[0-9]{1,4}[ .-]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # national, with a trunk 0: 020 7946 0958
-            r")(?![\w])"
+        _Detector(
+            re.compile(
+                r"(?<![\w+])(?:"
+                r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}"  # international: +44 20 7946 0958
+                r"|\(?[2-9][0-9]{2}\)?[ .-]?[0-9]{3}[ .-]?[0-9]{4}"  # North American: (555) 123-4567
+                r"|0[0-9]{1,4}[ .-]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # national, with a trunk 0: 020 7946 0958
+                r")(?![\w])"
+            ),
+            _phone,
+            _any,
         ),
-        _phone,
     ),
 }
 
@@ -107,14 +138,16 @@ def findings(text: str, *, kinds: frozenset[str] | None = None) -> list[Finding]
     for kind in KINDS:
         if kinds is not None and kind not in kinds:
             continue
-        pattern, valid = _PATTERNS[kind]
-        for match in pattern.finditer(text):
-            start, end = match.span()
-            if any(start < other_end and other_start < end for other_start, other_end in taken):
+        for detector in _DETECTORS[kind]:
+            if not detector.worth(text):
                 continue
-            if valid(match.group()):
-                found.append(Finding(kind, start, end))
-                taken.append((start, end))
+            for match in detector.pattern.finditer(text):
+                start, end = match.span()
+                if any(start < other_end and other_start < end for other_start, other_end in taken):
+                    continue
+                if detector.valid(match.group()):
+                    found.append(Finding(kind, start, end))
+                    taken.append((start, end))
     return sorted(found, key=lambda finding: finding.start)
 
 
