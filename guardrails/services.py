@@ -3,10 +3,8 @@ applies from the next request, in every process."""
 
 from typing import Any
 
-from django.db import transaction
-
 from accounts.models import User
-from audit.services import audit_event_record
+from audit.audited_writes import audited_delete, audited_save
 from guardrails.models import GuardrailPolicy
 
 _FIELDS = (
@@ -29,25 +27,11 @@ def _state(policy: GuardrailPolicy) -> dict[str, Any]:
     return state
 
 
-@transaction.atomic
 def guardrail_policy_save(*, policy: GuardrailPolicy, actor: User) -> GuardrailPolicy:
     """Create or change a policy (validated: known kinds and actions, patterns that compile);
     audited. Raises ValidationError; nothing is written then."""
-    before = _state(GuardrailPolicy.objects.select_for_update().get(pk=policy.pk)) if policy.pk else None
-    policy.full_clean()
-    policy.save()
-    audit_event_record(
-        action="guardrail.policy.changed" if before else "guardrail.policy.created",
-        actor=actor,
-        target=policy,
-        metadata={"before": before, "after": _state(policy)},
-    )
-    return policy
+    return audited_save(instance=policy, actor=actor, action="guardrail.policy", state=_state)
 
 
-@transaction.atomic
 def guardrail_policy_delete(*, policy: GuardrailPolicy, actor: User) -> None:
-    audit_event_record(
-        action="guardrail.policy.deleted", actor=actor, target=policy, metadata={"before": _state(policy)}
-    )
-    policy.delete()
+    audited_delete(instance=policy, actor=actor, action="guardrail.policy", state=_state)

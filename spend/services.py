@@ -1,13 +1,12 @@
 """Writes for budgets and alert webhooks: each one audited with its actor, before and after
-(amounts as text)."""
+(amounts as text; a webhook's signing key only by the name of where it lives)."""
 
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from accounts.models import User
-from audit.services import audit_event_record
+from audit.audited_writes import audited_delete, audited_save
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check
 from spend.models import AlertWebhook, Budget
 from spend.money import currency
@@ -23,29 +22,15 @@ def _state(budget: Budget) -> dict[str, Any]:
     return state
 
 
-@transaction.atomic
 def budget_save(*, budget: Budget, actor: User) -> Budget:
     """Create or change a budget (validated: whose spend it caps, a positive amount); audited.
     It applies from the next request. Raises ValidationError; nothing is written then."""
-    before = _state(Budget.objects.select_for_update().get(pk=budget.pk)) if budget.pk else None
-    budget.full_clean()
-    budget.save()
-    audit_event_record(
-        action="budget.changed" if before else "budget.created",
-        actor=actor,
-        target=budget,
-        metadata={"before": before, "after": _state(budget)},
-    )
-    return budget
+    return audited_save(instance=budget, actor=actor, action="budget", state=_state)
 
 
-@transaction.atomic
 def budget_delete(*, budget: Budget, actor: User) -> None:
     """Remove a budget (what it counted stays in the usage records); audited."""
-    audit_event_record(
-        action="budget.deleted", actor=actor, target=budget, metadata={"before": _state(budget)}
-    )
-    budget.delete()
+    audited_delete(instance=budget, actor=actor, action="budget", state=_state)
 
 
 def _webhook_state(webhook: AlertWebhook) -> dict[str, Any]:
@@ -57,11 +42,9 @@ def _webhook_state(webhook: AlertWebhook) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
 def alert_webhook_save(*, webhook: AlertWebhook, actor: User) -> AlertWebhook:
     """Create or change a webhook for spend alerts; audited. Raises ValidationError for an
     address the outbound guard refuses or a signing key's name that is not allowed or not set."""
-    webhook.full_clean()
     errors: dict[str, str] = {}
     try:
         outbound_url_check(url=webhook.url)
@@ -73,25 +56,8 @@ def alert_webhook_save(*, webhook: AlertWebhook, actor: User) -> AlertWebhook:
         errors["secret_ref"] = str(refused)
     if errors:
         raise ValidationError(errors)
-    before = (
-        _webhook_state(AlertWebhook.objects.select_for_update().get(pk=webhook.pk)) if webhook.pk else None
-    )
-    webhook.save()
-    audit_event_record(
-        action="alert_webhook.changed" if before else "alert_webhook.created",
-        actor=actor,
-        target=webhook,
-        metadata={"before": before, "after": _webhook_state(webhook)},
-    )
-    return webhook
+    return audited_save(instance=webhook, actor=actor, action="alert_webhook", state=_webhook_state)
 
 
-@transaction.atomic
 def alert_webhook_delete(*, webhook: AlertWebhook, actor: User) -> None:
-    audit_event_record(
-        action="alert_webhook.deleted",
-        actor=actor,
-        target=webhook,
-        metadata={"before": _webhook_state(webhook)},
-    )
-    webhook.delete()
+    audited_delete(instance=webhook, actor=actor, action="alert_webhook", state=_webhook_state)

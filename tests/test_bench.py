@@ -25,7 +25,9 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     goals = {goal["id"]: goal for goal in report["goals"]}
-    assert set(goals) == {"P1", "P2a", "P2b", "P3", "P4", "P5", "P6a", "P6b", "P7", "P8", "P9a", "P9b", "P10"}
+    assert set(goals) == {
+        "P1", "P2a", "P2b", "P3", "P4", "P5", "P6a", "P6b", "P7", "P8", "P9a", "P9b", "P10", "P11",
+    }  # fmt: skip
     # P7 is set on PostgreSQL, P9 counts Redis and PostgreSQL: the embedded run has neither.
     not_here = {"P7", "P9a", "P9b"}
     for goal in goals.values():
@@ -34,8 +36,10 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
             assert goal["details"]["not_measured"]
         else:
             assert goal["measured"] is not None
-            assert goal["verdict"] in ("pass", "short")
+            assert goal["verdict"] in (("reported",) if goal["id"] == "P11" else ("pass", "short"))
     assert goals["P3"]["details"]["streams_lost_or_reordered"] == 0
+    # The guardrail probe redacted a card number cut across tokens (it fails otherwise).
+    assert goals["P11"]["details"]["answer_tokens"] > 0
     # P1, P2 and P8 went to the mock upstream and back three ways, side by side: directly,
     # through the floor and through the gateway (the harness fails on a stream that does not
     # end in [DONE], or a whole answer without choices); P4's GETs were timed while
@@ -105,7 +109,7 @@ def test_the_benchmark_measures_only_the_goals_it_is_asked_for(tmp_path: Path) -
 
 def test_an_unknown_goal_is_refused_before_anything_starts() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--goals", "P1,P11"],
+        [sys.executable, "-m", "bench", "--goals", "P1,P12"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -113,7 +117,7 @@ def test_an_unknown_goal_is_refused_before_anything_starts() -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "unknown goal 'P11'" in result.stderr
+    assert "unknown goal 'P12'" in result.stderr
 
 
 def test_p5_is_met_only_when_the_stack_keeps_up_with_the_engine_too() -> None:

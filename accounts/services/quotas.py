@@ -13,14 +13,13 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from accounts.models import ApiKey, QuotaPolicy, User
 from accounts.quotas.charge import NOTHING, Charge
 from accounts.quotas.ledger import CounterSpec, LedgerUnavailable, QuotaExceeded, QuotaLedger, Reservation
 from accounts.quotas.plan import Limit, QuotaPlan, quota_plan_for
 from accounts.quotas.sql_ledger import SqlQuotaLedger
-from audit.services import audit_event_record
+from audit.audited_writes import audited_delete, audited_save
 from gatehouse.deferred import deferred_until_done
 from gatehouse.metrics import QUOTA_REJECTIONS
 from spend.money import Prices
@@ -271,27 +270,13 @@ def _policy_state(policy: QuotaPolicy) -> dict[str, object]:
     return {field: getattr(policy, field) for field in _POLICY_FIELDS}
 
 
-@transaction.atomic
 def quota_policy_save(*, policy: QuotaPolicy, actor: User) -> QuotaPolicy:
     """Create or change a policy (validated: exactly one subject), audited with before and after."""
-    before = _policy_state(QuotaPolicy.objects.select_for_update().get(pk=policy.pk)) if policy.pk else None
-    policy.full_clean()
-    policy.save()
-    audit_event_record(
-        action="quota.policy.changed" if before else "quota.policy.created",
-        actor=actor,
-        target=policy,
-        metadata={"before": before, "after": _policy_state(policy)},
-    )
-    return policy
+    return audited_save(instance=policy, actor=actor, action="quota.policy", state=_policy_state)
 
 
-@transaction.atomic
 def quota_policy_delete(*, policy: QuotaPolicy, actor: User) -> None:
-    audit_event_record(
-        action="quota.policy.deleted", actor=actor, target=policy, metadata={"before": _policy_state(policy)}
-    )
-    policy.delete()
+    audited_delete(instance=policy, actor=actor, action="quota.policy", state=_policy_state)
 
 
 def quota_standing(*, user: User, api_key: ApiKey | None) -> list[dict[str, object]]:

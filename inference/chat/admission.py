@@ -133,6 +133,18 @@ async def chat_admit(
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=blocked)
         raise
     plan, quota_plan = decided.plan, decided.quota_plan
+    generation_id = uuid.uuid4().hex
+    if decided.guard is not None and redacted:
+        # Recorded before anything is held: a record that cannot be written holds nothing.
+        await guard_redactions_record(
+            user=user,
+            api_key=api_key,
+            guard=decided.guard,
+            direction="request",
+            redacted=redacted,
+            model=plan.model_name,
+            generation_id=generation_id,
+        )
     token_estimate = chat_token_estimate(messages=guarded.messages, max_tokens=plan.params.max_tokens)
     admitting = asyncio.ensure_future(
         quota_chat_admit_async(
@@ -156,7 +168,8 @@ async def chat_admit(
         refused = ChatRefused.from_quota(quota_refused)
         await _refusal_record(user=user, api_key=api_key, channel=channel, model=frame.model, refused=refused)
         raise refused from None
-    admitted = ChatAdmitted(
+    return ChatAdmitted(
+        generation_id=generation_id,
         user=user,
         api_key=api_key,
         plan=plan,
@@ -172,17 +185,6 @@ async def chat_admit(
         fallback_from=fallback_from,
         guard=decided.guard,
     )
-    if decided.guard is not None and redacted:
-        await guard_redactions_record(
-            user=user,
-            api_key=api_key,
-            guard=decided.guard,
-            direction="request",
-            redacted=redacted,
-            model=plan.model_name,
-            generation_id=admitted.generation_id,
-        )
-    return admitted
 
 
 def _job_messages(frame: ChatFrame, plan: ChatPlan) -> list[dict[str, Any]]:
