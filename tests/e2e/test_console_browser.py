@@ -117,7 +117,7 @@ def test_an_admin_chats_sees_the_dashboard_and_revokes_a_key(page: Page, gatehou
         "[...document.querySelectorAll('canvas[data-chart]')].map(c => "
         "c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v !== 0))"
     )
-    assert painted == [True] * 6
+    assert painted == [True] * 8  # six charts of usage, two of spend
     expect(page.locator("#audit-chain")).to_contain_text("Head: event")
     _shot(page, "3-dashboard")
 
