@@ -3,7 +3,8 @@
 redaction per streamed token. Prints one JSON line.
 
 The guard is a demanding one: every kind of personal data and secret redacted, a deny list
-of 50 terms and two patterns, a length limit. The request is a system prompt and a user
+of 50 terms (5 of several words) and two patterns, a length limit; the answer is redacted of
+both. The request is a system prompt and a user
 message (about 1 KB), with and without an email address in it; the answer is 256 tokens of
 about four characters, with an email address and a card number cut across tokens.
 """
@@ -23,7 +24,7 @@ def _django_setup() -> None:
 
 SYSTEM = "You are a helpful assistant for the support team. Answer briefly and politely. " * 5
 USER = "My order has not arrived yet and the tracking page shows no update since Monday. " * 7
-TERMS = [f"codename{index}" for index in range(50)]
+TERMS = [f"codename{index}" for index in range(45)] + [f"project phase {index}" for index in range(5)]
 PATTERNS = [r"\binternal-[0-9]{4,}\b", r"\bproject [a-z]+ secret\b"]
 
 
@@ -54,6 +55,7 @@ def main() -> None:
         deny=pattern_compile("|".join(alternatives)),
         max_prompt_chars=100_000,
         check_output=True,
+        deny_phrases=tuple(term for term in TERMS if " " in term),
     )
     clean, personal = [SYSTEM, USER], [SYSTEM, USER + " Reach me at bob@example.com."]
     requests: dict[str, list[float]] = {"clean": [], "with_an_email": []}
@@ -65,7 +67,7 @@ def main() -> None:
     tokens = _answer_tokens()
     per_token: list[float] = []
     for _ in range(50):
-        redactor = StreamRedactor(kinds=guard.watched)
+        redactor = StreamRedactor(kinds=guard.watched, deny=guard.deny, phrases=guard.deny_phrases)
         started = time.perf_counter()
         sent = [redactor.push(token) for token in tokens]
         sent.append(redactor.finish())

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("credential", "card", "iban", "email", "ip_address", "phone")
+# A deny list's match in an answer (guardrails.rules).
+DENIED = "denied"
 # What a redacted match becomes: the kind, never the value.
-PLACEHOLDERS = {kind: f"[{kind.upper()}]" for kind in KINDS}
+PLACEHOLDERS = {kind: f"[{kind.upper()}]" for kind in (*KINDS, DENIED)}
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,15 @@ def findings(text: str, *, kinds: frozenset[str] | None = None) -> list[Finding]
 def text_redacted(text: str, *, kinds: frozenset[str]) -> str:
     """`text` with every match of `kinds` replaced by its placeholder."""
     return redacted(text, findings(text, kinds=kinds)) if kinds else text
+
+
+def findings_merged(first: list[Finding], second: list[Finding]) -> list[Finding]:
+    """Both lists' findings, in order, none overlapping (where two do, the earlier list's wins)."""
+    kept = list(first)
+    for finding in second:
+        if not any(finding.start < other.end and other.start < finding.end for other in kept):
+            kept.append(finding)
+    return sorted(kept, key=lambda finding: finding.start)
 
 
 def redacted(text: str, found: list[Finding]) -> str:

@@ -9,6 +9,7 @@ import regex
 from django.db.models import Q
 
 from gatehouse.local_cache import LocalCache
+from guardrails.detectors import DENIED, Finding
 from guardrails.models import ACTIONS, GuardrailPolicy
 
 # A deny pattern that takes longer than this on one text blocks it (the check cannot pass).
@@ -28,6 +29,10 @@ class Guard:
     deny: Any  # one compiled alternation of the terms and patterns, or None
     max_prompt_chars: int | None
     check_output: bool
+    # The deny list's source (for a worker to compile) and its terms of several words, which an
+    # answer's redaction holds back while they may still be forming.
+    deny_source: str | None = None
+    deny_phrases: tuple[str, ...] = ()
 
     def action(self, kind: str) -> str:
         return dict(self.actions).get(kind, "allow")
@@ -39,6 +44,21 @@ class Guard:
     def watched(self) -> frozenset[str]:
         """The kinds looked for: those not allowed."""
         return frozenset(kind for kind, action in self.actions if action != "allow")
+
+    @property
+    def redacts_answers(self) -> bool:
+        return self.check_output and (bool(self.watched) or self.deny is not None)
+
+
+def deny_findings(deny: Any, text: str) -> list[Finding]:
+    """Where `deny` (a compiled deny list) matches `text`; all of it where the search cannot
+    finish in time (nothing that cannot be checked is let through)."""
+    if deny is None or not text:
+        return []
+    try:
+        return [Finding(DENIED, *match.span()) for match in deny.finditer(text, timeout=PATTERN_SECONDS)]
+    except TimeoutError:
+        return [Finding(DENIED, 0, len(text))]
 
 
 def deny_terms_pattern(terms: list[str]) -> str:
@@ -63,12 +83,15 @@ def _merged(policies: list[GuardrailPolicy]) -> Guard | None:
     alternatives = [deny_terms_pattern(terms)] if terms else []
     alternatives += [f"(?:{pattern})" for pattern in patterns]
     limits = [policy.max_prompt_chars for policy in policies if policy.max_prompt_chars is not None]
+    source = "|".join(alternatives) if alternatives else None
     return Guard(
         policies=tuple(sorted(policy.name for policy in policies)),
         actions=tuple(sorted(actions.items())),
-        deny=pattern_compile("|".join(alternatives)) if alternatives else None,
+        deny=pattern_compile(source) if source else None,
         max_prompt_chars=min(limits) if limits else None,
         check_output=any(policy.check_output for policy in policies),
+        deny_source=source,
+        deny_phrases=tuple(term.lower() for term in terms if len(term.split()) > 1),
     )
 
 

@@ -38,12 +38,12 @@ from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import WEBSOCKETS_OPEN
+from guardrails.stream import answer_redaction
 from inference.cancellation import generation_cancel_request
 from inference.chat.admission import ChatAdmitted, chat_admit
 from inference.chat.fallback import chat_failure_falls_back, chat_fallback_admit
 from inference.chat.guarding import (
     OutputGuard,
-    answer_redacted_kinds,
     guard_redactions_record,
     output_guard_for,
 )
@@ -298,7 +298,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
-            redact_kinds=answer_redacted_kinds(admitted.guard),
+            redaction=answer_redaction(admitted.guard),
         )
         self.running[client_id] = _RunningChat(
             generation_id=job.generation_id,

@@ -24,7 +24,7 @@ from gatehouse.metrics import (
     TIME_TO_FIRST_TOKEN,
     TOKENS_GENERATED,
 )
-from guardrails.detectors import text_redacted
+from guardrails.stream import stored_reply
 from inference.cancellation import generation_cancel_requested
 from inference.engines.base import ChatMessage, Engine, GenerationParams, GenerationResult, TokenLogprob
 from inference.engines.constraints import ResponseFormatUnsupported
@@ -77,9 +77,9 @@ class GenerationJob:
     remote: bool = False
     # The model asked for, where this job is its fallback (inference.chat.fallback).
     fallback_from: str | None = None
-    # The kinds its guardrails redact from the answer (the door redacts what it sends; the
-    # stored reply is redacted where it is stored).
-    redact_kinds: list[str] | None = None
+    # What its guardrails redact from the answer (`inference.chat.guarding.answer_redaction`):
+    # the door redacts what it sends, the stored reply is redacted where it is stored.
+    redaction: dict[str, Any] | None = None
     # Test hook (GATEHOUSE_TEST_HOLD_MODELS): decided where the job is made, from that
     # process's settings, and obeyed wherever it runs.
     hold_until_cancelled: bool | None = None
@@ -90,10 +90,10 @@ class GenerationJob:
             object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
-        """JSON-safe; without `fallback_from` and `redact_kinds` where unset, so that the previous
+        """JSON-safe; without `fallback_from` and `redaction` where unset, so that the previous
         release's workers (which do not know them) still run every other job."""
         payload = asdict(self)
-        for added in ("fallback_from", "redact_kinds"):
+        for added in ("fallback_from", "redaction"):
             if payload[added] is None:
                 del payload[added]
         return payload
@@ -413,7 +413,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
                 version_id=job.version_id,
                 channel=job.channel,
                 new_messages=job.messages[job.new_messages_from :],
-                reply=text_redacted("".join(hops.reply), kinds=frozenset(job.redact_kinds or ())),
+                reply=stored_reply("".join(hops.reply), job.redaction),
                 finish_reason=result.finish_reason.value,
                 model_id=outcome.version.model_id if outcome.version else None,
                 asked_model=job.fallback_from,

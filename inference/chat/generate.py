@@ -21,9 +21,9 @@ from django.conf import settings
 from accounts.quotas.charge import Charge
 from accounts.services.chat_quotas import quota_chat_finish_async
 from gatehouse.database_calls import database_sync
+from guardrails.stream import answer_redaction
 from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import Begun, ChatEnd, OnTexts, OnToolCalls
-from inference.chat.guarding import answer_redacted_kinds
 from inference.chat.outcome import ChatProgress, chat_outcome
 from inference.chat.refusal import ChatRefused
 from inference.chat.tool_call_reading import ToolCallReader
@@ -277,7 +277,7 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: Begun, on_texts: On
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
-            redact_kinds=answer_redacted_kinds(admitted.guard),
+            redaction=answer_redaction(admitted.guard),
         )
     )
     try:

@@ -108,7 +108,7 @@ class OutputGuard:
 
     def __init__(self, guard: Guard, on_texts: OnTexts | None) -> None:
         self.guard = guard
-        self._redactor = StreamRedactor(kinds=guard.watched)
+        self._redactor = StreamRedactor(kinds=guard.watched, deny=guard.deny, phrases=guard.deny_phrases)
         self._on_texts = on_texts
 
     @property
@@ -140,15 +140,8 @@ class OutputGuard:
         return self._redactor.finish()
 
 
-def answer_redacted_kinds(guard: Guard | None) -> list[str] | None:
-    """The kinds redacted from an answer under `guard` (None: none)."""
-    if guard is None or not guard.check_output or not guard.watched:
-        return None
-    return sorted(guard.watched)
-
-
 def output_guard_for(guard: Guard | None, on_texts: OnTexts | None = None) -> OutputGuard | None:
-    """The answer's guard, where its policy redacts output and watches some kind."""
-    if guard is None or not guard.check_output or not guard.watched:
+    """The answer's guard, where its policy redacts answers."""
+    if guard is None or not guard.redacts_answers:
         return None
     return OutputGuard(guard, on_texts)

@@ -25,9 +25,8 @@ from audit.models import AuditEvent
 from audit.services import audit_event_insert
 from gatehouse.database_calls import database_sync
 from gatehouse.metrics import GENERATION_LATENCY, GENERATIONS, TIME_TO_FIRST_TOKEN, TOKENS_GENERATED
-from guardrails.detectors import text_redacted
+from guardrails.stream import answer_redaction, stored_reply
 from inference.chat.admission import ChatAdmitted
-from inference.chat.guarding import answer_redacted_kinds
 from inference.engines.remote_deployments import Attempt
 from inference.services.chat import chat_outcome_event, chat_prompt_digest, chat_usage_row
 from inference.services.conversations import conversation_exchange_record
@@ -184,9 +183,7 @@ def _record_in_transaction(
                 version_id=admitted.plan.version_id,
                 channel=admitted.channel,
                 new_messages=admitted.messages,
-                reply=text_redacted(
-                    "".join(progress.reply), kinds=frozenset(answer_redacted_kinds(admitted.guard) or ())
-                ),
+                reply=stored_reply("".join(progress.reply), answer_redaction(admitted.guard)),
                 finish_reason=str(metadata.get("finish_reason", "stop")),
                 prompt_tokens=int(str(metadata.get("prompt_tokens") or 0)),
                 completion_tokens=int(str(metadata.get("completion_tokens") or 0)),

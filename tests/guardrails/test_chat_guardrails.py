@@ -141,3 +141,20 @@ async def test_the_websocket_sends_redacted_tokens_and_stores_the_redacted_reply
     assert (error["type"], error["code"]) == ("error", "content_blocked")
     stored = [message.content async for message in Message.objects.filter(role="assistant")]
     assert stored == [REDACTED]
+
+
+async def test_an_answer_loses_the_deny_lists_terms_as_it_streams(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    key = await database_sync_to_async(_guarded)(alice, upstream, deny_terms=["Project Falcon"])
+    upstream.words, upstream.delay = ["The ", "proj", "ect Fa", "lcon ", "launch"], 0.01
+    answer = await v1_post(_body("hello", stream=True), key=key)
+    pieces = [
+        event["choices"][0]["delta"].get("content") or ""
+        for event in sse_events(answer)
+        if event != "[DONE]" and event["choices"]
+    ]
+    assert "".join(pieces) == "The [DENIED] launch"
+    assert not any("alcon" in piece for piece in pieces)
+    (event,) = await _events("guardrail.redacted")
+    assert event.metadata["kinds"] == {"denied": 1}

@@ -54,3 +54,24 @@ def test_an_unending_private_key_block_is_let_go_redacted_past_the_limit() -> No
     body = redactor.push("A" * (HOLD_LIMIT + 10))
     assert body.startswith("-----BEGIN PRIVATE KEY-----")  # let go: it cannot be held for ever
     assert redactor.redacted == {}
+
+
+def test_a_deny_list_phrase_split_across_tokens_leaves_only_as_denied() -> None:
+    from guardrails.rules import deny_terms_pattern, pattern_compile
+
+    deny = pattern_compile(deny_terms_pattern(["Project Falcon", "zeta"]) + r"|(?:\binternal-[0-9]+\b)")
+    redactor = StreamRedactor(kinds=ALL, deny=deny, phrases=("project falcon",))
+    pieces = ["About pro", "ject", " Fal", "con and ze", "ta, see internal-", "42 please"]
+    sent = [redactor.push(piece) for piece in pieces] + [redactor.finish()]
+    assert "".join(sent) == "About [DENIED] and [DENIED], see [DENIED] please"
+    assert not any(word in piece.lower() for piece in sent for word in ("fal", "zeta", "internal"))
+    assert redactor.redacted == {"denied": 3}
+    assert "".join(_streamed("a projector works", [3, 9])) == "a projector works"  # no phrase: let go
+
+
+def test_a_stored_reply_is_redacted_as_its_answer_was_sent() -> None:
+    from guardrails.stream import stored_reply
+
+    redaction = {"kinds": ["email"], "deny": r"(?<!\w)(?:falcon)(?!\w)"}
+    assert stored_reply("Falcon: mail a@b.io", redaction) == "[DENIED]: mail [EMAIL]"
+    assert stored_reply("Falcon: mail a@b.io", None) == "Falcon: mail a@b.io"
