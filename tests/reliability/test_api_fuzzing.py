@@ -58,7 +58,8 @@ class TwoTeams:
 
     def reveals_dave(self, text: str, *, asked: str = "") -> list[str]:
         """Which of dave's identifiers an answer to bob carries (other than those bob asked with)."""
-        secrets = [str(value) for name, value in self.dave.items() if name != "key_id"]
+        # Small integer ids are in every answer's text by chance: not telling.
+        secrets = [str(value) for name, value in self.dave.items() if name not in ("key_id", "budget_id")]
         return [secret for secret in secrets if secret in text and secret not in asked]
 
 
@@ -108,6 +109,7 @@ def test_every_operation_keeps_to_its_schema_and_to_its_owner(
 # How each path parameter names one of dave's objects.
 DAVES_OBJECT = {
     "key_id": "key_id",
+    "budget_id": "budget_id",
     "conversation_id": "conversation_id",
     "export_id": "export_id",
     "erasure_id": "erasure_id",

@@ -1,8 +1,8 @@
 """Two members of two teams, and everything one of them owns: the fuzzing's world.
 
 Run inside a served stack (`manage.py shell`), so the rows are that stack's own. bob (team
-red) is the one the fuzzer acts as; dave (team blue) owns an API key, a conversation, a
-data export, an erasure request and the only grant on a closed model. Whatever bob is
+red) is the one the fuzzer acts as; dave (team blue) owns an API key (with its own budget),
+a conversation, a data export, an erasure request and the only grant on a closed model. Whatever bob is
 answered must never reveal or touch any of it.
 """
 
@@ -19,6 +19,8 @@ def two_teams_seed() -> dict[str, Any]:
     from inference.models import Model
     from inference.services import model_access_grant, model_register, model_version_register_remote
     from inference.services.conversations import conversation_exchange_record
+    from spend.models import Budget
+    from spend.services import budget_save
 
     bob = user_create(username="bob", password=PASSWORD, roles=[Role.MEMBER])
     dave = user_create(username="dave", password=PASSWORD, roles=[Role.MEMBER])
@@ -32,6 +34,9 @@ def two_teams_seed() -> dict[str, Any]:
         model=closed, label="blue-r1", base_url="https://93.184.216.34/v1", remote_model="m", actor=None
     )
     key, _ = api_key_create(user=dave, name="dave's key", scopes=["chat"], actor=dave)
+    budget = budget_save(
+        budget=Budget(name="dave's key budget", api_key=key, period=Budget.Period.DAY, amount=5), actor=dave
+    )
     demo = Model.objects.get(name="demo-tiny").versions.get(label="v1")
     conversation = conversation_exchange_record(
         conversation_id="6f1c7a52-0a5e-4a8e-9a53-5d0a3b1c2e77",
@@ -50,6 +55,7 @@ def two_teams_seed() -> dict[str, Any]:
         "bob": {"username": "bob", "password": PASSWORD},
         "dave": {
             "key_id": key.pk,
+            "budget_id": budget.pk,
             "key_prefix": key.prefix,
             "conversation_id": str(conversation.pk),
             "export_id": str(export.pk),
