@@ -7,6 +7,7 @@ their own API key (it can only narrow what the key may spend). Writes need a log
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -19,6 +20,7 @@ from accounts.authentication import HasScope, InteractiveLoginOnly
 from accounts.models import ApiKey, Team, User
 from accounts.quotas.ledger import LedgerUnavailable
 from inference.models import Model
+from inference.selectors import model_list_usable
 from spend.api.serializers import (
     BudgetChangeSerializer,
     BudgetInputSerializer,
@@ -31,6 +33,7 @@ from spend.selectors import SpendFilter, budget_standing, budgets_visible, spend
 from spend.services import budget_delete, budget_save
 
 VIEW_ALL = "spend.view_all_spend"
+_OWN_KEYS_ONLY = "Only admins set budgets, but on your own API keys."
 
 
 def _caller(request: Request) -> User:
@@ -62,23 +65,27 @@ class SpendView(APIView):
         if not everyone:
             whose = user.pk
         elif "user" in data:
-            whose = _found(User, "user", username=data["user"]).pk
+            whose = _found(User.objects.all(), "user", username=data["user"]).pk
         else:
             whose = None if data["scope"] == "all" else user.pk
+        # Names are looked up among what the caller may see: the answer never tells a member
+        # that a model or team they cannot see exists.
+        models = Model.objects.all() if everyone else model_list_usable(user=user)
+        teams = Team.objects.all() if everyone else Team.objects.filter(group__user=user)
         filters = SpendFilter(
             since=data["since"],
             until=data["until"],
             user_id=whose,
-            team_id=_found(Team, "team", name=data["team"]).pk if "team" in data else None,
+            team_id=_found(teams, "team", name=data["team"]).pk if "team" in data else None,
             api_key_id=data.get("key"),
-            model_id=_found(Model, "model", name=data["model"]).pk if "model" in data else None,
+            model_id=_found(models, "model", name=data["model"]).pk if "model" in data else None,
         )
         return Response(SpendReportSerializer(spend_report(group_by=data["group_by"], filters=filters)).data)
 
 
-def _found(model: Any, field: str, **lookup: Any) -> Any:
-    """The one object `lookup` finds, or a 400 on `field` saying there is none."""
-    found = model.objects.filter(**lookup).first()
+def _found(among: "QuerySet[Any]", field: str, **lookup: Any) -> Any:
+    """The one object `lookup` finds `among`, or a 400 on `field` saying there is none."""
+    found = among.filter(**lookup).first()
     if found is None:
         what = field.replace("_", " ")
         raise ValidationError({field: f"No {what} {next(iter(lookup.values()))!r}."})
@@ -134,17 +141,24 @@ class BudgetListView(_BudgetView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         user = _caller(request)
+        admin = user.has_perm("spend.add_budget")
+        # A member's budget is on a key of theirs: refused before any name is looked up, and
+        # looked up among their own keys and models, so no answer tells what else exists.
+        if not admin and (data["user"] or data["team"] or not data["api_key"]):
+            raise PermissionDenied(_OWN_KEYS_ONLY)
+        keys = ApiKey.objects.all() if admin else ApiKey.objects.filter(user=user)
+        models = Model.objects.all() if admin else model_list_usable(user=user)
         budget = Budget(
             name=data["name"],
-            user=_found(User, "user", username=data["user"]) if data["user"] else None,
-            team=_found(Team, "team", name=data["team"]) if data["team"] else None,
-            api_key=_found(ApiKey, "api_key", pk=data["api_key"]) if data["api_key"] else None,
-            model=_found(Model, "model", name=data["model"]) if data["model"] else None,
+            user=_found(User.objects.all(), "user", username=data["user"]) if data["user"] else None,
+            team=_found(Team.objects.all(), "team", name=data["team"]) if data["team"] else None,
+            api_key=_found(keys, "api_key", pk=data["api_key"]) if data["api_key"] else None,
+            model=_found(models, "model", name=data["model"]) if data["model"] else None,
             period=data["period"],
             amount=data["amount"],
         )
         if not _may_write(user, budget, "spend.add_budget"):
-            raise PermissionDenied("Only admins set budgets, but on your own API keys.")
+            raise PermissionDenied(_OWN_KEYS_ONLY)
         budget_save(budget=budget, actor=user)
         return _budget_answer(budget, created=True)
 

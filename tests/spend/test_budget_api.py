@@ -113,3 +113,22 @@ def test_a_budget_shows_what_running_and_finished_chats_used(
     )  # still running: its 0.5 is held
     standing = bearer_client(login(bob).access).get(f"/api/budgets/{made['id']}/").json()
     assert (standing["used"], standing["remaining"]) == ("0.70", "0.30")
+
+
+def test_a_members_budget_names_only_their_own_keys_and_models(alice: User, bob: User) -> None:
+    from inference.services import model_register
+
+    model_register(name="hidden", actor=alice)
+    alices_key, _ = api_key_create(user=alice, name="a", scopes=["chat"], actor=alice)
+    bobs_key, _ = api_key_create(user=bob, name="b", scopes=["chat"], actor=bob)
+    client = bearer_client(login(bob).access)
+    for body, field in (
+        ({"api_key": alices_key.pk}, "api_key"),
+        ({"api_key": bobs_key.pk, "model": "hidden"}, "model"),
+    ):
+        answer = _made(client, **body)
+        assert answer.status_code == 400
+        assert field in answer.json()
+    assert _made(client, user="alice").status_code == 403  # refused before the name is looked up
+    assert _made(client, user="nobody").status_code == 403
+    assert not Budget.objects.exists()

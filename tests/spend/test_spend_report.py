@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from accounts.models import ApiKey, Team, UsageRecord, User
-from accounts.services import api_key_create, team_create
+from accounts.services import api_key_create, team_create, team_member_add
 from inference.models import ModelVersion
 from inference.services import model_register, model_version_register_remote
 from tests.accounts.helpers import bearer_client, login
@@ -151,3 +151,19 @@ def test_nothing_spent_is_an_empty_report(bob: User) -> None:
     body = _report(bob).json()
     assert body["total"] == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": "0.00"}
     assert body["groups"] == []
+
+
+def test_a_member_cannot_tell_a_hidden_model_or_team_from_none(
+    records: _Records, bob: User, carol: User
+) -> None:
+    from accounts.services import team_create
+
+    team_create(name="secret-team", actor=User.objects.get(username="alice"))
+    hidden, missing = _report(bob, model="chat-model"), _report(bob, model="no-such-model")
+    assert (hidden.status_code, missing.status_code) == (400, 400)
+    assert hidden.json()["model"] == "No model 'chat-model'."
+    assert missing.json()["model"] == "No model 'no-such-model'."
+    assert _report(bob, team="secret-team").json()["team"] == "No team 'secret-team'."
+    team_member_add(team=records.ml, user=bob, actor=User.objects.get(username="alice"))
+    assert _report(bob, team="ml").json()["total"]["cost"] == "0.3000001"  # his own team
+    assert _report(carol, scope="all", model="chat-model").status_code == 200
