@@ -25,26 +25,30 @@ from inference.services.chat import chat_guard_redaction_record
 def chat_frame_guarded(frame: ChatFrame, guard: Guard) -> tuple[ChatFrame, Counter[str]]:
     """`frame` as the model may see it (its messages, and the verbatim ones tools carry), and
     what was redacted; or ChatRefused where the guard blocks it."""
-    texts = [message.content for message in frame.messages]
     verbatim = frame.features.messages if frame.features is not None else None
     places = _verbatim_texts(verbatim)
     try:
-        guarded = prompt_guard(guard=guard, texts=[*texts, *(text for _, _, text in places)])
+        guarded = prompt_guard(guard=guard, texts=[message.content for message in frame.messages])
+        # The verbatim messages say the same again (with tool calls): checked and redacted
+        # alike, but neither measured against the length limit nor counted a second time.
+        again = prompt_guard(
+            guard=replace(guard, max_prompt_chars=None), texts=[text for _, _, text in places]
+        )
     except GuardBlocked as blocked:
         protocol_code = "content_blocked" if blocked.code == "content_blocked" else "invalid"
         raise ChatRefused(code=blocked.code, message=blocked.message, protocol_code=protocol_code) from None
-    if not guarded.redacted:
+    if not (guarded.redacted or again.redacted):
         return frame, guarded.redacted
     messages = [
         ChatMessage(role=message.role, content=text)
-        for message, text in zip(frame.messages, guarded.texts, strict=False)
+        for message, text in zip(frame.messages, guarded.texts, strict=True)
     ]
     features = frame.features
     if features is not None and verbatim is not None:
         features = ChatFeatures(
-            fields=features.fields, messages=_verbatim_with(verbatim, places, guarded.texts[len(texts) :])
+            fields=features.fields, messages=_verbatim_with(verbatim, places, again.texts)
         )
-    return replace(frame, messages=messages, features=features), guarded.redacted
+    return replace(frame, messages=messages, features=features), guarded.redacted or again.redacted
 
 
 def _verbatim_texts(messages: list[dict[str, Any]] | None) -> list[tuple[int, int | None, str]]:

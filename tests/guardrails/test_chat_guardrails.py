@@ -158,3 +158,27 @@ async def test_an_answer_loses_the_deny_lists_terms_as_it_streams(
     assert not any("alcon" in piece for piece in pieces)
     (event,) = await _events("guardrail.redacted")
     assert event.metadata["kinds"] == {"denied": 1}
+
+
+async def test_a_conversation_with_tool_calls_is_redacted_once_and_measured_once(
+    alice: User, bob: User, upstream: FakeUpstream
+) -> None:
+    # The plain messages hold 113 characters (the call rendered as text); the verbatim ones
+    # (which the upstream is sent) say the same again: measured once, they fit.
+    key = await database_sync_to_async(_guarded)(alice, upstream, max_prompt_chars=120)
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    body = {
+        "model": "remote-model",
+        "messages": [
+            {"role": "user", "content": "mail bob@example.com"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "found a@b.io"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+    }
+    answer = await v1_post(body, key=key)
+    assert answer.status_code == 200, answer.text
+    sent = upstream.requests[0]["body"]["messages"]
+    assert (sent[0]["content"], sent[2]["content"]) == ("mail [EMAIL]", "found [EMAIL]")
+    (event,) = await _events("guardrail.redacted")
+    assert event.metadata["kinds"] == {"email": 2}
