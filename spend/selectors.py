@@ -11,7 +11,7 @@ from django.db.models.functions import TruncDate
 
 from accounts.models import ApiKey, Team, UsageRecord, User
 from accounts.services.quotas import quota_ledger
-from inference.models import Model, ModelVersion
+from inference.models import ModelVersion
 from spend.models import Budget
 from spend.money import currency, money_plain, units_money
 from spend.plan import budget_counter, budget_label
@@ -189,7 +189,3 @@ def budgets_visible(*, user: User, everyone: bool) -> "QuerySet[Budget]":
         | Q(team__group__user=user)
         | Q(user__isnull=True, team__isnull=True, api_key__isnull=True)
     ).distinct()
-
-
-def model_by_name(*, name: str) -> Model | None:
-    return Model.objects.filter(name=name).first()
