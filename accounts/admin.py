@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.authentication import console_user
-from accounts.models import ApiKey, QuotaPolicy, Team, User
+from accounts.models import ApiKey, QuotaPolicy, Team, TwoFactorRolePolicy, User
 from accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -25,6 +25,11 @@ from accounts.services import (
 )
 from accounts.services.quotas import quota_policy_delete, quota_policy_save
 from accounts.services.teams import TEAM_GROUP_PREFIX
+from accounts.services.two_factor import (
+    two_factor_reset,
+    two_factor_role_policy_delete,
+    two_factor_role_policy_save,
+)
 from audit.services import audit_event_record
 
 
@@ -37,7 +42,7 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
     list_display = ("username", "email", "is_active", "is_staff", "role_names", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
     readonly_fields = ("tokens_valid_after", "last_login", "date_joined")
-    actions = ["deactivate", "activate"]
+    actions = ["deactivate", "activate", "reset_second_factors"]
 
     @admin.display(description="Roles and teams")
     def role_names(self, user: User) -> str:
@@ -76,6 +81,16 @@ class GatehouseUserAdmin(UserAdmin):  # type: ignore[type-arg]
         for user in queryset:
             user_activate(user=user, actor=console_user(request))
         self.message_user(request, f"Activated {queryset.count()} user(s).")
+
+    @admin.action(
+        description="Reset second factors of selected users (authenticators and recovery codes)",
+        permissions=["change"],
+    )
+    def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        removed = sum(two_factor_reset(user=user, actor=console_user(request)) for user in queryset)
+        self.message_user(
+            request, f"Removed {removed} second-factor device(s) of {queryset.count()} user(s)."
+        )
 
 
 admin.site.unregister(Group)
@@ -259,3 +274,22 @@ class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[QuotaPolicy]) -> None:
         for policy in queryset:
             quota_policy_delete(policy=policy, actor=console_user(request))
+
+
+@admin.register(TwoFactorRolePolicy)
+class TwoFactorRolePolicyAdmin(admin.ModelAdmin[TwoFactorRolePolicy]):
+    """Which roles must have a second factor; audited with before and after
+    (accounts.services.two_factor), besides the console's own change log."""
+
+    fields = ("role", "required")
+    list_display = ("role", "required", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: TwoFactorRolePolicy, form: Any, change: bool) -> None:
+        two_factor_role_policy_save(policy=obj, actor=console_user(request))
+
+    def delete_model(self, request: HttpRequest, obj: TwoFactorRolePolicy) -> None:
+        two_factor_role_policy_delete(policy=obj, actor=console_user(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TwoFactorRolePolicy]) -> None:
+        for policy in queryset:
+            two_factor_role_policy_delete(policy=policy, actor=console_user(request))

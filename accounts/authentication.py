@@ -1,5 +1,6 @@
 """DRF authentication and permissions built on `accounts.principal`."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -9,6 +10,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from accounts.client_ip import client_ip_resolve
+from accounts.enrolment_tokens import ENROLMENT_TOKEN_PREFIX, enrolment_token_user
 from accounts.models import User
 from accounts.principal import CredentialRejected, Principal, principal_from_bearer
 from accounts.session_lifetime import SESSION_RENEWED_AT
@@ -36,6 +38,34 @@ class BearerAuthentication(BaseAuthentication):
         except CredentialRejected as rejected:
             raise AuthenticationFailed(rejected.message) from None
         return principal.user, principal
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+@dataclass(frozen=True)
+class EnrolmentGrant:
+    """`request.auth` for a caller holding an enrolment token: it opens enrolment, nothing else."""
+
+    token: str
+
+
+class EnrolmentTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer enrol_...`: the token of a 403 `otp_enrolment_required`.
+
+    Only the enrolment endpoints list this class; everywhere else the token is no JWT and
+    no API key, so it is refused (401).
+    """
+
+    def authenticate(self, request: Request) -> tuple[User, EnrolmentGrant] | None:
+        scheme, _, credential = get_authorization_header(request).decode("latin-1").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential.startswith(ENROLMENT_TOKEN_PREFIX):
+            return None
+        user = enrolment_token_user(token=credential)
+        if user is None:
+            raise AuthenticationFailed("The enrolment token is invalid, used or expired; log in again.")
+        return user, EnrolmentGrant(token=credential)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

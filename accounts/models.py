@@ -1,3 +1,4 @@
+import hmac
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -6,7 +7,10 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django_otp.models import Device, DeviceManager
 
+from accounts.recovery_codes import recovery_code_candidates
+from accounts.roles import Role
 from audit.bulk_guard import AuditedQuerySet
 from spend.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 
@@ -321,3 +325,90 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period} {self.period_start:%Y-%m-%d %H:00} user {self.user_id}"
+
+
+class RecoveryCodeDevice(Device):  # type: ignore[misc]  # django-otp is untyped
+    """A person's recovery codes, as a django-otp device: each unused code's hash, good once.
+
+    One per person, made when an authenticator is confirmed and replaced whole when the
+    codes are regenerated (accounts.services.two_factor). Being a django-otp device, the
+    login policy's `two_factor_verify` finds it like an authenticator; a code is checked by
+    its hash (accounts.recovery_codes) and struck off the list in the same transaction,
+    under a row lock, so two logins racing with one code cannot both pass. The codes are
+    about 49 random bits each and every failed login counts toward the lockout, so they
+    need no throttle of their own.
+    """
+
+    # One set per person (django-otp's own field, made one-to-one).
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="recovery_codes",
+        help_text="The user that this device belongs to.",
+    )
+    code_hashes = models.JSONField(default=list, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeviceManager.from_queryset(AuditedQuerySet)()
+
+    class Meta:
+        verbose_name = "recovery codes"
+        verbose_name_plural = "recovery codes"
+
+    @property
+    def remaining(self) -> int:
+        return len(self.code_hashes)
+
+    def verify_token(self, token: str) -> bool:
+        """Whether `token` is one of the unused codes; a code that matches is used up."""
+        candidates = recovery_code_candidates(token)
+        if not candidates:
+            return False
+        with transaction.atomic():
+            locked = type(self).objects.select_for_update().filter(pk=self.pk).first()
+            if locked is None:
+                return False
+            unused = [
+                stored
+                for stored in locked.code_hashes
+                if not any(hmac.compare_digest(stored, candidate) for candidate in candidates)
+            ]
+            if len(unused) == len(locked.code_hashes):
+                return False
+            locked.code_hashes = unused
+            locked.save(update_fields=["code_hashes"])
+        self.code_hashes = unused
+        return True
+
+
+class TwoFactorRolePolicy(models.Model):
+    """Whether everyone holding a role must have a second factor to log in.
+
+    Read by `accounts.two_factor.two_factor_required`, beside GATEHOUSE_ADMIN_2FA_REQUIRED
+    (which still covers admins); someone holding several roles must have one if any of
+    them requires it. Edited in the console, audited (accounts.services.two_factor).
+    """
+
+    role = models.OneToOneField(
+        Group,
+        on_delete=models.CASCADE,
+        related_name="two_factor_policy",
+        limit_choices_to={"name__in": [role.value for role in Role]},
+    )
+    required = models.BooleanField(
+        default=True, help_text="Holders of this role must enrol a second factor before they can log in."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AuditedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "second-factor requirement"
+        ordering = ["role__name"]
+
+    def __str__(self) -> str:
+        return f"{self.role.name}: {'required' if self.required else 'not required'}"
+
+    def clean(self) -> None:
+        if self.role_id is not None and self.role.name not in {role.value for role in Role}:
+            raise ValidationError({"role": "Choose one of the roles, not a team."})

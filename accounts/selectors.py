@@ -1,8 +1,12 @@
 """Reads for identity and access."""
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
 
-from accounts.models import ApiKey, Team, User
+from django.db.models import QuerySet
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import ApiKey, RecoveryCodeDevice, Team, User
+from accounts.two_factor import two_factor_enrolled, two_factor_required
 from gatehouse.local_cache import LocalCache
 
 
@@ -34,4 +38,28 @@ def user_team_ids(*, user: User) -> tuple[int, ...]:
     return _teams.fetch(
         user.pk,
         lambda: tuple(Team.objects.filter(group__user=user).order_by("pk").values_list("pk", flat=True)),
+    )
+
+
+@dataclass(frozen=True)
+class TwoFactorStatus:
+    """Where someone stands with second factors; never a secret or a code."""
+
+    enrolled: bool
+    required: bool
+    totp_confirmed: bool
+    totp_pending: bool
+    recovery_codes_remaining: int
+
+
+def two_factor_status(*, user: User) -> TwoFactorStatus:
+    """`user`'s own second factors: what they have, what is pending, how many codes are left."""
+    totp = list(TOTPDevice.objects.filter(user=user).values_list("confirmed", flat=True))
+    recovery = RecoveryCodeDevice.objects.filter(user=user, confirmed=True).first()
+    return TwoFactorStatus(
+        enrolled=two_factor_enrolled(user),
+        required=two_factor_required(user),
+        totp_confirmed=any(totp),
+        totp_pending=not all(totp),
+        recovery_codes_remaining=recovery.remaining if recovery is not None else 0,
     )

@@ -18,9 +18,12 @@ def _console_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
         action="auth.login.succeeded",
         actor=user,
         target=user,
+        # A single sign-on says how it went (sso.console_views); else it was a password.
         metadata={
-            "method": "password",
+            **(
+                getattr(user, "login_audit", None)
+                or {"method": "password", "second_factor": bool(getattr(user, "otp_device", None))}
+            ),
             "channel": "console",
-            "second_factor": bool(getattr(user, "otp_device", None)),
         },
     )

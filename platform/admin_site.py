@@ -6,23 +6,32 @@ from django import forms
 from django.contrib.admin import AdminSite
 from django.http import HttpRequest
 from django.urls import path
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
 from django_otp.admin import OTPAdminAuthenticationForm
 
 from accounts.authentication import request_client_ip
 from accounts.models import User
 from accounts.services.login import LOGIN_INVALID_MESSAGE, LoginRefused, login_authenticate
-from accounts.two_factor import two_factor_required
+from accounts.two_factor import two_factor_method, two_factor_required
 from audit.console_log import console_admin_audited
+from gatehouse.console import two_factor as console_two_factor
 from gatehouse.console import views as console_views
+from sso.providers import oidc_providers
+from sso.second_factor import sso_session_second_factor
 
 
 class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
     """The console's login: the API's login policy (accounts.services.login) behind a form.
 
-    Password, then the one-time code of anyone with an authenticator, and the same lockout
-    counters as the API. A wrong password, a missing or wrong code and an account that may
-    not enter the console all get one message, and the page looks the same for each.
+    Password, then the one-time code (or a recovery code) of anyone with a second factor, and
+    the same lockout counters as the API. A wrong password, a missing or wrong code and an
+    account that may not enter the console all get one message, and the page looks the same
+    for each. Someone who must enrol a second factor first is sent to the enrolment page
+    (`enrolment_pending`, gatehouse.console.two_factor).
     """
+
+    enrolment_pending = False
 
     error_messages = {
         **OTPAdminAuthenticationForm.error_messages,
@@ -44,9 +53,19 @@ class ConsoleLoginForm(OTPAdminAuthenticationForm):  # type: ignore[misc]
                 channel="console",
             )
         except LoginRefused as refused:
+            if refused.enrolment_token and self.request is not None:
+                console_two_factor.console_enrolment_hold(request=self.request, token=refused.enrolment_token)
+                self.enrolment_pending = True
             raise forms.ValidationError(refused.message, code=refused.code) from None
         # Checked before the user is kept: the template shows more to a form that has one.
         self.confirm_login_allowed(user)
+        device = getattr(user, "otp_device", None)
+        # The login's audit row says which second factor it proved (accounts.signals).
+        user.login_audit = {  # type: ignore[attr-defined]
+            "method": "password",
+            "second_factor": device is not None,
+            "second_factor_method": two_factor_method(device),
+        }
         self.user_cache = user
         return cleaned
 
@@ -56,8 +75,13 @@ class ConsoleAdminSite(AdminSite):
     site_title = "Gatehouse console"
     index_title = "Administration"
     login_form = ConsoleLoginForm
-    # django-otp's copy of the admin login page, which adds the code field.
-    login_template = "otp/admin111/login.html"
+    # django-otp's copy of the admin login page (the code field), with single sign-on buttons.
+    login_template = "console/login.html"
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        providers = sorted(oidc_providers().values(), key=lambda provider: provider.label)
+        response = super().login(request, {**(extra_context or {}), "sso_providers": providers})
+        return console_two_factor.console_login_answer(request=request, response=response)
 
     def get_urls(self) -> list[Any]:
         def page(view: Any) -> Any:
@@ -67,6 +91,14 @@ class ConsoleAdminSite(AdminSite):
         return [
             path("dashboard/", page(console_views.dashboard), name="dashboard"),
             path("playground/", page(console_views.playground), name="playground"),
+            # Reached before a second factor is proven (to enrol one), so not behind admin_view.
+            path(
+                "account/2fa/",
+                never_cache(
+                    csrf_protect(lambda request: console_two_factor.two_factor_page(request, site=self))
+                ),
+                name="account_2fa",
+            ),
             *super().get_urls(),
         ]
 
@@ -83,4 +115,6 @@ class ConsoleAdminSite(AdminSite):
         if not super().has_permission(request):
             return False
         user = request.user
-        return not (isinstance(user, User) and two_factor_required(user)) or bool(user.is_verified())  # type: ignore[attr-defined]
+        if not (isinstance(user, User) and two_factor_required(user)):
+            return True
+        return bool(user.is_verified()) or sso_session_second_factor(request.session)  # type: ignore[attr-defined]

@@ -56,6 +56,25 @@ def secret_refusals(values: Mapping[str, str]) -> list[str]:
     ]
 
 
+def password_login_refusals(*, disabled_roles: Iterable[str], break_glass_users: Iterable[str]) -> list[str]:
+    """Why the password-login settings cannot be used, in words; empty when they can.
+
+    A role name that is not one of the five would silently leave its holders with password
+    login; a blank break-glass name is a typo.
+    """
+    from accounts.roles import Role  # plain Python: safe before Django is set up
+
+    known = [role.value for role in Role]
+    refusals = [
+        f"GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES: {name!r} is not a role; the roles are {', '.join(known)}."
+        for name in disabled_roles
+        if name not in known
+    ]
+    if any(not name.strip() for name in break_glass_users):
+        refusals.append("GATEHOUSE_BREAK_GLASS_USERS has an empty name; list usernames separated by commas.")
+    return refusals
+
+
 def unsafe_defaults_check(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> list["CheckMessage"]:
     """System check (gatehouse.E001-E003): with DEBUG off, no placeholder or short secret."""
     from django.conf import settings

@@ -15,8 +15,9 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from gatehouse.checks import secret_refusals
+from gatehouse.checks import password_login_refusals, secret_refusals
 from gatehouse.dev_secrets import dev_secrets_load
+from sso.providers import oidc_providers_from_environ
 
 # Lets annotations such as ModelAdmin[Model] work at run time, not only under mypy.
 django_stubs_ext.monkeypatch()
@@ -100,6 +101,8 @@ INSTALLED_APPS = [
     "inference",
     "spend",
     "guardrails",
+    "sso",
+    "scim",
 ]
 
 MIDDLEWARE = [
@@ -149,7 +152,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests use a file too: an in-memory database shares one cache whose table locks fail at
     # once under concurrent connections, which is not how a served SQLite database behaves.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # GATEHOUSE_TEST_SQLITE names another file, so two suites can run from one checkout.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("GATEHOUSE_TEST_SQLITE", default=str(VAR_DIR / "test-db.sqlite3"))
+    }
 else:
     # Behind a transaction-pooling PgBouncer a cursor cannot outlive its statement: then say so,
     # and the streamed reads (audit verification, exports) fetch their rows in one go instead.
@@ -508,9 +514,38 @@ GATEHOUSE_SESSION_MAX_AGE = env.int("GATEHOUSE_SESSION_MAX_AGE", default=30 * 24
 if GATEHOUSE_SESSION_MAX_AGE <= 0:
     raise ImproperlyConfigured("GATEHOUSE_SESSION_MAX_AGE must be a positive number of seconds.")
 
+# SCIM 2.0 provisioning (/scim/v2/): the most resources one list page returns.
+GATEHOUSE_SCIM_MAX_PAGE_SIZE = env.int("GATEHOUSE_SCIM_MAX_PAGE_SIZE", default=100)
+if GATEHOUSE_SCIM_MAX_PAGE_SIZE <= 0:
+    raise ImproperlyConfigured("GATEHOUSE_SCIM_MAX_PAGE_SIZE must be a positive number.")
 # TOTP for the console: always asked of enrolled users; required of admins when this is on.
 GATEHOUSE_ADMIN_2FA_REQUIRED = env.bool("GATEHOUSE_ADMIN_2FA_REQUIRED", default=not DEBUG)
+# Password login: off for everyone, or for holders of the listed roles; the break-glass
+# accounts always keep it (accounts.password_login). Checked here, so a typo never starts.
+GATEHOUSE_PASSWORD_LOGIN = env.bool("GATEHOUSE_PASSWORD_LOGIN", default=True)
+GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES = [
+    name.strip() for name in env.list("GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES", default=[])
+]
+GATEHOUSE_BREAK_GLASS_USERS = [
+    name.strip()
+    for name in env.list(
+        "GATEHOUSE_BREAK_GLASS_USERS", default=[env.str("GATEHOUSE_ADMIN_USERNAME", default="") or "admin"]
+    )
+]
+for _refusal in password_login_refusals(
+    disabled_roles=GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES, break_glass_users=GATEHOUSE_BREAK_GLASS_USERS
+):
+    raise ImproperlyConfigured(_refusal)
 OTP_TOTP_ISSUER = "Gatehouse"
+
+# Single sign-on: one OpenID Connect provider per GATEHOUSE_OIDC_<NAME>_ISSUER (sso.providers).
+GATEHOUSE_OIDC_PROVIDERS = oidc_providers_from_environ(os.environ)
+# A provider's signing keys are fetched again after this long, and at once for an unknown key id
+# (at most once a minute per provider, so forged key ids cannot make Gatehouse hammer it).
+GATEHOUSE_OIDC_JWKS_MAX_AGE = env.int("GATEHOUSE_OIDC_JWKS_MAX_AGE", default=3600)
+# Clock skew forgiven on ID tokens' exp/iat/nbf, and the oldest ID token the API exchanges.
+GATEHOUSE_OIDC_LEEWAY_SECONDS = env.int("GATEHOUSE_OIDC_LEEWAY_SECONDS", default=60)
+GATEHOUSE_OIDC_EXCHANGE_MAX_AGE = env.int("GATEHOUSE_OIDC_EXCHANGE_MAX_AGE", default=600)
 
 # Client IP comes from X-Forwarded-For only when the direct peer is one of these proxies.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

@@ -10,6 +10,8 @@ from spend.api.views import SpendView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("auth/oidc/", include("sso.urls")),
+    path("api/auth/oidc/", include("sso.api.urls")),
     path("api/auth/", include(auth_urlpatterns)),
     path("api/keys/", include(key_urlpatterns)),
     path("api/ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),
@@ -21,6 +23,7 @@ urlpatterns = [
     path("api/audit/", include("audit.api.urls")),
     path("api/compliance/", include("audit.api.compliance_urls")),
     path("v1/", include("inference.api.urls")),
+    path("scim/v2/", include("scim.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

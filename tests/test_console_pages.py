@@ -196,8 +196,8 @@ def test_the_menu_follows_the_role(alice: User, olga: User, carol: User) -> None
     )
     carol.is_staff = True
     carol.save(update_fields=["is_staff"])
-    everything = ["Dashboard", "Chat playground", "Users", "API keys", "Quotas", "Models", "Model access",
-                  "Audit trail", "Compliance queue"]  # fmt: skip
+    everything = ["Dashboard", "Chat playground", "Users", "Single sign-on", "SCIM tokens", "API keys", "Quotas",
+                  "Models", "Model access", "Audit trail", "Compliance queue"]  # fmt: skip
     assert _nav(alice) == everything
     # The dashboard shows everyone's usage: only for roles allowed to see it (admin, auditor).
     assert _nav(mia) == ["Chat playground", "Models", "Model access"]

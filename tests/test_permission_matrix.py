@@ -278,6 +278,65 @@ class TestTokenRefresh(PermissionMatrix):
         return {"refresh": "not-a-token"}
 
 
+# Second factors (/api/auth/2fa/): everyone manages their own, and only their own.
+SIGNED_IN_400 = {"anonymous": 401, "alice": 400, "bob": 400, "dave": 400, "carol": 400}
+
+
+class TestTwoFactorStatus(PermissionMatrix):
+    route = "/api/auth/2fa/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 401, **ALL_OK}
+
+
+class TestTotpEnrolmentStart(PermissionMatrix):
+    route = "/api/auth/2fa/totp/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 401,
+        "alice": 201,
+        "bob": 201,
+        "dave": 201,
+        "carol": 201,
+    }
+
+
+class TestTotpRemoveWithAlicesCode(PermissionMatrix):
+    """Alice's code removes alice's authenticator; to anyone else it proves nothing (they have
+    none of their own to remove), and hers stays."""
+
+    route = "/api/auth/2fa/totp/"
+    method = "delete"
+    expected: ClassVar[dict[str, int]] = {**SIGNED_IN_400, "alice": 204}
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        from django_otp.oath import totp
+
+        from accounts.services import two_factor_enroll
+
+        two_factor_enroll(user=world.users["alice"], actor=None)
+        device = world.users["alice"].totpdevice_set.get()
+        return {"otp": f"{totp(device.bin_key, step=device.step, t0=device.t0, drift=device.drift):06d}"}
+
+
+class TestTotpConfirm(PermissionMatrix):
+    """Nothing is pending for anyone here: 400 once past the permission checks."""
+
+    route = "/api/auth/2fa/totp/confirm/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = SIGNED_IN_400
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"code": "123456"}
+
+
+class TestRecoveryCodesRegenerate(PermissionMatrix):
+    route = "/api/auth/2fa/recovery-codes/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = SIGNED_IN_400
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"otp": "123456"}
+
+
 class TestSchema(PermissionMatrix):
     route = "/api/schema/"
     expected: ClassVar[dict[str, int]] = {"anonymous": 200, **ALL_OK}
@@ -719,3 +778,27 @@ class TestBudgetDeleteBobsKey(PermissionMatrix):
 
     def path(self, world: World, persona: str) -> str:
         return f"/api/budgets/{_budgets(world)['bob-key']}/"
+
+
+class TestSsoProviders(PermissionMatrix):
+    """Public: clients find the identity providers before anyone has signed in."""
+
+    route = "/api/auth/oidc/providers/"
+    expected: ClassVar[dict[str, int]] = {"anonymous": 200, **ALL_OK}
+
+
+class TestSsoTokenExchange(PermissionMatrix):
+    """Public: the answer depends on the ID token, not on who asks (none is configured here)."""
+
+    route = "/api/auth/oidc/token/"
+    method = "post"
+    expected: ClassVar[dict[str, int]] = {
+        "anonymous": 400,
+        "alice": 400,
+        "bob": 400,
+        "dave": 400,
+        "carol": 400,
+    }
+
+    def payload(self, world: World, persona: str) -> dict[str, Any]:
+        return {"provider": "corp", "id_token": "not-a-token"}

@@ -78,6 +78,13 @@ def test_invalid_executor_is_refused_with_a_clear_message() -> None:
     assert "GATEHOUSE_INFERENCE_EXECUTOR must be 'inprocess' or 'celery'" in result.stderr
 
 
+def test_an_unknown_role_without_password_login_is_refused_at_startup() -> None:
+    result = _run(_PROBE, GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES="member, auditors")
+    assert result.returncode != 0
+    assert "GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES: 'auditors' is not a role" in result.stderr
+    assert _run(_PROBE, GATEHOUSE_PASSWORD_LOGIN_DISABLED_ROLES="member, auditor").returncode == 0
+
+
 def test_celery_executor_without_a_broker_is_refused() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
     result = subprocess.run(

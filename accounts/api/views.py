@@ -48,9 +48,10 @@ class TokenObtainView(_PublicTokenView):
 
     Returns a JWT access and refresh token. A code is good for one login. A wrong password and
     a missing or wrong code all answer 401 with the same message; repeated failures lock the
-    account and the address for a while (429 with Retry-After). When two-factor authentication
-    is required, an admin without an authenticator gets 403 with the code
-    `otp_enrolment_required` (enrol with `manage.py twofactor_enroll USERNAME`).
+    account and the address for a while (429 with Retry-After). A recovery code may stand in
+    for the one-time code. After a right password, an account whose password login is turned
+    off gets 403 `password_login_disabled`; one that must have a second factor and has none
+    gets 403 `otp_enrolment_required` with an `enrolment_token` for `/api/auth/2fa/totp/`.
     """
 
     @extend_schema(request=TokenObtainInputSerializer, responses={200: TokenPairOutputSerializer}, auth=[])

@@ -2,13 +2,17 @@
 
 In order: the attempt takes its slot in the lockout counters (accounts.login_throttle: per
 account and client address, per address, per account) and a lockout refuses it before the
-password is looked at; then the password; then the second factor: anyone with a confirmed
-authenticator must send a one-time code, which is good once, and an admin without one is
-refused when the deployment requires it. Every refusal is audited, with the reason for
+password is looked at; then the password; then whether this account may log in with a password
+at all (accounts.password_login); then the second factor: anyone with a confirmed second
+factor must send a one-time code or a recovery code, each good once, and someone who must
+have one (accounts.two_factor.two_factor_required) and has none is refused with an enrolment
+token (accounts.enrolment_tokens). Every refusal is audited, with the reason for
 auditors, except that a lockout's refusals are audited once (and all counted in a metric);
 the caller gets only one message for a wrong password, a missing code and a wrong code, so
 the answer never says which of them was right. Wrong passwords and wrong or missing codes
-count toward the lockout; a login that passes clears its account-and-address counter.
+count toward the lockout; a login that passes clears its account-and-address counter. The
+refusals that follow a right password (no password login, enrolment required) say so, as
+they are only told to whoever knows the password, and count neither way.
 """
 
 from typing import Any, Literal
@@ -16,6 +20,7 @@ from typing import Any, Literal
 from django.contrib.auth import authenticate
 from django_otp.models import Device
 
+from accounts.enrolment_tokens import ENROLMENT_TOKEN_TTL_SECONDS, enrolment_token_issue
 from accounts.login_throttle import (
     Lockout,
     LoginAttempt,
@@ -25,30 +30,46 @@ from accounts.login_throttle import (
     login_attempt_succeed,
 )
 from accounts.models import User
+from accounts.password_login import password_login_allowed
 from accounts.two_factor import two_factor_enrolled, two_factor_required, two_factor_verify
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from gatehouse.metrics import LOGINS_BLOCKED
 
 LoginChannel = Literal["api", "console"]
-LoginRefusalCode = Literal["invalid_credentials", "locked", "otp_enrolment_required"]
+LoginRefusalCode = Literal[
+    "invalid_credentials", "locked", "otp_enrolment_required", "password_login_disabled"
+]
 
 LOGIN_INVALID_MESSAGE = "Invalid username, password or one-time code."
 LOGIN_LOCKED_MESSAGE = "Too many failed logins; try again later."
 LOGIN_ENROLMENT_REQUIRED_MESSAGE = (
-    "Two-factor authentication is required for administrators and this account has no "
-    "authenticator yet. Enrol one with `manage.py twofactor_enroll USERNAME`."
+    "A second factor is required for this account and it has none yet. Enrol an authenticator "
+    f"within {ENROLMENT_TOKEN_TTL_SECONDS // 60} minutes: with the enrolment token of this answer "
+    "(POST /api/auth/2fa/totp/, then /api/auth/2fa/totp/confirm/), or on the console's login page."
+)
+LOGIN_PASSWORD_DISABLED_MESSAGE = (
+    "Password login is turned off for this account. Sign in with single sign-on instead."  # noqa: S105
 )
 
 
 class LoginRefused(Exception):
     """A login that did not pass; `code` and `message` are safe to show, `retry_after` is seconds."""
 
-    def __init__(self, *, code: LoginRefusalCode, message: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        code: LoginRefusalCode,
+        message: str,
+        retry_after: int | None = None,
+        enrolment_token: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code: LoginRefusalCode = code
         self.message = message
         self.retry_after = retry_after
+        # With `otp_enrolment_required`: the token that opens the enrolment endpoints only.
+        self.enrolment_token = enrolment_token
 
 
 def login_attempt_subject(*, username: str) -> dict[str, Any]:
@@ -120,7 +141,8 @@ def login_authenticate(
     """Check a login against the policy; returns the user, or raises `LoginRefused`.
 
     The returned user carries `otp_device`: the authenticator that accepted the code, or None
-    (django-otp marks a console session verified from it). Django's ModelBackend hashes a
+    (django-otp marks a console session verified from it; accounts.two_factor.two_factor_method
+    says whether it was a recovery code). Django's ModelBackend hashes a
     dummy password for unknown usernames, so the answer takes as long either way. Success is
     audited by the caller, which knows what the login opened (a session, a console visit).
     """
@@ -147,20 +169,33 @@ def _credentials_check(
     user = authenticate(username=username, password=password)
     if not isinstance(user, User):
         raise _WrongGuess("password")
+    if not password_login_allowed(user):
+        # Shown only after a right password, so it never says which accounts exist.
+        _refusal_record(username=username, channel=channel, reason="password_login_disabled")
+        raise LoginRefused(code="password_login_disabled", message=LOGIN_PASSWORD_DISABLED_MESSAGE)
     device = None
     if two_factor_enrolled(user):
         if not otp:
             raise _WrongGuess("otp_missing")
-        device = two_factor_verify(user=user, code=otp)
+        device = two_factor_verify(user=user, code=otp, metadata={"for": "login", "channel": channel})
         if device is None:
             raise _WrongGuess("otp_invalid")
     elif two_factor_required(user):
         # Shown only after a right password: it says the account exists and needs enrolling.
-        audit_event_record(
-            action="auth.login.failed",
-            **login_attempt_subject(username=username),
-            outcome=AuditEvent.Outcome.DENIED,
-            metadata={"method": "password", "channel": channel, "reason": "otp_enrolment_required"},
+        _refusal_record(username=username, channel=channel, reason="otp_enrolment_required")
+        raise LoginRefused(
+            code="otp_enrolment_required",
+            message=LOGIN_ENROLMENT_REQUIRED_MESSAGE,
+            enrolment_token=enrolment_token_issue(user=user),
         )
-        raise LoginRefused(code="otp_enrolment_required", message=LOGIN_ENROLMENT_REQUIRED_MESSAGE)
     return user, device
+
+
+def _refusal_record(*, username: str, channel: LoginChannel, reason: str) -> None:
+    """Audit a refusal that followed a right password."""
+    audit_event_record(
+        action="auth.login.failed",
+        **login_attempt_subject(username=username),
+        outcome=AuditEvent.Outcome.DENIED,
+        metadata={"method": "password", "channel": channel, "reason": reason},
+    )

@@ -22,11 +22,13 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.credential_events import credentials_changed_notify
+from accounts.enrolment_tokens import ENROLMENT_TOKEN_TTL_SECONDS
 from accounts.models import RefreshFamily, User
 from accounts.principal import CredentialRejected, user_credentials_check
 from accounts.services.login import LoginRefused, login_authenticate
 from accounts.services.users import sessions_revoke_all
 from accounts.session_lifetime import session_lifetime_over
+from accounts.two_factor import two_factor_method
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 
@@ -46,6 +48,38 @@ def _token_pair(*, user: User, family: RefreshFamily) -> TokenPair:
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
+@transaction.atomic
+def auth_session_open(*, user: User, login: dict[str, Any]) -> TokenPair:
+    """Start a session for a user whose login passed: a new refresh family and its first pair.
+
+    `login` says how they logged in (method, channel, second factor...) for the audit row.
+    """
+    family = RefreshFamily.objects.create(user=user)
+    pair = _token_pair(user=user, family=family)
+    update_last_login(User, user)
+    audit_event_record(
+        action="auth.login.succeeded",
+        actor=user,
+        target=user,
+        metadata={**login, "session": str(family.id)},
+    )
+    return pair
+
+
+class EnrolmentRequired(PermissionDenied):
+    """403 `otp_enrolment_required`, with the enrolment token and its lifetime in seconds."""
+
+    def __init__(self, *, message: str, enrolment_token: str) -> None:
+        super().__init__(message, code="otp_enrolment_required")
+        # Set after DRF's own init, which would turn the lifetime into text.
+        self.detail: Any = {
+            "detail": self.detail,
+            "code": "otp_enrolment_required",
+            "enrolment_token": enrolment_token,
+            "expires_in": ENROLMENT_TOKEN_TTL_SECONDS,
+        }
+
+
 def auth_tokens_obtain(
     *, username: str, password: str, client_ip: str | None, otp: str | None = None
 ) -> TokenPair:
@@ -53,8 +87,9 @@ def auth_tokens_obtain(
 
     Every attempt is audited. The checks are the login policy's (accounts.services.login),
     shared with the console: a lockout answers 429 with Retry-After, any wrong credential 401
-    with one message, an admin who must enrol an authenticator first 403 with the code
-    `otp_enrolment_required`.
+    with one message; after a right password, an account that may not log in with a password
+    403 `password_login_disabled`, and one that must enrol a second factor first 403
+    `otp_enrolment_required` with an `enrolment_token` that opens the enrolment endpoints only.
     """
     try:
         user = login_authenticate(
@@ -64,24 +99,22 @@ def auth_tokens_obtain(
         if refused.code == "locked":
             raise Throttled(wait=refused.retry_after, detail=refused.message) from None
         if refused.code == "otp_enrolment_required":
+            raise EnrolmentRequired(
+                message=refused.message, enrolment_token=refused.enrolment_token or ""
+            ) from None
+        if refused.code == "password_login_disabled":
             raise PermissionDenied({"detail": refused.message, "code": refused.code}) from None
         raise AuthenticationFailed(refused.message, code=refused.code) from None
-    with transaction.atomic():
-        family = RefreshFamily.objects.create(user=user)
-        pair = _token_pair(user=user, family=family)
-        update_last_login(User, user)
-        audit_event_record(
-            action="auth.login.succeeded",
-            actor=user,
-            target=user,
-            metadata={
-                "method": "password",
-                "channel": "api",
-                "session": str(family.id),
-                "second_factor": getattr(user, "otp_device", None) is not None,
-            },
-        )
-    return pair
+    device = getattr(user, "otp_device", None)
+    return auth_session_open(
+        user=user,
+        login={
+            "method": "password",
+            "channel": "api",
+            "second_factor": device is not None,
+            "second_factor_method": two_factor_method(device),
+        },
+    )
 
 
 def _decode_refresh(raw: str) -> dict[str, Any]:

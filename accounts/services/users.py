@@ -23,10 +23,11 @@ def role_groups_ensure() -> list[Group]:
     return [Group.objects.get_or_create(name=role.value)[0] for role in Role]
 
 
-def _system_or(actor: User | None) -> dict[str, object]:
+def _system_or(actor: User | None, actor_name: str = "") -> dict[str, object]:
+    """The audit record's actor: `actor`, else the system, named `actor_name` when given."""
     if actor is not None:
         return {"actor": actor}
-    return {"actor_display": "system", "actor_kind": AuditEvent.ActorKind.SYSTEM}
+    return {"actor_display": actor_name or "system", "actor_kind": AuditEvent.ActorKind.SYSTEM}
 
 
 @transaction.atomic
@@ -39,7 +40,10 @@ def user_create(
     is_staff: bool = False,
     is_superuser: bool = False,
     created_by: User | None = None,
+    actor_name: str = "",
 ) -> User:
+    """Create a user; `actor_name` names who did it when that is not a user (a provisioning
+    token). Raises ValidationError for a username or email Django refuses."""
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_superuser)
     if password is None:
         user.set_unusable_password()
@@ -55,7 +59,7 @@ def user_create(
         target=user,
         # The username is the target's display, which erasure can blank; metadata is chained.
         metadata={"after": {"roles": role_names, "is_staff": is_staff}},
-        **_system_or(created_by),  # type: ignore[arg-type]
+        **_system_or(created_by, actor_name),  # type: ignore[arg-type]
     )
     return user
 
@@ -129,8 +133,10 @@ def user_password_change_apply(*, user: User) -> int:
 
 
 @transaction.atomic
-def user_deactivate(*, user: User, actor: User | None) -> User:
-    """Disable `user`; every token and key they hold is refused from the next request on."""
+def user_deactivate(*, user: User, actor: User | None, actor_name: str = "") -> User:
+    """Disable `user`; every token and key they hold is refused from the next request on.
+
+    `actor_name` names who did it when that is not a user (a provisioning token)."""
     user = User.objects.select_for_update().get(pk=user.pk)
     was_active = user.is_active
     user.is_active = False
@@ -144,13 +150,13 @@ def user_deactivate(*, user: User, actor: User | None) -> User:
             "after": {"is_active": False},
             "sessions_ended": ended,
         },
-        **_system_or(actor),  # type: ignore[arg-type]
+        **_system_or(actor, actor_name),  # type: ignore[arg-type]
     )
     return user
 
 
 @transaction.atomic
-def user_activate(*, user: User, actor: User | None) -> User:
+def user_activate(*, user: User, actor: User | None, actor_name: str = "") -> User:
     user = User.objects.select_for_update().get(pk=user.pk)
     was_active = user.is_active
     user.is_active = True
@@ -159,7 +165,7 @@ def user_activate(*, user: User, actor: User | None) -> User:
         action="user.activated",
         target=user,
         metadata={"before": {"is_active": was_active}, "after": {"is_active": True}},
-        **_system_or(actor),  # type: ignore[arg-type]
+        **_system_or(actor, actor_name),  # type: ignore[arg-type]
     )
     return user
 

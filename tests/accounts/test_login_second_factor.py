@@ -73,7 +73,8 @@ def test_an_admin_without_an_authenticator_gets_no_token_when_2fa_is_required(al
     assert response.status_code == 403
     body = response.json()
     assert body["code"] == "otp_enrolment_required"
-    assert "twofactor_enroll" in body["detail"]
+    assert "/api/auth/2fa/totp/" in body["detail"]
+    assert body["enrolment_token"].startswith("enrol_")
     assert "access" not in body
     assert "refresh" not in body
     assert not AuditEvent.objects.filter(action="auth.login.succeeded").exists()

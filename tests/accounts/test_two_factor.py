@@ -45,10 +45,12 @@ def test_a_wrong_code_is_refused(alice: User) -> None:
 
 
 @override_settings(GATEHOUSE_ADMIN_2FA_REQUIRED=True)
-def test_an_unenrolled_admin_is_told_how_to_enrol(alice: User) -> None:
-    response = Client().post(LOGIN, {"username": "alice", "password": PASSWORD})
-    assert response.status_code == 200
-    assert "twofactor_enroll" in response.content.decode()
+def test_an_unenrolled_admin_is_sent_to_enrol(alice: User) -> None:
+    client = Client()
+    response = client.post(LOGIN, {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/account/2fa/"
+    assert "A second factor is required" in client.get("/admin/account/2fa/").content.decode()
 
 
 @override_settings(GATEHOUSE_ADMIN_2FA_REQUIRED=True)

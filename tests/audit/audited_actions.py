@@ -21,11 +21,21 @@ from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
+from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from guardian.models import UserObjectPermission
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.models import ApiKey, QuotaPolicy, RefreshFamily, Team, UsageRecord, User
+from accounts.models import (
+    ApiKey,
+    QuotaPolicy,
+    RecoveryCodeDevice,
+    RefreshFamily,
+    Team,
+    TwoFactorRolePolicy,
+    UsageRecord,
+    User,
+)
 from accounts.roles import Role
 from accounts.services import (
     api_key_create,
@@ -45,6 +55,15 @@ from accounts.services import (
 )
 from accounts.services.api_keys import api_key_rehash
 from accounts.services.quotas import quota_policy_delete, quota_policy_save
+from accounts.services.teams import team_rename
+from accounts.services.two_factor import (
+    recovery_codes_regenerate,
+    totp_enrolment_confirm,
+    totp_enrolment_start,
+    two_factor_remove,
+    two_factor_reset,
+    two_factor_role_policy_save,
+)
 from accounts.tasks import object_permissions_sweep
 from audit.compliance import requests as compliance_requests
 from audit.compliance.data_exports import (
@@ -80,6 +99,21 @@ from inference.services import (
     model_version_stage,
     model_version_update,
 )
+from scim.models import ScimGroup, ScimToken, ScimUser
+from scim.patch import PatchOperation, patch_operations_parse
+from scim.payloads import GroupAttributes, UserAttributes
+from scim.services import (
+    scim_group_create,
+    scim_group_patch,
+    scim_token_create,
+    scim_token_revoke,
+    scim_user_create,
+    scim_user_deprovision,
+    scim_user_patch,
+)
+from sso.models import ExternalIdentity, GroupMapping
+from sso.providers import OidcProvider, oidc_providers_from_environ
+from sso.services import external_identity_delete, group_mapping_save, sso_sign_in
 from tests.conftest import PASSWORD
 
 # Registered, never dialled: nothing in these actions talks to the upstream.
@@ -273,6 +307,104 @@ def _two_factor_enroll(world: World) -> Prepared:
     return Prepared(
         act=lambda: two_factor_enroll(user=world.bob, actor=world.alice),
         happened=TOTPDevice.objects.filter(user=world.bob).exists,
+    )
+
+
+def _totp_code(user: User, *, confirmed: bool = True) -> str:
+    """The code `user`'s newest authenticator shows now (a fresh one has used none)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=confirmed).latest("pk")
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, drift=device.drift):06d}"
+
+
+def _recovery_codes(world: World) -> list[str]:
+    """bob's recovery codes, after enrolling an authenticator as anyone does."""
+    totp_enrolment_start(user=world.bob)
+    return totp_enrolment_confirm(user=world.bob, code=_totp_code(world.bob, confirmed=False)).recovery_codes
+
+
+def _recovery_codes_left(user: User) -> int:
+    device = RecoveryCodeDevice.objects.filter(user=user).first()
+    return device.remaining if device is not None else 0
+
+
+@action("second factor enrolment started")
+def _totp_enrolment_start(world: World) -> Prepared:
+    return Prepared(
+        act=lambda: totp_enrolment_start(user=world.bob),
+        happened=TOTPDevice.objects.filter(user=world.bob, confirmed=False).exists,
+    )
+
+
+@action("second factor confirmed")
+def _totp_enrolment_confirm(world: World) -> Prepared:
+    totp_enrolment_start(user=world.bob)
+    code = _totp_code(world.bob, confirmed=False)
+    return Prepared(
+        act=lambda: totp_enrolment_confirm(user=world.bob, code=code),
+        happened=TOTPDevice.objects.filter(user=world.bob, confirmed=True).exists,
+    )
+
+
+@action("second factor confirmed with an enrolment token, which logs in")
+def _totp_enrolment_with_token(world: World) -> Prepared:
+    from accounts.enrolment_tokens import enrolment_token_issue
+
+    token = enrolment_token_issue(user=world.bob)
+    totp_enrolment_start(user=world.bob)
+    code = _totp_code(world.bob, confirmed=False)
+    return Prepared(
+        act=lambda: totp_enrolment_confirm(
+            user=world.bob, code=code, enrolment_token=token, start_session=True
+        ),
+        happened=RefreshFamily.objects.filter(user=world.bob).exists,
+    )
+
+
+@action("second factor removed")
+def _two_factor_remove(world: World) -> Prepared:
+    codes = _recovery_codes(world)
+    return Prepared(
+        act=lambda: two_factor_remove(user=world.bob, code=codes[0], channel="api"),
+        happened=lambda: not TOTPDevice.objects.filter(user=world.bob).exists(),
+    )
+
+
+@action("recovery codes regenerated")
+def _recovery_codes_regenerate(world: World) -> Prepared:
+    codes = _recovery_codes(world)
+    stored = RecoveryCodeDevice.objects.get(user=world.bob).code_hashes
+    return Prepared(
+        act=lambda: recovery_codes_regenerate(user=world.bob, code=codes[0], channel="api"),
+        happened=lambda: not set(RecoveryCodeDevice.objects.get(user=world.bob).code_hashes) & set(stored),
+    )
+
+
+@action("login with a recovery code")
+def _recovery_code_login(world: World) -> Prepared:
+    codes = _recovery_codes(world)
+    return Prepared(
+        act=lambda: auth_tokens_obtain(
+            username="bob", password=PASSWORD, client_ip="127.0.0.1", otp=codes[0]
+        ),
+        happened=lambda: _recovery_codes_left(world.bob) < len(codes),
+    )
+
+
+@action("second factors reset by an admin")
+def _two_factor_reset(world: World) -> Prepared:
+    two_factor_enroll(user=world.bob, actor=None)
+    return Prepared(
+        act=lambda: two_factor_reset(user=world.bob, actor=world.alice),
+        happened=lambda: not TOTPDevice.objects.filter(user=world.bob).exists(),
+    )
+
+
+@action("second factor required of a role")
+def _two_factor_role_policy(world: World) -> Prepared:
+    role = Group.objects.get(name=Role.AUDITOR.value)
+    return Prepared(
+        act=lambda: two_factor_role_policy_save(policy=TwoFactorRolePolicy(role=role), actor=world.alice),
+        happened=TwoFactorRolePolicy.objects.filter(role=role).exists,
     )
 
 
@@ -709,4 +841,181 @@ def _console_login(world: World) -> Prepared:
     return Prepared(
         act=lambda: client.post("/admin/login/?next=/admin/", {"username": "alice", "password": PASSWORD}),
         happened=lambda: _console_sessions_of(world.alice) > 0,
+    )
+
+
+def _corp(world: World) -> OidcProvider:
+    """A provider configured as `corp` (nothing is fetched: these act on verified claims)."""
+    providers = oidc_providers_from_environ(
+        {
+            "GATEHOUSE_OIDC_CORP_ISSUER": "https://id.example.com",
+            "GATEHOUSE_OIDC_CORP_CLIENT_ID": "gatehouse",
+            "GATEHOUSE_OIDC_CORP_CLIENT_SECRET": "not-used",
+        }
+    )
+    world.monkeypatch.setattr(settings, "GATEHOUSE_OIDC_PROVIDERS", providers)
+    return providers["corp"]
+
+
+def _claims(username: str, *groups: str) -> dict[str, object]:
+    return {"sub": f"sub-{username}", "preferred_username": username, "groups": list(groups)}
+
+
+@action("single sign-on creates a person")
+def _sso_just_in_time(world: World) -> Prepared:
+    corp = _corp(world)
+    return Prepared(
+        act=lambda: sso_sign_in(provider=corp, claims=_claims("erin")),
+        happened=User.objects.filter(username="erin").exists,
+    )
+
+
+@action("single sign-on takes a role whose group was left")
+def _sso_access_reduced(world: World) -> Prepared:
+    corp = _corp(world)
+    group_mapping_save(
+        mapping=GroupMapping(provider="corp", group="auditors", role=Role.AUDITOR), actor=world.alice
+    )
+    erin = sso_sign_in(provider=corp, claims=_claims("erin", "auditors")).user
+    return Prepared(
+        act=lambda: sso_sign_in(provider=corp, claims=_claims("erin")),
+        happened=lambda: not _refreshed(erin).groups.filter(name=Role.AUDITOR.value).exists(),
+    )
+
+
+@action("single sign-on group mapping created")
+def _sso_mapping_create(world: World) -> Prepared:
+    _corp(world)
+    return Prepared(
+        act=lambda: group_mapping_save(
+            mapping=GroupMapping(provider="corp", group="admins", role=Role.ADMIN), actor=world.alice
+        ),
+        happened=GroupMapping.objects.filter(group="admins").exists,
+    )
+
+
+@action("single sign-on identity unlinked")
+def _sso_identity_delete(world: World) -> Prepared:
+    identity = ExternalIdentity.objects.create(user=world.bob, provider="corp", subject="bob-at-corp")
+    return Prepared(
+        act=lambda: external_identity_delete(identity=identity, actor=world.alice),
+        happened=lambda: not ExternalIdentity.objects.filter(pk=identity.pk).exists(),
+    )
+
+
+# SCIM provisioning -----------------------------------------------------------------------------
+
+
+def _scim_token(world: World) -> ScimToken:
+    return scim_token_create(name="okta", created_by=world.alice)[0]
+
+
+def _scim_user(world: World, token: ScimToken) -> ScimUser:
+    return scim_user_create(
+        attributes=UserAttributes(user_name="dana", email="dana@example.com"), token=token
+    )
+
+
+def _scim_patch(*operations: dict[str, object]) -> list[PatchOperation]:
+    return patch_operations_parse(
+        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": list(operations)}
+    )
+
+
+@action("team renamed")
+def _team_rename(world: World) -> Prepared:
+    team = team_create(name="ops", actor=world.alice)
+    return Prepared(
+        act=lambda: team_rename(team=team, name="platform", actor=world.alice),
+        happened=Team.objects.filter(name="platform").exists,
+    )
+
+
+@action("scim token created")
+def _scim_token_create(world: World) -> Prepared:
+    return Prepared(
+        act=lambda: scim_token_create(name="entra-id", created_by=world.alice),
+        happened=ScimToken.objects.filter(name="entra-id").exists,
+    )
+
+
+@action("scim token revoked")
+def _scim_token_revoke(world: World) -> Prepared:
+    token = _scim_token(world)
+    return Prepared(
+        act=lambda: scim_token_revoke(token=token, actor=world.alice),
+        happened=ScimToken.objects.filter(pk=token.pk, revoked_at__isnull=False).exists,
+    )
+
+
+@action("scim user provisioned")
+def _scim_user_create(world: World) -> Prepared:
+    token = _scim_token(world)
+    return Prepared(
+        act=lambda: _scim_user(world, token),
+        happened=lambda: User.objects.filter(username="dana").exists() or ScimUser.objects.exists(),
+    )
+
+
+@action("scim user updated")
+def _scim_user_update(world: World) -> Prepared:
+    token = _scim_token(world)
+    link = _scim_user(world, token)
+    operations = _scim_patch({"op": "replace", "path": "name.givenName", "value": "Dana"})
+    return Prepared(
+        act=lambda: scim_user_patch(scim_id=str(link.id), operations=operations, token=token),
+        happened=User.objects.filter(pk=link.user_id, first_name="Dana").exists,
+    )
+
+
+@action("scim user deactivated")
+def _scim_user_deactivate(world: World) -> Prepared:
+    token = _scim_token(world)
+    link = _scim_user(world, token)
+    operations = _scim_patch({"op": "replace", "value": {"active": False}})
+    return Prepared(
+        act=lambda: scim_user_patch(scim_id=str(link.id), operations=operations, token=token),
+        happened=User.objects.filter(pk=link.user_id, is_active=False).exists,
+    )
+
+
+@action("scim user deprovisioned")
+def _scim_user_deprovision(world: World) -> Prepared:
+    token = _scim_token(world)
+    link = _scim_user(world, token)
+    return Prepared(
+        act=lambda: scim_user_deprovision(scim_id=str(link.id), token=token),
+        happened=lambda: not ScimUser.objects.filter(pk=link.pk).exists(),
+    )
+
+
+@action("scim group provisioned")
+def _scim_group_create(world: World) -> Prepared:
+    token = _scim_token(world)
+    return Prepared(
+        act=lambda: scim_group_create(attributes=GroupAttributes(display_name="Ops Team"), token=token),
+        happened=lambda: Team.objects.filter(name="ops-team").exists() or ScimGroup.objects.exists(),
+    )
+
+
+@action("scim group updated")
+def _scim_group_update(world: World) -> Prepared:
+    token = _scim_token(world)
+    link = scim_group_create(attributes=GroupAttributes(display_name="Ops"), token=token)
+    operations = _scim_patch({"op": "replace", "path": "externalId", "value": "g-1"})
+    return Prepared(
+        act=lambda: scim_group_patch(scim_id=str(link.id), operations=operations, token=token),
+        happened=ScimGroup.objects.filter(pk=link.pk, external_id="g-1").exists,
+    )
+
+
+@action("scim group members changed")
+def _scim_group_members(world: World) -> Prepared:
+    token = _scim_token(world)
+    member = _scim_user(world, token)
+    link = scim_group_create(attributes=GroupAttributes(display_name="Ops"), token=token)
+    operations = _scim_patch({"op": "add", "path": "members", "value": [{"value": str(member.id)}]})
+    return Prepared(
+        act=lambda: scim_group_patch(scim_id=str(link.id), operations=operations, token=token),
+        happened=User.objects.filter(pk=member.user_id, groups=link.team.group_id).exists,
     )
