@@ -76,3 +76,17 @@ def test_only_the_named_amr_or_acr_values_prove_a_second_factor() -> None:
     assert not oidc_provider_claims_satisfy_mfa(keycloak, {"amr": ["pwd"], "acr": "silver"})
     assert not oidc_provider_claims_satisfy_mfa(keycloak, {"amr": "otp"})  # not a list: not trusted
     assert not oidc_provider_claims_satisfy_mfa(provider(), {"amr": ["otp", "mfa"]})
+
+
+def test_several_providers_each_from_their_own_variables() -> None:
+    providers = oidc_providers_from_environ(
+        {
+            **BASE,
+            "GATEHOUSE_OIDC_OKTA_ISSUER": "https://example.okta.com/oauth2/default",
+            "GATEHOUSE_OIDC_OKTA_CLIENT_ID": "0oa-gatehouse",
+            "GATEHOUSE_OIDC_OKTA_CLIENT_SECRET": "other",
+        }
+    )
+    assert sorted(providers) == ["keycloak", "okta"]
+    assert providers["okta"].client_id == "0oa-gatehouse"
+    assert providers["keycloak"].client_secret == "s3cret"
