@@ -10,7 +10,7 @@ PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 PROD_ENV = GATEHOUSE_TEST_PROFILE=production DATABASE_URL=$(PROD_DATABASE_URL) \
 	REDIS_URL=$(PROD_REDIS_URL) GATEHOUSE_INFERENCE_EXECUTOR=celery
 
-.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench bench-gpu clean
+.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench bench-gpu clean promtool
 
 install: $(STAMP)
 
@@ -31,11 +31,12 @@ bootstrap: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 
-test: install browser lint deploy-check test-embedded test-production test-reliability
+test: install browser promtool lint deploy-check test-embedded test-production test-reliability
 
 # What a release is checked against before it ships: Django's deployment check on production
 # settings (throwaway keys: nothing is signed), the Kubernetes manifests against the API's
-# schemas, the compose file against the Compose specification. tests/deploy/ checks more.
+# schemas, the compose file against the Compose specification, the PrometheusRule against its
+# CRD's schema (vendored in deploy/monitoring/schemas/). tests/deploy/ checks more.
 deploy-check: install
 	@echo "== deploy checks: check --deploy, Kubernetes manifests, compose file"
 	DEBUG=false ALLOWED_HOSTS=gatehouse.example.com \
@@ -44,10 +45,16 @@ deploy-check: install
 	$(PY) manage.py check --deploy --fail-level WARNING
 	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version 1.31.0 deploy/k8s/*.yaml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	$(VENV)/bin/check-jsonschema --schemafile deploy/monitoring/schemas/prometheusrule-v1.json \
+		deploy/k8s/monitoring/prometheusrule.yaml
 
 # Debian's Chromium for the console's browser tests (tests/e2e/test_console_browser.py).
 browser:
 	deploy/install-chromium.sh
+
+# Debian's promtool for the alerting rules' checks and unit tests (tests/deploy/test_alert_rules.py).
+promtool:
+	deploy/install-promtool.sh
 
 lint: install
 	mkdir -p .typecheck && ln -sfn ../platform .typecheck/gatehouse

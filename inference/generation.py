@@ -21,6 +21,7 @@ from gatehouse.metrics import (
     ACTIVE_STREAMS,
     GENERATION_LATENCY,
     GENERATIONS,
+    QUEUE_WAIT,
     TIME_TO_FIRST_TOKEN,
     TOKENS_GENERATED,
 )
@@ -218,6 +219,8 @@ def generation_run(*, job: GenerationJob, relay: EventSender) -> None:
     close_old_connections()
     outcome = _Outcome(job)
     context = RequestContext(request_id=job.request_id, client_ip=job.client_ip)
+    if job.enqueued_at:
+        QUEUE_WAIT.labels(model=job.model_name).observe(max(0.0, time.time() - job.enqueued_at))
     streams = ACTIVE_STREAMS.labels(model=job.model_name)
     streams.inc()
     try:

@@ -34,6 +34,11 @@ TIME_TO_FIRST_TOKEN = Histogram(
     "gatehouse_time_to_first_token_seconds", "From the request's arrival to its first token, by model.",
     ["model"], buckets=_LATENCY_BUCKETS,
 )  # fmt: skip
+# The wait in the model's queue: from the web tier queuing a generation to a worker starting it.
+QUEUE_WAIT = Histogram(
+    "gatehouse_queue_wait_seconds", "From a generation being queued to a worker starting it, by model.",
+    ["model"], buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
 GENERATION_LATENCY = Histogram(
     "gatehouse_generation_duration_seconds", "From the request's arrival to its last token, by model.",
     ["model"], buckets=_LATENCY_BUCKETS,
@@ -70,6 +75,12 @@ UPSTREAM_BREAKER_TRANSITIONS = Counter(
     "Circuit breaker transitions of remote upstreams, by upstream and the state entered (open, closed).",
     ["upstream", "state"],
 )
+# 1 while this process's breaker for the upstream is open (its last transition); in multiprocess
+# mode the last transition any live process made wins, so a trial's closing clears an opening.
+UPSTREAM_CIRCUIT_OPEN = Gauge(
+    "gatehouse_upstream_circuit_open", "1 while the upstream's circuit breaker is open, else 0.",
+    ["upstream"], multiprocess_mode="livemostrecent",
+)  # fmt: skip
 
 
 def metrics_process_exited() -> None:

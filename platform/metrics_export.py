@@ -2,7 +2,8 @@
 
 Scrape-time figures are read, not counted, because they are state other processes own:
 generations waiting per model (the broker's queues), the audit chain's lag behind its last
-signed checkpoint, and GPU memory where this process drives a GPU.
+signed checkpoint, and GPU memory where this process drives a GPU. The queue's bound and the
+checkpoint interval are exported beside them, so alerts compare with the configured values.
 """
 
 import hmac
@@ -12,6 +13,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import cast
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -41,6 +44,11 @@ def _queue_depth() -> Iterator[Metric]:
     from inference.dispatch import inference_queue_depth
     from inference.models import Model, ModelVersion
 
+    # The bound past which a model's queue refuses (inference.dispatch): alerts compare with it.
+    yield GaugeMetricFamily(
+        "gatehouse_queue_limit", "Generations a model's queue holds before it refuses more.",
+        value=settings.GATEHOUSE_INFERENCE_MAX_QUEUE,
+    )  # fmt: skip
     depth = GaugeMetricFamily(
         "gatehouse_queue_depth", "Generations waiting for a worker, by model.", labels=["model"]
     )
@@ -70,6 +78,12 @@ def _audit_lag() -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "gatehouse_audit_unsealed_events", "Audit events appended since the last signed checkpoint.",
         value=status["unsealed_events"],
+    )  # fmt: skip
+    # How often beat asks for a checkpoint: an age past twice this means none is being written.
+    interval = cast(timedelta, settings.CELERY_BEAT_SCHEDULE["audit-checkpoint"]["schedule"])
+    yield GaugeMetricFamily(
+        "gatehouse_audit_checkpoint_interval_seconds", "Seconds between the checkpoints beat asks for.",
+        value=interval.total_seconds(),
     )  # fmt: skip
     checkpoint_at = status["checkpoint_at"]
     if checkpoint_at is not None:
@@ -105,11 +119,16 @@ def gpu_memory() -> Iterator[Metric]:
         "gatehouse_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator, by device.",
         labels=["device"],
     )  # fmt: skip
+    total = GaugeMetricFamily(
+        "gatehouse_gpu_memory_total_bytes", "GPU memory the device has, by device.", labels=["device"]
+    )
     for index in range(torch.cuda.device_count()):
         allocated.add_metric([str(index)], torch.cuda.memory_allocated(index))
         reserved.add_metric([str(index)], torch.cuda.memory_reserved(index))
+        total.add_metric([str(index)], torch.cuda.get_device_properties(index).total_memory)
     yield allocated
     yield reserved
+    yield total
 
 
 def metrics_registry(*, state: bool = True) -> CollectorRegistry:

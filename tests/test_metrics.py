@@ -1,16 +1,23 @@
-"""/metrics in one process: bounded labels, the optional token, GPU memory where CUDA is used.
+"""/metrics in one process: bounded labels, the optional token, GPU memory where CUDA is used,
+the figures the alerts compare with, and the wait in a model's queue.
 
 tests/e2e/test_operations.py scrapes a served stack (server and worker) after real traffic.
 """
 
 import sys
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.test import Client
+from prometheus_client import REGISTRY
 
+from accounts.models import User
 from gatehouse.metrics_export import gpu_memory
+from inference.generation import generation_run
+from inference.models import ModelVersion
+from tests.inference.jobs import generation_job
 from tests.prometheus_text import metric_samples
 
 SCRAPER = {"Authorization": "Bearer scrape-secret"}
@@ -103,6 +110,7 @@ def test_gpu_memory_is_reported_only_where_cuda_was_used(monkeypatch: pytest.Mon
         return SimpleNamespace(
             is_available=lambda: True, is_initialized=lambda: initialized, device_count=lambda: 2,
             memory_allocated=lambda index: 1000 + index, memory_reserved=lambda index: 2000 + index,
+            get_device_properties=lambda index: SimpleNamespace(total_memory=80_000 + index),
         )  # fmt: skip
 
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda(initialized=False)))
@@ -115,3 +123,42 @@ def test_gpu_memory_is_reported_only_where_cuda_was_used(monkeypatch: pytest.Mon
     }
     assert allocated == {"0": 1000, "1": 1001}
     assert families["gatehouse_gpu_memory_reserved_bytes"].samples[1].value == 2001
+    total = {
+        sample.labels["device"]: sample.value
+        for sample in families["gatehouse_gpu_memory_total_bytes"].samples
+    }
+    assert total == {"0": 80_000, "1": 80_001}
+
+
+@pytest.mark.django_db
+def test_the_queue_bound_and_the_checkpoint_interval_are_exported_for_alerts(
+    client: Client, metrics_token: str, settings: Any
+) -> None:
+    settings.GATEHOUSE_INFERENCE_MAX_QUEUE = 48
+    samples = metric_samples(client.get("/metrics", headers=SCRAPER).content.decode())
+    assert samples[("gatehouse_queue_limit", frozenset())] == 48
+    interval = settings.CELERY_BEAT_SCHEDULE["audit-checkpoint"]["schedule"].total_seconds()
+    assert samples[("gatehouse_audit_checkpoint_interval_seconds", frozenset())] == interval
+
+
+def _queue_wait(bucket: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "gatehouse_queue_wait_seconds_bucket", {"model": "demo-tiny", "le": bucket}
+    )
+    return value or 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generation_records_how_long_it_waited_in_its_queue(bob: User, demo_version: ModelVersion) -> None:
+    class Relay:
+        def send(self, message: dict[str, Any]) -> None:
+            pass
+
+    before = {bucket: _queue_wait(bucket) for bucket in ("300.0", "+Inf")}
+    # Queued an hour ago (a worker that came back late): past the last finite bucket.
+    generation_run(job=generation_job(bob, demo_version, enqueued_at=time.time() - 3600), relay=Relay())
+    assert _queue_wait("300.0") == before["300.0"]
+    assert _queue_wait("+Inf") == before["+Inf"] + 1
+    # A job that does not say when it was queued records no wait.
+    generation_run(job=generation_job(bob, demo_version), relay=Relay())
+    assert _queue_wait("+Inf") == before["+Inf"] + 1

@@ -13,8 +13,9 @@ Redis (the embedded default) a breaker is its process's own. Redis out of reach 
 call up: the breaker goes on with what this process knows.
 
 Every opening and closing is counted in `/metrics` (`gatehouse_upstream_breaker_transitions`,
-by upstream and state) and audited (`upstream.breaker_opened` / `upstream.breaker_closed`,
-written in order by one thread per process, off the request's path).
+by upstream and state; `gatehouse_upstream_circuit_open` is 1 while open) and audited
+(`upstream.breaker_opened` / `upstream.breaker_closed`, written in order by one thread per
+process, off the request's path).
 """
 
 import hashlib
@@ -27,7 +28,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from gatehouse.metrics import UPSTREAM_BREAKER_TRANSITIONS
+from gatehouse.metrics import UPSTREAM_BREAKER_TRANSITIONS, UPSTREAM_CIRCUIT_OPEN
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class CircuitBreaker:
         if self.upstream is None:
             return
         UPSTREAM_BREAKER_TRANSITIONS.labels(upstream=self.upstream, state=state).inc()
+        UPSTREAM_CIRCUIT_OPEN.labels(upstream=self.upstream).set(1 if state == "open" else 0)
         # An audit write is a database write: never on the caller's path (an event loop, often).
         _transition_queue(upstream=self.upstream, state=state, failures=self.failures)
 

@@ -847,6 +847,43 @@ def test_prometheus_scrapes_the_web_pods_with_the_metrics_token(manifests: list[
     assert credentials["name"] in env_from, "the web pods do not read the token the scraper sends"
 
 
+WORKERS_PODMONITOR = K8S / "monitoring" / "workers-podmonitor.yaml"
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, and matchExpressions with In) picks these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(manifests: list[Doc]) -> None:
+    """The alerting rules find the workers by the job this PodMonitor gives them."""
+    (monitor,) = _documents(WORKERS_PODMONITOR)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert (monitor["metadata"]["namespace"], monitor["metadata"]["name"]) == (NAMESPACE, "gatehouse-workers")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    deployments = _find(manifests, "Deployment")
+    picked = [
+        workload for workload in deployments if _selects(monitor["spec"]["selector"], _pod_labels(workload))
+    ]
+    components = {_pod_labels(workload)["app.kubernetes.io/component"] for workload in picked}
+    assert components == {"worker", "inference"}, components
+    assert all(workload in picked for workload in _gpu_workers(manifests))
+    for workload in picked:
+        ports = {port["name"]: port["containerPort"] for port in _main(workload).get("ports", [])}
+        assert endpoint["port"] in ports, f"{workload['metadata']['name']} has no {endpoint['port']} port"
+        served = _env(_main(workload)).get("GATEHOUSE_WORKER_METRICS_PORT")
+        assert served == str(ports[endpoint["port"]]), (
+            f"{workload['metadata']['name']} serves metrics on {served}"
+        )
+
+
 def test_no_deployment_opens_metrics_to_every_address(manifests: list[Doc]) -> None:
     settings_sets = [_config(manifests)] + [
         _env(container) for workload in _find(manifests, "Deployment") for container in _containers(workload)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from audit.models import AuditEvent
-from gatehouse.metrics import UPSTREAM_BREAKER_TRANSITIONS
+from gatehouse.metrics import UPSTREAM_BREAKER_TRANSITIONS, UPSTREAM_CIRCUIT_OPEN
 from inference.engines import circuit_breaker
 from inference.engines.circuit_breaker import CircuitBreaker
 from tests.fake_openai import clock_advance
@@ -92,8 +92,10 @@ async def test_transitions_are_counted_and_audited(upstream: str) -> None:
     breaker.failed()
     breaker.failed()  # already open: no second transition
     assert opened._value.get() == before + 1
+    assert UPSTREAM_CIRCUIT_OPEN.labels(upstream=upstream)._value.get() == 1
     breaker.succeeded()
     assert UPSTREAM_BREAKER_TRANSITIONS.labels(upstream=upstream, state="closed")._value.get() >= 1
+    assert UPSTREAM_CIRCUIT_OPEN.labels(upstream=upstream)._value.get() == 0
 
     def recorded() -> list[str] | None:
         actions = list(
