@@ -18,8 +18,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp import login as otp_login
 
+from accounts.api.serializers import OTP_INVALID
 from accounts.authentication import request_client_ip
 from accounts.models import User
+from accounts.recovery_codes import RECOVERY_CODE_TYPED
 from gatehouse.console.two_factor import console_enrolment_hold
 from sso.client import oidc_client
 from sso.id_tokens import authorization_code_redeem
@@ -120,9 +122,10 @@ def sso_login_callback(request: HttpRequest, provider_name: str) -> HttpResponse
 
 class OneTimeCodeForm(forms.Form):
     otp = forms.RegexField(
-        regex=r"^[0-9]{6,8}$",
-        label="One-time code",
-        error_messages={"invalid": "The one-time code is the 6 to 8 digits your authenticator shows."},
+        regex=rf"^\s*(?:[0-9]{{6,8}}|{RECOVERY_CODE_TYPED})\s*$",
+        max_length=16,
+        label="One-time code or recovery code",
+        error_messages={"invalid": OTP_INVALID},
     )
 
 
@@ -152,7 +155,7 @@ def sso_login_verify(request: HttpRequest) -> HttpResponse:
         try:
             sso_second_factor_check(
                 sign_in=sign_in,
-                otp=form.cleaned_data["otp"],
+                otp=form.cleaned_data["otp"].strip(),
                 client_ip=request_client_ip(request),
                 channel="console",
             )

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from accounts.api.serializers import otp_field
+
 
 class ProviderOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField()
@@ -16,10 +18,10 @@ class IdTokenExchangeInputSerializer(serializers.Serializer):  # type: ignore[ty
         max_length=40, help_text="A provider's name, from GET /api/auth/oidc/providers/."
     )
     id_token = serializers.CharField(max_length=16384, trim_whitespace=True)
-    otp = serializers.RegexField(
-        r"^[0-9]{6,8}$",
+    otp = otp_field(
         required=False,
-        max_length=8,
-        help_text="Your authenticator's code, when you have one and the provider did not ask for a second factor.",
-        error_messages={"invalid": "The one-time code is the 6 to 8 digits your authenticator shows."},
+        help_text=(
+            "Your authenticator's code or a recovery code, when you have a second factor and the "
+            "provider did not vouch for one."
+        ),
     )

@@ -162,3 +162,21 @@ def test_a_person_who_must_enrol_gets_an_enrolment_token(
     )
     assert confirmed.status_code == 200
     assert bearer_client(confirmed.json()["access"]).get("/api/keys/").status_code == 200
+
+
+def test_a_recovery_code_stands_in_for_the_authenticator(
+    corp: OidcProviderProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accounts.services.two_factor import totp_enrolment_confirm, totp_enrolment_start
+    from tests.accounts.helpers import AuthenticatorClock
+
+    clock = AuthenticatorClock(monkeypatch)
+    corp.person("erin")
+    assert exchange(corp.id_token_for("erin")).status_code == 200
+    erin = User.objects.get(username="erin")
+    totp_enrolment_start(user=erin)
+    codes = totp_enrolment_confirm(user=erin, code=clock.code(erin, confirmed=False)).recovery_codes
+    assert exchange(corp.id_token_for("erin"), otp=codes[0]).status_code == 200
+    reused = exchange(corp.id_token_for("erin"), otp=codes[0])
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "otp_invalid"
