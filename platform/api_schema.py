@@ -45,6 +45,9 @@ _DESCRIPTIONS = {
 _METHODS = ("get", "post", "put", "patch", "delete")
 # Refusals particular to a few operations, by (path, method).
 _PARTICULAR = {
+    # A body on DELETE (the code that proves it is you) is not shown as a request body, so its
+    # refusal is listed here.
+    ("/api/auth/2fa/totp/", "delete"): ["400"],
     ("/api/compliance/exports/", "post"): ["409"],
     ("/api/compliance/erasures/", "post"): ["409"],
     # The body names a model that may not exist, or not for the caller (404); a remote model's
