@@ -10,7 +10,7 @@ PROD_REDIS_URL ?= redis://127.0.0.1:6379/15
 PROD_ENV = GATEHOUSE_TEST_PROFILE=production DATABASE_URL=$(PROD_DATABASE_URL) \
 	REDIS_URL=$(PROD_REDIS_URL) GATEHOUSE_INFERENCE_EXECUTOR=celery
 
-.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check format bench bench-gpu clean promtool
+.PHONY: install browser run bootstrap test test-embedded test-production test-reliability lint deploy-check restore-drill format bench bench-gpu clean promtool
 
 install: $(STAMP)
 
@@ -35,8 +35,9 @@ test: install browser promtool lint deploy-check test-embedded test-production t
 
 # What a release is checked against before it ships: Django's deployment check on production
 # settings (throwaway keys: nothing is signed), the Kubernetes manifests against the API's
-# schemas, the compose file against the Compose specification, the PrometheusRule against its
-# CRD's schema (vendored in deploy/monitoring/schemas/). tests/deploy/ checks more.
+# schemas, the compose file against the Compose specification, the PrometheusRule and KEDA's
+# ScaledObject and TriggerAuthentication against their CRDs' schemas (vendored in
+# deploy/monitoring/schemas/ and deploy/k8s/schemas/). tests/deploy/ checks more.
 deploy-check: install
 	@echo "== deploy checks: check --deploy, Kubernetes manifests, compose file"
 	DEBUG=false ALLOWED_HOSTS=gatehouse.example.com \
@@ -47,6 +48,19 @@ deploy-check: install
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 	$(VENV)/bin/check-jsonschema --schemafile deploy/monitoring/schemas/prometheusrule-v1.json \
 		deploy/k8s/monitoring/prometheusrule.yaml
+	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version 1.31.0 deploy/k8s/autoscaling/broker-secret.yaml
+	$(VENV)/bin/check-jsonschema --schemafile deploy/k8s/schemas/scaledobject-v1alpha1.json \
+		deploy/k8s/autoscaling/inference-*.yaml
+	$(VENV)/bin/check-jsonschema --schemafile deploy/k8s/schemas/triggerauthentication-v1alpha1.json \
+		deploy/k8s/autoscaling/trigger-authentication.yaml
+
+# Back up a populated stack as the backup jobs do (audit material, then pg_dump), restore it into
+# a fresh database with pg_restore, and prove audit_verify passes and a chat runs there
+# (gatehouse.restore_drill). Scratch databases on DRILL_SERVER, dropped afterwards; pg_dump
+# and pg_restore must be of the server's major version. docs/production.md, "Backups".
+DRILL_SERVER ?= postgres://postgres@127.0.0.1:5432
+restore-drill: install
+	$(PY) -m gatehouse.restore_drill --server $(DRILL_SERVER)
 
 # Debian's Chromium for the console's browser tests (tests/e2e/test_console_browser.py).
 browser:

@@ -38,6 +38,7 @@ from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import WEBSOCKETS_OPEN
+from gatehouse.tracing import tracing_on, websocket_chat_span
 from guardrails.stream import answer_redaction
 from inference.cancellation import generation_cancel_request
 from inference.chat.admission import ChatAdmitted, chat_admit
@@ -225,6 +226,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         if isinstance(frame, CancelFrame):
             await self._cancel(frame)
+        elif tracing_on():
+            with websocket_chat_span(chat_id=frame.id, model=frame.model):
+                await self._start(frame)
         else:
             await self._start(frame)
 

@@ -9,13 +9,17 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gatehouse.tracing import generation_span, handoff_context, tracing_on
 from inference.generation import GenerationJob, generation_run
 from inference.relay import RelaySender
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 
 class InferenceBusy(Exception):
@@ -42,12 +46,19 @@ class InprocessExecutor:
     def submit(self, job: GenerationJob) -> None:
         with self._lock:
             self._waiting[job.model_name] += 1
-        self._pool.submit(self._run, job)
+        # The trace goes with the job to its thread (a Celery task carries it in its headers).
+        self._pool.submit(self._run, job, handoff_context() if tracing_on() else None)
 
-    def _run(self, job: GenerationJob) -> None:
+    def _run(self, job: GenerationJob, trace_parent: "Context | None" = None) -> None:
         with self._lock:
             self._waiting[job.model_name] -= 1
-        generation_run(job=job, relay=RelaySender(address=job.reply_channel))
+        if trace_parent is None:
+            generation_run(job=job, relay=RelaySender(address=job.reply_channel))
+            return
+        with generation_span(
+            trace_parent, model=job.model_name, generation_id=job.generation_id, request_id=job.request_id
+        ):
+            generation_run(job=job, relay=RelaySender(address=job.reply_channel))
 
     def drain(self, *, timeout: float) -> bool:
         """Take no more jobs and wait up to `timeout` for the queued and running ones to end."""

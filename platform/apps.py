@@ -24,6 +24,11 @@ class GatehouseConfig(AppConfig):
         checks.register(unsafe_defaults_check, checks.Tags.security)
         # Governance state the request path caches is dropped everywhere when it changes.
         local_cache_signals_connect()
+        # OpenTelemetry, where the OTEL_* variables ask for it (after gatehouse.celery, so its
+        # request-id binding runs before the task spans start and is on them).
+        from gatehouse.tracing import tracing_setup
+
+        tracing_setup()
 
 
 class ConsoleAdminConfig(AdminConfig):

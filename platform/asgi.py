@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.websocket_auth import WebsocketAuthMiddlewareStack  # noqa: E402
 from gatehouse.lifespan import lifespan  # noqa: E402
+from gatehouse.tracing import tracing_http_app  # noqa: E402
 from gatehouse.websocket_origin import BrowserOriginValidator  # noqa: E402
 from inference.chat.asgi import ChatCompletionsRoute  # noqa: E402
 from inference.routing import websocket_urlpatterns  # noqa: E402
@@ -22,7 +23,8 @@ from inference.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         # Chat completions with a bearer credential skip Django's request cycle (the fast path).
-        "http": ChatCompletionsRoute(django_asgi_app),  # type: ignore[arg-type]
+        # Inside the OpenTelemetry ASGI instrumentation only where tracing is on (gatehouse.tracing).
+        "http": tracing_http_app(ChatCompletionsRoute(django_asgi_app)),  # type: ignore[arg-type]
         "websocket": BrowserOriginValidator(WebsocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }

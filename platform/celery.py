@@ -25,12 +25,15 @@ from audit.context import (
     request_context_push,
     request_id_new,
 )
+from gatehouse.worker_probe import worker_probe_connect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatehouse.settings")
 
 app = Celery("gatehouse")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The heartbeat and ready files the worker probes read (gatehouse.worker_probe).
+worker_probe_connect()
 
 # The message header that carries the request id from the web tier into a task.
 REQUEST_ID_HEADER = "gatehouse_request_id"

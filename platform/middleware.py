@@ -12,6 +12,7 @@ from django.utils.decorators import sync_and_async_middleware
 from accounts.client_ip import client_ip_resolve
 from audit.context import RequestContext, request_context_bound, request_id_new
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from gatehouse.tracing import span_request_id_tag, tracing_on
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -83,6 +84,8 @@ def _around(hook: Hook) -> Callable[[GetResponse], GetResponse]:
 def _request_id(request: HttpRequest) -> Generator[None, HttpResponseBase, None]:
     context = _context_for(request)
     request.request_id = context.request_id  # type: ignore[attr-defined]
+    if tracing_on():
+        span_request_id_tag(context.request_id)
     with request_context_bound(context):
         response = yield
     response[REQUEST_ID_HEADER] = context.request_id

@@ -26,6 +26,7 @@ from gatehouse.database_calls import database_sync
 from gatehouse.json_parsing import JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from gatehouse.tracing import span_request_id_tag, tracing_on
 from inference.chat.embeddings_http import embeddings_serve
 from inference.chat.http import chat_completions_serve, error_respond, responses_serve, text_completions_serve
 
@@ -112,6 +113,8 @@ class _Exchange:
 
     async def serve(self) -> None:
         with request_context_bound(self.context):
+            if tracing_on():
+                span_request_id_tag(self.context.request_id)
             if not _host_allowed(self.headers):
                 await error_respond(
                     self, status=400, message="The Host header is not allowed here.", code="bad_host"

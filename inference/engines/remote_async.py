@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from gatehouse.outbound import OutboundUrlRefused, outbound_url_check_async
+from gatehouse.tracing import tracing_on, upstream_call
 from inference.engines.base import (
     AsyncTokenCallback,
     ChatFeatures,
@@ -265,24 +266,32 @@ async def remote_call(
     failures: Counter[str] = Counter()
     out: set[str] = set()
     order = upstreams.order()
-    for _ in range(upstreams.tries):
-        candidates = upstreams.candidates(order, failures=failures, out=out)
-        if not candidates:
-            break
-        taken = await upstreams.take_async(candidates, tokens=tokens, seconds=seconds)
-        if taken is None:
-            tried.append(Attempt(", ".join(upstream.name for upstream in candidates), AT_LIMIT))
-            break
-        upstream, lease = taken
-        result: _T | _NotAnswered = _NOT_ANSWERED
-        try:
-            result = await _try(upstream, attempt, failures=failures, out=out, tried=tried)
-        finally:
-            if lease is not NO_LEASE:
-                cost = 0 if isinstance(result, _NotAnswered) else used(result)
-                await deployment_give_back_async(lease=lease, tokens=cost)
-        if not isinstance(result, _NotAnswered):
-            return result
+    # Its tries' client spans say whom they asked, and which try each was (gatehouse.tracing).
+    traced = upstream_call() if tracing_on() else None
+    try:
+        for _ in range(upstreams.tries):
+            candidates = upstreams.candidates(order, failures=failures, out=out)
+            if not candidates:
+                break
+            taken = await upstreams.take_async(candidates, tokens=tokens, seconds=seconds)
+            if taken is None:
+                tried.append(Attempt(", ".join(upstream.name for upstream in candidates), AT_LIMIT))
+                break
+            upstream, lease = taken
+            if traced is not None:
+                traced.target(base_url=upstream.engine.base_url, model=upstream.engine.model)
+            result: _T | _NotAnswered = _NOT_ANSWERED
+            try:
+                result = await _try(upstream, attempt, failures=failures, out=out, tried=tried)
+            finally:
+                if lease is not NO_LEASE:
+                    cost = 0 if isinstance(result, _NotAnswered) else used(result)
+                    await deployment_give_back_async(lease=lease, tokens=cost)
+            if not isinstance(result, _NotAnswered):
+                return result
+    finally:
+        if traced is not None:
+            traced.end()
     raise RemoteUnavailable(_nobody_answered(tried))
 
 

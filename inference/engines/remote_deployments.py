@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gatehouse.tracing import tracing_on, upstream_call
 from inference.engines.base import (
     ChatMessage,
     GenerationParams,
@@ -140,27 +141,35 @@ class RemoteDeployments:
         tokens = prompt_tokens_estimate(
             prompt_bytes=sum(len(message.content.encode()) for message in messages)
         )
-        while left:
-            taken = self.take(left, tokens=tokens, seconds=params.max_seconds)
-            if taken is None:
-                break
-            upstream, lease = taken
-            left.remove(upstream)
-            used = 0
-            try:
-                result = upstream.engine.generate_stream(
-                    messages=messages, params=params, on_token=sent, should_stop=should_stop
-                )
-                used = result.prompt_tokens + result.completion_tokens
-                return result
-            except RemoteMalformed:
-                raise
-            except RemoteUnavailable as unavailable:
-                if sent.any:
+        # Its tries' client spans say whom they asked, and which try each was (gatehouse.tracing).
+        traced = upstream_call() if tracing_on() else None
+        try:
+            while left:
+                taken = self.take(left, tokens=tokens, seconds=params.max_seconds)
+                if taken is None:
+                    break
+                upstream, lease = taken
+                left.remove(upstream)
+                if traced is not None:
+                    traced.target(base_url=upstream.engine.base_url, model=upstream.engine.model)
+                used = 0
+                try:
+                    result = upstream.engine.generate_stream(
+                        messages=messages, params=params, on_token=sent, should_stop=should_stop
+                    )
+                    used = result.prompt_tokens + result.completion_tokens
+                    return result
+                except RemoteMalformed:
                     raise
-                error = unavailable
-            finally:
-                deployment_give_back(lease=lease, tokens=used)
+                except RemoteUnavailable as unavailable:
+                    if sent.any:
+                        raise
+                    error = unavailable
+                finally:
+                    deployment_give_back(lease=lease, tokens=used)
+        finally:
+            if traced is not None:
+                traced.end()
         raise error
 
     def take(

@@ -45,6 +45,8 @@ READ_ELSEWHERE = {
     "PROMETHEUS_MULTIPROC_DIR": "module:prometheus_client.values",
     # The worker's own /metrics endpoint.
     "GATEHOUSE_WORKER_METRICS_PORT": "platform/celery.py",
+    # The worker probes' directory, read without Django (a probe must start fast).
+    "GATEHOUSE_WORKER_PROBE_DIR": "platform/worker_probe.py",
     # The platform admin's first password, read by the bootstrap command.
     "GATEHOUSE_ADMIN_PASSWORD": "platform/management/commands/bootstrap.py",
 }
