@@ -3,9 +3,11 @@ provider's groups map to (`sso_sign_in`); the API's exchange turns one into a se
 (`sso_tokens_obtain`).
 
 A first sign-in creates the person (just in time) when the provider allows it, with an
-unusable password: they sign in through the provider. A local account of the same name is
-never taken over: an admin links it first. A deactivated person is refused, whatever the
-provider says. Every sign-in, refusal, link and mapped change is on the audit trail.
+unusable password: they sign in through the provider. A local account of the same name (in
+any letter case) is never taken over: an admin links it first, unless SCIM provisioned it for
+people to sign in to (no password, no provider account yet). A deactivated person is refused,
+whatever the provider says. Every sign-in, refusal, link and mapped change is on the audit
+trail.
 """
 
 import hashlib
@@ -97,7 +99,7 @@ def _username(provider: OidcProvider, claims: Mapping[str, Any]) -> str:
 
 def _person_create(*, provider: OidcProvider, claims: Mapping[str, Any], roles: set[str]) -> User:
     username = _username(provider, claims)
-    if User.objects.filter(username=username).exists():
+    if User.objects.filter(username__iexact=username).exists():
         raise SsoRefused(
             code="username_taken",
             message=(
@@ -163,7 +165,7 @@ def _provisioned_account(username: str) -> User | None:
     """The account SCIM provisioned under `username` for the identity provider to sign in to:
     managed by SCIM, with no password and no provider account linked yet."""
     account = User.objects.filter(
-        username=username, scim_link__isnull=False, external_identities__isnull=True
+        username__iexact=username, scim_link__isnull=False, external_identities__isnull=True
     ).first()
     return account if account is not None and not account.has_usable_password() else None
 
@@ -240,7 +242,7 @@ def sso_second_factor_check(
     The provider's own second factor (its `amr`/`acr`, where the operator trusts them) stands
     in for Gatehouse's. Otherwise anyone with an authenticator must give its code (under the
     same lockout counters as password logins), and someone whose role requires one and has
-    none is refused. Raises `SsoRefused`.
+    none is refused with an enrolment token. Raises `SsoRefused`.
     """
     user = sign_in.user
     if sign_in.provider_mfa:
@@ -265,7 +267,9 @@ def sso_second_factor_check(
             code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=attempt.lockout.retry_after_seconds
         )
     try:
-        device = two_factor_verify(user=user, code=otp)
+        device = two_factor_verify(
+            user=user, code=otp, metadata={"for": "login", "channel": channel, "method": "oidc"}
+        )
     except BaseException:
         login_attempt_release(attempt=attempt)
         raise

@@ -132,6 +132,15 @@ def test_a_deactivated_person_cannot_sign_in(client: Client, corp: OidcProviderP
     assert b"disabled" in answer.content
 
 
+def test_a_local_account_differing_only_in_case_is_not_doubled(
+    client: Client, corp: OidcProviderProcess, bob: User
+) -> None:
+    corp.person("Bob")
+    answer = sign_in(client, corp, "Bob")
+    assert answer.status_code == 403
+    assert not User.objects.filter(username="Bob").exists()
+
+
 def test_a_local_account_of_the_same_name_is_not_taken_over(
     client: Client, corp: OidcProviderProcess, bob: User
 ) -> None:
