@@ -114,7 +114,11 @@ def sso_login_callback(request: HttpRequest, provider_name: str) -> HttpResponse
         sso_failure_record(provider=provider.name, refusal=refused, channel="console", subject=subject)
         if refused.enrolment_token:
             # Signed in nowhere yet: the enrolment page only, until an authenticator is confirmed.
-            console_enrolment_hold(request=request, token=refused.enrolment_token)
+            console_enrolment_hold(
+                request=request,
+                token=refused.enrolment_token,
+                login={"method": "oidc", "provider": provider.name},
+            )
             return HttpResponseRedirect(reverse("admin:account_2fa"))
         return _refused_page(request, refused, status=503 if refused.code == "provider_unavailable" else 403)
     return _console_login(request, sign_in=sign_in, device=None)

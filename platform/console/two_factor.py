@@ -36,6 +36,8 @@ from accounts.services.two_factor import (
 
 # The session key of a pending enrolment's token (no login yet).
 CONSOLE_ENROLMENT_TOKEN = "gatehouse_2fa_enrolment_token"  # noqa: S105 - a session key, not a secret
+# How the person with a pending enrolment logged in (a password, or single sign-on).
+CONSOLE_ENROLMENT_LOGIN = "gatehouse_2fa_enrolment_login"
 # Enrolment follows a right password (the login policy's), so the login is a password login.
 _PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"  # noqa: S105 - a class path
 _SIGNED_IN_ACTIONS = frozenset({"start", "confirm", "remove", "regenerate"})
@@ -60,11 +62,14 @@ class TwoFactorProofForm(forms.Form):
     )
 
 
-def console_enrolment_hold(*, request: HttpRequest, token: str) -> None:
+def console_enrolment_hold(*, request: HttpRequest, token: str, login: dict[str, str] | None = None) -> None:
     """Keep `token` in this browser's session, under a new session key (so a session id
-    planted before the password was typed cannot enrol its own authenticator)."""
+    planted before the password was typed cannot enrol its own authenticator). `login` says how
+    the person proved who they are (default a password), for the audit row of the login that
+    the confirmation opens."""
     request.session.cycle_key()
     request.session[CONSOLE_ENROLMENT_TOKEN] = token
+    request.session[CONSOLE_ENROLMENT_LOGIN] = login or {"method": "password"}
 
 
 def console_enrolment_pending(request: HttpRequest) -> tuple[User, str] | None:
@@ -108,9 +113,10 @@ def _act(
         shown["recovery_codes"] = confirmed.recovery_codes
         if pending_token is not None:
             request.session.pop(CONSOLE_ENROLMENT_TOKEN, None)
+            how = request.session.pop(CONSOLE_ENROLMENT_LOGIN, None) or {"method": "password"}
             user.otp_device = confirmed.device  # type: ignore[attr-defined]  # django-otp marks the session
             user.login_audit = {  # type: ignore[attr-defined]  # read by the console login's audit
-                "method": "password",
+                **how,
                 "second_factor": True,
                 "second_factor_method": "totp",
                 "enrolment": True,

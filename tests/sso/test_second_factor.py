@@ -50,6 +50,10 @@ def test_an_admin_without_a_second_factor_is_sent_to_enrol_first(
     assert confirmed.status_code == 200
     assert client.session["_auth_user_id"] == str(erin.pk)
     assert client.get("/admin/").status_code == 200
+    login = AuditEvent.objects.get(action="auth.login.succeeded")
+    assert login.metadata["method"] == "oidc"
+    assert login.metadata["provider"] == "corp"
+    assert login.metadata["enrolment"] is True
 
 
 def test_a_trusted_amr_satisfies_the_requirement(
