@@ -111,8 +111,11 @@ def balancer(gatehouse: ServedGatehouse, second_server: str) -> Iterator[RoundRo
 
 
 def _worker_control(gatehouse: ServedGatehouse) -> Celery:
-    """A Celery client on the stack's broker (its Redis database, not the suite's)."""
-    return Celery(broker=gatehouse.env["REDIS_URL"])
+    """A Celery client on the stack's broker (its Redis database, not the suite's).
+
+    Not made the current app: shared tasks resolve to the current app, so the suite's own
+    tasks would be sent to this broker afterwards."""
+    return Celery(broker=gatehouse.env["REDIS_URL"], set_as_current=False)
 
 
 @pytest.fixture(scope="module")
