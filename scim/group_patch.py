@@ -14,10 +14,16 @@ from dataclasses import replace
 
 from scim.documents import GROUP_SCHEMA
 from scim.errors import invalid_path, invalid_value, mutability
-from scim.patch import QUOTED, READ_ONLY, PatchOperation, each_attribute, path_without_schema
+from scim.patch import (
+    QUOTED,
+    READ_ONLY,
+    PatchOperation,
+    each_attribute,
+    external_id_patch,
+    path_without_schema,
+)
 from scim.payloads import (
     MAX_DISPLAY_NAME,
-    MAX_EXTERNAL_ID,
     GroupAttributes,
     member_ids_of,
     scim_id_canonical,
@@ -81,15 +87,8 @@ def _display_name(state: GroupAttributes, operation: PatchOperation, path: str) 
     return replace(state, display_name=text)
 
 
-def _external_id(state: GroupAttributes, operation: PatchOperation, path: str) -> GroupAttributes:
-    text = (
-        "" if operation.op == "remove" else text_value("externalId", operation.value, limit=MAX_EXTERNAL_ID)
-    )
-    return replace(state, external_id=text)
-
-
 _HANDLERS: dict[str, _Handler] = {
     "members": _members,
     "displayname": _display_name,
-    "externalid": _external_id,
+    "externalid": external_id_patch,
 }

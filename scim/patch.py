@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from scim.documents import PATCH_OP_SCHEMA
 from scim.errors import invalid_path, invalid_syntax, invalid_value, no_target
+from scim.payloads import MAX_EXTERNAL_ID, GroupAttributes, UserAttributes, text_value
 
 MAX_OPERATIONS = 200
 _OPS = ("add", "replace", "remove")
@@ -86,3 +87,15 @@ def each_attribute(state: _S, operation: PatchOperation, apply: Callable[[_S, Pa
     for key, item in operation.value.items():
         state = apply(state, replace(operation, path=str(key), value=item))
     return state
+
+
+_Resource = TypeVar("_Resource", UserAttributes, GroupAttributes)
+
+
+def external_id_patch(state: _Resource, operation: PatchOperation, path: str) -> _Resource:
+    """`externalId`, the same on a User and a Group: add and replace set it, remove clears it.
+    Raises ScimError (invalidValue) for a value that is not a string within MAX_EXTERNAL_ID."""
+    text = (
+        "" if operation.op == "remove" else text_value("externalId", operation.value, limit=MAX_EXTERNAL_ID)
+    )
+    return replace(state, external_id=text)

@@ -17,9 +17,15 @@ from dataclasses import replace
 
 from scim.documents import ENTERPRISE_USER_SCHEMA, USER_SCHEMA
 from scim.errors import invalid_path, invalid_value, mutability, no_target
-from scim.patch import QUOTED, READ_ONLY, PatchOperation, each_attribute, path_without_schema
+from scim.patch import (
+    QUOTED,
+    READ_ONLY,
+    PatchOperation,
+    each_attribute,
+    external_id_patch,
+    path_without_schema,
+)
 from scim.payloads import (
-    MAX_EXTERNAL_ID,
     MAX_NAME_PART,
     MAX_USER_NAME,
     UserAttributes,
@@ -120,13 +126,6 @@ def _active(state: UserAttributes, operation: PatchOperation, path: str) -> User
     return replace(state, active=boolean_value("active", operation.value))
 
 
-def _external_id(state: UserAttributes, operation: PatchOperation, path: str) -> UserAttributes:
-    text = (
-        "" if operation.op == "remove" else text_value("externalId", operation.value, limit=MAX_EXTERNAL_ID)
-    )
-    return replace(state, external_id=text)
-
-
 _HANDLERS: dict[str, _Handler] = {
     "username": _user_name,
     "name": _name,
@@ -135,7 +134,7 @@ _HANDLERS: dict[str, _Handler] = {
     "emails": _emails,
     "emails.value": _emails,
     "active": _active,
-    "externalid": _external_id,
+    "externalid": external_id_patch,
 }
 
 

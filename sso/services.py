@@ -22,17 +22,17 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django_otp.models import Device
 
 from accounts.enrolment_tokens import enrolment_token_issue
-from accounts.login_throttle import (
-    login_attempt_fail,
-    login_attempt_release,
-    login_attempt_reserve,
-    login_attempt_succeed,
-)
 from accounts.models import Team, User
 from accounts.roles import Role
-from accounts.services.login import LOGIN_LOCKED_MESSAGE, login_attempt_subject
+from accounts.services.login import (
+    LOGIN_LOCKED_MESSAGE,
+    LoginGuessWrong,
+    LoginLockedOut,
+    login_attempt_check,
+)
 from accounts.services.sessions import TokenPair, auth_session_open
 from accounts.services.users import group_membership_changes_record, sessions_revoke_all, user_create
 from accounts.two_factor import two_factor_enrolled, two_factor_required, two_factor_verify
@@ -261,33 +261,28 @@ def sso_second_factor_check(
         return False
     if not otp:
         raise SsoRefused(code="otp_required", message="Enter the one-time code of your authenticator.")
-    attempt = login_attempt_reserve(username=user.get_username(), client_ip=client_ip)
-    if attempt.lockout is not None:
-        raise SsoRefused(
-            code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=attempt.lockout.retry_after_seconds
-        )
-    try:
+
+    def code_check() -> Device:
         device = two_factor_verify(
             user=user, code=otp, metadata={"for": "login", "channel": channel, "method": "oidc"}
         )
-    except BaseException:
-        login_attempt_release(attempt=attempt)
-        raise
-    if device is None:
-        login_attempt_fail(attempt=attempt)
-        audit_event_record(
-            action="auth.login.failed",
-            **login_attempt_subject(username=user.get_username()),
-            outcome=AuditEvent.Outcome.FAILURE,
-            metadata={
-                "method": "oidc",
-                "provider": sign_in.provider,
-                "channel": channel,
-                "reason": "otp_invalid",
-            },
+        if device is None:
+            raise LoginGuessWrong("otp_invalid")
+        return device
+
+    try:
+        device = login_attempt_check(
+            username=user.get_username(),
+            client_ip=client_ip,
+            check=code_check,
+            failure_metadata={"method": "oidc", "provider": sign_in.provider, "channel": channel},
         )
-        raise SsoRefused(code="otp_invalid", message="That one-time code is not right.")
-    login_attempt_succeed(attempt=attempt)
+    except LoginLockedOut as locked:
+        raise SsoRefused(
+            code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=locked.lockout.retry_after_seconds
+        ) from None
+    except LoginGuessWrong:
+        raise SsoRefused(code="otp_invalid", message="That one-time code is not right.") from None
     user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
     return True
 

@@ -13,9 +13,13 @@ the answer never says which of them was right. Wrong passwords and wrong or miss
 count toward the lockout; a login that passes clears its account-and-address counter. The
 refusals that follow a right password (no password login, enrolment required) say so, as
 they are only told to whoever knows the password, and count neither way.
+
+The counting and the failure's audit are `login_attempt_check`, which single sign-on's code
+check (sso.services) goes through as well, under the same counters.
 """
 
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from django.contrib.auth import authenticate
 from django_otp.models import Device
@@ -23,7 +27,6 @@ from django_otp.models import Device
 from accounts.enrolment_tokens import ENROLMENT_TOKEN_TTL_SECONDS, enrolment_token_issue
 from accounts.login_throttle import (
     Lockout,
-    LoginAttempt,
     login_attempt_fail,
     login_attempt_release,
     login_attempt_reserve,
@@ -35,6 +38,8 @@ from accounts.two_factor import two_factor_enrolled, two_factor_required, two_fa
 from audit.models import AuditEvent
 from audit.services import audit_event_record
 from gatehouse.metrics import LOGINS_BLOCKED
+
+_T = TypeVar("_T")
 
 LoginChannel = Literal["api", "console"]
 LoginRefusalCode = Literal[
@@ -86,12 +91,66 @@ def login_attempt_subject(*, username: str) -> dict[str, Any]:
     return {"actor": account, "actor_kind": AuditEvent.ActorKind.ANONYMOUS, "target": account}
 
 
-class _WrongGuess(Exception):
-    """A wrong password, or a missing or wrong one-time code; `reason` is for auditors."""
+class LoginGuessWrong(Exception):
+    """A wrong password, or a missing or wrong one-time code: raised by the check that
+    `login_attempt_check` runs. `reason` is for auditors; once the guess is counted,
+    `lockout` is the lockout it set off by filling a counter, if it did."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.lockout: Lockout | None = None
+
+
+class LoginLockedOut(Exception):
+    """A login attempt refused by a lockout before anything of it was checked."""
+
+    def __init__(self, lockout: Lockout) -> None:
+        super().__init__(lockout.scope)
+        self.lockout = lockout
+
+
+def login_attempt_check(
+    *,
+    username: str,
+    client_ip: str | None,
+    check: Callable[[], _T],
+    failure_metadata: Mapping[str, Any],
+) -> _T:
+    """Run `check` as one login attempt at `username` under the lockout counters; returns its result.
+
+    The attempt takes its slots (accounts.login_throttle) before `check` runs, and a result
+    clears its account-and-address counter. Failure modes, each left to the caller to answer
+    as its door does:
+
+    - a lockout refuses the attempt: raises `LoginLockedOut`, and `check` never runs;
+    - `check` raises `LoginGuessWrong`: the guess keeps its slots (counted first, so it stays
+      counted even if the audit write fails), `auth.login.failed` is audited with
+      `failure_metadata` and the guess's reason, and the same exception is raised again with
+      `lockout` set to any lockout it set off (whose audit is the caller's);
+    - `check` raises anything else (an error, a refusal that is no guess): the slots go back
+      and the exception propagates.
+    """
+    attempt = login_attempt_reserve(username=username, client_ip=client_ip)
+    if attempt.lockout is not None:
+        raise LoginLockedOut(attempt.lockout)
+    try:
+        result = check()
+    except LoginGuessWrong as wrong:
+        wrong.lockout = login_attempt_fail(attempt=attempt)
+        audit_event_record(
+            action="auth.login.failed",
+            **login_attempt_subject(username=username),
+            outcome=AuditEvent.Outcome.FAILURE,
+            metadata={**failure_metadata, "reason": wrong.reason},
+        )
+        raise
+    except BaseException:
+        # No verdict on the guess (an error, or a right password that may not log in yet).
+        login_attempt_release(attempt=attempt)
+        raise
+    login_attempt_succeed(attempt=attempt)
+    return result
 
 
 def _blocked(*, lockout: Lockout, username: str, channel: LoginChannel) -> LoginRefused:
@@ -111,24 +170,16 @@ def _blocked(*, lockout: Lockout, username: str, channel: LoginChannel) -> Login
     return LoginRefused(code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=lockout.retry_after_seconds)
 
 
-def _failure(*, attempt: LoginAttempt, username: str, channel: LoginChannel, reason: str) -> LoginRefused:
-    """Count and audit one failed attempt; returns the refusal to raise."""
-    # Counted first: the slot stays taken even if the audit write fails.
-    triggered = login_attempt_fail(attempt=attempt)
-    audit_event_record(
-        action="auth.login.failed",
-        **login_attempt_subject(username=username),
-        outcome=AuditEvent.Outcome.FAILURE,
-        metadata={"method": "password", "channel": channel, "reason": reason},
-    )
-    if triggered is not None:
+def _failure(*, wrong: LoginGuessWrong, username: str, channel: LoginChannel) -> LoginRefused:
+    """Audit the lockout a counted failure set off, if any; returns the refusal to raise."""
+    if wrong.lockout is not None:
         audit_event_record(
             action="auth.login.locked",
             **login_attempt_subject(username=username),
             outcome=AuditEvent.Outcome.DENIED,
             metadata={
-                "lockout": triggered.scope,
-                "seconds": triggered.retry_after_seconds,
+                "lockout": wrong.lockout.scope,
+                "seconds": wrong.lockout.retry_after_seconds,
                 "channel": channel,
             },
         )
@@ -146,18 +197,17 @@ def login_authenticate(
     dummy password for unknown usernames, so the answer takes as long either way. Success is
     audited by the caller, which knows what the login opened (a session, a console visit).
     """
-    attempt = login_attempt_reserve(username=username, client_ip=client_ip)
-    if attempt.lockout is not None:
-        raise _blocked(lockout=attempt.lockout, username=username, channel=channel)
     try:
-        user, device = _credentials_check(username=username, password=password, otp=otp, channel=channel)
-    except _WrongGuess as wrong:
-        raise _failure(attempt=attempt, username=username, channel=channel, reason=wrong.reason) from None
-    except BaseException:
-        # No verdict on the guess (an error, or a right password that may not log in yet).
-        login_attempt_release(attempt=attempt)
-        raise
-    login_attempt_succeed(attempt=attempt)
+        user, device = login_attempt_check(
+            username=username,
+            client_ip=client_ip,
+            check=lambda: _credentials_check(username=username, password=password, otp=otp, channel=channel),
+            failure_metadata={"method": "password", "channel": channel},
+        )
+    except LoginLockedOut as locked:
+        raise _blocked(lockout=locked.lockout, username=username, channel=channel) from None
+    except LoginGuessWrong as wrong:
+        raise _failure(wrong=wrong, username=username, channel=channel) from None
     user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
     return user
 
@@ -165,10 +215,10 @@ def login_authenticate(
 def _credentials_check(
     *, username: str, password: str, otp: str | None, channel: LoginChannel
 ) -> tuple[User, Device | None]:
-    """The user and the authenticator that accepted the code; raises `_WrongGuess` or `LoginRefused`."""
+    """The user and the authenticator that accepted the code; raises `LoginGuessWrong` or `LoginRefused`."""
     user = authenticate(username=username, password=password)
     if not isinstance(user, User):
-        raise _WrongGuess("password")
+        raise LoginGuessWrong("password")
     if not password_login_allowed(user):
         # Shown only after a right password, so it never says which accounts exist.
         _refusal_record(username=username, channel=channel, reason="password_login_disabled")
@@ -176,10 +226,10 @@ def _credentials_check(
     device = None
     if two_factor_enrolled(user):
         if not otp:
-            raise _WrongGuess("otp_missing")
+            raise LoginGuessWrong("otp_missing")
         device = two_factor_verify(user=user, code=otp, metadata={"for": "login", "channel": channel})
         if device is None:
-            raise _WrongGuess("otp_invalid")
+            raise LoginGuessWrong("otp_invalid")
     elif two_factor_required(user):
         # Shown only after a right password: it says the account exists and needs enrolling.
         _refusal_record(username=username, channel=channel, reason="otp_enrolment_required")

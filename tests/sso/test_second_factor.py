@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.roles import Role
@@ -18,6 +19,7 @@ from tests.sso.oidc_provider import OidcProviderProcess
 from tests.sso.test_console_sign_in import sign_in
 
 pytestmark = pytest.mark.django_db
+EXCHANGE = "/api/auth/oidc/token/"
 
 
 def code_of(device: TOTPDevice) -> str:
@@ -106,3 +108,33 @@ def test_the_code_page_without_a_parked_sign_in_refuses(client: Client, corp: Oi
     answer = client.post("/auth/oidc/verify/", {"otp": "123456"})
     assert answer.status_code == 403
     assert b"expired" in answer.content
+
+
+def test_wrong_codes_count_toward_the_login_lockout(corp: OidcProviderProcess) -> None:
+    """The exchange's code check shares the password logins' counters: five wrong codes from one
+    address lock the account there, for the exchange and the password login alike."""
+    api = APIClient()
+    corp.person("erin")
+    assert api.post(EXCHANGE, {"provider": "corp", "id_token": corp.id_token_for("erin")}).status_code == 200
+    erin = User.objects.get(username="erin")
+    TOTPDevice.objects.create(user=erin, name="phone", confirmed=True)
+
+    def exchange(otp: str) -> Any:
+        body = {"provider": "corp", "id_token": corp.id_token_for("erin"), "otp": otp}
+        return api.post(EXCHANGE, body, format="json")
+
+    wrong = [exchange("000000") for _ in range(5)]
+    assert [answer.json()["code"] for answer in wrong] == ["otp_invalid"] * 5
+    locked = exchange("000000")
+    assert locked.status_code == 429
+    assert int(locked["Retry-After"]) > 0
+    failed = AuditEvent.objects.filter(action="auth.login.failed")
+    assert [(e.metadata["method"], e.metadata["provider"], e.metadata["reason"]) for e in failed] == [
+        ("oidc", "corp", "otp_invalid")
+    ] * 5
+    refusals = [
+        e.metadata["reason"] for e in AuditEvent.objects.filter(action="auth.sso.failed").order_by("id")
+    ]
+    assert refusals == ["otp_invalid"] * 5 + ["locked"]
+    password = api.post("/api/auth/token/", {"username": "erin", "password": "x"}, format="json")
+    assert password.status_code == 429
