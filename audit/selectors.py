@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from audit.checkpoints import checkpoint_latest
-from audit.models import AuditEvent, AuditSubject
+from audit.models import (
+    AuditEvent,
+    AuditSubject,
+    ComplianceRequest,
+    ErasureRequest,
+    ExportRequest,
+    VerificationRun,
+)
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,88 @@ def audit_chain_status() -> dict[str, Any]:
         + pending["pending_events"],
         **pending,
     }
+
+
+@dataclass(frozen=True)
+class ComplianceFigures:
+    """One kind of data-protection request (exports or erasures), as /metrics exports it."""
+
+    by_status: dict[str, int]
+    # Past their legal deadline and unanswered: open ones, and failed ones not asked again.
+    overdue: int
+    # Failed, with the person still there and no request of the same kind asked for them since.
+    failed_unresolved: int
+    # How long the oldest pending or running request has waited since it was asked (0: none).
+    open_oldest_seconds: float
+
+
+def compliance_request_figures(*, now: datetime | None = None) -> dict[str, ComplianceFigures]:
+    """Exports and erasures by status, overdue, failed and not asked again, and the oldest
+    still open: one aggregate query per kind, cheap enough for every scrape.
+
+    A failed request is answered by asking again for the same person (the console's queue),
+    which resolves it: it then counts neither as a failure awaiting someone nor as overdue.
+    One whose person is gone (erased since, or deleted) has nobody left to answer.
+    """
+    now = now or timezone.now()
+    status = ComplianceRequest.Status
+    kinds: tuple[tuple[str, type[ExportRequest] | type[ErasureRequest]], ...] = (
+        ("export", ExportRequest),
+        ("erasure", ErasureRequest),
+    )
+    figures = {}
+    for kind, model in kinds:
+        asked_again = model.objects.filter(
+            subject_pseudonym=OuterRef("subject_pseudonym"), created_at__gt=OuterRef("created_at")
+        )
+        unresolved = Q(~Exists(asked_again), status=status.FAILED, subject__isnull=False)
+        found = model.objects.aggregate(
+            **{value: Count("pk", filter=Q(status=value)) for value in status.values},
+            overdue=Count(
+                "pk", filter=Q(due_at__lt=now) & (Q(status__in=[status.PENDING, status.RUNNING]) | unresolved)
+            ),
+            failed_unresolved=Count("pk", filter=unresolved),
+            open_oldest=Min("created_at", filter=Q(status__in=[status.PENDING, status.RUNNING])),
+        )
+        oldest = found["open_oldest"]
+        figures[kind] = ComplianceFigures(
+            by_status={value: int(found[value]) for value in status.values},
+            overdue=int(found["overdue"]),
+            failed_unresolved=int(found["failed_unresolved"]),
+            open_oldest_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        )
+    return figures
+
+
+@dataclass(frozen=True)
+class VerificationFigures:
+    """The recorded runs of the trail's verification (`VerificationRun`), as /metrics exports them."""
+
+    runs: dict[str, int]  # by result: passed, failed, error
+    # When the last run that checked the whole trail (passed or failed) ended; None: none has.
+    last_at: datetime | None
+    # Whether that run passed; None when there is none.
+    last_passed: bool | None
+    # When the last run that passed ended; None: none has.
+    last_passed_at: datetime | None
+
+
+def audit_verification_figures() -> VerificationFigures:
+    """One aggregate query over the recorded verification runs (a row a day or so).
+
+    A run that ended in an error checked nothing: it is counted, but it is neither the last
+    run nor a pass, so a verification that keeps failing to finish grows stale.
+    """
+    result = VerificationRun.Result
+    found = VerificationRun.objects.aggregate(
+        **{value: Count("pk", filter=Q(result=value)) for value in result.values},
+        last_at=Max("finished_at", filter=Q(result__in=[result.PASSED, result.FAILED])),
+        last_passed_at=Max("finished_at", filter=Q(result=result.PASSED)),
+    )
+    last_at, last_passed_at = found["last_at"], found["last_passed_at"]
+    return VerificationFigures(
+        runs={value: int(found[value]) for value in result.values},
+        last_at=last_at,
+        last_passed=None if last_at is None else last_passed_at == last_at,
+        last_passed_at=last_passed_at,
+    )

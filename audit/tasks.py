@@ -23,6 +23,16 @@ def audit_seal_pending() -> int:
     return _seal_pending(wait=False).sealed
 
 
+@shared_task(name="audit.tasks.audit_verify", ignore_result=True)
+def audit_verify() -> bool:
+    """Beat's `audit-verify`: seal, walk the whole trail and record the run (for /metrics and
+    the alerts); returns whether the trail verifies."""
+    from audit.models import VerificationRun
+    from audit.verification import audit_verify_run
+
+    return audit_verify_run(source=VerificationRun.Source.SCHEDULE).ok
+
+
 # A worker lost mid-task (killed, out of memory) must not lose the request: the message is
 # acknowledged only once the task ends, and handed back if the worker dies. The claim inside
 # makes the second delivery harmless.

@@ -12,10 +12,13 @@ rows not yet sealed:
 - personal details: do the names and addresses match the digests chained for them, and have
   erased people's details stayed blank?
 
-`audit_chain_verify` does not seal; `manage.py audit_verify` (unless given --no-seal) and the
-auditor API's verify view seal what is pending first.
+`audit_chain_verify` does not seal and records nothing; `audit_verify_run`, which `manage.py
+audit_verify`, beat's daily `audit-verify` and the auditor API's verify view call, seals what is
+pending first (the command unless given --no-seal) and records the run (`VerificationRun`), which
+`/metrics` reads for the alerts.
 """
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit import chain
@@ -37,8 +40,11 @@ from audit.checkpoints import (
     verification_keys,
 )
 from audit.digests import audit_row_digest_matches, audit_row_keys
-from audit.sealing import REFUSED_ACTION, REFUSED_TARGET_TYPE
+from audit.models import VerificationRun
+from audit.sealing import REFUSED_ACTION, REFUSED_TARGET_TYPE, audit_seal_pending
 from audit.subjects import audit_subject_keys
+
+logger = logging.getLogger(__name__)
 
 _PAGE = 5000
 # Personal-detail problems are listed up to this many; the count is always complete.
@@ -291,4 +297,74 @@ def audit_chain_verify(*, personal: bool = True) -> VerificationReport:
         and not report.tampered_pending_count
     )
     report.seconds = round(time.perf_counter() - started, 4)
+    return report
+
+
+def _first_problem(report: VerificationReport) -> str:
+    problems = [
+        report.first_break,
+        *report.checkpoint_problems,
+        *report.tampered_pending,
+        *report.personal_problems,
+    ]
+    found = next((problem for problem in problems if problem is not None), None)
+    return found.reason if found else ""
+
+
+def _run_record(
+    *,
+    started_at: datetime,
+    source: VerificationRun.Source,
+    personal: bool,
+    result: VerificationRun.Result,
+    report: VerificationReport | None = None,
+    detail: str = "",
+) -> None:
+    """Keep the run for /metrics. A database that refuses the row (a read-only role, or the
+    database being what failed) loses the record, not the verification: it is logged."""
+    try:
+        with transaction.atomic():  # a savepoint inside a caller's transaction
+            VerificationRun.objects.create(
+                started_at=started_at,
+                finished_at=timezone.now(),
+                result=result,
+                source=source,
+                personal=personal,
+                events=report.events if report else 0,
+                head_sequence=report.head_sequence if report else 0,
+                seconds=report.seconds if report else 0.0,
+                detail=detail[:2000],
+            )
+    except DatabaseError:
+        logger.warning("could not record an audit verification run (%s)", result, exc_info=True)
+
+
+def audit_verify_run(
+    *, source: VerificationRun.Source, personal: bool = True, seal: bool = True
+) -> VerificationReport:
+    """Seal what is pending (unless `seal` is False), verify the whole trail, and record the run
+    as passed or failed. A run that raises is recorded as an error (the trail was not checked)
+    and the exception propagates."""
+    started_at = timezone.now()
+    try:
+        if seal:
+            audit_seal_pending()
+        report = audit_chain_verify(personal=personal)
+    except Exception as error:
+        _run_record(
+            started_at=started_at,
+            source=source,
+            personal=personal,
+            result=VerificationRun.Result.ERROR,
+            detail=f"{type(error).__name__}: {error}",
+        )
+        raise
+    _run_record(
+        started_at=started_at,
+        source=source,
+        personal=personal,
+        result=VerificationRun.Result.PASSED if report.ok else VerificationRun.Result.FAILED,
+        report=report,
+        detail=_first_problem(report),
+    )
     return report

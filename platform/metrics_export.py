@@ -2,8 +2,11 @@
 
 Scrape-time figures are read, not counted, because they are state other processes own:
 generations waiting per model (the broker's queues), the audit chain's lag behind its last
-signed checkpoint, and GPU memory where this process drives a GPU. The queue's bound and the
-checkpoint interval are exported beside them, so alerts compare with the configured values.
+signed checkpoint, data-protection requests (worked by Celery workers), the recorded runs of the
+trail's verification (a command, beat's task or the auditor API, wherever it ran), and GPU
+memory where this process drives a GPU. The queue's bound and the checkpoint and verification
+intervals are exported beside them, so alerts compare with the configured values. Every web pod
+reads the same database, so these figures are the same on each (the alerts take their max).
 """
 
 import hmac
@@ -20,7 +23,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -33,6 +36,8 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from _queue_depth()
         yield from _audit_lag()
+        yield from _audit_verification()
+        yield from _compliance_requests()
 
 
 class GpuCollector(Collector):
@@ -105,6 +110,86 @@ def _audit_lag() -> Iterator[Metric]:
         "gatehouse_audit_pending_oldest_seconds", "Seconds the oldest unsealed audit event has waited (0: none).",
         value=status["pending_oldest_seconds"] or 0.0,
     )  # fmt: skip
+
+
+def _audit_verification() -> Iterator[Metric]:
+    from audit.selectors import audit_verification_figures
+
+    try:
+        figures = audit_verification_figures()
+    except Exception:
+        logger.warning("metrics: could not read the audit verification runs", exc_info=True)
+        return
+    # Counted from the recorded runs (audit.models.VerificationRun): the same on every web pod,
+    # and it falls only where someone deletes runs (Prometheus takes that for a reset).
+    runs = CounterMetricFamily(
+        "gatehouse_audit_verify_runs", "Recorded verifications of the whole audit trail, by result (passed, "
+        "failed: problems found, error: it could not finish).", labels=["result"],
+    )  # fmt: skip
+    for result, count in figures.runs.items():
+        runs.add_metric([result], count)
+    yield runs
+    interval = cast(timedelta, settings.CELERY_BEAT_SCHEDULE["audit-verify"]["schedule"])
+    yield GaugeMetricFamily(
+        "gatehouse_audit_verify_interval_seconds", "Seconds between the verifications of the audit trail beat runs.",
+        value=interval.total_seconds(),
+    )  # fmt: skip
+    if figures.last_at is not None:
+        yield GaugeMetricFamily(
+            "gatehouse_audit_verify_last_run_timestamp_seconds",
+            "When the last verification that checked the whole audit trail (passed or failed) ended.",
+            value=figures.last_at.timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "gatehouse_audit_verify_last_passed", "1 when the last verification of the audit trail passed, else 0.",
+            value=1 if figures.last_passed else 0,
+        )  # fmt: skip
+    if figures.last_passed_at is not None:
+        yield GaugeMetricFamily(
+            "gatehouse_audit_verify_last_success_timestamp_seconds",
+            "When the last verification of the audit trail that passed ended.",
+            value=figures.last_passed_at.timestamp(),
+        )
+
+
+def _compliance_requests() -> Iterator[Metric]:
+    from audit.selectors import compliance_request_figures
+
+    try:
+        figures = compliance_request_figures()
+    except Exception:
+        logger.warning("metrics: could not read the data-protection requests", exc_info=True)
+        return
+    requests = GaugeMetricFamily(
+        "gatehouse_compliance_requests", "Data-protection requests held, by kind (export, erasure) and status.",
+        labels=["kind", "status"],
+    )  # fmt: skip
+    overdue = GaugeMetricFamily(
+        "gatehouse_compliance_requests_overdue",
+        "Data-protection requests past their legal deadline and unanswered (open, or failed and not "
+        "asked again), by kind.",
+        labels=["kind"],
+    )
+    failed = GaugeMetricFamily(
+        "gatehouse_compliance_requests_failed_unresolved",
+        "Data-protection requests that failed and were not asked again for the same person, by kind.",
+        labels=["kind"],
+    )
+    oldest = GaugeMetricFamily(
+        "gatehouse_compliance_open_oldest_seconds",
+        "Seconds since the oldest pending or running data-protection request was asked (0: none), by kind.",
+        labels=["kind"],
+    )
+    for kind, found in figures.items():
+        for status, count in found.by_status.items():
+            requests.add_metric([kind, status], count)
+        overdue.add_metric([kind], found.overdue)
+        failed.add_metric([kind], found.failed_unresolved)
+        oldest.add_metric([kind], found.open_oldest_seconds)
+    yield requests
+    yield overdue
+    yield failed
+    yield oldest
 
 
 def gpu_memory() -> Iterator[Metric]:

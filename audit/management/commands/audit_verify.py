@@ -3,14 +3,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.sealing import audit_seal_pending
-from audit.verification import audit_chain_verify
+from audit.models import VerificationRun
+from audit.verification import audit_verify_run
 
 
 class Command(BaseCommand):
     help = (
         "Verify the audit trail: every hash link, the signed checkpoints in the sink, and the "
-        "personal details against their digests. Exits 1 and names the first broken link if any."
+        "personal details against their digests. Exits 1 and names the first broken link if any. "
+        "Each run is recorded, for /metrics and the alerts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,9 +26,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not options["no_seal"]:
-            audit_seal_pending()
-        report = audit_chain_verify(personal=not options["skip_personal"])
+        report = audit_verify_run(
+            source=VerificationRun.Source.COMMAND,
+            personal=not options["skip_personal"],
+            seal=not options["no_seal"],
+        )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
