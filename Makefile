@@ -43,6 +43,7 @@ deploy-check: install
 	DEBUG=false ALLOWED_HOSTS=gatehouse.example.com \
 	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
 	JWT_SIGNING_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	GATEHOUSE_ENCRYPTION_KEYS=main:$$($(PY) -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())') \
 	$(PY) manage.py check --deploy --fail-level WARNING
 	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version 1.31.0 deploy/k8s/*.yaml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml

@@ -11,6 +11,7 @@ from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.bulk_guard import AuditedQuerySet
+from encryption.fields import EncryptedTextField
 from spend.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, Prices
 
 # The largest weight a deployment may have (weights are shares of a version's calls).
@@ -236,8 +237,9 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="conversations")
-    # The opening of the first user message, so a list is readable.
-    title = models.CharField(max_length=100, blank=True)
+    # The opening of the first user message (at most 100 characters), so a list is readable;
+    # encrypted at rest like the messages.
+    title = EncryptedTextField(blank=True, purpose="inference.conversation.title")
     channel = models.CharField(max_length=16, default="websocket")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -258,7 +260,7 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
+    content = EncryptedTextField(blank=True, purpose="inference.message.content")
     # Assistant messages: which version answered, with what usage, and how it ended.
     version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

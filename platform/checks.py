@@ -24,7 +24,12 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "placeholder", "ex
 SIGNING_KEYS = ("SECRET_KEY", "JWT_SIGNING_KEY", "API_KEY_PEPPER")
 # Secrets whose placeholder must never run, though their form is checked elsewhere (the audit
 # key must decode to 32 bytes; the admin password meets the password validators).
-OTHER_SECRETS = ("GATEHOUSE_METRICS_TOKEN", "GATEHOUSE_AUDIT_SIGNING_KEY", "GATEHOUSE_ADMIN_PASSWORD")
+OTHER_SECRETS = (
+    "GATEHOUSE_METRICS_TOKEN",
+    "GATEHOUSE_AUDIT_SIGNING_KEY",
+    "GATEHOUSE_ENCRYPTION_KEYS",
+    "GATEHOUSE_ADMIN_PASSWORD",
+)
 
 
 def is_placeholder(value: str) -> bool:

@@ -11,7 +11,9 @@ on a PostgreSQL server where the given user may create databases:
 3. restore the dump with `pg_restore` into a fresh database, with a *new* signing key and the
    backed-up public key as a retired one: the backup alone must be enough to verify it;
 4. prove it: `migrate --check`, `audit_verify` over every link and the backed-up checkpoints,
-   a chat with the API key made before the backup, and a new checkpoint that extends the chain.
+   a conversation stored before the backup read back (decrypted with the master key, which is
+   never in a backup: both sides get it from the environment, as from a secret store), a chat
+   with the API key made before the backup, and a new checkpoint that extends the chain.
 
 The scratch databases are dropped at the end unless --keep. Failure modes: any step's non-zero
 exit stops the drill with that step's output (DrillFailed); pg_dump and pg_restore must be of
@@ -144,6 +146,8 @@ def drill_run(drill: Drill) -> DrillResult:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
         "API_KEY_PEPPER": secrets.token_urlsafe(50),
+        # Not in the backup: master keys come from the secret store, on both sides.
+        "GATEHOUSE_ENCRYPTION_KEYS": f"drill:{_seed()}",
     }
     for database in (drill.source, drill.target):
         drill.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', step=f"drop {database}")

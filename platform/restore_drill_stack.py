@@ -1,13 +1,14 @@
 """The restore drill's steps inside a Gatehouse process (gatehouse.restore_drill runs them).
 
-`populate` gives a freshly bootstrapped database a member, an API key and a completed chat,
-all audited, and writes what the later steps need (the key) to a JSON file. `chat` sends one
+`populate` gives a freshly bootstrapped database a member, an API key, a completed chat and a
+stored conversation (encrypted at rest), all audited, and writes what the later steps need (the
+key, the conversation) to a JSON file. `chat` reads the stored conversation back, then sends one
 chat with that key through the whole HTTP stack on the in-process executor and waits for its
-audit record: on a restored database it proves the user, the key, the model and the trail
-came back usable, not only present.
+audit record: on a restored database it proves the user, the key, the model, the trail and the
+encrypted content came back usable (with the master keys from the environment), not only present.
 
-Each step raises SystemExit with a message on failure: a refused or empty answer, or no
-`inference.completed` record within CHAT_AUDIT_SECONDS.
+Each step raises SystemExit with a message on failure: a stored conversation that does not read
+back, a refused or empty answer, or no `inference.completed` record within CHAT_AUDIT_SECONDS.
 """
 
 import argparse
@@ -15,12 +16,14 @@ import json
 import os
 import sys
 import time
+import uuid
 from http import HTTPStatus
 from pathlib import Path
 
 import django
 
 MEMBER = "drill-member"
+STORED_QUESTION = "What does the restore drill keep?"
 CHAT_AUDIT_SECONDS = 30.0
 
 
@@ -66,12 +69,43 @@ def populate(state: Path) -> None:
     member = user_create(username=MEMBER, password=None, roles=[Role.MEMBER], created_by=admin)
     _, key = api_key_create(user=member, name="restore drill", scopes=["chat"], actor=admin)
     _chat(key)
-    state.write_text(json.dumps({"member": MEMBER, "api_key": key}))
+    state.write_text(
+        json.dumps({"member": MEMBER, "api_key": key, "conversation": _conversation_store(member.pk)})
+    )
+
+
+def _conversation_store(owner_id: int) -> str:
+    from inference.models import ModelVersion
+    from inference.services.conversations import conversation_exchange_record
+
+    conversation_id = str(uuid.uuid4())
+    conversation_exchange_record(
+        conversation_id=conversation_id,
+        owner_id=owner_id,
+        version_id=ModelVersion.objects.filter(model__name="demo-tiny").values_list("pk", flat=True)[0],
+        channel="api",
+        new_messages=[{"role": "user", "content": STORED_QUESTION}],
+        reply="Everything.",
+        prompt_tokens=1,
+        completion_tokens=1,
+        finish_reason="stop",
+    )
+    return conversation_id
+
+
+def _conversation_check(conversation_id: str) -> None:
+    from inference.models import Message
+
+    said = [message.content for message in Message.objects.filter(conversation_id=conversation_id)]
+    if said != [STORED_QUESTION, "Everything."]:
+        raise SystemExit(f"the stored conversation did not read back: {said!r}")
 
 
 def chat(state: Path) -> None:
-    text = _chat(json.loads(state.read_text())["api_key"])
-    sys.stdout.write(f"chat answered: {text!r}\n")
+    saved = json.loads(state.read_text())
+    _conversation_check(saved["conversation"])
+    text = _chat(saved["api_key"])
+    sys.stdout.write(f"stored conversation read back; chat answered: {text!r}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

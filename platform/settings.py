@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "guardrails",
     "sso",
     "scim",
+    "encryption",
 ]
 
 MIDDLEWARE = [
@@ -282,10 +283,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.audit_checkpoint_write",
         "schedule": timedelta(seconds=env.int("GATEHOUSE_AUDIT_CHECKPOINT_SECONDS", default=300)),
     },
+    # Rotates data keys when due and re-encrypts off retired ones (encryption.services).
+    "encryption-maintain": {
+        "task": "encryption.tasks.encryption_maintain",
+        "schedule": timedelta(minutes=15),
+    },
     # Seals rows left unsealed by a process that died, even while no other process writes.
     "audit-seal": {
         "task": "audit.tasks.audit_seal_pending",
         "schedule": timedelta(seconds=10),
+    },
+    # Walks the whole trail and records the run, which /metrics exports for the alerts.
+    "audit-verify": {
+        "task": "audit.tasks.audit_verify",
+        "schedule": timedelta(hours=env.int("GATEHOUSE_AUDIT_VERIFY_HOURS", default=24)),
     },
 }
 
@@ -318,6 +329,24 @@ GATEHOUSE_AUDIT_RETIRED_PUBLIC_KEYS = env.list("GATEHOUSE_AUDIT_RETIRED_PUBLIC_K
 GATEHOUSE_AUDIT_SIGNING_KEY_FILE = Path(
     env.str("GATEHOUSE_AUDIT_SIGNING_KEY_FILE", default=str(VAR_DIR / "audit" / "signing-key.pem"))
 )
+
+# --- encryption at rest (encryption/) ----------------------------------------------------------
+# Stored conversations (titles and messages) and data-export files are encrypted under data keys,
+# which are stored wrapped under a master key. Master keys: `<id>:<base64 of 32 random bytes>`,
+# comma-separated, the first being the primary (rotation: put a new one first; see
+# docs/production.md). Unset, one is generated into GATEHOUSE_ENCRYPTION_KEY_FILE (one machine only).
+GATEHOUSE_ENCRYPTION_KEYS = env.str("GATEHOUSE_ENCRYPTION_KEYS", default="")
+GATEHOUSE_ENCRYPTION_KEY_FILE = Path(
+    env.str("GATEHOUSE_ENCRYPTION_KEY_FILE", default=str(VAR_DIR / "encryption-master-key"))
+)
+# How long a process keeps using the current data key before it looks again: a rotation reaches
+# every process within this time. The suite looks every time: it deletes keys between tests.
+GATEHOUSE_ENCRYPTION_KEY_CACHE_SECONDS = env.float(
+    "GATEHOUSE_ENCRYPTION_KEY_CACHE_SECONDS",
+    default=0.0 if "pytest" in sys.modules or "GATEHOUSE_TEST_PROFILE" in os.environ else 60.0,
+)
+# A data key older than this is replaced, and what it sealed re-encrypted in the background.
+GATEHOUSE_ENCRYPTION_DATA_KEY_DAYS = env.int("GATEHOUSE_ENCRYPTION_DATA_KEY_DAYS", default=90)
 
 # --- compliance and retention --------------------------------------------------------------------
 # Built exports wait here for download: a volume shared by the workers and the web processes.

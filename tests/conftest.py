@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import role_groups_ensure, user_create
+from encryption.data_keys import data_keys_forget
 from gatehouse.local_cache import local_caches_clear
 from inference.models import ModelVersion
 from inference.services import demo_embed_model_ensure, demo_model_ensure
@@ -134,9 +135,10 @@ def _flush_past_append_only_triggers() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _local_caches_forgotten() -> None:
-    """Each test starts with empty request-path caches: rolled-back tests reuse primary keys,
-    and a rollback announces nothing."""
+    """Each test starts with empty request-path caches and no remembered data keys: rolled-back
+    tests reuse primary keys, and a rollback announces nothing."""
     local_caches_clear()
+    data_keys_forget()
 
 
 @pytest.fixture(autouse=True)

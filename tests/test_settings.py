@@ -53,6 +53,7 @@ def test_production_settings_pass_the_deploy_check() -> None:
         SECRET_KEY="x7#Lq9!vR2@pW4$zT6^mK8&nB1*cD3(eF5)gH0-jY2_uI4+oP6=aS8",
         JWT_SIGNING_KEY="another-long-random-signing-key-for-jwt-0123456789abcdef",
         ALLOWED_HOSTS="gatehouse.example.com",
+        GATEHOUSE_ENCRYPTION_KEYS="main:YXQtcmVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmc=",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -173,9 +173,12 @@ class ExportDownloadView(APIView):
         except ExportUnavailable as unavailable:
             error = {404: NotFound, 409: Conflict, 410: _Gone}[unavailable.status]
             raise error(unavailable.message) from None
-        return FileResponse(
+        response = FileResponse(
             download.file, as_attachment=True, filename=download.filename, content_type="application/zip"
         )
+        if download.size is not None:
+            response["Content-Length"] = str(download.size)
+        return response
 
 
 class ErasureRequestListView(APIView):

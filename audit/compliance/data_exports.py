@@ -5,6 +5,7 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,8 @@ from audit.compliance.requests import (
 )
 from audit.models import AuditEvent, ExportRequest
 from audit.services import audit_event_record
+from encryption.files import SealedFileWriter, sealed_file_open
+from encryption.reencryption import SealedFile
 
 logger = logging.getLogger(__name__)
 _OPEN = (ExportRequest.Status.PENDING, ExportRequest.Status.RUNNING)
@@ -64,13 +67,30 @@ def _directory() -> Path:
     return directory
 
 
+def export_file_purpose(*, export_id: object) -> str:
+    """What an export's file is sealed for: a file moved to another export does not decrypt."""
+    return f"compliance.export:{export_id}"
+
+
+def export_files_sealed() -> Iterator[SealedFile]:
+    """Every export file on disk, for the re-encryption after a key rotation."""
+    for export_id, file_name in ExportRequest.objects.exclude(file_name="").values_list("pk", "file_name"):
+        yield SealedFile(path=_directory() / file_name, purpose=export_file_purpose(export_id=export_id))
+
+
 def _write_zip(export: ExportRequest, user: User) -> tuple[str, str, int, dict[str, str]]:
-    """Build the zip beside its final name and rename it into place (a crash leaves no half file)."""
+    """Build the zip, sealed, beside its final name and rename it into place.
+
+    The zip is encrypted as it is written (no plain copy ever reaches the disk); a crash leaves
+    no half file under the final name. The digest and size are those of the plain zip, which is
+    what the person downloads.
+    """
     name = f"export-{export.pk}.zip"
     partial = _directory() / f".{name}.partial"
     digests: dict[str, str] = {}
     pause = settings.GATEHOUSE_COMPLIANCE_SECTION_PAUSE_SECONDS
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    sealed = SealedFileWriter(path=partial, purpose=export_file_purpose(export_id=export.pk))
+    with sealed, zipfile.ZipFile(sealed, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for done, (section, body) in enumerate(
             export_sections(user=user, pseudonym=str(export.subject_pseudonym)), start=1
         ):
@@ -94,10 +114,8 @@ def _write_zip(export: ExportRequest, user: User) -> tuple[str, str, int, dict[s
         ).encode()
         archive.writestr("manifest.json", manifest)
         archive.writestr("manifest.sig", sign(manifest) + "\n")
-    final = _directory() / name
-    partial.replace(final)
-    body = final.read_bytes()
-    return name, hashlib.sha256(body).hexdigest(), len(body), digests
+    partial.replace(_directory() / name)
+    return name, sealed.sha256, sealed.size, digests
 
 
 def compliance_export_run(*, export_id: str) -> None:
@@ -139,8 +157,11 @@ def compliance_export_visible(*, export: ExportRequest, user: User) -> bool:
 
 @dataclass(frozen=True)
 class ExportDownload:
+    """The plain zip, decrypted as it is read, and its size (the file on disk is larger)."""
+
     file: IO[bytes]
     filename: str
+    size: int | None
 
 
 def compliance_export_download(*, export_id: str, user: User) -> ExportDownload:
@@ -173,8 +194,12 @@ def compliance_export_download(*, export_id: str, user: User) -> ExportDownload:
             target_id=str(export.pk),
             metadata={"subject": str(export.subject_pseudonym), "sha256": export.file_sha256},
         )
-    handle = (_directory() / export.file_name).open("rb")
-    return ExportDownload(file=handle, filename=f"gatehouse-export-{str(export.pk)[:8]}.zip")
+    handle = sealed_file_open(
+        path=_directory() / export.file_name, purpose=export_file_purpose(export_id=export.pk)
+    )
+    return ExportDownload(
+        file=handle, filename=f"gatehouse-export-{str(export.pk)[:8]}.zip", size=export.file_bytes
+    )
 
 
 def export_file_delete(*, export: ExportRequest) -> None:

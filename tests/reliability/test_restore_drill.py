@@ -4,6 +4,7 @@ database, where audit_verify passes and a chat runs; and a restored trail that w
 caught by the same verification.
 """
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def drill(tmp_path: Path) -> Iterator[Drill]:
     drop(scratch)
 
 
-def test_a_backup_restores_into_a_stack_whose_trail_verifies_and_that_serves_chats(drill: Drill) -> None:
+def test_a_backup_restores_into_a_stack_whose_trail_verifies_and_that_serves_chats(
+    drill: Drill, tmp_path: Path
+) -> None:
     result = drill_run(drill)
     assert result.report["ok"] is True
     assert int(str(result.report["checkpoints_checked"])) >= 1
@@ -38,6 +41,31 @@ def test_a_backup_restores_into_a_stack_whose_trail_verifies_and_that_serves_cha
         "a chat on the restored database",
     ):
         assert f"ok: {step}" in drill.log
+    # The conversation was stored encrypted, and only the master key (never in the backup) opens it.
+    rows = drill.run(
+        [
+            "psql", "--no-psqlrc", "--tuples-only", "--dbname", drill.url(drill.target), "-c",
+            "SELECT count(*) FILTER (WHERE content LIKE '%restore drill%'), count(*) FROM inference_message",
+        ],
+        step="look for plain text in the restored database",
+    )  # fmt: skip
+    plain, stored = (int(part) for part in rows.split("|"))
+    assert plain == 0
+    assert stored >= 2
+    without_the_key = {**result.target_env, "GATEHOUSE_ENCRYPTION_KEYS": f"other:{'A' * 43}="}
+    with pytest.raises(DrillFailed, match="not in GATEHOUSE_ENCRYPTION_KEYS"):
+        drill.run(
+            [
+                sys.executable,
+                "-m",
+                "gatehouse.restore_drill_stack",
+                "chat",
+                "--state",
+                str(tmp_path / "drill-state.json"),
+            ],
+            env=without_the_key,
+            step="read the stored conversation without its master key",
+        )
     # The drill's verification is not a formality: alter one restored event and it fails.
     drill.run(
         [
