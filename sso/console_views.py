@@ -105,6 +105,8 @@ def sso_login_callback(request: HttpRequest, provider_name: str) -> HttpResponse
         )
     except SsoRefused as refused:
         if refused.code == "otp_required":
+            # Under a new session key: a session id planted before the sign-in cannot finish it.
+            request.session.cycle_key()
             request.session[_PENDING] = {
                 "user": sign_in.user.pk,
                 "provider": provider.name,

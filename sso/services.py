@@ -241,7 +241,8 @@ def sso_second_factor_check(
 
     The provider's own second factor (its `amr`/`acr`, where the operator trusts them) stands
     in for Gatehouse's. Otherwise anyone with an authenticator must give its code (under the
-    same lockout counters as password logins), and someone whose role requires one and has
+    same lockout counters as password logins, its failures and lockouts audited alike by
+    `login_attempt_check`), and someone whose role requires one and has
     none is refused with an enrolment token. Raises `SsoRefused`.
     """
     user = sign_in.user
@@ -275,13 +276,13 @@ def sso_second_factor_check(
             username=user.get_username(),
             client_ip=client_ip,
             check=code_check,
-            failure_metadata={"method": "oidc", "provider": sign_in.provider, "channel": channel},
+            audit_metadata={"method": "oidc", "provider": sign_in.provider, "channel": channel},
         )
-    except LoginLockedOut as locked:
+    except LoginLockedOut as locked:  # counted and audited (auth.login.blocked) on the way
         raise SsoRefused(
             code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=locked.lockout.retry_after_seconds
         ) from None
-    except LoginGuessWrong:
+    except LoginGuessWrong:  # audited (auth.login.failed, and auth.login.locked if it locked)
         raise SsoRefused(code="otp_invalid", message="That one-time code is not right.") from None
     user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
     return True

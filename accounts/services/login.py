@@ -14,8 +14,10 @@ count toward the lockout; a login that passes clears its account-and-address cou
 refusals that follow a right password (no password login, enrolment required) say so, as
 they are only told to whoever knows the password, and count neither way.
 
-The counting and the failure's audit are `login_attempt_check`, which single sign-on's code
-check (sso.services) goes through as well, under the same counters.
+The counting, the failures' audit and the lockout's (the metric, `auth.login.blocked` on a
+lockout's first refusal, `auth.login.locked` when a failure sets one off) are all
+`login_attempt_check`, which single sign-on's code check (sso.services) goes through as well,
+under the same counters: whichever door a login comes through, its lockout is on the trail.
 """
 
 from collections.abc import Callable, Mapping
@@ -94,7 +96,7 @@ def login_attempt_subject(*, username: str) -> dict[str, Any]:
 class LoginGuessWrong(Exception):
     """A wrong password, or a missing or wrong one-time code: raised by the check that
     `login_attempt_check` runs. `reason` is for auditors; once the guess is counted,
-    `lockout` is the lockout it set off by filling a counter, if it did."""
+    `lockout` is the lockout it set off by filling a counter, if it did (already audited)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -103,7 +105,8 @@ class LoginGuessWrong(Exception):
 
 
 class LoginLockedOut(Exception):
-    """A login attempt refused by a lockout before anything of it was checked."""
+    """A login attempt refused by a lockout before anything of it was checked (already counted
+    and audited)."""
 
     def __init__(self, lockout: Lockout) -> None:
         super().__init__(lockout.scope)
@@ -115,35 +118,34 @@ def login_attempt_check(
     username: str,
     client_ip: str | None,
     check: Callable[[], _T],
-    failure_metadata: Mapping[str, Any],
+    audit_metadata: Mapping[str, Any],
 ) -> _T:
     """Run `check` as one login attempt at `username` under the lockout counters; returns its result.
 
     The attempt takes its slots (accounts.login_throttle) before `check` runs, and a result
-    clears its account-and-address counter. Failure modes, each left to the caller to answer
-    as its door does:
+    clears its account-and-address counter. `audit_metadata` says how the login came (at least
+    `method` and `channel`) on every audit row the attempt writes. Failure modes, each left to
+    the caller to answer as its door does, with everything the policy records already recorded:
 
-    - a lockout refuses the attempt: raises `LoginLockedOut`, and `check` never runs;
+    - a lockout refuses the attempt: it is counted in `gatehouse_logins_blocked_total`, the
+      lockout's first refusal is audited (`auth.login.blocked`), `LoginLockedOut` is raised
+      and `check` never runs;
     - `check` raises `LoginGuessWrong`: the guess keeps its slots (counted first, so it stays
-      counted even if the audit write fails), `auth.login.failed` is audited with
-      `failure_metadata` and the guess's reason, and the same exception is raised again with
-      `lockout` set to any lockout it set off (whose audit is the caller's);
+      counted even if the audit write fails), `auth.login.failed` is audited with the guess's
+      reason, then `auth.login.locked` if the guess set off a lockout, and the same exception
+      is raised again with `lockout` set to that lockout;
     - `check` raises anything else (an error, a refusal that is no guess): the slots go back
       and the exception propagates.
     """
     attempt = login_attempt_reserve(username=username, client_ip=client_ip)
     if attempt.lockout is not None:
+        _blocked_record(lockout=attempt.lockout, username=username, audit_metadata=audit_metadata)
         raise LoginLockedOut(attempt.lockout)
     try:
         result = check()
     except LoginGuessWrong as wrong:
         wrong.lockout = login_attempt_fail(attempt=attempt)
-        audit_event_record(
-            action="auth.login.failed",
-            **login_attempt_subject(username=username),
-            outcome=AuditEvent.Outcome.FAILURE,
-            metadata={**failure_metadata, "reason": wrong.reason},
-        )
+        _failure_record(wrong=wrong, username=username, audit_metadata=audit_metadata)
         raise
     except BaseException:
         # No verdict on the guess (an error, or a right password that may not log in yet).
@@ -153,8 +155,8 @@ def login_attempt_check(
     return result
 
 
-def _blocked(*, lockout: Lockout, username: str, channel: LoginChannel) -> LoginRefused:
-    """Count a refusal by a lockout, audit the first of each lockout; returns the refusal to raise."""
+def _blocked_record(*, lockout: Lockout, username: str, audit_metadata: Mapping[str, Any]) -> None:
+    """Count a refusal by a lockout, and audit it when it is the lockout's first."""
     LOGINS_BLOCKED.labels(scope=lockout.scope).inc()
     if lockout.first_refusal:
         audit_event_record(
@@ -162,28 +164,33 @@ def _blocked(*, lockout: Lockout, username: str, channel: LoginChannel) -> Login
             **login_attempt_subject(username=username),
             outcome=AuditEvent.Outcome.DENIED,
             metadata={
+                **audit_metadata,
                 "lockout": lockout.scope,
                 "retry_after": lockout.retry_after_seconds,
-                "channel": channel,
             },
         )
-    return LoginRefused(code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=lockout.retry_after_seconds)
 
 
-def _failure(*, wrong: LoginGuessWrong, username: str, channel: LoginChannel) -> LoginRefused:
-    """Audit the lockout a counted failure set off, if any; returns the refusal to raise."""
+def _failure_record(*, wrong: LoginGuessWrong, username: str, audit_metadata: Mapping[str, Any]) -> None:
+    """Audit a counted wrong guess, and the lockout it set off, if any."""
+    subject = login_attempt_subject(username=username)
+    audit_event_record(
+        action="auth.login.failed",
+        **subject,
+        outcome=AuditEvent.Outcome.FAILURE,
+        metadata={**audit_metadata, "reason": wrong.reason},
+    )
     if wrong.lockout is not None:
         audit_event_record(
             action="auth.login.locked",
-            **login_attempt_subject(username=username),
+            **subject,
             outcome=AuditEvent.Outcome.DENIED,
             metadata={
+                **audit_metadata,
                 "lockout": wrong.lockout.scope,
                 "seconds": wrong.lockout.retry_after_seconds,
-                "channel": channel,
             },
         )
-    return LoginRefused(code="invalid_credentials", message=LOGIN_INVALID_MESSAGE)
 
 
 def login_authenticate(
@@ -202,12 +209,14 @@ def login_authenticate(
             username=username,
             client_ip=client_ip,
             check=lambda: _credentials_check(username=username, password=password, otp=otp, channel=channel),
-            failure_metadata={"method": "password", "channel": channel},
+            audit_metadata={"method": "password", "channel": channel},
         )
     except LoginLockedOut as locked:
-        raise _blocked(lockout=locked.lockout, username=username, channel=channel) from None
-    except LoginGuessWrong as wrong:
-        raise _failure(wrong=wrong, username=username, channel=channel) from None
+        raise LoginRefused(
+            code="locked", message=LOGIN_LOCKED_MESSAGE, retry_after=locked.lockout.retry_after_seconds
+        ) from None
+    except LoginGuessWrong:
+        raise LoginRefused(code="invalid_credentials", message=LOGIN_INVALID_MESSAGE) from None
     user.otp_device = device  # type: ignore[attr-defined]  # read by django-otp's login hook
     return user
 

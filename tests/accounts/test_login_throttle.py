@@ -230,6 +230,18 @@ def test_a_lockout_is_audited_once_however_often_it_refuses(
     assert AuditEvent.objects.filter(action="auth.login.blocked").count() == 2
 
 
+def test_the_lockout_rows_say_how_the_login_came(bob: User) -> None:
+    """The same rows as a lockout through single sign-on's code check, which says `oidc`."""
+    for _ in range(5):
+        _attempt("bob", "wrong")
+    assert _attempt("bob", PASSWORD) == 429
+    locked = AuditEvent.objects.get(action="auth.login.locked").metadata
+    blocked = AuditEvent.objects.get(action="auth.login.blocked").metadata
+    assert locked.pop("seconds") > 0
+    assert blocked.pop("retry_after") > 0
+    assert locked == blocked == {"method": "password", "channel": "api", "lockout": "account-address"}
+
+
 def _blocked_metric(scope: str) -> float:
     from gatehouse.metrics import LOGINS_BLOCKED
 

@@ -1,6 +1,7 @@
 """The login policy's second factor applies to single sign-on; a trusted provider's own counts."""
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
@@ -138,3 +139,107 @@ def test_wrong_codes_count_toward_the_login_lockout(corp: OidcProviderProcess) -
     assert refusals == ["otp_invalid"] * 5 + ["locked"]
     password = api.post("/api/auth/token/", {"username": "erin", "password": "x"}, format="json")
     assert password.status_code == 429
+
+
+# --- Lockouts through single sign-on are on the trail as password lockouts are ----------------
+
+
+def _blocked_metric(scope: str) -> float:
+    from gatehouse.metrics import LOGINS_BLOCKED
+
+    return float(LOGINS_BLOCKED.labels(scope=scope)._value.get())
+
+
+@pytest.fixture
+def erin_enrolled(corp: OidcProviderProcess) -> User:
+    """Erin, signed up through the exchange, with an authenticator: each exchange needs a code."""
+    corp.person("erin")
+    exchanged = APIClient().post(EXCHANGE, {"provider": "corp", "id_token": corp.id_token_for("erin")})
+    assert exchanged.status_code == 200
+    erin = User.objects.get(username="erin")
+    TOTPDevice.objects.create(user=erin, name="phone", confirmed=True)
+    return erin
+
+
+def _exchange(corp: OidcProviderProcess, otp: str) -> Any:
+    body = {"provider": "corp", "id_token": corp.id_token_for("erin"), "otp": otp}
+    return APIClient().post(EXCHANGE, body, format="json")
+
+
+def test_a_lockout_set_off_by_wrong_codes_is_audited_once(
+    corp: OidcProviderProcess, erin_enrolled: User
+) -> None:
+    assert [_exchange(corp, "000000").status_code for _ in range(4)] == [401] * 4
+    assert not AuditEvent.objects.filter(action="auth.login.locked").exists()
+    assert _exchange(corp, "000000").json()["code"] == "otp_invalid"  # the fifth sets it off
+    locked = AuditEvent.objects.get(action="auth.login.locked")
+    assert locked.target_id == str(erin_enrolled.pk)
+    assert locked.outcome == AuditEvent.Outcome.DENIED
+    seconds = locked.metadata.pop("seconds")
+    assert seconds > 0
+    assert locked.metadata == {
+        "method": "oidc",
+        "provider": "corp",
+        "channel": "api",
+        "lockout": "account-address",
+    }
+    assert not AuditEvent.objects.filter(action="auth.login.blocked").exists()
+
+
+def test_refusals_while_locked_are_counted_and_audited_once(
+    corp: OidcProviderProcess, erin_enrolled: User
+) -> None:
+    for _ in range(5):
+        _exchange(corp, "000000")
+    before = _blocked_metric("account-address")
+    refused = [_exchange(corp, "000000") for _ in range(3)]
+    assert [answer.status_code for answer in refused] == [429] * 3
+    assert all(int(answer["Retry-After"]) > 0 for answer in refused)
+    assert _blocked_metric("account-address") - before == 3
+    blocked = AuditEvent.objects.get(action="auth.login.blocked")
+    assert blocked.target_id == str(erin_enrolled.pk)
+    assert blocked.metadata.pop("retry_after") > 0
+    assert blocked.metadata == {
+        "method": "oidc",
+        "provider": "corp",
+        "channel": "api",
+        "lockout": "account-address",
+    }
+    # The sign-in's own refusal is still recorded each time, with its reason.
+    reasons = [
+        e.metadata["reason"] for e in AuditEvent.objects.filter(action="auth.sso.failed").order_by("id")
+    ]
+    assert reasons == ["otp_invalid"] * 5 + ["locked"] * 3
+    assert AuditEvent.objects.filter(action="auth.login.locked").count() == 1
+
+
+def test_the_console_code_page_lockout_is_on_the_trail(
+    client: Client, corp: OidcProviderProcess, erin_enrolled: User
+) -> None:
+    assert sign_in(client, corp, "erin")["Location"] == "/auth/oidc/verify/"
+    wrong = [client.post("/auth/oidc/verify/", {"otp": "000000"}).status_code for _ in range(5)]
+    assert wrong == [200] * 5
+    locked = client.post("/auth/oidc/verify/", {"otp": "000000"})
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+    assert AuditEvent.objects.get(action="auth.login.locked").metadata["channel"] == "console"
+    blocked = AuditEvent.objects.get(action="auth.login.blocked")
+    assert (blocked.metadata["method"], blocked.metadata["channel"]) == ("oidc", "console")
+
+
+def test_parking_a_sign_in_for_its_code_changes_the_session_key(
+    client: Client, settings: Any, corp: OidcProviderProcess, erin_enrolled: User
+) -> None:
+    """A session id planted in the browser before the sign-in does not hold the parked sign-in."""
+    start = client.get("/auth/oidc/corp/login/")
+    planted = client.session.session_key
+    assert planted
+    back = corp.authorize(corp.browser("erin"), start["Location"])
+    parts = urlsplit(back)
+    assert client.get(parts.path, parse_qs(parts.query))["Location"] == "/auth/oidc/verify/"
+    assert client.session.session_key != planted
+    attacker = Client()
+    attacker.cookies[settings.SESSION_COOKIE_NAME] = planted
+    answer = attacker.post("/auth/oidc/verify/", {"otp": "000000"})
+    assert answer.status_code == 403
+    assert b"expired" in answer.content
