@@ -70,16 +70,23 @@ def master_key_generate_entry() -> str:
 
 
 def _file_text(path: Path) -> str:
-    """The key file's text, creating it (owner-only, never overwritten) the first time."""
+    """The key file's text, creating it (owner-only, never overwritten) the first time.
+
+    The key is written to a file of this process's own and linked into place, which fails if
+    another process got there first: nobody ever reads a half-written key file.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        written = path.with_name(f".{path.name}.{os.getpid()}.new")
+        descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(master_key_generate_entry() + "\n")
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(written, path)
         except FileExistsError:
             pass  # another process wrote it first: read theirs
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(master_key_generate_entry() + "\n")
+        finally:
+            written.unlink(missing_ok=True)
     return path.read_text().strip()
 
 

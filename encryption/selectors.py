@@ -4,6 +4,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Count, Max, Min, Q
+
 from encryption.envelope import token_key_id
 from encryption.files import sealed_file_key_id
 from encryption.master_keys import master_keys
@@ -65,4 +67,30 @@ def encryption_status() -> EncryptionStatus:
         ],
         plain_rows=rows[PLAIN],
         plain_files=files[PLAIN],
+    )
+
+
+@dataclass(frozen=True)
+class DataKeyFigures:
+    """The data keys' dates, as /metrics exports them for the rotation and re-encryption alerts."""
+
+    # When the current data key (the newest not retired) was created; None: none yet.
+    current_created_at: datetime | None
+    # Retired keys not yet deleted: what they sealed still waits to be re-encrypted.
+    retired: int
+    # When the oldest of those was retired; None: there is none.
+    oldest_retired_at: datetime | None
+
+
+def encryption_key_figures() -> DataKeyFigures:
+    """One aggregate query over the data keys (a handful of rows): cheap enough for each scrape."""
+    found = DataKey.objects.aggregate(
+        current_created_at=Max("created_at", filter=Q(retired_at__isnull=True)),
+        retired=Count("pk", filter=Q(retired_at__isnull=False)),
+        oldest_retired_at=Min("retired_at"),
+    )
+    return DataKeyFigures(
+        current_created_at=found["current_created_at"],
+        retired=int(found["retired"]),
+        oldest_retired_at=found["oldest_retired_at"],
     )

@@ -3,10 +3,11 @@
 Scrape-time figures are read, not counted, because they are state other processes own:
 generations waiting per model (the broker's queues), the audit chain's lag behind its last
 signed checkpoint, data-protection requests (worked by Celery workers), the recorded runs of the
-trail's verification (a command, beat's task or the auditor API, wherever it ran), and GPU
-memory where this process drives a GPU. The queue's bound and the checkpoint and verification
-intervals are exported beside them, so alerts compare with the configured values. Every web pod
-reads the same database, so these figures are the same on each (the alerts take their max).
+trail's verification (a command, beat's task or the auditor API, wherever it ran), the data keys
+of encryption at rest (rotated, and re-encrypted off, by beat's task), and GPU memory where this
+process drives a GPU. The queue's bound, the checkpoint and verification intervals and the data
+keys' maximum age are exported beside them, so alerts compare with the configured values. Every
+web pod reads the same database, so these figures are the same on each (the alerts take their max).
 """
 
 import hmac
@@ -38,6 +39,7 @@ class StateCollector(Collector):
         yield from _audit_lag()
         yield from _audit_verification()
         yield from _compliance_requests()
+        yield from _encryption_keys()
 
 
 class GpuCollector(Collector):
@@ -190,6 +192,40 @@ def _compliance_requests() -> Iterator[Metric]:
     yield overdue
     yield failed
     yield oldest
+
+
+def _encryption_keys() -> Iterator[Metric]:
+    from encryption.selectors import encryption_key_figures
+
+    try:
+        figures = encryption_key_figures()
+    except Exception:
+        logger.warning("metrics: could not read the encryption data keys", exc_info=True)
+        return
+    if figures.current_created_at is not None:
+        yield GaugeMetricFamily(
+            "gatehouse_encryption_data_key_created_timestamp_seconds",
+            "When the current data key of encryption at rest was created.",
+            value=figures.current_created_at.timestamp(),
+        )
+    # beat's encryption-maintain replaces the current key once it is this old.
+    yield GaugeMetricFamily(
+        "gatehouse_encryption_data_key_max_age_seconds",
+        "Age at which the current data key is replaced (GATEHOUSE_ENCRYPTION_DATA_KEY_DAYS).",
+        value=timedelta(days=settings.GATEHOUSE_ENCRYPTION_DATA_KEY_DAYS).total_seconds(),
+    )
+    # A retired key is deleted once nothing it sealed is left, normally within the hour.
+    yield GaugeMetricFamily(
+        "gatehouse_encryption_retired_data_keys",
+        "Retired data keys not yet deleted: what they sealed waits to be re-encrypted.",
+        value=figures.retired,
+    )
+    if figures.oldest_retired_at is not None:
+        yield GaugeMetricFamily(
+            "gatehouse_encryption_oldest_retired_timestamp_seconds",
+            "When the oldest data key still present was retired.",
+            value=figures.oldest_retired_at.timestamp(),
+        )
 
 
 def gpu_memory() -> Iterator[Metric]:
