@@ -279,6 +279,8 @@ def celery_worker(
         "GATEHOUSE_AUDIT_SIGNING_KEY_FILE": str(audit_signing_key_file(tmp_path_factory)),
         "GATEHOUSE_REMOTE_ALLOWED_HOSTS": "127.0.0.1",
         WEBHOOK_SECRET_NAME: WEBHOOK_SECRET,
+        # Transactional tests flush the data keys between tests: the worker must not remember one.
+        "GATEHOUSE_ENCRYPTION_KEY_CACHE_SECONDS": "0",
     }
     worker = CeleryWorker(env=env, log_path=tmp_path_factory.mktemp("celery") / "worker.log")
     worker.start()
