@@ -31,10 +31,21 @@ from encryption.models import DataKey
 BATCH_ROWS = 500
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class SealedFile:
+    """A sealed file a source names; `wanted` says whether the source still names it.
+
+    The pass asks `wanted` again after it has put the re-encrypted copy in place: a file its
+    owner deleted meanwhile (an export expired, or erased with its person) must not come back.
+    """
+
     path: Path
     purpose: str
+    wanted: Callable[[], bool] = _always
 
 
 _file_sources: list[Callable[[], Iterable[SealedFile]]] = []
@@ -113,10 +124,9 @@ def column_reencrypt(
             report.left[key_id or 0] += 1
             continue
         same_row = model._default_manager.filter(pk=pk).annotate(stored_value=stored_expression)
+        # Nothing updated: the row changed or went meanwhile, and the writer's value stands.
         if same_row.filter(stored_value=stored).update(**{field_name: plain}):
             report.rows_rewritten += 1
-        elif key_id is not None and same_row.filter(stored_value=stored).exists():
-            report.left[key_id] += 1
 
 
 def _file_reencrypt(sealed: SealedFile, current_key_id: int, report: ReencryptionReport) -> None:
@@ -140,7 +150,13 @@ def _file_reencrypt(sealed: SealedFile, current_key_id: int, report: Reencryptio
         report.unreadable += 1
         report.left[key_id or 0] += 1
         return
+    if not sealed.path.is_file():  # deleted while it was copied
+        partial.unlink(missing_ok=True)
+        return
     partial.replace(sealed.path)
+    if not sealed.wanted():  # deleted between that look and the replace: delete it again
+        sealed.path.unlink(missing_ok=True)
+        return
     report.files_rewritten += 1
 
 

@@ -1,13 +1,15 @@
 """Data exports: asked for, built by a worker into a signed zip, downloaded, expired."""
 
+import functools
 import hashlib
 import json
 import logging
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -75,7 +77,15 @@ def export_file_purpose(*, export_id: object) -> str:
 def export_files_sealed() -> Iterator[SealedFile]:
     """Every export file on disk, for the re-encryption after a key rotation."""
     for export_id, file_name in ExportRequest.objects.exclude(file_name="").values_list("pk", "file_name"):
-        yield SealedFile(path=_directory() / file_name, purpose=export_file_purpose(export_id=export_id))
+        yield SealedFile(
+            path=_directory() / file_name,
+            purpose=export_file_purpose(export_id=export_id),
+            wanted=functools.partial(_export_file_kept, export_id=export_id, file_name=file_name),
+        )
+
+
+def _export_file_kept(*, export_id: uuid.UUID, file_name: str) -> bool:
+    return ExportRequest.objects.filter(pk=export_id, file_name=file_name).exists()
 
 
 def _write_zip(export: ExportRequest, user: User) -> tuple[str, str, int, dict[str, str]]:
@@ -224,4 +234,29 @@ def compliance_exports_expire(*, now: datetime | None = None) -> int:
                 metadata={"downloads": export.downloads},
             )
             expired += 1
+    export_files_orphaned_delete(now=now)
     return expired
+
+
+# A file younger than this may be a build whose row is not saved yet.
+_ORPHAN_GRACE = timedelta(hours=1)
+
+
+def export_files_orphaned_delete(*, now: datetime | None = None) -> int:
+    """Delete export files no request names (left by a race with an erasure); returns how many.
+
+    Such a file is sealed, but it is still a copy of someone's data that nothing would ever
+    delete. Files younger than an hour are left: a build renames its file into place before it
+    saves the request that names it.
+    """
+    now = now or timezone.now()
+    named = set(ExportRequest.objects.exclude(file_name="").values_list("file_name", flat=True))
+    deleted = 0
+    for path in _directory().glob("export-*.zip"):
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        if path.name not in named and now - modified > _ORPHAN_GRACE:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    if deleted:
+        logger.warning("deleted %d export files no request named", deleted)
+    return deleted

@@ -1,6 +1,7 @@
 """Key rotation: new data keys, a new master key, and the background re-encryption."""
 
 import hashlib
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import User
-from audit.compliance import compliance_export_run
+from audit.compliance import compliance_export_run, compliance_exports_expire
 from audit.models import ExportRequest
 from encryption import reencryption
 from encryption.checks import data_keys_check
@@ -215,3 +216,48 @@ def test_the_commands_rotate_and_report(
     assert new != old
     assert f"data key {new}: current" in out
     assert "seals 2 rows and 0 files" in out
+
+
+@pytest.mark.usefixtures("master_key_a")
+@pytest.mark.parametrize("deleted", ["file and row", "row only"])
+def test_an_export_deleted_while_it_is_reencrypted_does_not_come_back(
+    alice: User,
+    compliance_export_dir: Path,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    deleted: str,
+) -> None:
+    person = person_with_everything(admin=alice)
+    client = bearer_client(person.access)
+    with django_capture_on_commit_callbacks(execute=False):
+        created = client.post("/api/compliance/exports/", {}, format="json").json()
+    compliance_export_run(export_id=created["id"])
+    path = compliance_export_dir / ExportRequest.objects.get(pk=created["id"]).file_name
+    data_key_rotate()
+    real_copy = reencryption._copy
+
+    def copy_while_erased(source: Any, writer: Any) -> None:
+        real_copy(source, writer)
+        # The person is erased (or the export expires) while the copy is being written.
+        ExportRequest.objects.filter(pk=created["id"]).delete()
+        if deleted == "file and row":
+            path.unlink()
+
+    monkeypatch.setattr(reencryption, "_copy", copy_while_erased)
+    summary = encryption_maintain()
+    assert summary["files_rewritten"] == 0
+    assert not path.exists()
+    assert not list(compliance_export_dir.glob(f".{path.name}*"))
+
+
+def test_the_sweep_deletes_export_files_no_request_names(compliance_export_dir: Path) -> None:
+    compliance_export_dir.mkdir(parents=True, exist_ok=True)
+    orphan, fresh = compliance_export_dir / "export-orphan.zip", compliance_export_dir / "export-fresh.zip"
+    orphan.write_bytes(b"left by a race")
+    fresh.write_bytes(b"a build about to save its request")
+    old = (timezone.now() - timedelta(hours=2)).timestamp()
+    os.utime(orphan, (old, old))
+    compliance_exports_expire()
+    assert not orphan.exists()
+    assert fresh.exists()
+    fresh.unlink()
