@@ -20,8 +20,9 @@ from django.test import override_settings
 
 from accounts.models import User
 from audit.compliance import compliance_requests_sweep
-from audit.compliance.data_exports import compliance_export_request
+from audit.compliance.data_exports import compliance_export_request, export_file_purpose
 from audit.models import AuditEvent, ExportRequest
+from encryption.files import sealed_file_open
 from tests.accounts.helpers import bearer_client, login
 from tests.celery_worker import CeleryWorker, database_url
 from tests.conftest import audit_signing_key_file
@@ -118,14 +119,18 @@ async def test_an_export_survives_its_worker_killed_mid_task(
             action="compliance.export.requeued", metadata_json__contains=str(export.pk)
         ).exists
     )()
-    files, partials = _built(done)
+    files, partials = await database_sync_to_async(_built)(done)
     assert files >= {"profile.json", "conversations.json", "audit_events.jsonl"}
     assert partials == []  # the killed worker's half-built zip was replaced, not left beside
 
 
 def _built(export: ExportRequest) -> tuple[set[str], list[Path]]:
     directory = Path(settings.GATEHOUSE_COMPLIANCE_EXPORT_DIR)
-    manifest = json.loads(zipfile.ZipFile(directory / export.file_name).read("manifest.json"))
+    # The file on disk is sealed (encryption at rest): read the zip through it.
+    with sealed_file_open(
+        path=directory / export.file_name, purpose=export_file_purpose(export_id=export.pk)
+    ) as f:
+        manifest = json.loads(zipfile.ZipFile(io.BytesIO(f.read())).read("manifest.json"))
     return set(manifest["files"]), list(directory.glob(f".export-{export.pk}.zip.partial"))
 
 
