@@ -11,13 +11,11 @@ from channels.db import database_sync_to_async
 from django.db import connection
 
 from accounts.models import User
-from audit.compliance import compliance_export_run
-from audit.models import ExportRequest
 from encryption.envelope import PREFIX
 from encryption.files import MAGIC
 from inference.models import Conversation, Message, ModelVersion
-from tests.accounts.helpers import bearer_client
-from tests.audit.people import SECRET_PLAN, Person, person_with_everything
+from tests.audit.people import SECRET_PLAN
+from tests.encryption.helpers import export_built
 from tests.inference.websocket import chat_once
 
 SECRET_QUESTION = "where did the quistorpian tulips go"
@@ -61,12 +59,8 @@ async def test_a_stored_chat_holds_no_plain_text_in_the_database(
 def test_an_export_file_is_sealed_on_disk_and_downloads_as_the_plain_zip(
     alice: User, compliance_export_dir: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
-    person: Person = person_with_everything(admin=alice)
-    client = bearer_client(person.access)
-    with django_capture_on_commit_callbacks(execute=False):
-        created = client.post("/api/compliance/exports/", {}, format="json").json()
-    compliance_export_run(export_id=created["id"])
-    export = ExportRequest.objects.get(pk=created["id"])
+    built = export_built(admin=alice, capture_on_commit=django_capture_on_commit_callbacks)
+    person, client, export = built.person, built.client, built.export
 
     on_disk = (compliance_export_dir / export.file_name).read_bytes()
     assert on_disk.startswith(MAGIC)

@@ -28,16 +28,6 @@ RETIRED = "gatehouse_encryption_retired_data_keys"
 OLDEST_RETIRED = "gatehouse_encryption_oldest_retired_timestamp_seconds"
 
 
-@pytest.fixture
-def master_key_a(settings: Any) -> str:
-    """Master key `a` alone, and no data key yet (the one migrations started protects nothing)."""
-    DataKey.objects.all().delete()
-    entry = master_key_entry("a")
-    settings.GATEHOUSE_ENCRYPTION_KEYS = entry
-    data_keys_forget()
-    return entry
-
-
 def _scrape() -> Samples:
     return metric_samples(generate_latest(metrics_registry()).decode())
 

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import User
-from audit.compliance import compliance_export_run, compliance_exports_expire
+from audit.compliance import compliance_exports_expire
 from audit.models import ExportRequest
 from encryption import reencryption
 from encryption.checks import data_keys_check
@@ -21,21 +21,15 @@ from encryption.models import DataKey
 from encryption.selectors import encryption_status
 from encryption.services import data_key_rotate, encryption_maintain
 from inference.models import Conversation, Message, ModelVersion
-from tests.accounts.helpers import bearer_client
-from tests.audit.people import person_with_everything
-from tests.encryption.helpers import master_key_entry, plain_content_store, stored_contents, stored_key_ids
+from tests.encryption.helpers import (
+    export_built,
+    master_key_entry,
+    plain_content_store,
+    stored_contents,
+    stored_key_ids,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def master_key_a(settings: Any) -> str:
-    """Master key `a` alone, and no data key yet (the one migrations started protects nothing)."""
-    DataKey.objects.all().delete()
-    entry = master_key_entry("a")
-    settings.GATEHOUSE_ENCRYPTION_KEYS = entry
-    data_keys_forget()
-    return entry
 
 
 def _conversation(bob: User, version: ModelVersion, *texts: str) -> Conversation:
@@ -186,12 +180,8 @@ def test_a_data_key_past_its_age_is_rotated(
 def test_export_files_move_to_the_new_key_and_still_download(
     master_key_a: str, alice: User, compliance_export_dir: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
-    person = person_with_everything(admin=alice)
-    client = bearer_client(person.access)
-    with django_capture_on_commit_callbacks(execute=False):
-        created = client.post("/api/compliance/exports/", {}, format="json").json()
-    compliance_export_run(export_id=created["id"])
-    export = ExportRequest.objects.get(pk=created["id"])
+    built = export_built(admin=alice, capture_on_commit=django_capture_on_commit_callbacks)
+    client, export = built.client, built.export
     path = compliance_export_dir / export.file_name
     old = sealed_file_key_id(path=path)
     new = data_key_rotate().pk
@@ -227,19 +217,15 @@ def test_an_export_deleted_while_it_is_reencrypted_does_not_come_back(
     monkeypatch: pytest.MonkeyPatch,
     deleted: str,
 ) -> None:
-    person = person_with_everything(admin=alice)
-    client = bearer_client(person.access)
-    with django_capture_on_commit_callbacks(execute=False):
-        created = client.post("/api/compliance/exports/", {}, format="json").json()
-    compliance_export_run(export_id=created["id"])
-    path = compliance_export_dir / ExportRequest.objects.get(pk=created["id"]).file_name
+    export = export_built(admin=alice, capture_on_commit=django_capture_on_commit_callbacks).export
+    path = compliance_export_dir / export.file_name
     data_key_rotate()
     real_copy = reencryption._copy
 
     def copy_while_erased(source: Any, writer: Any) -> None:
         real_copy(source, writer)
         # The person is erased (or the export expires) while the copy is being written.
-        ExportRequest.objects.filter(pk=created["id"]).delete()
+        ExportRequest.objects.filter(pk=export.pk).delete()
         if deleted == "file and row":
             path.unlink()
 
