@@ -1,7 +1,8 @@
 """The hash chain's arithmetic, with no Django in it.
 
 An outsider re-implements or runs exactly this to check an export (see `audit.offline_verify`),
-so it imports only the standard library and is the single definition the app, the migration
+so it needs only the standard library (orjson, where installed, only makes the same bytes
+faster) and is the single definition the app, the migration
 that chained older rows, the verifier and the export all use.
 
 Each event is encoded canonically as a compact JSON array of the fields in `CHAINED_FIELDS`,
@@ -22,10 +23,18 @@ business (its key never leaves it); the chain and its exports do not depend on i
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
+
+orjson: ModuleType | None
+try:
+    import orjson
+except ImportError:  # run as a lone file, by an outsider's verifier
+    orjson = None
 
 GENESIS = "0" * 64
 
@@ -61,6 +70,22 @@ def timestamp_canonical(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def address_canonical(address: str) -> str:
+    """One spelling per client address, for its personal digest: the digest is made from it
+    and checked against it, whatever spelling a database gives the address back in
+    (PostgreSQL writes `::1.2.3.4` where Python writes `::102:304`).
+
+    An IPv4 client seen through a dual-stack socket (`::ffff:10.1.2.3`) is the IPv4 address it
+    is. Text that is no address is left as it is, for its digest to judge.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else None
+    return str(mapped) if mapped is not None else parsed.compressed
+
+
 def metadata_canonical(metadata: Mapping[str, Any]) -> str:
     """Sorted keys, no spaces, non-JSON values as strings. Stored as this exact text."""
     return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -71,8 +96,20 @@ def metadata_canonical(metadata: Mapping[str, Any]) -> str:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
+# The only value types a chained or digested array holds. For them orjson writes exactly the
+# bytes of `_ENCODER` (compact, UTF-8, the same escapes: checked over random text with every
+# control character in `tests/audit/test_chain_canonical.py`), in a fifth of the time.
+_ORJSON_TYPES = frozenset({str, int, type(None)})
+
+
 def event_canonical(values: Sequence[object]) -> bytes:
     """The encoding of one event: its `CHAINED_FIELDS` values as a compact JSON array."""
+    if orjson is not None and _ORJSON_TYPES.issuperset(map(type, values)):
+        try:
+            encoded: bytes = orjson.dumps(values)
+            return encoded
+        except TypeError:  # what orjson refuses (a lone surrogate, an integer over 64 bits)
+            pass
     return _ENCODER.encode(values).encode()
 
 

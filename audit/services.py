@@ -5,14 +5,13 @@ digest of its contents, and this process's sealer (`audit.sealer`, started here 
 links it into the chain moments after it commits (`audit.sealing`).
 """
 
-import ipaddress
 import uuid
 from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
 from audit import chain
@@ -33,9 +32,9 @@ def _actor_fields(actor: AbstractBaseUser | None) -> dict[str, Any]:
     }
 
 
-def _ip_canonical(address: str | None) -> str | None:
-    # The spelling PostgreSQL's inet and SQLite give back, so digests match on re-reading.
-    return ipaddress.ip_address(address).compressed if address else None
+def ip_canonical(address: str | None) -> str | None:
+    """How a client's address is stored and digested (see `chain.address_canonical`)."""
+    return chain.address_canonical(address) if address else None
 
 
 def _chain_head() -> tuple[int, str]:
@@ -89,7 +88,7 @@ def audit_event_build(
         target_pseudonym=target_subject_row.pseudonym if target_subject_row else None,
         target_display=(target_display or (str(target) if target is not None else ""))[:255],
         request_id=context.request_id if context else "",
-        client_ip=_ip_canonical(context.client_ip) if context else None,
+        client_ip=ip_canonical(context.client_ip) if context else None,
         user_agent=(context.user_agent if context else "")[:512],
         outcome=outcome,
         metadata_json=chain.metadata_canonical(metadata or {}),
@@ -182,13 +181,16 @@ def _event_insert(event: AuditEvent) -> None:
     would but without compiling a query for every event (a third of an append's own time).
     AuditEvent has no save() override and no signal receivers to skip. Raises what the
     database raises; the caller's transaction then rolls back."""
-    returning = connection.features.can_return_columns_from_insert
-    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in insert_fields()]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_statement(connection.vendor, returning), values)
+    # The wrapper itself, not the `connection` proxy: each field's preparation looks it up a
+    # few times, and through the proxy every lookup is a thread-local read.
+    database = connections[DEFAULT_DB_ALIAS]
+    returning = database.features.can_return_columns_from_insert
+    values = [field.get_db_prep_save(getattr(event, field.attname), database) for field in insert_fields()]
+    with database.cursor() as cursor:
+        cursor.execute(_insert_statement(database.vendor, returning), values)
         row = cursor.fetchone() if returning else None
         event.pk = row[0] if row else cursor.lastrowid
-    event._state.adding, event._state.db = False, connection.alias
+    event._state.adding, event._state.db = False, database.alias
 
 
 def personal_values(event: AuditEvent, names: tuple[str, ...]) -> list[str]:

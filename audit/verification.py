@@ -154,6 +154,8 @@ class _PersonalCheck:
         """`row` as `_rows` reads it: the chained fields, the hash, then the personal ones. An
         unsealed row has sequence 0 and is named by `event_id`."""
         personal = ["" if value is None else str(value) for value in row[_CHAINED + 1 :]]
+        if personal[1]:  # the client's address, as the database spells it
+            personal[1] = chain.address_canonical(personal[1])
         sequence = int(row[0])
         self._one(sequence, str(row[3]), str(row[11]), personal[:3], who="actor", event_id=event_id)
         self._one(sequence, str(row[8]), str(row[12]), personal[3:], who="target", event_id=event_id)

@@ -283,6 +283,7 @@ def _audit_goals(run: _Run) -> list[Goal]:
             appends=(200 if run.quick else 2000) if "P6" in run.selected else 0,
             events=5_000 if run.quick else 100_000,
             seconds=30 if run.quick else 180,
+            request_path_appends=(1_000 if run.quick else 30_000) if "P7" in run.selected else 0,
         )
     goals = goals_p6(figures) if "P6" in run.selected else []
     return goals + ([goal_p7(figures)] if "P7" in run.selected else [])

@@ -21,14 +21,18 @@ P7_GOAL = 5_000
 P7_WRITERS = 8
 
 
-def audit_probe(served: ServedGatehouse, *, appends: int, events: int, seconds: float) -> dict[str, Any]:
+def audit_probe(
+    served: ServedGatehouse, *, appends: int, events: int, seconds: float, request_path_appends: int
+) -> dict[str, Any]:
     """Run bench.audit_probe on the stack's database; its figures (see the probe's docstring).
 
-    `appends` = 0 leaves P6a's per-append costs out.
+    `appends` = 0 leaves P6a's per-append costs out; `request_path_appends` = 0, P7's
+    event-loop writers.
     """
     result = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "bench.audit_probe", "--appends", str(appends), "--events", str(events),
-         "--seconds", str(seconds), "--writers", str(P7_WRITERS)],
+         "--seconds", str(seconds), "--writers", str(P7_WRITERS),
+         "--request-path-appends", str(request_path_appends)],
         cwd=REPO_ROOT, env=served.env, capture_output=True, text=True, check=False, timeout=seconds + 900,
     )  # fmt: skip
     if result.returncode != 0:
@@ -63,7 +67,12 @@ def goals_p6(figures: dict[str, Any]) -> list[Goal]:
 
 
 def goal_p7(figures: dict[str, Any]) -> Goal:
-    """P7 on PostgreSQL only: SQLite serialises writers by design, so there it is not measured."""
+    """P7 on PostgreSQL only: SQLite serialises writers by design, so there it is not measured.
+
+    The goal is judged on the writer processes, each appending in its own transaction, as the
+    goal was set. `request_path` reports the same 8 writers on the path a served chat's record
+    takes (one event loop, overlapping appends sharing an INSERT), beside it.
+    """
     concurrent, verify = figures["concurrent"], figures["verify"]
     goal = Goal(
         id="P7",
@@ -71,7 +80,12 @@ def goal_p7(figures: dict[str, Any]) -> Goal:
         "chain verification kept (links and checkpoints)",
         goal=f">= {P7_GOAL:,}/s; >= {P6_VERIFY_GOAL // 1000}k/s verify",
         anchor="one chain lock today: 818/s",
-        details={"database": figures["database"], "concurrent": concurrent, "verify": verify},
+        details={
+            "database": figures["database"],
+            "concurrent": concurrent,
+            "request_path": figures.get("request_path"),
+            "verify": verify,
+        },
     )
     if figures["database"] != "postgresql":
         goal.details["not_measured"] = "the goal is set on PostgreSQL (the embedded run uses SQLite)"

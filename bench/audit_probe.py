@@ -9,9 +9,15 @@ It writes only through `audit.services.audit_event_record` and checks only with
 them (a chain lock per append today; a sealer linking events off the request path, later).
 The 8 writers also fill the chain the verification reads: they append until it holds
 `--events` events or `--seconds` have passed, whichever comes first.
+
+Beside that (P7's `request_path`), 8 writers append the way a served chat records its end: as
+coroutines on one event loop, each event built by `audit_event_build` and committed by
+`audit.appender.audit_event_append_async` (appends that overlap share one INSERT), with the
+process's own sealer linking them, as in a web process.
 """
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -132,17 +138,58 @@ def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str,
     }
 
 
+def _request_path_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
+    """`writers` coroutines appending `appends` events between them (or for `seconds`), as the
+    chat pipeline does (see the module); None where that path is off (SQLite)."""
+    from audit.appender import audit_appender_close, audit_appends_direct, audit_event_append_async
+    from audit.services import audit_event_build
+
+    if not audit_appends_direct():
+        return {"not_measured": "appends from an event loop go straight to PostgreSQL only"}
+
+    async def run() -> tuple[float, list[float]]:
+        latencies: list[float] = []
+        remaining = appends
+
+        async def writer() -> None:
+            nonlocal remaining
+            while remaining > 0 and time.monotonic() - started < seconds:
+                remaining -= 1
+                begun = time.perf_counter()
+                event = audit_event_build(action="bench.request_path", metadata={"n": 1})
+                await audit_event_append_async(event=event)
+                latencies.append((time.perf_counter() - begun) * 1000)
+
+        started = time.monotonic()
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        elapsed = time.monotonic() - started
+        await audit_appender_close()
+        return elapsed, latencies
+
+    elapsed, latencies = asyncio.run(run())
+    return {
+        "writers": writers,
+        "event_loop": True,
+        "appends": len(latencies),
+        "seconds": round(elapsed, 2),
+        "appends_per_s": round(len(latencies) / elapsed) if elapsed else 0,
+        **(_percentiles(latencies) if latencies else {}),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--appends", type=int, default=1000, help="P6a's appends (0: skip P6a)")
     parser.add_argument("--events", type=int, default=100_000, help="the chain to fill and verify")
     parser.add_argument("--seconds", type=float, default=180, help="at most this long filling it")
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--request-path-appends", type=int, default=30_000, help="0: skip that run")
     args = parser.parse_args()
     _django_setup()
     from django.db import connection
 
     from audit.models import AuditEvent
+    from audit.sealing import audit_seal_pending
     from audit.verification import audit_chain_verify
 
     costs = _append_costs(args.appends) if args.appends else None
@@ -150,6 +197,12 @@ def main() -> None:
     missing = max(args.events - AuditEvent.objects.count(), 10 * args.writers)
     connection.close()  # not carried into the writers' processes
     concurrent = _concurrent_appends(args.writers, missing, args.seconds)
+    request_path = (
+        _request_path_appends(args.writers, args.request_path_appends, args.seconds)
+        if args.request_path_appends
+        else None
+    )
+    audit_seal_pending()  # what the writers' sealers had not reached yet
     links_only = audit_chain_verify(personal=False)
     full = audit_chain_verify(personal=True)
     print(
@@ -158,6 +211,7 @@ def main() -> None:
                 "database": connection.vendor,
                 **({"append": costs} if costs is not None else {}),
                 "concurrent": concurrent,
+                **({"request_path": request_path} if request_path is not None else {}),
                 "verify": {
                     "events": full.events,
                     "ok": full.ok and links_only.ok,

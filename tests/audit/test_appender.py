@@ -19,6 +19,7 @@ from django.test import override_settings
 from accounts.models import User
 from audit import appender
 from audit.appender import audit_appender_close, audit_appends_direct, audit_event_append_async
+from audit.context import RequestContext, request_context_bound
 from audit.models import AuditEvent
 from audit.sealing import audit_seal_pending
 from audit.services import audit_event_build
@@ -87,6 +88,58 @@ async def test_a_row_the_database_refuses_fails_alone(alice: User) -> None:
         type(None),
     ]
     assert await database_sync_to_async(_stored)(events) == 4
+
+
+def _built_in_a_request(actor: User, target: User) -> AuditEvent:
+    """An event with every column the appender sends set, the address an IPv4-mapped IPv6 one."""
+    context = RequestContext(
+        request_id="req-appender-1", client_ip="::ffff:10.1.2.3", user_agent="Büro/1.0 ✓"
+    )
+    with request_context_bound(context):
+        return audit_event_build(
+            action="test.appender.full",
+            actor=actor,
+            target=target,
+            metadata={"ratio": 0.5, "text": 'ünïcode \n "quoted"', "n": 7},
+        )
+
+
+@postgresql_only
+async def test_every_column_is_stored_as_built_and_seals(alice: User, bob: User) -> None:
+    """The appender sends the built values without Django's per-field preparation: each stored
+    column equals the built one, and the sealer (which checks the row's digest) and the
+    verification of personal details (the address, the agent) accept the row."""
+    event = await database_sync_to_async(_built_in_a_request)(alice, bob)
+
+    await audit_event_append_async(event=event)
+
+    stored = await AuditEvent.objects.aget(uuid=event.uuid)
+    for field in AuditEvent._meta.concrete_fields:
+        if not field.primary_key and field.name != "client_ip":
+            # Compared as text: a pseudonym is built as text and read back as a UUID.
+            assert str(getattr(stored, field.attname)) == str(getattr(event, field.attname)), field.name
+    assert stored.client_ip == "10.1.2.3"  # the IPv4 client it is (`audit.chain.address_canonical`)
+    outcome = await database_sync_to_async(audit_seal_pending)()
+    assert outcome.refused == []
+    report = await database_sync_to_async(audit_chain_verify)(personal=True)
+    assert report.ok, report
+
+
+@postgresql_only
+async def test_a_value_over_its_column_length_is_refused_not_cut(alice: User) -> None:
+    """The arrays are cast to the columns' bare types, so the column's own length refuses a
+    value, as a single-row INSERT would, rather than a cast quietly cutting it."""
+    good, long = await database_sync_to_async(_built)(alice, 2)
+    long.action = "x" * 101  # the column holds 100
+
+    results = await asyncio.gather(
+        audit_event_append_async(event=good), audit_event_append_async(event=long), return_exceptions=True
+    )
+
+    assert results[0] is None
+    assert isinstance(results[1], psycopg.errors.StringDataRightTruncation)
+    assert await database_sync_to_async(_stored)([good]) == 1
+    assert await database_sync_to_async(_stored)([long]) == 0
 
 
 def _backend_terminate(pid: int) -> None:
