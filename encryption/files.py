@@ -38,7 +38,9 @@ class SealedFileWriter(io.RawIOBase):
     """A write-only stream that seals what it is given into `path`; close it to finish the file.
 
     It keeps the SHA-256 and length of the plain content it was given (`sha256`, `size`). It
-    has no `tell`/`seek`, so `zipfile` writes into it as into a pipe.
+    has no `tell`/`seek`, so `zipfile` writes into it as into a pipe. Left by an exception (in
+    a `with` block), or told to `discard`, it deletes what it wrote: no file that stops short
+    is ever finished as if it were whole.
     """
 
     def __init__(self, *, path: Path, purpose: str) -> None:
@@ -48,6 +50,7 @@ class SealedFileWriter(io.RawIOBase):
         self._prefix = secrets.token_bytes(_PREFIX_BYTES)
         self._header = MAGIC + struct.pack(">I", key.id) + self._prefix
         self._context = self._header + purpose.encode()
+        self._path = path
         self._handle: IO[bytes] = path.open("wb")
         self._handle.write(self._header)
         self._pending = bytearray()
@@ -83,6 +86,19 @@ class SealedFileWriter(io.RawIOBase):
             self._seal(bytes(self._pending), last=True)
             self._handle.close()
         super().close()
+
+    def discard(self) -> None:
+        """Stop without finishing the file, and delete it."""
+        if not self.closed:
+            self._handle.close()
+            self._path.unlink(missing_ok=True)
+        super().close()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
 
 
 class SealedFileReader(io.RawIOBase):

@@ -136,17 +136,15 @@ def _file_reencrypt(sealed: SealedFile, current_key_id: int, report: Reencryptio
     if key_id == current_key_id:
         return
     partial = sealed.path.with_name(f".{sealed.path.name}.reencrypting")
-    try:
-        writer = SealedFileWriter(path=partial, purpose=sealed.purpose)
-        if key_id is None:
-            with sealed.path.open("rb") as plain:
-                _copy(plain, writer)
-        else:
-            with sealed_file_open(path=sealed.path, purpose=sealed.purpose) as opened:
-                _copy(opened, writer)
-        writer.close()
+    try:  # a copy that fails (whatever the error) deletes its partial file: see SealedFileWriter
+        with SealedFileWriter(path=partial, purpose=sealed.purpose) as writer:
+            if key_id is None:
+                with sealed.path.open("rb") as plain:
+                    _copy(plain, writer)
+            else:
+                with sealed_file_open(path=sealed.path, purpose=sealed.purpose) as opened:
+                    _copy(opened, writer)
     except (FileUnreadable, DataKeyUnavailable):
-        partial.unlink(missing_ok=True)
         report.unreadable += 1
         report.left[key_id or 0] += 1
         return

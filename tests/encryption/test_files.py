@@ -67,3 +67,31 @@ def test_a_plain_file_is_not_taken_for_a_sealed_one(tmp_path: Path) -> None:
     assert sealed_file_key_id(path=tmp_path / "f") is None
     with pytest.raises(FileUnreadable, match="not a sealed file"):
         sealed_file_open(path=tmp_path / "f", purpose="test:one")
+
+
+def test_a_writer_left_by_an_error_deletes_what_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "cut-short"
+    writer = SealedFileWriter(path=path, purpose="test:one")
+
+    def write_then_fail() -> None:
+        with writer:
+            writer.write(os.urandom(CHUNK_BYTES + 10))  # a whole chunk reached the disk
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_then_fail()
+    assert writer.closed
+    assert not path.exists()
+
+
+def test_a_discarded_writer_deletes_its_file_and_a_finished_one_keeps_it(tmp_path: Path) -> None:
+    discarded, finished = tmp_path / "discarded", tmp_path / "finished"
+    writer = SealedFileWriter(path=discarded, purpose="test:one")
+    writer.write(b"half")
+    writer.discard()
+    writer.close()  # a later close (as garbage collection makes) finishes nothing
+    assert not discarded.exists()
+    with SealedFileWriter(path=finished, purpose="test:one") as writer:
+        writer.write(b"whole")
+    with sealed_file_open(path=finished, purpose="test:one") as opened:
+        assert opened.read() == b"whole"

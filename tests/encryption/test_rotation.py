@@ -236,6 +236,29 @@ def test_an_export_deleted_while_it_is_reencrypted_does_not_come_back(
     assert not list(compliance_export_dir.glob(f".{path.name}*"))
 
 
+@pytest.mark.usefixtures("master_key_a")
+def test_a_copy_that_fails_midway_leaves_the_file_as_it_was_and_no_partial(
+    alice: User,
+    compliance_export_dir: Path,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    export = export_built(admin=alice, capture_on_commit=django_capture_on_commit_callbacks).export
+    path = compliance_export_dir / export.file_name
+    before = path.read_bytes()
+    data_key_rotate()
+
+    def copy_then_fail(source: Any, writer: Any) -> None:
+        writer.write(source.read(100_000))
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(reencryption, "_copy", copy_then_fail)
+    with pytest.raises(OSError, match="no space left"):
+        encryption_maintain()
+    assert path.read_bytes() == before
+    assert not list(compliance_export_dir.glob(f".{path.name}*"))
+
+
 def test_the_sweep_deletes_export_files_no_request_names(compliance_export_dir: Path) -> None:
     compliance_export_dir.mkdir(parents=True, exist_ok=True)
     orphan, fresh = compliance_export_dir / "export-orphan.zip", compliance_export_dir / "export-fresh.zip"
