@@ -37,7 +37,7 @@ from django.db import connection, connections
 
 from audit.models import AuditEvent
 from audit.sealer import audit_sealer_ensure
-from audit.services import insert_fields
+from audit.services import insert_fields, insert_statement
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,11 @@ class _Appender:
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         """One INSERT of `rows`, once more on a new connection if the one it used broke."""
-        statement = columns_insert_statement()
-        parameters = [list(column) for column in zip(*rows, strict=True)]
+        if len(rows) == 1:  # one value per column: cheaper to send than arrays of one
+            statement, parameters = insert_statement(), list(rows[0])
+        else:
+            statement = columns_insert_statement()
+            parameters = [list(column) for column in zip(*rows, strict=True)]
         for attempt in range(2):
             connection = await self._connected()
             try:
