@@ -36,6 +36,16 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
+def _rate(latencies_ms: list[float], elapsed: float) -> dict[str, float]:
+    """Appends, their rate over `elapsed` seconds and their latencies' percentiles."""
+    return {
+        "appends": len(latencies_ms),
+        "seconds": round(elapsed, 2),
+        "appends_per_s": round(len(latencies_ms) / elapsed) if elapsed else 0,
+        **(_percentiles(latencies_ms) if latencies_ms else {}),
+    }
+
+
 def _append_costs(appends: int) -> dict[str, object]:
     from django.db import transaction
 
@@ -128,14 +138,7 @@ def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str,
         process.join(timeout=60)
     latencies = [latency for _, _, each in finished for latency in each]
     elapsed = max(end for _, end, _ in finished) - min(start for start, _, _ in finished)
-    return {
-        "writers": writers,
-        "processes": True,
-        "appends": len(latencies),
-        "seconds": round(elapsed, 2),
-        "appends_per_s": round(len(latencies) / elapsed) if elapsed else 0,
-        **(_percentiles(latencies) if latencies else {}),
-    }
+    return {"writers": writers, "processes": True, **_rate(latencies, elapsed)}
 
 
 def _request_path_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
@@ -167,14 +170,7 @@ def _request_path_appends(writers: int, appends: int, seconds: float) -> dict[st
         return elapsed, latencies
 
     elapsed, latencies = asyncio.run(run())
-    return {
-        "writers": writers,
-        "event_loop": True,
-        "appends": len(latencies),
-        "seconds": round(elapsed, 2),
-        "appends_per_s": round(len(latencies) / elapsed) if elapsed else 0,
-        **(_percentiles(latencies) if latencies else {}),
-    }
+    return {"writers": writers, "event_loop": True, **_rate(latencies, elapsed)}
 
 
 def main() -> None:
