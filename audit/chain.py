@@ -1,9 +1,9 @@
 """The hash chain's arithmetic, with no Django in it.
 
 An outsider re-implements or runs exactly this to check an export (see `audit.offline_verify`),
-so it needs only the standard library (orjson, where installed, only makes the same bytes
-faster) and is the single definition the app, the migration
-that chained older rows, the verifier and the export all use.
+so it needs only the standard library (orjson, where installed, only writes the same bytes
+faster) and is the single definition the app, the migration that chained older rows, the
+verifier and the export all use.
 
 Each event is encoded canonically as a compact JSON array of the fields in `CHAINED_FIELDS`,
 in that order, and its hash is
@@ -98,7 +98,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 # The only value types a chained or digested array holds. For them orjson writes exactly the
 # bytes of `_ENCODER` (compact, UTF-8, the same escapes: checked over random text with every
-# control character in `tests/audit/test_chain_canonical.py`), in a fifth of the time.
+# control character in `tests/audit/test_chain_canonical.py`), in about a third of the time.
 _ORJSON_TYPES = frozenset({str, int, type(None)})
 
 
