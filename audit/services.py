@@ -162,12 +162,12 @@ def insert_fields() -> tuple[models.Field[Any, Any], ...]:
 
 
 @cache
-def insert_statement(rows: int = 1) -> str:
-    """The INSERT of `rows` events' `insert_fields()`, one `%s` placeholder per value."""
+def insert_statement() -> str:
+    """The INSERT of one event's `insert_fields()`, one `%s` placeholder per value."""
     fields = insert_fields()
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES " + ", ".join([row] * rows)  # noqa: S608
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {AuditEvent._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
 
 
 @cache

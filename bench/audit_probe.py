@@ -143,7 +143,7 @@ def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str,
 
 def _request_path_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
     """`writers` coroutines appending `appends` events between them (or for `seconds`), as the
-    chat pipeline does (see the module); None where that path is off (SQLite)."""
+    chat pipeline does (see the module); where that path is off (SQLite), why it was not run."""
     from audit.appender import audit_appender_close, audit_appends_direct, audit_event_append_async
     from audit.services import audit_event_build
 
