@@ -88,7 +88,8 @@ class RemoteDeployments:
             raise ValueError("a remote version needs at least one upstream")
         self.upstreams = upstreams
         self.least_busy = routing == ROUTING_LEAST_BUSY
-        self._rng = rng or random.Random()  # noqa: S311 - spreading load, not secrecy
+        # The weighted draw; a test may seed it so an order repeats.
+        self.rng = rng or random.Random()  # noqa: S311 - spreading load, not secrecy
 
     @property
     def max_retries(self) -> int:
@@ -102,7 +103,7 @@ class RemoteDeployments:
         """Every upstream once, in an order drawn by weight."""
         left, ordered = list(self.upstreams), []
         while left:
-            chosen = self._rng.choices(range(len(left)), weights=[upstream.weight for upstream in left])[0]
+            chosen = self.rng.choices(range(len(left)), weights=[upstream.weight for upstream in left])[0]
             ordered.append(left.pop(chosen))
         return ordered
 
