@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gatehouse.process_priority import thread_priority_lower
 from gatehouse.tracing import generation_span, handoff_context, tracing_on
 from inference.generation import GenerationJob, generation_run
 from inference.relay import RelaySender
@@ -34,8 +35,15 @@ def inference_queue(*, model_name: str) -> str:
 class InprocessExecutor:
     """The embedded default's executor: a thread pool that knows how many jobs wait, per model."""
 
-    def __init__(self, *, max_workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gatehouse-generate")
+    def __init__(self, *, max_workers: int, niceness: int = 0) -> None:
+        # Each thread runs below the event loop's priority (`niceness`), as a worker's do; the
+        # batch threads it starts inherit that.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_workers,
+            thread_name_prefix="gatehouse-generate",
+            initializer=thread_priority_lower,
+            initargs=(niceness,),
+        )
         self._waiting: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -74,7 +82,9 @@ class InprocessExecutor:
 
 @cache
 def _inprocess_executor() -> InprocessExecutor:
-    return InprocessExecutor(max_workers=settings.GATEHOUSE_INPROCESS_WORKERS)
+    return InprocessExecutor(
+        max_workers=settings.GATEHOUSE_INPROCESS_WORKERS, niceness=settings.GATEHOUSE_WORKER_NICENESS
+    )
 
 
 def inprocess_generations_drain(*, timeout: float) -> bool:

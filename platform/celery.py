@@ -13,6 +13,7 @@ from celery.signals import (
     before_task_publish,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -38,6 +39,16 @@ worker_probe_connect()
 # The message header that carries the request id from the web tier into a task.
 REQUEST_ID_HEADER = "gatehouse_request_id"
 _bound: dict[str, Token[RequestContext | None]] = {}
+
+
+@worker_init.connect
+def _yield_cpu_to_the_web_tier(**_: object) -> None:
+    """Before it takes work: every thread lower than the web tier (GATEHOUSE_WORKER_NICENESS)."""
+    from django.conf import settings
+
+    from gatehouse.process_priority import process_priority_lower
+
+    process_priority_lower(niceness=settings.GATEHOUSE_WORKER_NICENESS)
 
 
 @before_task_publish.connect

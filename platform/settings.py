@@ -465,6 +465,13 @@ GATEHOUSE_ENGINE_CPU_THREADS = env.int("GATEHOUSE_ENGINE_CPU_THREADS", default=0
 GATEHOUSE_ENGINE_BATCH_GATHER_MS = env.float("GATEHOUSE_ENGINE_BATCH_GATHER_MS", default=10.0)
 GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS = env.float("GATEHOUSE_ENGINE_BATCH_OVERFLOW_MS", default=250.0)
 GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCHES", default=2)
+# How much lower than the web tier generations run on the CPU (a nice value added, 0 to 19;
+# gatehouse.process_priority): every thread of a Celery worker, and the embedded executor's
+# threads. Where web and generations share a host, a cheap request then waits for no decode
+# step; where they do not, it changes nothing. 0 leaves the priority alone.
+GATEHOUSE_WORKER_NICENESS = env.int("GATEHOUSE_WORKER_NICENESS", default=10)
+if not 0 <= GATEHOUSE_WORKER_NICENESS <= 19:  # noqa: PLR2004 - the range of a nice value
+    raise ImproperlyConfigured("GATEHOUSE_WORKER_NICENESS must be between 0 and 19.")
 # Threads running generations in the web process (embedded default). Enough to fill the
 # batches above; each mostly waits on its batch and relays tokens.
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=16)

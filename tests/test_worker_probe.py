@@ -231,6 +231,17 @@ def warming_worker(tmp_path: Path, model_root: Path) -> Iterator[tuple[CeleryWor
     worker.stop()
 
 
+def _nice_values(pid: int) -> set[int]:
+    """The nice values of a process's threads (Linux keeps one per thread)."""
+    values = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            values.add(os.getpriority(os.PRIO_PROCESS, int(task.name)))
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
+    return values
+
+
 def _until(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -247,6 +258,9 @@ def test_a_real_worker_is_probed_live_and_ready_after_warm_up_and_unready_once_s
     _until(lambda: _probe("--ready", directory=directory).returncode == 0, seconds=60, what=worker.log_tail())
     assert "warmed demo-tiny" in worker.log_path.read_text()
     assert _probe("--live", directory=directory).returncode == 0
+    # It runs below the web tier (GATEHOUSE_WORKER_NICENESS, 10 by default), every thread.
+    assert worker.process is not None
+    assert _nice_values(worker.process.pid) == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)}
     # The heartbeat is rewritten while the worker runs, not written once.
     _age(directory / HEARTBEAT, STALE_AFTER_SECONDS + 5)
     assert _probe("--live", directory=directory).returncode == 1

@@ -1,0 +1,103 @@
+"""Generation work runs below the web tier's CPU priority (GATEHOUSE_WORKER_NICENESS).
+
+Each case runs in a process of its own: a nice value once raised cannot be lowered again
+without privilege, and the suite's own process must keep its priority.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.conf import settings
+
+from gatehouse.process_priority import PER_THREAD
+
+pytestmark = pytest.mark.skipif(not PER_THREAD, reason="nice values per thread are Linux's")
+
+
+_NICE_OF = """
+import os, threading
+
+def nice_of(thread_id=None):
+    return os.getpriority(os.PRIO_PROCESS, thread_id or threading.get_native_id())
+"""
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, with `nice_of(thread id)` (the calling thread's by default)."""
+    return subprocess.run(
+        [sys.executable, "-c", _NICE_OF + textwrap.dedent(code)],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "gatehouse.settings", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_a_worker_lowers_every_thread_it_has_and_those_it_starts_later() -> None:
+    result = _python(
+        """
+        import queue
+        from gatehouse.process_priority import process_priority_lower
+
+        before = nice_of()
+        started, stop = queue.Queue(), threading.Event()
+        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
+        earlier.start()
+        earlier_id = started.get()
+        raised = process_priority_lower(niceness=3)
+        later = []
+        thread = threading.Thread(target=lambda: later.append(nice_of()))
+        thread.start(); thread.join()
+        print(before, raised, nice_of(), nice_of(earlier_id), later[0])
+        stop.set(); earlier.join()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    before, raised, main, earlier, later = map(int, result.stdout.split())
+    assert raised >= 2  # the main thread and the one started before
+    assert (main, earlier, later) == (before + 3, before + 3, before + 3)
+
+
+def test_the_embedded_executor_lowers_its_threads_and_not_the_callers() -> None:
+    result = _python(
+        """
+        import django; django.setup()
+        from inference.dispatch import InprocessExecutor
+
+        executor = InprocessExecutor(max_workers=2, niceness=4)
+        print(nice_of(), executor._pool.submit(nice_of).result())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    caller, pooled = map(int, result.stdout.split())
+    assert pooled == min(19, caller + 4)
+
+
+def test_a_nice_value_is_capped_at_the_lowest_priority_and_zero_changes_nothing() -> None:
+    result = _python(
+        """
+        from gatehouse.process_priority import process_priority_lower, thread_priority_lower
+
+        before = nice_of()
+        untouched = process_priority_lower(niceness=0)
+        thread_priority_lower(0)
+        same = nice_of()
+        process_priority_lower(niceness=50)
+        print(before, untouched, same, nice_of())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    before, untouched, same, capped = map(int, result.stdout.split())
+    assert (untouched, same, capped) == (0, before, 19)
+
+
+@pytest.mark.parametrize("value", ["-1", "20", "ten"])
+def test_a_niceness_out_of_range_is_refused_at_startup(value: str) -> None:
+    result = _python("import django; django.setup()", GATEHOUSE_WORKER_NICENESS=value)
+    assert result.returncode != 0
+    assert "GATEHOUSE_WORKER_NICENESS" in result.stderr
