@@ -1,5 +1,7 @@
-"""`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses` served
-straight from ASGI: the doors without Django's request cycle.
+"""`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses`, and
+`GET /v1/models` and `/v1/models/{model}`, served straight from ASGI: the doors without
+Django's request cycle (whose middleware alone hops to a thread and back about twenty times
+for a GET).
 
 Django's handler, its middleware and DRF cost more server time per request than a whole
 Python proxy does; on the path every chat takes, this route does only what they would do for
@@ -8,7 +10,8 @@ headers, bearer authentication, the JSON body, request metrics. What it answers 
 the same door (`inference.chat.http`) the DRF view uses.
 
 Anything else goes on to Django unchanged: another path or method, no bearer credential (a
-console session), a body that is not JSON, a plain-HTTP request that must be redirected.
+console session), a body that is not JSON, a GET that asks for HTML (DRF's browsable pages), a
+plain-HTTP request that must be redirected.
 """
 
 import asyncio
@@ -29,6 +32,7 @@ from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from gatehouse.tracing import span_request_id_tag, tracing_on
 from inference.chat.embeddings_http import embeddings_serve
 from inference.chat.http import chat_completions_serve, error_respond, responses_serve, text_completions_serve
+from inference.chat.models_http import model_detail_serve, models_list_serve
 
 Serve = Callable[..., Awaitable[None]]
 # Each path served here: its name as Django's resolver gives it (the request metrics' route)
@@ -39,6 +43,8 @@ DOORS: dict[str, tuple[str, Serve]] = {
     "/v1/embeddings": ("v1/embeddings", embeddings_serve),
     "/v1/responses": ("v1/responses", responses_serve),
 }
+# The GETs served here: the path, or the prefix before its one argument (`model_name`).
+MODELS_PATH, MODEL_PREFIX = "/v1/models", "/v1/models/"
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -52,14 +58,30 @@ class ChatCompletionsRoute:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        door = DOORS.get(scope["path"]) if scope["type"] == "http" else None
-        if door is not None and scope["method"] == "POST":
+        door = _door(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if door is not None:
             headers = _headers(scope)
             if _ours(scope, headers):
-                route, serve = door
-                await _Exchange(scope, receive, send, headers, route=route, door=serve).serve()
+                route, serve, arguments = door
+                await _Exchange(scope, receive, send, headers, route=route, door=serve).serve(arguments)
                 return
         await self.app(scope, receive, send)
+
+
+def _door(method: str, path: str) -> tuple[str, Serve, dict[str, str]] | None:
+    """The door for `method` on `path`: its route's name, its function and the arguments in
+    the path; None where Django answers (a name with a slash is no model's)."""
+    if method == "POST":
+        door = DOORS.get(path)
+        return None if door is None else (*door, {})
+    if method != "GET":
+        return None
+    if path == MODELS_PATH:
+        return "v1/models", models_list_serve, {}
+    name = path.removeprefix(MODEL_PREFIX)
+    if name != path and name and "/" not in name:
+        return "v1/models/<str:model_name>", model_detail_serve, {"model_name": name}
+    return None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -67,11 +89,15 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _ours(scope: Scope, headers: dict[str, str]) -> bool:
+    """A bearer request for JSON: a POST that sends JSON, a GET that does not ask for HTML."""
     scheme, _, _ = headers.get("authorization", "").partition(" ")
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if scope["method"] == "GET":
+        wanted = "text/html" not in headers.get("accept", "").lower()
+    else:
+        wanted = headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
     return (
         scheme.lower() == "bearer"
-        and content_type == "application/json"
+        and wanted
         and not (settings.SECURE_SSL_REDIRECT and not _secure(scope, headers))
     )
 
@@ -111,7 +137,9 @@ class _Exchange:
         self.secure = _secure(scope, headers)
         self.status = 0
 
-    async def serve(self) -> None:
+    async def serve(self, arguments: dict[str, str]) -> None:
+        """Answer the request: a GET with the door's `arguments` from its path, a POST with
+        its JSON body."""
         with request_context_bound(self.context):
             if tracing_on():
                 span_request_id_tag(self.context.request_id)
@@ -119,6 +147,11 @@ class _Exchange:
                 await error_respond(
                     self, status=400, message="The Host header is not allowed here.", code="bad_host"
                 )
+                return
+            if self.scope["method"] == "GET":
+                principal = await self._principal()
+                if principal is not None:
+                    await self.door(principal=principal, responder=self, **arguments)
                 return
             body = await self._body()
             if body is None:
@@ -210,8 +243,9 @@ class _Exchange:
         encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         encoded += self._standard_headers()
         await self.send({"type": "http.response.start", "status": status, "headers": encoded})
-        HTTP_REQUESTS.labels(route=self.route, method="POST", status=str(status)).inc()
-        HTTP_LATENCY.labels(route=self.route, method="POST").observe(time.perf_counter() - self.started)
+        method = self.scope["method"]
+        HTTP_REQUESTS.labels(route=self.route, method=method, status=str(status)).inc()
+        HTTP_LATENCY.labels(route=self.route, method=method).observe(time.perf_counter() - self.started)
 
     async def write(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})

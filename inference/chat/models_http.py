@@ -1,0 +1,76 @@
+"""`GET /v1/models` and `GET /v1/models/{model}` for a bearer caller, served from ASGI
+(`inference.chat.asgi`): the cheap requests clients make most, answered in one database call
+off the event loop instead of a thread hop per Django middleware.
+
+The DRF views (`inference.api.views`) answer the same from a console session, with the same
+entries (`model_entry`) and the same refusals.
+"""
+
+import orjson
+
+from accounts.principal import Principal
+from gatehouse.database_calls import database_sync
+from inference.chat.http import Responder, error_respond
+from inference.models import Model
+from inference.selectors import model_get_usable, model_list_usable
+
+MODELS_SCOPE = "models:read"
+
+
+def model_entry(model: Model) -> dict[str, object]:
+    """One model in OpenAI's shape."""
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": "gatehouse",
+    }
+
+
+def model_not_found_message(name: str) -> str:
+    """The same whether the model does not exist or is not the caller's: nothing to probe."""
+    return f"The model '{name}' does not exist or you do not have access to it."
+
+
+async def models_list_serve(*, principal: Principal, responder: Responder) -> None:
+    """The models the caller may use, in OpenAI's list format."""
+    if await _scope_refused(principal, responder):
+        return
+    entries = await database_sync(_usable_entries)(principal)
+    await _json_respond(responder, {"object": "list", "data": entries})
+
+
+async def model_detail_serve(*, principal: Principal, responder: Responder, model_name: str) -> None:
+    """One model, if the caller may use it; otherwise 404, as if it did not exist."""
+    if await _scope_refused(principal, responder):
+        return
+    model = await database_sync(model_get_usable)(
+        user=principal.user, name=model_name, api_key=principal.api_key
+    )
+    if model is None:
+        await error_respond(
+            responder, status=404, message=model_not_found_message(model_name), code="not_found"
+        )
+        return
+    await _json_respond(responder, model_entry(model))
+
+
+def _usable_entries(principal: Principal) -> list[dict[str, object]]:
+    return [model_entry(model) for model in model_list_usable(user=principal.user, api_key=principal.api_key)]
+
+
+async def _scope_refused(principal: Principal, responder: Responder) -> bool:
+    if principal.has_scope(MODELS_SCOPE):
+        return False
+    await error_respond(
+        responder,
+        status=403,
+        message="This API key does not have the scope this endpoint needs.",
+        code="permission_denied",
+    )
+    return True
+
+
+async def _json_respond(responder: Responder, document: object) -> None:
+    await responder.start(200, [("Content-Type", "application/json")])
+    await responder.end(orjson.dumps(document))
