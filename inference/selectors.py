@@ -110,6 +110,21 @@ def model_routes_for(*, user: User, name: str) -> ModelRoutes | None:
     return _routes.fetch((user.pk, name), load, keep=lambda routes: routes is not None)
 
 
+# The models each user may use, held and dropped like the routes above.
+_usable: LocalCache[int, tuple[Model, ...]] = LocalCache("usable models")
+
+
+def model_list_usable_cached(*, user: User, api_key: ApiKey | None = None) -> list[Model]:
+    """`model_list_usable`'s models, from this process's cache where it holds them (inside
+    `local_caches_only()` a miss raises `NotCached`); a key limited to some models sees only
+    those."""
+    usable = _usable.fetch(user.pk, lambda: tuple(model_list_usable(user=user)))
+    if api_key is None or not api_key.model_ids:
+        return list(usable)
+    allowed = set(api_key.model_ids)
+    return [model for model in usable if model.pk in allowed]
+
+
 def conversation_list_own(*, user: User) -> QuerySet[Conversation]:
     """The caller's conversations, newest first; nobody else's, admins included."""
     return (

@@ -1,6 +1,8 @@
 """`GET /v1/models` and `GET /v1/models/{model}` for a bearer caller, served from ASGI
-(`inference.chat.asgi`): the cheap requests clients make most, answered in one database call
-off the event loop instead of a thread hop per Django middleware.
+(`inference.chat.asgi`): the cheap requests clients make most, answered on the event loop from
+this process's cache of what each user may use (dropped everywhere on any change to models,
+grants, roles or teams), or on a miss in one database call off the loop; not with a thread hop
+per Django middleware.
 
 The DRF views (`inference.api.views`) answer the same from a console session, with the same
 entries (`model_entry`) and the same refusals.
@@ -10,9 +12,10 @@ import orjson
 
 from accounts.principal import Principal
 from gatehouse.database_calls import database_sync
+from gatehouse.local_cache import NotCached, local_caches_only
 from inference.chat.http import Responder, error_respond
 from inference.models import Model
-from inference.selectors import model_get_usable, model_list_usable
+from inference.selectors import model_list_usable_cached
 
 MODELS_SCOPE = "models:read"
 
@@ -36,17 +39,15 @@ async def models_list_serve(*, principal: Principal, responder: Responder) -> No
     """The models the caller may use, in OpenAI's list format."""
     if await _scope_refused(principal, responder):
         return
-    entries = await database_sync(_usable_entries)(principal)
-    await _json_respond(responder, {"object": "list", "data": entries})
+    usable = await _usable(principal)
+    await _json_respond(responder, {"object": "list", "data": [model_entry(model) for model in usable]})
 
 
 async def model_detail_serve(*, principal: Principal, responder: Responder, model_name: str) -> None:
     """One model, if the caller may use it; otherwise 404, as if it did not exist."""
     if await _scope_refused(principal, responder):
         return
-    model = await database_sync(model_get_usable)(
-        user=principal.user, name=model_name, api_key=principal.api_key
-    )
+    model = next((model for model in await _usable(principal) if model.name == model_name), None)
     if model is None:
         await error_respond(
             responder, status=404, message=model_not_found_message(model_name), code="not_found"
@@ -55,8 +56,12 @@ async def model_detail_serve(*, principal: Principal, responder: Responder, mode
     await _json_respond(responder, model_entry(model))
 
 
-def _usable_entries(principal: Principal) -> list[dict[str, object]]:
-    return [model_entry(model) for model in model_list_usable(user=principal.user, api_key=principal.api_key)]
+async def _usable(principal: Principal) -> list[Model]:
+    try:
+        with local_caches_only():
+            return model_list_usable_cached(user=principal.user, api_key=principal.api_key)
+    except NotCached:
+        return await database_sync(model_list_usable_cached)(user=principal.user, api_key=principal.api_key)
 
 
 async def _scope_refused(principal: Principal, responder: Responder) -> bool:

@@ -15,7 +15,7 @@ from accounts.services.api_keys import api_key_create, api_key_revoke
 from gatehouse.asgi import application
 from inference.chat.models_http import model_not_found_message
 from inference.models import Model
-from inference.services import model_access_grant, model_register
+from inference.services import model_access_grant, model_access_revoke, model_register
 from tests.accounts.helpers import login
 from tests.conftest import PASSWORD
 
@@ -161,3 +161,21 @@ async def test_a_browser_asking_for_html_and_other_paths_go_to_django(
     nested = await _asgi_get("/v1/models/open-model/extra", key)
     assert nested.status_code == 404
     assert nested.json()["error"]["code"] == "not_found"
+
+
+async def test_a_grant_given_or_taken_shows_in_the_next_list(
+    alice: User, bob: User, models: dict[str, Model]
+) -> None:
+    key = await database_sync_to_async(_key)(bob, ("models:read",))
+
+    async def names() -> set[str]:
+        return {entry["id"] for entry in (await _asgi_get("/v1/models", key)).json()["data"]}
+
+    assert await names() == {"open-model", "closed-model"}  # now held in this process's cache
+    assert (await _asgi_get("/v1/models/team-model", key)).status_code == 404
+    await database_sync_to_async(model_access_grant)(model=models["team"], grantee=bob, actor=alice)
+    assert await names() == {"open-model", "closed-model", "team-model"}
+    assert (await _asgi_get("/v1/models/team-model", key)).status_code == 200
+    await database_sync_to_async(model_access_revoke)(model=models["closed"], grantee=bob, actor=alice)
+    assert await names() == {"open-model", "team-model"}
+    assert (await _asgi_get("/v1/models/closed-model", key)).status_code == 404
