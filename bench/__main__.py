@@ -222,7 +222,12 @@ def _model_goals(run: _Run) -> list[Goal]:
         with run.profiled("P4"):
             goals.append(
                 measure_p4(
-                    run.served, run.token, run.key, requests=50 if run.quick else 400, max_tokens=max_tokens
+                    run.served,
+                    run.token,
+                    run.key,
+                    requests=50 if run.quick else 400,
+                    max_tokens=max_tokens,
+                    seconds=1.0 if run.quick else 5.0,
                 )
             )
     if "P3" in run.selected:

@@ -332,10 +332,12 @@ def _rounded_ratio(numerator: float | None, denominator: float | None) -> float 
     return round(numerator / denominator, 3) if numerator is not None and denominator else None
 
 
-def _get_latencies(url: str, key: str, *, requests: int) -> list[float]:
-    latencies = []
+def _get_latencies(url: str, key: str, *, requests: int, seconds: float = 0.0) -> list[float]:
+    """At least `requests` GETs, one after another, for at least `seconds`."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
-        for _ in range(requests):
+        while len(latencies) < requests or time.perf_counter() < deadline:
             started = time.perf_counter()
             response = client.get(url)
             latencies.append(time.perf_counter() - started)
@@ -360,7 +362,12 @@ def _four_streams(ws_url: str, token: str, max_tokens: int, stop: Any, tokens: A
     asyncio.run(four())
 
 
-def measure_p4(served: ServedGatehouse, token: str, key: str, *, requests: int, max_tokens: int) -> Goal:
+def measure_p4(
+    served: ServedGatehouse, token: str, key: str, *, requests: int, max_tokens: int, seconds: float
+) -> Goal:
+    """Idle, then busy: each at least `requests` GETs over at least `seconds`, so that the busy
+    ones span the four streams' whole cycle (first tokens, streaming, ends and restarts), however
+    fast a GET is."""
     goal = Goal(
         id="P4",
         measure="p99 of a cheap authenticated GET (/v1/models, API key) while 4 generations stream vs idle",
@@ -369,7 +376,7 @@ def measure_p4(served: ServedGatehouse, token: str, key: str, *, requests: int, 
     )
     url = f"{served.base_url}/v1/models"
     _get_latencies(url, key, requests=20)  # warm
-    idle = _get_latencies(url, key, requests=requests)
+    idle = _get_latencies(url, key, requests=requests, seconds=seconds)
     spawn = multiprocessing.get_context("spawn")
     stop, tokens = spawn.Event(), spawn.Value("l", 0)
     streams = spawn.Process(target=_four_streams, args=(served.ws_url, token, max_tokens, stop, tokens))
@@ -378,7 +385,7 @@ def measure_p4(served: ServedGatehouse, token: str, key: str, *, requests: int, 
     while tokens.value == 0 and time.monotonic() < deadline:
         time.sleep(0.05)  # until the four are streaming
     before = tokens.value
-    busy = _get_latencies(url, key, requests=requests)
+    busy = _get_latencies(url, key, requests=requests, seconds=seconds)
     during = tokens.value - before
     stop.set()
     streams.join(timeout=120)
@@ -389,7 +396,8 @@ def measure_p4(served: ServedGatehouse, token: str, key: str, *, requests: int, 
         "idle_p99_ms": round(percentile(idle, 0.99) * 1000, 2),
         "busy_p50_ms": round(percentile(busy, 0.5) * 1000, 2),
         "busy_p99_ms": round(percentile(busy, 0.99) * 1000, 2),
-        "requests_each": requests,
+        "requests": {"idle": len(idle), "busy": len(busy)},
+        "seconds_each_at_least": seconds,
         # Proof the generations ran while the busy GETs were timed.
         "tokens_streamed_while_timed": during,
     }
