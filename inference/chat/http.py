@@ -91,18 +91,25 @@ async def error_respond(
     await responder.end(error_body(status=status, message=message, code=code))
 
 
+async def scope_refused(*, principal: Principal, scope: str, responder: Responder) -> bool:
+    """True once a 403 has been answered because the caller's key lacks `scope`."""
+    if principal.has_scope(scope):
+        return False
+    await error_respond(
+        responder,
+        status=403,
+        message="This API key does not have the scope this endpoint needs.",
+        code="permission_denied",
+    )
+    return True
+
+
 async def request_read(
     *, principal: Principal, data: Any, request_id: str, responder: Responder, parse: Callable[..., _Request]
 ) -> _Request | None:
     """The request `parse` reads from `data`; None once a refusal (the key's scope, an invalid
     body) has been answered."""
-    if not principal.has_scope(CHAT_SCOPE):
-        await error_respond(
-            responder,
-            status=403,
-            message="This API key does not have the scope this endpoint needs.",
-            code="permission_denied",
-        )
+    if await scope_refused(principal=principal, scope=CHAT_SCOPE, responder=responder):
         return None
     try:
         return parse(data, request_id=request_id)

@@ -13,7 +13,7 @@ import orjson
 from accounts.principal import Principal
 from gatehouse.database_calls import database_sync
 from gatehouse.local_cache import NotCached, local_caches_only
-from inference.chat.http import Responder, error_respond
+from inference.chat.http import Responder, error_respond, scope_refused
 from inference.models import Model
 from inference.selectors import model_list_usable_cached
 
@@ -37,7 +37,7 @@ def model_not_found_message(name: str) -> str:
 
 async def models_list_serve(*, principal: Principal, responder: Responder) -> None:
     """The models the caller may use, in OpenAI's list format."""
-    if await _scope_refused(principal, responder):
+    if await scope_refused(principal=principal, scope=MODELS_SCOPE, responder=responder):
         return
     usable = await _usable(principal)
     await _json_respond(responder, {"object": "list", "data": [model_entry(model) for model in usable]})
@@ -45,7 +45,7 @@ async def models_list_serve(*, principal: Principal, responder: Responder) -> No
 
 async def model_detail_serve(*, principal: Principal, responder: Responder, model_name: str) -> None:
     """One model, if the caller may use it; otherwise 404, as if it did not exist."""
-    if await _scope_refused(principal, responder):
+    if await scope_refused(principal=principal, scope=MODELS_SCOPE, responder=responder):
         return
     model = next((model for model in await _usable(principal) if model.name == model_name), None)
     if model is None:
@@ -62,18 +62,6 @@ async def _usable(principal: Principal) -> list[Model]:
             return model_list_usable_cached(user=principal.user, api_key=principal.api_key)
     except NotCached:
         return await database_sync(model_list_usable_cached)(user=principal.user, api_key=principal.api_key)
-
-
-async def _scope_refused(principal: Principal, responder: Responder) -> bool:
-    if principal.has_scope(MODELS_SCOPE):
-        return False
-    await error_respond(
-        responder,
-        status=403,
-        message="This API key does not have the scope this endpoint needs.",
-        code="permission_denied",
-    )
-    return True
 
 
 async def _json_respond(responder: Responder, document: object) -> None:
