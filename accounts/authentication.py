@@ -92,10 +92,14 @@ def request_principal(request: Request) -> Principal:
     )
 
 
+# What a key without an endpoint's scope is told, by the DRF views and the doors before Django.
+SCOPE_MISSING_MESSAGE = "This API key does not have the scope this endpoint needs."
+
+
 class HasScope(BasePermission):
     """API keys reach only the endpoints their scopes name (`required_scope` on the view)."""
 
-    message = "This API key does not have the scope this endpoint needs."
+    message = SCOPE_MISSING_MESSAGE
 
     def has_permission(self, request: Request, view: Any) -> bool:
         scope = getattr(view, "required_scope", None)

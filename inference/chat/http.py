@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from django.conf import settings
 
+from accounts.authentication import SCOPE_MISSING_MESSAGE
 from accounts.principal import Principal
 from inference.api.completion_request import CompletionRequest, completion_request_parse
 from inference.api.openai_format import (
@@ -98,7 +99,7 @@ async def scope_refused(*, principal: Principal, scope: str, responder: Responde
     await error_respond(
         responder,
         status=403,
-        message="This API key does not have the scope this endpoint needs.",
+        message=SCOPE_MISSING_MESSAGE,
         code="permission_denied",
     )
     return True
