@@ -60,16 +60,21 @@ def remote_model_deployed(
     model_version_promote(version=version, actor=alice)
     model_serving_update(model=version.model, changes={"routing": routing}, actor=alice)
     engines_clear()
-    _draw_seed(version)
+    # Seeded, so that a test relying on weights (1000 to 1: the first nearly always first)
+    # never meets the 1-in-1001 other order.
+    remote_model_engine().rng = random.Random(0)  # noqa: S311 - repeatable; its first 200 draws are under 0.997
 
 
-def _draw_seed(version: ModelVersion) -> None:
-    """Seed the weighted draw of the engine the requests will use, so that a test relying on
-    weights (1000 to 1: the first nearly always first) never meets the 1-in-1001 other order."""
-    version = ModelVersion.objects.select_related("model").prefetch_related("deployments").get(pk=version.pk)
+def remote_model_engine() -> RemoteDeployments:
+    """The engine that serves `remote-model`'s requests in this process (the loader's cache)."""
+    version = (
+        ModelVersion.objects.select_related("model")
+        .prefetch_related("deployments")
+        .get(model__name="remote-model")
+    )
     engine = engine_for_version(version=version)
     assert isinstance(engine, RemoteDeployments)
-    engine.rng = random.Random(0)  # noqa: S311 - a drawn order, repeatable; its first 200 draws are under 0.997
+    return engine
 
 
 def api_key_mint(user: User, scopes: tuple[str, ...] = ("chat",)) -> str:

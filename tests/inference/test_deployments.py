@@ -12,7 +12,6 @@ from accounts.models import User
 from audit.models import AuditEvent
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.circuit_breaker import CircuitBreaker
-from inference.engines.loader import engine_for_version
 from inference.engines.remote import OpenAICompatibleEngine
 from inference.engines.remote_deployments import RemoteDeployments, Upstream
 from inference.models import ModelVersion
@@ -21,6 +20,7 @@ from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import (
     api_key_mint,
     remote_model_deployed,
+    remote_model_engine,
     remote_model_register,
     sse_events,
     v1_post,
@@ -82,15 +82,7 @@ async def test_a_deployment_whose_breaker_is_open_is_not_called(
     alice: User, bob: User, upstream: FakeUpstream, second: FakeUpstream
 ) -> None:
     await database_sync_to_async(remote_model_deployed)(alice, upstream, second, weights=(1000, 1))
-    version = await database_sync_to_async(
-        lambda: (
-            ModelVersion.objects.select_related("model")
-            .prefetch_related("deployments")
-            .get(model__name="remote-model")
-        )
-    )()
-    upstreams = engine_for_version(version=version)
-    assert isinstance(upstreams, RemoteDeployments)
+    upstreams = await database_sync_to_async(remote_model_engine)()
     first_breaker = next(u for u in upstreams.upstreams if u.name == upstream.base_url).engine.breaker
     for _ in range(first_breaker.threshold):
         first_breaker.failed()
