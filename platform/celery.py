@@ -43,12 +43,15 @@ _bound: dict[str, Token[RequestContext | None]] = {}
 
 @worker_init.connect
 def _yield_cpu_to_the_web_tier(**_: object) -> None:
-    """Before it takes work: every thread lower than the web tier (GATEHOUSE_WORKER_NICENESS)."""
+    """Before it takes work: every thread lower than the web tier (GATEHOUSE_WORKER_NICENESS,
+    and the idle scheduling class with GATEHOUSE_WORKER_SCHED_IDLE)."""
     from django.conf import settings
 
     from gatehouse.process_priority import process_priority_lower
 
-    process_priority_lower(niceness=settings.GATEHOUSE_WORKER_NICENESS)
+    process_priority_lower(
+        niceness=settings.GATEHOUSE_WORKER_NICENESS, idle_class=settings.GATEHOUSE_WORKER_SCHED_IDLE
+    )
 
 
 @before_task_publish.connect

@@ -9,6 +9,15 @@ generations take whatever CPU is left, which on an idle web tier is all of it.
 Linux keeps a nice value per thread, and a thread starts with its starter's: so a Celery
 worker raises every thread it has at start-up (those it starts later inherit it), and the
 embedded executor raises each of its threads as it starts.
+
+A nice value only weighs the shares: a web thread that wakes may still wait for the decode
+thread to finish its time slice. On Linux a Celery worker also moves every thread into the
+idle scheduling class (SCHED_IDLE, `GATEHOUSE_WORKER_SCHED_IDLE`): it runs on CPU time no other
+thread of its group wants, and a woken web thread takes the core from it at once. The class
+weighs only within one control group: a worker in a container of its own (Kubernetes, compose)
+competes with other containers as before. The embedded executor's threads keep the normal
+class: they share the web process's interpreter lock, and an idle-class thread that holds it
+while the cores are busy would stall the event loop waiting for it.
 """
 
 import logging
@@ -23,6 +32,8 @@ logger = logging.getLogger(__name__)
 NICENESS_MAX = 19
 # Elsewhere a nice value is the process's, and a thread's id is no process id.
 PER_THREAD = sys.platform.startswith("linux")
+# The idle scheduling class (Linux; Python's os module has it where the system does).
+IDLE_CLASS = PER_THREAD and hasattr(os, "SCHED_IDLE")
 
 
 def _thread_ids() -> list[int]:
@@ -35,6 +46,11 @@ def _thread_ids() -> list[int]:
 def _niceness_raise(thread_id: int, *, niceness: int) -> None:
     current = os.getpriority(os.PRIO_PROCESS, thread_id)
     os.setpriority(os.PRIO_PROCESS, thread_id, min(NICENESS_MAX, current + niceness))
+
+
+def _idle_class_enter(thread_id: int) -> None:
+    # Lowering is always allowed; leaving the idle class again would need privilege.
+    os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))
 
 
 def thread_priority_lower(niceness: int) -> None:
@@ -50,20 +66,25 @@ def thread_priority_lower(niceness: int) -> None:
         logger.warning("could not lower this generation thread's CPU priority: %s", error)
 
 
-def process_priority_lower(*, niceness: int) -> int:
-    """Raise the nice value of every thread of this process by `niceness` (0: leave them), as a
-    worker does before it takes work; returns how many threads were raised. A thread that ended
-    meanwhile is passed over; any other refusal is logged, and the worker runs as it was."""
-    if niceness <= 0:
+def process_priority_lower(*, niceness: int, idle_class: bool = False) -> int:
+    """Raise the nice value of every thread of this process by `niceness` (0: leave them) and,
+    with `idle_class` on Linux, move each into the idle scheduling class, as a worker does before
+    it takes work; returns how many threads were lowered. A thread that ended meanwhile is
+    passed over; any other refusal is logged, and the worker runs as it was."""
+    idle_class = idle_class and IDLE_CLASS
+    if niceness <= 0 and not idle_class:
         return 0
-    raised = 0
+    lowered = 0
     for thread_id in _thread_ids():
         try:
-            _niceness_raise(thread_id, niceness=niceness)
+            if niceness > 0:
+                _niceness_raise(thread_id, niceness=niceness)
+            if idle_class:
+                _idle_class_enter(thread_id)
         except ProcessLookupError:
             continue  # it ended between the listing and now
         except OSError as error:
             logger.warning("could not lower this worker's CPU priority: %s", error)
-            return raised
-        raised += 1
-    return raised
+            return lowered
+        lowered += 1
+    return lowered

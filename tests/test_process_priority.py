@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from django.conf import settings
 
-from gatehouse.process_priority import PER_THREAD
+from gatehouse.process_priority import IDLE_CLASS, PER_THREAD
 
 pytestmark = pytest.mark.skipif(not PER_THREAD, reason="nice values per thread are Linux's")
 
@@ -94,6 +94,50 @@ def test_a_nice_value_is_capped_at_the_lowest_priority_and_zero_changes_nothing(
     assert result.returncode == 0, result.stderr
     before, untouched, same, capped = map(int, result.stdout.split())
     assert (untouched, same, capped) == (0, before, 19)
+
+
+@pytest.mark.skipif(not IDLE_CLASS, reason="the idle scheduling class is Linux's")
+def test_a_worker_moves_every_thread_into_the_idle_class_and_those_it_starts_later() -> None:
+    result = _python(
+        """
+        import queue
+        from gatehouse.process_priority import process_priority_lower
+
+        def policy_of(thread_id=None):
+            return os.sched_getscheduler(thread_id or threading.get_native_id())
+
+        before = policy_of()
+        started, stop = queue.Queue(), threading.Event()
+        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
+        earlier.start()
+        earlier_id = started.get()
+        lowered = process_priority_lower(niceness=0, idle_class=True)
+        later = []
+        thread = threading.Thread(target=lambda: later.append(policy_of()))
+        thread.start(); thread.join()
+        print(before, lowered, policy_of(), policy_of(earlier_id), later[0], nice_of())
+        stop.set(); earlier.join()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    before, lowered, main, earlier, later, nice = map(int, result.stdout.split())
+    assert before == os.SCHED_OTHER
+    assert lowered >= 2  # the main thread and the one started before
+    assert (main, earlier, later) == (os.SCHED_IDLE,) * 3
+    assert nice == os.getpriority(os.PRIO_PROCESS, 0)  # niceness 0 left the nice value alone
+
+
+def test_without_the_idle_class_a_worker_keeps_the_normal_class() -> None:
+    result = _python(
+        """
+        from gatehouse.process_priority import process_priority_lower
+
+        process_priority_lower(niceness=2)
+        print(os.sched_getscheduler(0))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == os.SCHED_OTHER
 
 
 @pytest.mark.parametrize("value", ["-1", "20", "ten"])

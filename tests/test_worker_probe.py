@@ -5,6 +5,7 @@ The receivers are the real ones, called as Celery calls them; the last test runs
 (production profile) and probes it from outside, as the kubelet does.
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -231,12 +232,13 @@ def warming_worker(tmp_path: Path, model_root: Path) -> Iterator[tuple[CeleryWor
     worker.stop()
 
 
-def _nice_values(pid: int) -> set[int]:
-    """The nice values of a process's threads (Linux keeps one per thread)."""
+def _per_thread(pid: int, read: Callable[[int], int]) -> set[int]:
+    """What `read` says of each thread of a process (Linux keeps a nice value and a
+    scheduling class per thread)."""
     values = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            values.add(os.getpriority(os.PRIO_PROCESS, int(task.name)))
+            values.add(read(int(task.name)))
         except ProcessLookupError:
             continue  # a thread that ended meanwhile
     return values
@@ -260,7 +262,10 @@ def test_a_real_worker_is_probed_live_and_ready_after_warm_up_and_unready_once_s
     assert _probe("--live", directory=directory).returncode == 0
     # It runs below the web tier (GATEHOUSE_WORKER_NICENESS, 10 by default), every thread.
     assert worker.process is not None
-    assert _nice_values(worker.process.pid) == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)}
+    nice_of = functools.partial(os.getpriority, os.PRIO_PROCESS)
+    assert _per_thread(worker.process.pid, nice_of) == {min(19, nice_of(0) + 10)}
+    # ... and in the idle scheduling class (GATEHOUSE_WORKER_SCHED_IDLE, on by default).
+    assert _per_thread(worker.process.pid, os.sched_getscheduler) == {os.SCHED_IDLE}
     # The heartbeat is rewritten while the worker runs, not written once.
     _age(directory / HEARTBEAT, STALE_AFTER_SECONDS + 5)
     assert _probe("--live", directory=directory).returncode == 1
