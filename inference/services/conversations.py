@@ -12,7 +12,10 @@ from inference.models import Conversation, Message, Model, ModelVersion
 TITLE_CHARS = 100
 
 
-@transaction.atomic
+# No savepoint: inside the caller's transaction (the generation's record) this joins it, and
+# a failure rolls back the whole; outside one it is its own. A savepoint would cost two round
+# trips on every stored chat, for a partial rollback nobody asks for.
+@transaction.atomic(savepoint=False)
 def conversation_exchange_record(
     *,
     conversation_id: str,

@@ -4,7 +4,8 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from audit.models import AuditEvent
@@ -40,10 +41,13 @@ def test_a_finished_generation_stores_its_exchange_and_its_record(
     bob: User, demo_version: ModelVersion
 ) -> None:
     job, relay = _stored_job(bob, demo_version), _Relay()
-    generation_run(job=job, relay=relay)
+    with CaptureQueriesContext(connection) as queries:
+        generation_run(job=job, relay=relay)
     assert relay.events[-1]["type"] == "generation.finished"
     assert Conversation.objects.filter(pk=job.conversation_id).exists()
     assert [record.action for record in _records(job)] == ["inference.completed"]
+    # One transaction holds both, without a savepoint inside it (two round trips saved).
+    assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
 
 
 def test_when_the_exchange_cannot_be_stored_nothing_is_and_the_generation_is_recorded_failed(
