@@ -4,7 +4,7 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
@@ -12,6 +12,7 @@ from audit.models import AuditEvent
 from inference import generation
 from inference.generation import GenerationJob, generation_run
 from inference.models import Conversation, Message, ModelVersion
+from inference.services.conversations import conversation_exchange_record
 from tests.inference.jobs import generation_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,12 +42,34 @@ def test_a_finished_generation_stores_its_exchange_and_its_record(
     bob: User, demo_version: ModelVersion
 ) -> None:
     job, relay = _stored_job(bob, demo_version), _Relay()
-    with CaptureQueriesContext(connection) as queries:
-        generation_run(job=job, relay=relay)
+    generation_run(job=job, relay=relay)
     assert relay.events[-1]["type"] == "generation.finished"
     assert Conversation.objects.filter(pk=job.conversation_id).exists()
     assert [record.action for record in _records(job)] == ["inference.completed"]
-    # One transaction holds both, without a savepoint inside it (two round trips saved).
+
+
+def test_an_exchange_joins_the_records_transaction_without_a_savepoint(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    def exchange() -> None:
+        conversation_exchange_record(
+            conversation_id=str(uuid.uuid4()),
+            owner_id=bob.pk,
+            version_id=demo_version.pk,
+            channel="websocket",
+            new_messages=[{"role": "user", "content": "hello"}],
+            reply="hi",
+            prompt_tokens=1,
+            completion_tokens=1,
+            finish_reason="stop",
+        )
+
+    # A first exchange: the data key the stored text is encrypted with exists after it (making
+    # one takes a savepoint of its own, once).
+    exchange()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        exchange()
+    # Two round trips saved on every stored chat: nothing to roll back to inside the record.
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
 
 
