@@ -11,9 +11,11 @@ worker raises every thread it has at start-up (those it starts later inherit it)
 embedded executor raises each of its threads as it starts.
 
 A nice value only weighs the shares: a web thread that wakes may still wait for the decode
-thread to finish its time slice. On Linux a Celery worker also moves every thread into the
-idle scheduling class (SCHED_IDLE, `GATEHOUSE_WORKER_SCHED_IDLE`): it runs on CPU time no other
-thread of its group wants, and a woken web thread takes the core from it at once. The class
+thread to finish its time slice. Asked to (`GATEHOUSE_WORKER_SCHED_IDLE`, Linux), a Celery worker
+also moves every thread into the idle scheduling class (SCHED_IDLE): it runs on CPU time no
+other thread of its group wants, and a woken web thread takes the core from it at once. It is
+off by default: the kernel counts a core running only idle-class threads as free and wakes other
+work onto it even beside a truly idle core, so the generation is interrupted far more often. The class
 weighs only within one control group: a worker in a container of its own (Kubernetes, compose)
 competes with other containers as before. The embedded executor's threads keep the normal
 class: they share the web process's interpreter lock, and an idle-class thread that holds it

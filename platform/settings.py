@@ -472,10 +472,12 @@ GATEHOUSE_ENGINE_CONCURRENT_BATCHES = env.int("GATEHOUSE_ENGINE_CONCURRENT_BATCH
 GATEHOUSE_WORKER_NICENESS = env.int("GATEHOUSE_WORKER_NICENESS", default=10)
 if not 0 <= GATEHOUSE_WORKER_NICENESS <= 19:  # noqa: PLR2004 - the range of a nice value
     raise ImproperlyConfigured("GATEHOUSE_WORKER_NICENESS must be between 0 and 19.")
-# On Linux a Celery worker's threads also run in the idle scheduling class: a woken web thread
-# takes the core at once instead of after the decode thread's time slice (measured: a cheap
-# GET's p99 beside four streams, 3.0 ms against 3.6 ms at nice 10 alone, on one 2-core host).
-GATEHOUSE_WORKER_SCHED_IDLE = env.bool("GATEHOUSE_WORKER_SCHED_IDLE", default=True)
+# Opt-in, Linux: a Celery worker's threads also run in the idle scheduling class, so a woken
+# web thread takes the core at once instead of after a decode step's time slice. Measured on one
+# 2-core host: a cheap GET's p99 beside four streams 2.97 ms against 3.60 ms at nice 10 alone,
+# but one stream through the stack 0.92 and 1.15 of raw generate() against 1.32 and 1.37 (the
+# kernel counts a core running only idle-class threads as free and wakes other work onto it).
+GATEHOUSE_WORKER_SCHED_IDLE = env.bool("GATEHOUSE_WORKER_SCHED_IDLE", default=False)
 # Threads running generations in the web process (embedded default). Enough to fill the
 # batches above; each mostly waits on its batch and relays tokens.
 GATEHOUSE_INPROCESS_WORKERS = env.int("GATEHOUSE_INPROCESS_WORKERS", default=16)

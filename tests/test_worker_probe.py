@@ -222,6 +222,7 @@ def warming_worker(tmp_path: Path, model_root: Path) -> Iterator[tuple[CeleryWor
             "GATEHOUSE_MODEL_ROOT": str(model_root),
             "GATEHOUSE_WARM_MODELS": "demo-tiny",
             "GATEHOUSE_WORKER_PROBE_DIR": str(directory),
+            "GATEHOUSE_WORKER_SCHED_IDLE": "true",
         },
         log_path=tmp_path / "probed-worker.log",
         queues="inference.probed-model",
@@ -264,7 +265,7 @@ def test_a_real_worker_is_probed_live_and_ready_after_warm_up_and_unready_once_s
     assert worker.process is not None
     nice_of = functools.partial(os.getpriority, os.PRIO_PROCESS)
     assert _per_thread(worker.process.pid, nice_of) == {min(19, nice_of(0) + 10)}
-    # ... and in the idle scheduling class (GATEHOUSE_WORKER_SCHED_IDLE, on by default).
+    # ... and, asked to (GATEHOUSE_WORKER_SCHED_IDLE), in the idle scheduling class.
     assert _per_thread(worker.process.pid, os.sched_getscheduler) == {os.SCHED_IDLE}
     # The heartbeat is rewritten while the worker runs, not written once.
     _age(directory / HEARTBEAT, STALE_AFTER_SECONDS + 5)
