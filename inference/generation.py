@@ -6,6 +6,7 @@ the request waiting for them either way.
 """
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from gatehouse.metrics import (
     TOKENS_GENERATED,
 )
 from guardrails.stream import stored_reply
-from inference.cancellation import generation_cancel_requested
+from inference.cancellation import generation_cancel_watch
 from inference.engines.base import ChatMessage, Engine, GenerationParams, GenerationResult, TokenLogprob
 from inference.engines.constraints import ResponseFormatUnsupported
 from inference.engines.embedding import EmbeddingRefused, LocalEmbeddingEngine
@@ -43,10 +44,8 @@ from spend.money import Prices
 
 logger = logging.getLogger(__name__)
 
-# The test hook GATEHOUSE_TEST_HOLD_MODELS: how long a held generation waits for its cancel,
-# and how often it asks.
+# The test hook GATEHOUSE_TEST_HOLD_MODELS: how long a held generation waits for its cancel.
 HOLD_LIMIT_SECONDS = 30.0
-HOLD_POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -283,23 +282,23 @@ def _embed(
     )
 
 
-def _held_until_cancelled(job: GenerationJob) -> None:
+def _held_until_cancelled(job: GenerationJob, cancelled: threading.Event) -> None:
     """The test hook: once, after the first tokens, wait for the cancel (bounded), then go on."""
-    deadline = time.monotonic() + HOLD_LIMIT_SECONDS
-    while not generation_cancel_requested(generation_id=job.generation_id):
-        if time.monotonic() >= deadline:
-            logger.warning(
-                "generation %s: held for %.0fs without a cancel", job.generation_id, HOLD_LIMIT_SECONDS
-            )
-            return
-        time.sleep(HOLD_POLL_SECONDS)
+    if not cancelled.wait(HOLD_LIMIT_SECONDS):
+        logger.warning(
+            "generation %s: held for %.0fs without a cancel", job.generation_id, HOLD_LIMIT_SECONDS
+        )
 
 
 class _TokenHops:
     """Hands a generation's token hops to the relay, and notices when nobody reads any more."""
 
-    def __init__(self, *, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> None:
+    def __init__(
+        self, *, job: GenerationJob, relay: EventSender, outcome: _Outcome, cancelled: threading.Event
+    ) -> None:
         self._job, self._relay, self._outcome = job, relay, outcome
+        # Set by the process's cancel watcher once the generation's cancel flag is raised.
+        self._cancelled = cancelled
         self.reply: list[str] = []
         self._held = bool(job.hold_until_cancelled)
         # Set when the relay says nobody reads any more: the model stops as if cancelled, so
@@ -334,10 +333,10 @@ class _TokenHops:
         outcome.delivered += len(texts)
         if self._held and texts:
             self._held = False
-            _held_until_cancelled(job)
+            _held_until_cancelled(job, self._cancelled)
 
     def should_stop(self) -> bool:
-        return self.reader_gone or generation_cancel_requested(generation_id=self._job.generation_id)
+        return self.reader_gone or self._cancelled.is_set()
 
 
 def _engine_or_refusal(
@@ -373,14 +372,15 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
     if isinstance(engine, LocalEmbeddingEngine):
         _embed(job=job, engine=engine, relay=relay, outcome=outcome)
         return
-    hops = _TokenHops(job=job, relay=relay, outcome=outcome)
     try:
-        result = engine.generate_stream(
-            messages=[ChatMessage(**message) for message in job.messages],
-            params=GenerationParams(**{**job.params, "stop": tuple(job.params.get("stop", ()))}),
-            on_token=hops,
-            should_stop=hops.should_stop,
-        )
+        with generation_cancel_watch(generation_id=job.generation_id) as cancelled:
+            hops = _TokenHops(job=job, relay=relay, outcome=outcome, cancelled=cancelled)
+            result = engine.generate_stream(
+                messages=[ChatMessage(**message) for message in job.messages],
+                params=GenerationParams(**{**job.params, "stop": tuple(job.params.get("stop", ()))}),
+                on_token=hops,
+                should_stop=hops.should_stop,
+            )
     except RemoteUnavailable as exc:
         logger.warning("generation %s: %s", job.generation_id, exc)
         outcome.fail(code="unavailable", reason=str(exc))

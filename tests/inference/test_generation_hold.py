@@ -2,6 +2,7 @@
 tokens and waits for its cancel, so a test's cancel always lands mid-generation."""
 
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -9,15 +10,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from accounts.models import User
-from inference import generation
+from inference.cancellation import generation_cancel_request
 from inference.generation import GenerationJob, generation_run
 from inference.models import ModelVersion
 from tests.inference.jobs import generation_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Polls of the cancel flag seen after the first token before the test raises the flag.
-POLLS_BEFORE_CANCEL = 5
+# How long a generation runs after its first token before the test raises its cancel flag.
+RUN_BEFORE_CANCEL_SECONDS = 1.0
 
 
 class _Relay:
@@ -35,31 +36,23 @@ def _job(bob: User, version: ModelVersion, **fields: Any) -> GenerationJob:
     return generation_job(
         bob,
         version,
-        **{"generation_id": "held-1", "params": {"max_tokens": 256, "temperature": 0.0}, **fields},
+        **{
+            # Each test its own id: a raised cancel flag outlives its test in a shared cache.
+            "generation_id": f"held-{uuid.uuid4().hex}",
+            "params": {"max_tokens": 256, "temperature": 0.0},
+            **fields,
+        },
     )
 
 
-def _run_until_cancelled(job: GenerationJob, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Run `job`; once it has delivered a token and then asked POLLS_BEFORE_CANCEL times
-    whether it is cancelled, the answer becomes yes."""
+def _run_until_cancelled(job: GenerationJob) -> list[dict[str, Any]]:
+    """Run `job`; a second after its first token, raise its cancel flag (as the web tier does)."""
     relay = _Relay()
-    polled_after_first_token = threading.Semaphore(0)
-    cancelled = threading.Event()
-
-    def cancel_requested(*, generation_id: str) -> bool:
-        if relay.first_token.is_set():
-            polled_after_first_token.release()
-        return cancelled.is_set()
-
-    monkeypatch.setattr(generation, "generation_cancel_requested", cancel_requested)
     runner = threading.Thread(target=generation_run, kwargs={"job": job, "relay": relay})
     runner.start()
-    for _ in range(POLLS_BEFORE_CANCEL):
-        # The generation either ends (256 tokens) or keeps asking: it never waits silently.
-        while not polled_after_first_token.acquire(timeout=0.05):
-            if not runner.is_alive():
-                break
-    cancelled.set()
+    assert relay.first_token.wait(timeout=60)
+    runner.join(timeout=RUN_BEFORE_CANCEL_SECONDS)
+    generation_cancel_request(generation_id=job.generation_id)
     runner.join(timeout=60)
     assert not runner.is_alive()
     return relay.events
@@ -67,9 +60,9 @@ def _run_until_cancelled(job: GenerationJob, monkeypatch: pytest.MonkeyPatch) ->
 
 @override_settings(GATEHOUSE_TEST_HOLD_MODELS=("demo-tiny",))
 def test_a_held_model_delivers_nothing_past_its_first_tokens_until_cancelled(
-    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    bob: User, demo_version: ModelVersion
 ) -> None:
-    events = _run_until_cancelled(_job(bob, demo_version), monkeypatch)
+    events = _run_until_cancelled(_job(bob, demo_version))
     *streamed, finished = events
     first = next(event for event in streamed if event["texts"])
     delivered = sum(len(event["texts"]) for event in streamed)
@@ -79,12 +72,10 @@ def test_a_held_model_delivers_nothing_past_its_first_tokens_until_cancelled(
     assert finished["completion_tokens"] == delivered
 
 
-def test_a_model_not_held_runs_on(
-    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_model_not_held_runs_on(bob: User, demo_version: ModelVersion) -> None:
     job = _job(bob, demo_version, params={"max_tokens": 24, "temperature": 0.0})
     assert job.hold_until_cancelled is False
-    finished = _run_until_cancelled(job, monkeypatch)[-1]
+    finished = _run_until_cancelled(job)[-1]
     assert (finished["finish_reason"], finished["completion_tokens"]) == ("length", 24)
 
 
