@@ -88,7 +88,7 @@ class _CancelWatcher:
                 ids = list(self._watched)
             try:
                 raised = cache.get_many([_key(generation_id) for generation_id in ids])
-            except RedisError as error:
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any failed read
                 if not failing:
                     # The generations still end at their own limits, and a Redis outage
                     # breaks their relay too, which stops them.
