@@ -33,6 +33,7 @@ readers together make about the same number of hops per second however many they
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -109,6 +110,19 @@ def _drain(texts: "queue.Queue[_Queued]") -> _Drained:
             item = texts.get_nowait()
         except queue.Empty:
             return drained
+
+
+def _gathering_end(now: float, seconds: float) -> float:
+    """When a gathering that begins `now` ends: on the model's grid of `seconds` (the monotonic
+    clock's multiples of it), at least half a gathering away.
+
+    The readers of one model then hand on their hops at the same instants, so the web process
+    and the client wake once for all the streams' messages instead of once for each, at
+    staggered times; a stream's hops stay a gathering apart (its first is off the grid).
+    """
+    if seconds <= 0:
+        return now
+    return math.ceil((now + seconds / 2) / seconds) * seconds
 
 
 @dataclass(eq=False)
@@ -199,6 +213,7 @@ class RequestScheduler:
                 self._readers -= 1
 
     def _gathering_seconds(self) -> float:
+        # The same for every reader of the model at a time, so their hops fall on one grid.
         return min(GATHER_SECONDS * max(1, self._readers), GATHER_MAX_SECONDS)
 
     def _serve(
@@ -231,7 +246,7 @@ class RequestScheduler:
                     delivered += len(texts)
                     last_call = time.monotonic()
                     if texts:
-                        gathered_until = now + self._gathering_seconds()
+                        gathered_until = _gathering_end(now, self._gathering_seconds())
             request.finished.wait()
         except BaseException:
             request.cancelled.set()

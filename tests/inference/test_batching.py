@@ -1,13 +1,14 @@
 """Concurrent requests to one model run as batches (static or continuous); every row keeps its own terms."""
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from inference.engines.base import ChatMessage, FinishReason, GenerationParams, GenerationResult
-from inference.engines.batching import BatchRequest, StaticBatchScheduler
+from inference.engines.batching import BatchRequest, StaticBatchScheduler, _gathering_end
 from inference.engines.local import LocalTransformersEngine
 from inference.engines.sampling import PerRowSampling
 from tests.inference.engines import demo_engine
@@ -392,6 +393,53 @@ def test_a_row_that_ends_mid_gathering_hands_on_its_last_texts_at_once(
     assert not reader.is_alive(), "the reader sat out its gathering after the row ended"
     assert hops.calls == [["t0"], ["t1"]]
     assert results[0].finish_reason is FinishReason.STOP
+
+
+def test_a_readers_hops_after_its_first_fall_on_the_models_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its first hop (at once, whenever the first token comes), a reader hands on its texts
+    at the multiples of the gathering, so the readers of one model hop together: the web
+    process and the client wake once for all their messages."""
+    seconds = 0.1
+    hops = _GatheringReader(monkeypatch, seconds=seconds)
+    hop_times: list[float] = []
+
+    def on_token(texts: list[str]) -> None:
+        if texts:
+            hop_times.append(time.monotonic())
+        hops(texts)
+
+    def run_batch(batch: list[BatchRequest]) -> None:
+        (request,) = batch
+        # The first token comes half-way between two points of the grid.
+        while not 0.45 < (time.monotonic() % seconds) / seconds < 0.55:
+            threading.Event().wait(0.001)
+        for index in range(60):
+            request.emit(f"t{index}")
+            threading.Event().wait(0.01)
+        request.finish(result=GenerationResult(1, 60, FinishReason.LENGTH))
+
+    scheduler = _one_row_scheduler(run_batch)
+    result = scheduler.run(
+        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=60)),
+        on_token=on_token,
+        should_stop=lambda: False,
+    )
+    scheduler.close()
+    assert result.completion_tokens == 60
+    assert sum(len(texts) for texts in hops.calls) == 60
+    # The first hop is off the grid and the last leaves with the row's end; those between land
+    # just after a point of it (a timer's lateness allowed), not half a gathering off.
+    phases = [(at % seconds) / seconds for at in hop_times[1:-1]]
+    assert len(phases) >= 3
+    assert all(phase < 0.35 for phase in phases), phases
+
+
+def test_a_gathering_ends_on_the_grid_at_least_half_a_gathering_away() -> None:
+    for now in (10.0, 10.01, 10.049, 10.05, 10.051, 10.099, 123.4567):
+        end = _gathering_end(now, 0.1)
+        assert now + 0.05 - 1e-9 <= end <= now + 0.15 + 1e-9
+        assert abs(end / 0.1 - round(end / 0.1)) < 1e-6
+    assert _gathering_end(10.0, 0.0) == 10.0
 
 
 def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_meanwhile() -> None:
