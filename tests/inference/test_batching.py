@@ -399,7 +399,7 @@ def test_a_readers_hops_after_its_first_fall_on_the_models_grid(monkeypatch: pyt
     """After its first hop (at once, whenever the first token comes), a reader hands on its texts
     at the multiples of the gathering, so the readers of one model hop together: the web
     process and the client wake once for all their messages."""
-    seconds = 0.1
+    seconds = 0.2
     hops = _GatheringReader(monkeypatch, seconds=seconds)
     hop_times: list[float] = []
 
@@ -413,20 +413,20 @@ def test_a_readers_hops_after_its_first_fall_on_the_models_grid(monkeypatch: pyt
         # The first token comes half-way between two points of the grid.
         while not 0.45 < (time.monotonic() % seconds) / seconds < 0.55:
             threading.Event().wait(0.001)
-        for index in range(60):
+        for index in range(100):
             request.emit(f"t{index}")
             threading.Event().wait(0.01)
-        request.finish(result=GenerationResult(1, 60, FinishReason.LENGTH))
+        request.finish(result=GenerationResult(1, 100, FinishReason.LENGTH))
 
     scheduler = _one_row_scheduler(run_batch)
     result = scheduler.run(
-        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=60)),
+        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=100)),
         on_token=on_token,
         should_stop=lambda: False,
     )
     scheduler.close()
-    assert result.completion_tokens == 60
-    assert sum(len(texts) for texts in hops.calls) == 60
+    assert result.completion_tokens == 100
+    assert sum(len(texts) for texts in hops.calls) == 100
     # The first hop is off the grid and the last leaves with the row's end; those between land
     # just after a point of it (a timer's lateness allowed), not half a gathering off.
     phases = [(at % seconds) / seconds for at in hop_times[1:-1]]
