@@ -317,6 +317,26 @@ def _one_row_scheduler(run_batch: Callable[[list[BatchRequest]], None]) -> Stati
     )
 
 
+def _run_alone(
+    run_batch: Callable[[list[BatchRequest]], None],
+    *,
+    max_tokens: int,
+    on_token: Callable[[list[str]], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> GenerationResult:
+    """One request of `max_tokens` served by a one-row scheduler running `run_batch`, its
+    reader handing each hop to `on_token`."""
+    scheduler = _one_row_scheduler(run_batch)
+    try:
+        return scheduler.run(
+            BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=max_tokens)),
+            on_token=on_token,
+            should_stop=should_stop,
+        )
+    finally:
+        scheduler.close()
+
+
 class _GatheringReader:
     """A reader's `on_token` that records each hop, with the model's gathering set to `seconds`;
     `first_sent` is set once the first hop was handed on."""
@@ -348,14 +368,7 @@ def test_the_reader_sends_the_first_text_at_once_then_what_gathered_together(
             request.emit(f"t{index}")
         request.finish(result=GenerationResult(1, 10, FinishReason.LENGTH))
 
-    scheduler = _one_row_scheduler(run_batch)
-
-    result = scheduler.run(
-        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=10)),
-        on_token=hops,
-        should_stop=lambda: False,
-    )
-    scheduler.close()
+    result = _run_alone(run_batch, max_tokens=10, on_token=hops)
     assert result.completion_tokens == 10
     assert hops.calls == [["t0"], [f"t{index}" for index in range(1, 10)]]
 
@@ -418,13 +431,7 @@ def test_a_readers_hops_after_its_first_fall_on_the_models_grid(monkeypatch: pyt
             threading.Event().wait(0.01)
         request.finish(result=GenerationResult(1, 100, FinishReason.LENGTH))
 
-    scheduler = _one_row_scheduler(run_batch)
-    result = scheduler.run(
-        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=100)),
-        on_token=on_token,
-        should_stop=lambda: False,
-    )
-    scheduler.close()
+    result = _run_alone(run_batch, max_tokens=100, on_token=on_token)
     assert result.completion_tokens == 100
     assert sum(len(texts) for texts in hops.calls) == 100
     # The first hop is off the grid and the last leaves with the row's end; those between land
@@ -458,7 +465,6 @@ def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_me
         request.finish(result=GenerationResult(1, 6, FinishReason.STOP))
         rest_made.set()
 
-    scheduler = _one_row_scheduler(run_batch)
     calls: list[list[str]] = []
 
     def on_token(texts: list[str]) -> None:
@@ -468,11 +474,6 @@ def test_a_cancel_asked_while_the_reader_was_busy_wins_over_what_the_row_made_me
         cancel_asked.set()  # the client's cancel, while this hand-on was under way
         threading.Event().wait(0.05)  # longer than a poll interval: the next look asks
 
-    result = scheduler.run(
-        BatchRequest(prompt_ids=[1], params=GenerationParams(max_tokens=6)),
-        on_token=on_token,
-        should_stop=cancel_asked.is_set,
-    )
-    scheduler.close()
+    result = _run_alone(run_batch, max_tokens=6, on_token=on_token, should_stop=cancel_asked.is_set)
     assert calls == [["t0"]]
     assert result == GenerationResult(1, 1, FinishReason.CANCELLED)
