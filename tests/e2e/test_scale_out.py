@@ -36,6 +36,7 @@ from celery import Celery
 
 from tests.e2e.server import REPO_ROOT, ServedGatehouse
 from tests.profile import PRODUCTION
+from tests.quota_windows import quota_minute_fresh_wait
 
 pytestmark = pytest.mark.skipif(
     not PRODUCTION,
@@ -204,13 +205,6 @@ def _chat(base_url: str, key: str, request_id: str | None = None) -> httpx.Respo
     return httpx.post(f"{base_url}/v1/chat/completions", json=_chat_body(), headers=headers, timeout=120)
 
 
-def _start_of_a_fresh_window(room: float = 15.0) -> None:
-    """Wait, if need be, so that a burst fits in one requests-per-minute window (UTC minutes)."""
-    left = 60 - time.time() % 60
-    if left < room:
-        time.sleep(left + 0.5)
-
-
 def test_a_quota_is_exact_across_both_web_processes_and_workers(
     gatehouse: ServedGatehouse, balancer: RoundRobinBalancer, workers: list[str]
 ) -> None:
@@ -233,7 +227,7 @@ def test_a_quota_is_exact_across_both_web_processes_and_workers(
                 )
             )
 
-    _start_of_a_fresh_window()
+    quota_minute_fresh_wait()  # the burst fits in one requests-per-minute window
     responses = asyncio.run(fire())
     spread = {index: balancer.connections[index] - before.get(index, 0) for index in (0, 1)}
     assert spread == {0: burst // 2, 1: burst // 2}  # both web processes took half the burst

@@ -2,6 +2,7 @@
 asked in turn, each admitted as if the caller had asked for it (access, quotas); the answer
 names the model that served, and the trail has both chats."""
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from inference.services import (
 from tests.fake_openai import FakeUpstream, fake_upstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
+from tests.quota_windows import quota_minute_fresh_wait
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inference_backend")]
 
@@ -122,6 +124,8 @@ async def test_the_fallback_is_held_to_the_callers_quotas(
     await database_sync_to_async(QuotaPolicy.objects.create)(name="one", user=bob, requests_per_minute=1)
     upstream.mode = "always_503"
     key = await database_sync_to_async(api_key_mint)(bob)
+    # Both admissions in one minute window (the upstream's failures and retries take a while).
+    await asyncio.to_thread(quota_minute_fresh_wait)
     answer = await v1_post(_body(), key=key)
     # The original model's error, not the fallback's refusal: the caller asked for that model.
     assert answer.status_code == 503
