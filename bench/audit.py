@@ -27,12 +27,12 @@ def audit_probe(
     """Run bench.audit_probe on the stack's database; its figures (see the probe's docstring).
 
     `appends` = 0 leaves P6a's per-append costs out; `request_path_appends` = 0, P7's
-    event-loop writers.
+    event-loop writers and its floor (as many plain rows).
     """
     result = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "bench.audit_probe", "--appends", str(appends), "--events", str(events),
          "--seconds", str(seconds), "--writers", str(P7_WRITERS),
-         "--request-path-appends", str(request_path_appends)],
+         "--request-path-appends", str(request_path_appends), "--floor-appends", str(request_path_appends)],
         cwd=REPO_ROOT, env=served.env, capture_output=True, text=True, check=False, timeout=seconds + 900,
     )  # fmt: skip
     if result.returncode != 0:
@@ -71,7 +71,9 @@ def goal_p7(figures: dict[str, Any]) -> Goal:
 
     The goal is judged on the writer processes, each appending in its own transaction, as the
     goal was set. `request_path` reports the same 8 writers on the path a served chat's record
-    takes (one event loop, overlapping appends sharing an INSERT), beside it.
+    takes (one event loop, overlapping appends sharing an INSERT), beside it; `floor`, 8
+    processes inserting the same rows with psycopg alone, and `vs_floor`, the writers' rate
+    over the floor's: what this machine's database leaves to any Python writer.
     """
     concurrent, verify = figures["concurrent"], figures["verify"]
     goal = Goal(
@@ -84,9 +86,13 @@ def goal_p7(figures: dict[str, Any]) -> Goal:
             "database": figures["database"],
             "concurrent": concurrent,
             "request_path": figures.get("request_path"),
+            "floor": figures.get("floor"),
             "verify": verify,
         },
     )
+    floor_rate = (figures.get("floor") or {}).get("appends_per_s")
+    if floor_rate:
+        goal.details["vs_floor"] = round(concurrent["appends_per_s"] / floor_rate, 2)
     if figures["database"] != "postgresql":
         goal.details["not_measured"] = "the goal is set on PostgreSQL (the embedded run uses SQLite)"
         return goal

@@ -14,16 +14,24 @@ Beside that (P7's `request_path`), 8 writers append the way a served chat record
 coroutines on one event loop, each event built by `audit_event_build` and committed by
 `audit.appender.audit_event_append_async` (appends that overlap share one INSERT), with the
 process's own sealer linking them, as in a web process.
+
+And beside both (P7's `floor`), the least 8 Python writers can pay here for the same rows: 8
+processes, each appending its row in its own transaction with psycopg alone (no Django, no
+digest, no sealer) into a plain copy of the table (its columns, defaults and indexes) that the
+probe makes and drops. The chain is left alone. On a small machine the floor shows how near
+the database itself caps the writers' figure.
 """
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
 import queue
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -114,12 +122,13 @@ def _writer(barrier: Any, counter: Any, target: int, seconds: float, results: An
     connection.close()
 
 
-def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
-    """`writers` processes appending `appends` events between them (or for `seconds`)."""
+def _processes_run(target: Any, writers: int, appends: int, seconds: float) -> dict[str, object]:
+    """`writers` processes running `target` (a writer) for `appends` between them (or for
+    `seconds`): their rate and latencies."""
     spawn = multiprocessing.get_context("spawn")
     barrier, counter, results = spawn.Barrier(writers), spawn.Value("l", 0), spawn.Queue()
     processes = [
-        spawn.Process(target=_writer, args=(barrier, counter, appends, seconds, results))
+        spawn.Process(target=target, args=(barrier, counter, appends, seconds, results))
         for _ in range(writers)
     ]
     for process in processes:
@@ -139,6 +148,96 @@ def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str,
     latencies = [latency for _, _, each in finished for latency in each]
     elapsed = max(end for _, end, _ in finished) - min(start for start, _, _ in finished)
     return {"writers": writers, "processes": True, **_rate(latencies, elapsed)}
+
+
+def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
+    """`writers` processes appending `appends` events between them (or for `seconds`)."""
+    return _processes_run(_writer, writers, appends, seconds)
+
+
+FLOOR_TABLE = "bench_audit_floor"
+
+
+@dataclass(frozen=True)
+class _FloorRows:
+    """What each of the floor's writers inserts, and where."""
+
+    conninfo: str
+    statement: str
+    row: tuple[Any, ...]
+    uuid_at: int  # the row's unique column: a new uuid each time
+
+
+def _floor_writer(
+    barrier: Any, counter: Any, target: int, seconds: float, results: Any, *, rows: _FloorRows
+) -> None:
+    """One of the floor's writers (see the module): psycopg alone, BEGIN, INSERT and COMMIT
+    for each row, as a Django transaction sends them, each row with a uuid of its own."""
+    import uuid
+
+    import psycopg
+
+    values = list(rows.row)
+    latencies: list[float] = []
+    with psycopg.connect(rows.conninfo) as connection:
+        barrier.wait(timeout=300)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            with counter.get_lock():
+                if counter.value >= target:
+                    break
+                counter.value += 1
+            begun = time.perf_counter()
+            values[rows.uuid_at] = uuid.uuid4()
+            with connection.transaction():
+                connection.execute(rows.statement, values)
+            latencies.append((time.perf_counter() - begun) * 1000)
+        results.put((started, time.monotonic(), latencies))
+
+
+def _floor_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
+    """`writers` processes appending `appends` plain rows between them (or for `seconds`)."""
+    from django.db import connection
+    from psycopg.conninfo import make_conninfo
+
+    from audit.models import AuditEvent
+    from audit.services import audit_event_build, insert_fields, insert_statement
+
+    if connection.vendor != "postgresql":
+        return {"not_measured": "the floor is measured on PostgreSQL only"}
+    table = AuditEvent._meta.db_table
+    event = audit_event_build(action="bench.floor", metadata={"n": 1})
+    names = [field.attname for field in insert_fields()]
+    # Plain values (a choice is a str subclass of Django's): the writers load no Django.
+    row = tuple(
+        str(value) if isinstance(value, str) else value for value in map(event.__getattribute__, names)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+        cursor.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE {table} INCLUDING ALL)")
+    database = connection.settings_dict
+    conninfo = make_conninfo(
+        **{
+            name: str(database[key])
+            for name, key in (
+                ("dbname", "NAME"),
+                ("user", "USER"),
+                ("password", "PASSWORD"),
+                ("host", "HOST"),
+                ("port", "PORT"),
+            )
+            if database.get(key)
+        }
+    )
+    statement = insert_statement().replace(f"INTO {table} ", f"INTO {FLOOR_TABLE} ", 1)
+    connection.close()  # not carried into the writers' processes
+    try:
+        rows = _FloorRows(conninfo=conninfo, statement=statement, row=row, uuid_at=names.index("uuid"))
+        run = _processes_run(functools.partial(_floor_writer, rows=rows), writers, appends, seconds)
+        return {"python_alone": True, **run}
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
 
 
 def _request_path_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
@@ -180,6 +279,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180, help="at most this long filling it")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--request-path-appends", type=int, default=30_000, help="0: skip that run")
+    parser.add_argument("--floor-appends", type=int, default=30_000, help="0: skip the floor")
     args = parser.parse_args()
     _django_setup()
     from django.db import connection
@@ -198,6 +298,7 @@ def main() -> None:
         if args.request_path_appends
         else None
     )
+    floor = _floor_appends(args.writers, args.floor_appends, args.seconds) if args.floor_appends else None
     audit_seal_pending()  # what the writers' sealers had not reached yet
     links_only = audit_chain_verify(personal=False)
     full = audit_chain_verify(personal=True)
@@ -208,6 +309,7 @@ def main() -> None:
                 **({"append": costs} if costs is not None else {}),
                 "concurrent": concurrent,
                 **({"request_path": request_path} if request_path is not None else {}),
+                **({"floor": floor} if floor is not None else {}),
                 "verify": {
                     "events": full.events,
                     "ok": full.ok and links_only.ok,

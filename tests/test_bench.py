@@ -86,6 +86,8 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
     assert goals["P7"]["details"]["concurrent"]["writers"] == 8
     # The event-loop writers append straight to PostgreSQL: on SQLite they say why they did not run.
     assert goals["P7"]["details"]["request_path"]["not_measured"]
+    # So does P7's floor (plain rows from psycopg alone): it is set on PostgreSQL too.
+    assert goals["P7"]["details"]["floor"]["not_measured"]
 
 
 @pytest.mark.skipif(PRODUCTION, reason="runs once, in the embedded suite")
@@ -120,6 +122,26 @@ def test_an_unknown_goal_is_refused_before_anything_starts() -> None:
     )
     assert result.returncode == 2
     assert "unknown goal 'P12'" in result.stderr
+
+
+def test_p7_sets_the_writers_beside_their_floor_and_judges_the_writers() -> None:
+    from bench.audit import goal_p7
+
+    verify = {"ok": True, "links_and_checkpoints_events_per_s": 150_000}
+
+    def p7(writers: int, floor: int) -> dict[str, object]:
+        figures = {
+            "database": "postgresql",
+            "concurrent": {"appends_per_s": writers},
+            "floor": {"appends_per_s": floor},
+            "verify": verify,
+        }
+        goal = goal_p7(figures)
+        return {"measured": goal.measured, "met": goal.met, "vs_floor": goal.details["vs_floor"]}
+
+    # Near its floor, but short of the goal: still short.
+    assert p7(1800, 2000) == {"measured": 1800.0, "met": False, "vs_floor": 0.9}
+    assert p7(5200, 6500) == {"measured": 5200.0, "met": True, "vs_floor": 0.8}
 
 
 def test_p5_is_met_only_when_the_stack_keeps_up_with_the_engine_too() -> None:
