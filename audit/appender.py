@@ -24,10 +24,8 @@ and any event whose building needs the database, goes through `audit_event_recor
 
 import asyncio
 import logging
-import operator
 import re
 import weakref
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -37,7 +35,7 @@ from django.db import connection, connections
 
 from audit.models import AuditEvent
 from audit.sealer import audit_sealer_ensure
-from audit.services import insert_fields, insert_statement
+from audit.services import insert_fields, insert_statement, row_values, server_side_prepare
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +55,8 @@ async def audit_event_append_async(*, event: AuditEvent) -> None:
 
     Raises what the database raised (a psycopg error); the row is then not in the trail.
     """
-    await _appender().append(_row_values()(event))
+    await _appender().append(row_values()(event))
     audit_sealer_ensure()
-
-
-@cache
-def _row_values() -> Callable[[AuditEvent], tuple[Any, ...]]:
-    """`insert_fields()`'s values of an event, in order, read in one call.
-
-    Django's per-field preparation (`get_db_prep_save`) is skipped: it was a fifth of an
-    append's CPU, and on PostgreSQL it gives back the same values for everything
-    `audit_event_build` sets (UUIDs, an aware datetime, text, integers, None), but the client
-    address, which the statement casts to inet from its text. The sealer checks every row
-    against the digest of what was built, so a value stored otherwise would be refused.
-    """
-    return operator.attrgetter(*(field.attname for field in insert_fields()))
 
 
 async def audit_appender_close() -> None:
@@ -155,7 +140,7 @@ class _Appender:
             connection = await self._connected()
             try:
                 self.statements += 1
-                await connection.execute(statement, parameters, prepare=_prepare())
+                await connection.execute(statement, parameters, prepare=server_side_prepare())
                 return
             except psycopg.errors.UniqueViolation:
                 if attempt:  # it had committed before the connection broke
@@ -196,12 +181,6 @@ def _array_type(field: Any) -> str:
     # `varchar(n)[]` would cut a long value to n characters; the bare type lets the column's
     # own length refuse it, as a single-row INSERT does.
     return re.sub(r"\(\d+\)$", "", str(field.db_type(connection))) + "[]"
-
-
-def _prepare() -> bool:
-    # A server-side prepared statement, unless a transaction-pooling PgBouncer stands between
-    # (the setting that says so; it cannot keep a statement between transactions).
-    return not settings.DATABASES["default"].get("DISABLE_SERVER_SIDE_CURSORS", False)
 
 
 def _settle(batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], error: BaseException | None) -> None:

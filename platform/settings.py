@@ -163,6 +163,13 @@ else:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
         "DATABASE_DISABLE_SERVER_SIDE_CURSORS", default=False
     )
+    # Statements that ask for it (the audit trail's INSERT, `execute(..., prepare=True)`) are
+    # prepared by the server once per connection; nothing else is (Django's own cursors bind
+    # values client-side and are never prepared, and no count reaches this threshold).
+    # Django's default (None) turns preparing off altogether, as a PgBouncer in transaction
+    # mode needs: then it stays off.
+    if not DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"]:
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
     # A pool per process (Django's, on psycopg_pool). Under ASGI, persistent connections
     # (CONN_MAX_AGE) are unsafe and each request would open a connection of its own: a few
     # milliseconds of handshake that every request paid. 0 turns the pool off.
