@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 
@@ -70,6 +71,39 @@ async def test_the_web_process_freezes_its_heap_once_started() -> None:
         await lifespan({"type": "lifespan"}, receive, send)
     assert sent == [{"type": "lifespan.startup.complete"}]
     assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("frozen_heap")
+async def test_the_web_process_warms_its_dispatch_at_start_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Celery client's one-time costs are paid at start-up, off the lifespan's own path (a
+    broker that is down must not hold the start)."""
+    from gatehouse import lifespan as lifespan_module
+
+    warmed = threading.Event()
+    started_by: list[str] = []
+
+    def warm() -> None:
+        started_by.append(threading.current_thread().name)
+        warmed.set()
+
+    monkeypatch.setattr(lifespan_module, "workers_dispatch_warm", warm)
+    messages = iter([{"type": "lifespan.startup"}])
+
+    async def receive() -> dict[str, str]:
+        try:
+            return next(messages)
+        except StopIteration:
+            raise asyncio.CancelledError from None
+
+    async def send(message: dict[str, str]) -> None:
+        pass
+
+    with pytest.raises(asyncio.CancelledError):
+        await lifespan_module.lifespan({"type": "lifespan"}, receive, send)
+    assert await asyncio.to_thread(warmed.wait, 10)
+    assert started_by == ["dispatch-warm-up"]
 
 
 @pytest.mark.usefixtures("frozen_heap")

@@ -89,3 +89,57 @@ def test_remote_models_are_called_from_the_web_process_unless_told_otherwise(set
     settings.GATEHOUSE_INFERENCE_EXECUTOR = "inprocess"
     assert not _on_workers(False)
     assert not _on_workers(True)
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+def test_the_warm_up_reaches_the_broker_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kombu import Producer
+
+    from inference import dispatch
+
+    depths: list[str] = []
+    published: list[object] = []
+    real_depth = dispatch.inference_queue_depth
+
+    def depth(*, model_name: str, remote: bool = False) -> int:
+        depths.append(model_name)
+        return real_depth(model_name=model_name, remote=remote)
+
+    monkeypatch.setattr(dispatch, "inference_queue_depth", depth)
+    monkeypatch.setattr(Producer, "publish", lambda *args, **kwargs: published.append(args))
+
+    dispatch.workers_dispatch_warm()
+
+    assert len(depths) == 1  # the broker connection the first chat will use is open
+    assert published == []
+
+
+def test_a_broker_the_warm_up_cannot_reach_is_logged_not_raised(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inference import dispatch
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+
+    def unreachable(**_: object) -> int:
+        raise ConnectionRefusedError("Connection refused")
+
+    monkeypatch.setattr(dispatch, "inference_queue_depth", unreachable)
+    with caplog.at_level("WARNING", logger="inference.dispatch"):
+        dispatch.workers_dispatch_warm()
+
+    assert "the broker could not be reached (Connection refused)" in caplog.text
+
+
+def test_without_celery_workers_the_warm_up_touches_no_broker(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference import dispatch
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "inprocess"
+    depths: list[object] = []
+    monkeypatch.setattr(dispatch, "inference_queue_depth", lambda **kwargs: depths.append(kwargs))
+
+    dispatch.workers_dispatch_warm()
+
+    assert depths == []
