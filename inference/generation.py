@@ -37,6 +37,7 @@ from inference.engines.remote import RemoteUnavailable
 from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import EventSender, ReaderGone
+from inference.selectors import model_version_for_run
 from inference.services.chat import chat_prompt_digest, chat_record_outcome
 from inference.services.conversations import conversation_exchange_record
 from inference.services.registry import model_version_load_refused_record
@@ -343,7 +344,7 @@ def _engine_or_refusal(
     *, job: GenerationJob, relay: EventSender, outcome: _Outcome
 ) -> Engine | LocalEmbeddingEngine | None:
     """The version's engine; None once a refusal to load it is recorded and sent."""
-    version = outcome.version = ModelVersion.objects.select_related("model").get(pk=job.version_id)
+    version = outcome.version = model_version_for_run(version_id=job.version_id)
     try:
         return engine_for_version(version=version)
     except EngineTooLarge as exc:

@@ -110,6 +110,19 @@ def model_routes_for(*, user: User, name: str) -> ModelRoutes | None:
     return _routes.fetch((user.pk, name), load, keep=lambda routes: routes is not None)
 
 
+# The versions generations run, by id, held and dropped like the routes above: a worker loads
+# each once, not once per generation. Shared by the threads that run them: read, never changed.
+_versions: LocalCache[int, ModelVersion] = LocalCache("versions by id")
+
+
+def model_version_for_run(*, version_id: int) -> ModelVersion:
+    """The version a generation runs, with its model, from this process's cache where it holds
+    it. Raises `ModelVersion.DoesNotExist` for an id that is not there (nothing is kept then)."""
+    return _versions.fetch(
+        version_id, lambda: ModelVersion.objects.select_related("model").get(pk=version_id)
+    )
+
+
 # The models each user may use, held and dropped like the routes above.
 _usable: LocalCache[int, tuple[Model, ...]] = LocalCache("usable models")
 
