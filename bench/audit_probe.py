@@ -31,6 +31,7 @@ import os
 import queue
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,19 @@ def _writer(barrier: Any, counter: Any, target: int, seconds: float, results: An
 
     from audit.services import audit_event_record
 
+    def append() -> None:
+        with transaction.atomic():
+            audit_event_record(action="bench.concurrent", metadata={"n": 1})
+
+    _appends_timed(barrier, counter, target, seconds, results, append=append)
+    connection.close()
+
+
+def _appends_timed(
+    barrier: Any, counter: Any, target: int, seconds: float, results: Any, *, append: Callable[[], None]
+) -> None:
+    """A writer's loop: once every writer is set up, `append` until `counter` (shared) reaches
+    `target` or `seconds` have passed; put its start, end and latencies on `results`."""
     latencies: list[float] = []
     barrier.wait(timeout=300)  # every writer set up: they start together
     started = time.monotonic()  # system-wide: comparable across the writers
@@ -115,11 +129,9 @@ def _writer(barrier: Any, counter: Any, target: int, seconds: float, results: An
                 break
             counter.value += 1
         begun = time.perf_counter()
-        with transaction.atomic():
-            audit_event_record(action="bench.concurrent", metadata={"n": 1})
+        append()
         latencies.append((time.perf_counter() - begun) * 1000)
     results.put((started, time.monotonic(), latencies))
-    connection.close()
 
 
 def _processes_run(target: Any, writers: int, appends: int, seconds: float) -> dict[str, object]:
@@ -178,21 +190,14 @@ def _floor_writer(
     import psycopg
 
     values = list(rows.row)
-    latencies: list[float] = []
     with psycopg.connect(rows.conninfo) as connection:
-        barrier.wait(timeout=300)
-        started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            with counter.get_lock():
-                if counter.value >= target:
-                    break
-                counter.value += 1
-            begun = time.perf_counter()
+
+        def append() -> None:
             values[rows.uuid_at] = uuid.uuid4()
             with connection.transaction():
                 connection.execute(rows.statement, values)
-            latencies.append((time.perf_counter() - begun) * 1000)
-        results.put((started, time.monotonic(), latencies))
+
+        _appends_timed(barrier, counter, target, seconds, results, append=append)
 
 
 def _floor_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:

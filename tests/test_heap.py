@@ -50,11 +50,10 @@ def test_what_comes_after_the_freeze_is_collected_as_usual() -> None:
     assert alive() is None
 
 
-@pytest.mark.usefixtures("frozen_heap")
-async def test_the_web_process_freezes_its_heap_once_started() -> None:
+async def _web_process_started() -> list[dict[str, str]]:
+    """Run the ASGI lifespan through its start-up; what it sent back."""
     from gatehouse.lifespan import lifespan
 
-    gc.unfreeze()
     messages = iter([{"type": "lifespan.startup"}])
     sent: list[dict[str, str]] = []
 
@@ -69,7 +68,13 @@ async def test_the_web_process_freezes_its_heap_once_started() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await lifespan({"type": "lifespan"}, receive, send)
-    assert sent == [{"type": "lifespan.startup.complete"}]
+    return sent
+
+
+@pytest.mark.usefixtures("frozen_heap")
+async def test_the_web_process_freezes_its_heap_once_started() -> None:
+    gc.unfreeze()
+    assert await _web_process_started() == [{"type": "lifespan.startup.complete"}]
     assert gc.get_freeze_count() > 0
 
 
@@ -89,19 +94,7 @@ async def test_the_web_process_warms_its_dispatch_at_start_in_the_background(
         warmed.set()
 
     monkeypatch.setattr(lifespan_module, "workers_dispatch_warm", warm)
-    messages = iter([{"type": "lifespan.startup"}])
-
-    async def receive() -> dict[str, str]:
-        try:
-            return next(messages)
-        except StopIteration:
-            raise asyncio.CancelledError from None
-
-    async def send(message: dict[str, str]) -> None:
-        pass
-
-    with pytest.raises(asyncio.CancelledError):
-        await lifespan_module.lifespan({"type": "lifespan"}, receive, send)
+    assert await _web_process_started() == [{"type": "lifespan.startup.complete"}]
     assert await asyncio.to_thread(warmed.wait, 10)
     assert started_by == ["dispatch-warm-up"]
 
