@@ -14,7 +14,7 @@ import secrets
 import sys
 import tempfile
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -23,6 +23,7 @@ from bench.audit import audit_probe, goal_p7, goals_p6
 from bench.counters import P9_REQUESTS, count_p9, goals_p9, p9_rows
 from bench.engine import continuous_engine_eight, engine_batching_compare, structured_output_cost
 from bench.gateway import (
+    GOVERNED_FLOOR,
     MOCK_MODEL,
     Upstream,
     api_key_create,
@@ -33,6 +34,7 @@ from bench.gateway import (
     goal_p1,
     goal_p8,
     goals_p2,
+    governed_floor_proxy,
     measure_p4,
     mock_model_register,
     mock_upstream,
@@ -162,12 +164,35 @@ class _Run:
         return profile_processes(self.served, name=name, directory=self.profiles, others=others)
 
 
+def _governed_floor(run: _Run, upstream: Upstream, stack: ExitStack) -> Side | None:
+    """P1's governed floor (bench.governed_floor), on the stack's PostgreSQL and Redis; None
+    where P1 is not measured or the stack has neither (the embedded configuration)."""
+    if "P1" not in run.selected or not run.production:
+        return None
+    floor = stack.enter_context(
+        governed_floor_proxy(
+            upstream,
+            database_url=run.served.env["DATABASE_URL"],
+            redis_url=run.served.env["REDIS_URL"],
+            log=run.workdir / "governed-floor.log",
+            workers=run.web_workers,
+        )
+    )
+    return floor_side(floor, name=GOVERNED_FLOOR)
+
+
 def _side_by_side_goals(run: _Run, upstream: Upstream, gateway: Side) -> tuple[list[Goal], list[Row]]:
-    """P1, P2 and P8 from one side-by-side run of direct, floor and gateway."""
-    with (
-        floor_proxy(upstream, log=run.workdir / "floor.log", workers=run.web_workers) as floor,
-        run.profiled("side-by-side", others={"floor": floor.pid, "upstream": upstream.pid}),
-    ):
+    """P1, P2 and P8 from one side-by-side run of direct, floor and gateway (and, for P1 in
+    production, the governed floor)."""
+    with ExitStack() as stack:
+        floor = stack.enter_context(
+            floor_proxy(upstream, log=run.workdir / "floor.log", workers=run.web_workers)
+        )
+        governed = _governed_floor(run, upstream, stack)
+        others = {"floor": floor.pid, "upstream": upstream.pid}
+        if governed is not None:
+            others[GOVERNED_FLOOR] = governed.processes["server"][0]
+        stack.enter_context(run.profiled("side-by-side", others=others))
         results = side_by_side(
             [direct_side(upstream), floor_side(floor), gateway],
             upstream,
@@ -176,6 +201,8 @@ def _side_by_side_goals(run: _Run, upstream: Upstream, gateway: Side) -> tuple[l
             rounds=1 if run.quick else 3,
             concurrency_1="P1" in run.selected,
             concurrency_16=bool(run.selected & {"P2", "P8"}),
+            governed_floor=governed,
+            governed_floor_missing=None if governed else "needs PostgreSQL and Redis (production)",
         )
     goals = [goal_p1(results)] if "P1" in run.selected else []
     goals += goals_p2(results) if "P2" in run.selected else []

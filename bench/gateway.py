@@ -79,6 +79,28 @@ def floor_proxy(upstream: Upstream, *, log: Path, workers: int = 1) -> Iterator[
         yield Floor(base_url=served.base_url, token=token, pid=served.pid)
 
 
+@contextmanager
+def governed_floor_proxy(
+    upstream: Upstream, *, database_url: str, redis_url: str, log: Path, workers: int = 1
+) -> Iterator[Floor]:
+    """The governed floor (bench.governed_floor): the floor plus governance's round trips, to
+    the stack's own PostgreSQL and Redis, served as the floor is."""
+    token = secrets.token_urlsafe(24)
+    with uvicorn_served(
+        "bench.governed_floor:app",
+        env={
+            "FLOOR_UPSTREAM": upstream.base_url,
+            "FLOOR_TOKEN": token,
+            "FLOOR_DATABASE_URL": database_url,
+            "FLOOR_REDIS_URL": redis_url,
+            "WEB_CONCURRENCY": str(workers),
+        },
+        flags=GATEWAY_SERVER_FLAGS,
+        log=log,
+    ) as served:
+        yield Floor(base_url=served.base_url, token=token, pid=served.pid)
+
+
 def mock_model_register(served: ServedGatehouse, upstream: Upstream) -> None:
     """Register the mock as a remote model, open to all, promoted."""
     served.manage(
@@ -107,9 +129,9 @@ def direct_side(upstream: Upstream) -> Side:
     return Side(name="direct", url=f"{upstream.base_url}/v1/chat/completions", model="mock")
 
 
-def floor_side(floor: Floor) -> Side:
+def floor_side(floor: Floor, *, name: str = "floor") -> Side:
     return Side(
-        name="floor",
+        name=name,
         url=f"{floor.base_url}/v1/chat/completions",
         model="mock",
         headers={"Authorization": f"Bearer {floor.token}"},
@@ -141,6 +163,8 @@ class SideBySide:
     streamed_c16: dict[str, Throughput] | None = None
     whole_c16: dict[str, Throughput] | None = None
     upstream: str = ""
+    # Why the governed floor was not timed beside the others, where it was not.
+    governed_floor_missing: str | None = None
 
 
 def side_by_side(
@@ -152,12 +176,21 @@ def side_by_side(
     rounds: int,
     concurrency_1: bool,
     concurrency_16: bool,
+    governed_floor: Side | None = None,
+    governed_floor_missing: str | None = None,
 ) -> SideBySide:
-    """Measure the rows: latency at concurrency 1 and/or throughput (with CPU) at 16, both kinds."""
-    results = SideBySide(upstream=f"{upstream.latency_ms:g} ms, then {upstream.chunks} chunks")
+    """Measure the rows: latency at concurrency 1 and/or throughput (with CPU) at 16, both kinds.
+
+    `governed_floor` is timed at concurrency 1 only, taking its turn with the others; where
+    there is none, `governed_floor_missing` says why."""
+    results = SideBySide(
+        upstream=f"{upstream.latency_ms:g} ms, then {upstream.chunks} chunks",
+        governed_floor_missing=governed_floor_missing,
+    )
     if concurrency_1:
-        results.streamed_c1 = latencies(sides, stream=True, requests=latency_requests)
-        results.whole_c1 = latencies(sides, stream=False, requests=latency_requests)
+        timed = [*sides, governed_floor] if governed_floor is not None else sides
+        results.streamed_c1 = latencies(timed, stream=True, requests=latency_requests)
+        results.whole_c1 = latencies(timed, stream=False, requests=latency_requests)
     if concurrency_16:
         kwargs = {"requests": throughput_requests, "rounds": rounds, "concurrency": CONCURRENCY}
         results.streamed_c16 = throughputs(sides, stream=True, **kwargs)
@@ -266,10 +299,29 @@ def goal_p1(results: SideBySide) -> Goal:
                 "floor_added_p99_ms": _added(whole, "floor", "p99_ms"),
                 **{side: asdict(figures) for side, figures in whole.items()},
             },
+            "governed_floor": _governed_floor_details(streamed, whole, missing=results.governed_floor_missing),
             "requests_each": streamed["gateway"].requests,
             "upstream": results.upstream,
         },
     )  # fmt: skip
+
+
+GOVERNED_FLOOR = "governed_floor"
+
+
+def _governed_floor_details(
+    streamed: dict[str, Latency], whole: dict[str, Latency], *, missing: str | None
+) -> dict[str, object]:
+    """What the governed floor added (bench.governed_floor), and the gateway over it."""
+    if GOVERNED_FLOOR not in streamed:
+        return {"not_measured": missing or "not served"}
+    return {
+        "added_p50_ms": _added(streamed, GOVERNED_FLOOR, "p50_ms"),
+        "added_p99_ms": _added(streamed, GOVERNED_FLOOR, "p99_ms"),
+        "gateway_over_it_p50_ms": round(streamed["gateway"].p50_ms - streamed[GOVERNED_FLOOR].p50_ms, 2),
+        "whole_added_p50_ms": _added(whole, GOVERNED_FLOOR, "p50_ms"),
+        "whole_gateway_over_it_p50_ms": round(whole["gateway"].p50_ms - whole[GOVERNED_FLOOR].p50_ms, 2),
+    }
 
 
 def _ratio(figures: dict[str, Throughput], side: str) -> float:

@@ -187,3 +187,77 @@ def test_the_gpu_bench_refuses_at_once_where_torch_sees_no_cuda_device() -> None
     )
     assert result.returncode == 2
     assert "--gpu needs a CUDA device" in result.stderr
+
+
+def test_p1_sets_the_gateway_beside_the_governed_floor_where_it_ran() -> None:
+    from bench.gateway import GOVERNED_FLOOR, SideBySide, goal_p1
+    from bench.sides import Latency
+
+    def figures(gateway: float, governed: float | None) -> dict[str, Latency]:
+        p50s = {"direct": 20.0, "floor": 21.5, "gateway": gateway}
+        if governed is not None:
+            p50s[GOVERNED_FLOOR] = governed
+        return {side: Latency(p50_ms=p50, p99_ms=p50 + 1, requests=300) for side, p50 in p50s.items()}
+
+    ran = goal_p1(SideBySide(streamed_c1=figures(24.5, 23.0), whole_c1=figures(25.0, 23.5)))
+    assert ran.details["governed_floor"] == {
+        "added_p50_ms": 3.0,
+        "added_p99_ms": 3.0,
+        "gateway_over_it_p50_ms": 1.5,
+        "whole_added_p50_ms": 3.5,
+        "whole_gateway_over_it_p50_ms": 1.5,
+    }
+    # The goal is still judged on the gateway alone.
+    assert (ran.measured, ran.met) == (4.5, False)
+    missing = goal_p1(
+        SideBySide(
+            streamed_c1=figures(22.5, None), whole_c1=figures(23.0, None), governed_floor_missing="why"
+        )
+    )
+    assert missing.details["governed_floor"] == {"not_measured": "why"}
+    assert (missing.measured, missing.met) == (2.5, True)
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the governed floor's round trips go to PostgreSQL and Redis")
+def test_the_governed_floor_makes_governances_round_trips_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    import os
+
+    import httpx
+    import psycopg
+    import redis
+
+    from bench.gateway import governed_floor_proxy, mock_upstream
+    from bench.governed_floor import KEYS, TABLE, USED_TOKENS
+
+    database_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
+    store = redis.Redis.from_url(redis_url)
+    body = {"model": "mock", "messages": [{"role": "user", "content": "Hi."}]}
+
+    def rows() -> int | None:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            if connection.execute("SELECT to_regclass(%s)", [TABLE]).fetchone() == (None,):
+                return None
+            found = connection.execute(f"SELECT count(*) FROM {TABLE}").fetchone()  # noqa: S608
+            return int(found[0]) if found else 0
+
+    with (
+        mock_upstream() as upstream,
+        governed_floor_proxy(
+            upstream, database_url=database_url, redis_url=redis_url, log=tmp_path / "floor.log"
+        ) as floor,
+    ):
+        headers = {"Authorization": f"Bearer {floor.token}"}
+        url = f"{floor.base_url}/v1/chat/completions"
+        streamed = httpx.post(url, json={**body, "stream": True}, headers=headers, timeout=30)
+        whole = httpx.post(url, json=body, headers=headers, timeout=30)
+        refused = httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}, timeout=30)
+        assert streamed.status_code == whole.status_code == 200
+        assert streamed.text.rstrip().endswith("data: [DONE]")
+        assert whole.json()["choices"]
+        assert refused.status_code == 401
+        # Each answered request was admitted, recorded and settled; the refused one touched nothing.
+        assert rows() == 2
+        assert [store.get(key) for key in KEYS] == [b"0", str(2 * USED_TOKENS).encode()]
+    # Its table and its keys went with it.
+    assert rows() is None
+    assert store.exists(*KEYS) == 0
