@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from audit import chain
@@ -202,7 +203,7 @@ def _event_insert(event: AuditEvent) -> None:
     event._state.adding, event._state.db = False, database.alias
 
 
-def _event_insert_prepared(database: Any, event: AuditEvent) -> None:
+def _event_insert_prepared(database: BaseDatabaseWrapper, event: AuditEvent) -> None:
     """On PostgreSQL: the INSERT as a server-side prepared statement, in the caller's
     transaction, on Django's own connection; the values as `audit.appender` sends them (what
     `audit_event_build` sets needs no per-field preparation there, see `row_values`).

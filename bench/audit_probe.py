@@ -162,12 +162,10 @@ def _processes_run(target: Any, writers: int, appends: int, seconds: float) -> d
     return {"writers": writers, "processes": True, **_rate(latencies, elapsed)}
 
 
-def _concurrent_appends(writers: int, appends: int, seconds: float) -> dict[str, object]:
-    """`writers` processes appending `appends` events between them (or for `seconds`)."""
-    return _processes_run(_writer, writers, appends, seconds)
-
-
 FLOOR_TABLE = "bench_audit_floor"
+# Connection parameters Django hands psycopg that are not libpq's (the floor keeps psycopg's
+# defaults for them, as any plain client would).
+_PSYCOPG_ONLY = frozenset({"cursor_factory", "context", "prepare_threshold"})
 
 
 @dataclass(frozen=True)
@@ -220,19 +218,10 @@ def _floor_appends(writers: int, appends: int, seconds: float) -> dict[str, obje
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
         cursor.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE {table} INCLUDING ALL)")
-    database = connection.settings_dict
+    # Django's own connection parameters, but for what only its psycopg connections take.
+    parameters = connection.get_connection_params()
     conninfo = make_conninfo(
-        **{
-            name: str(database[key])
-            for name, key in (
-                ("dbname", "NAME"),
-                ("user", "USER"),
-                ("password", "PASSWORD"),
-                ("host", "HOST"),
-                ("port", "PORT"),
-            )
-            if database.get(key)
-        }
+        **{name: value for name, value in parameters.items() if name not in _PSYCOPG_ONLY}
     )
     statement = insert_statement().replace(f"INTO {table} ", f"INTO {FLOOR_TABLE} ", 1)
     connection.close()  # not carried into the writers' processes
@@ -297,7 +286,7 @@ def main() -> None:
     # At least a few appends per writer, so the rate is the writers' even on a full chain.
     missing = max(args.events - AuditEvent.objects.count(), 10 * args.writers)
     connection.close()  # not carried into the writers' processes
-    concurrent = _concurrent_appends(args.writers, missing, args.seconds)
+    concurrent = _processes_run(_writer, args.writers, missing, args.seconds)
     request_path = (
         _request_path_appends(args.writers, args.request_path_appends, args.seconds)
         if args.request_path_appends
