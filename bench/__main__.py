@@ -3,7 +3,8 @@
 Production-like (PostgreSQL, Redis, a Celery worker) when DATABASE_URL and REDIS_URL reach
 running servers, the embedded default otherwise; the report says which ran. The gateway's
 rows are measured beside the same mock upstream called directly and through the floor, a
-bare pass-through proxy (bench.floor). `--goals P1,P2,P8,P9` measures only those goals.
+bare pass-through proxy (bench.floor); P1's also beside the governed floor in production
+(bench.governed_floor). `--goals P1,P2,P8,P9` measures only those goals.
 """
 
 import argparse

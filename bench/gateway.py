@@ -28,6 +28,8 @@ from bench.sides import Latency, Side, Throughput, latencies, percentile, throug
 from tests.e2e.server import ServedGatehouse
 
 MOCK_MODEL = "mock-upstream"
+# P1's side that adds governance's round trips to the floor (bench.governed_floor).
+GOVERNED_FLOOR = "governed_floor"
 # SPEC §8.
 P1_P50_MS, P1_P99_MS = 3.0, 10.0
 P2_GOAL = 0.5
@@ -304,9 +306,6 @@ def goal_p1(results: SideBySide) -> Goal:
             "upstream": results.upstream,
         },
     )  # fmt: skip
-
-
-GOVERNED_FLOOR = "governed_floor"
 
 
 def _governed_floor_details(

@@ -1,9 +1,11 @@
-"""Three ways to the same mock upstream, measured side by side in one run.
+"""The ways to the same mock upstream, measured side by side in one run.
 
 - direct: the mock itself (bench.mock_upstream), the baseline;
 - floor: the bare pass-through proxy (bench.floor), the least a Python proxy can add;
 - gateway: Gatehouse's /v1/chat/completions with an API key, the mock registered as a remote
-  model (key check, quota, routing, the upstream call, usage and the audit record).
+  model (key check, quota, routing, the upstream call, usage and the audit record);
+- and, at concurrency 1 in production, the governed floor (bench.governed_floor): the floor
+  plus the round trips governance cannot skip.
 
 Each is called with the same chat completion, streamed (read to `[DONE]`) or whole
 (`"stream": false`, read to its last byte). Latency is timed at concurrency 1 with the sides

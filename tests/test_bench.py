@@ -46,6 +46,8 @@ def test_the_benchmark_harness_runs_and_reports_every_goal_it_measures(tmp_path:
     # generations streamed. The figures are recorded, never compared here: latencies vary
     # with the machine's load.
     assert goals["P1"]["details"]["requests_each"] > 0
+    # The governed floor's round trips go to PostgreSQL and Redis: the embedded run says so.
+    assert goals["P1"]["details"]["governed_floor"]["not_measured"]
     assert all(
         isinstance(goals["P1"]["details"][figure], float)
         for figure in ("direct_p50_ms", "floor_p50_ms", "gateway_p50_ms", "added_p50_ms")
