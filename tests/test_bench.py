@@ -223,6 +223,7 @@ def test_p1_sets_the_gateway_beside_the_governed_floor_where_it_ran() -> None:
 @pytest.mark.skipif(not PRODUCTION, reason="the governed floor's round trips go to PostgreSQL and Redis")
 def test_the_governed_floor_makes_governances_round_trips_and_leaves_nothing_behind(tmp_path: Path) -> None:
     import os
+    from urllib.parse import urlparse, urlunparse
 
     import httpx
     import psycopg
@@ -231,7 +232,10 @@ def test_the_governed_floor_makes_governances_round_trips_and_leaves_nothing_beh
     from bench.gateway import governed_floor_proxy, mock_upstream
     from bench.governed_floor import KEYS, TABLE, USED_TOKENS
 
-    database_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
+    # The suite's DATABASE_URL names the server (its database need not exist): the floor
+    # writes its table into the server's maintenance database, and drops it.
+    database_url = urlunparse(urlparse(os.environ["DATABASE_URL"])._replace(path="/postgres"))
+    redis_url = os.environ["REDIS_URL"]
     store = redis.Redis.from_url(redis_url)
     body = {"model": "mock", "messages": [{"role": "user", "content": "Hi."}]}
 
