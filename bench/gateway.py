@@ -13,7 +13,7 @@ import asyncio
 import multiprocessing
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,13 +68,25 @@ class Floor:
 
 
 @contextmanager
-def floor_proxy(upstream: Upstream, *, log: Path, workers: int = 1) -> Iterator[Floor]:
-    """The floor (bench.floor) relaying to `upstream`, served as the gateway is (same flags, as
-    many worker processes)."""
+def floor_proxy(
+    upstream: Upstream,
+    *,
+    log: Path,
+    workers: int = 1,
+    app: str = "bench.floor:app",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Floor]:
+    """A floor (bench.floor's by default) relaying to `upstream`, served as the gateway is
+    (same flags, as many worker processes); `env` adds to the environment it is given."""
     token = secrets.token_urlsafe(24)
     with uvicorn_served(
-        "bench.floor:app",
-        env={"FLOOR_UPSTREAM": upstream.base_url, "FLOOR_TOKEN": token, "WEB_CONCURRENCY": str(workers)},
+        app,
+        env={
+            "FLOOR_UPSTREAM": upstream.base_url,
+            "FLOOR_TOKEN": token,
+            "WEB_CONCURRENCY": str(workers),
+            **(env or {}),
+        },
         flags=GATEWAY_SERVER_FLAGS,
         log=log,
     ) as served:
@@ -87,20 +99,14 @@ def governed_floor_proxy(
 ) -> Iterator[Floor]:
     """The governed floor (bench.governed_floor): the floor plus governance's round trips, to
     the stack's own PostgreSQL and Redis, served as the floor is."""
-    token = secrets.token_urlsafe(24)
-    with uvicorn_served(
-        "bench.governed_floor:app",
-        env={
-            "FLOOR_UPSTREAM": upstream.base_url,
-            "FLOOR_TOKEN": token,
-            "FLOOR_DATABASE_URL": database_url,
-            "FLOOR_REDIS_URL": redis_url,
-            "WEB_CONCURRENCY": str(workers),
-        },
-        flags=GATEWAY_SERVER_FLAGS,
+    with floor_proxy(
+        upstream,
         log=log,
-    ) as served:
-        yield Floor(base_url=served.base_url, token=token, pid=served.pid)
+        workers=workers,
+        app="bench.governed_floor:app",
+        env={"FLOOR_DATABASE_URL": database_url, "FLOOR_REDIS_URL": redis_url},
+    ) as floor:
+        yield floor
 
 
 def mock_model_register(served: ServedGatehouse, upstream: Upstream) -> None:
