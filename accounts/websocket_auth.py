@@ -17,6 +17,7 @@ from accounts.client_ip import client_ip_resolve
 from accounts.models import User
 from accounts.principal import CredentialRejected, Principal, principal_from_bearer, principal_from_session
 from accounts.tickets import ws_ticket_redeem
+from gatehouse.database_calls import reloaded_in_one_transaction
 from gatehouse.local_cache import NotCached, local_caches_only
 
 
@@ -86,7 +87,9 @@ class CredentialAuthMiddleware(BaseMiddleware):  # type: ignore[misc]
                 with local_caches_only():
                     principal = _resolve(scope, bearer=bearer, ticket=None)
             except NotCached:
-                principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=None)
+                principal = await database_sync_to_async(reloaded_in_one_transaction(_resolve))(
+                    scope, bearer=bearer, ticket=None
+                )
         elif bearer is not None or ticket is not None:
             principal = await database_sync_to_async(_resolve)(scope, bearer=bearer, ticket=ticket)
         else:

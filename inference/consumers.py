@@ -35,6 +35,7 @@ from accounts.principal import CredentialRejected, Principal, principal_recheck,
 from accounts.services.chat_quotas import quota_chat_finish_async
 from accounts.websocket_auth import CLOSE_UNAUTHENTICATED, scope_client_ip
 from audit.context import RequestContext, request_context_bound, request_id_new
+from gatehouse.database_calls import reloaded_in_one_transaction
 from gatehouse.json_parsing import JsonBeyondLimits, JsonUnreadable, json_document_parse
 from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import WEBSOCKETS_OPEN
@@ -362,7 +363,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             with local_caches_only():
                 return principal_recheck_cached(self.principal)
         except NotCached:
-            rechecked: Principal = await database_sync_to_async(principal_recheck_cached)(self.principal)
+            rechecked: Principal = await database_sync_to_async(
+                reloaded_in_one_transaction(principal_recheck_cached)
+            )(self.principal)
             return rechecked
 
     async def _admit(self, frame: ChatFrame) -> tuple[str, "_History | None", ChatAdmitted]:

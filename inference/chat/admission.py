@@ -27,8 +27,7 @@ from accounts.quotas.plan import QuotaPlan, quota_plan_for
 from accounts.selectors import user_team_ids
 from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async, quota_chat_finish_async
 from accounts.services.quotas import QuotaRefused, SpendAsk
-from gatehouse.database_calls import database_sync
-from gatehouse.local_cache import NotCached, local_caches_only
+from gatehouse.database_calls import cached_or_reloaded, database_sync
 from guardrails.rules import Guard, guard_for
 from inference.chat.guarding import chat_frame_guarded, guard_redactions_record
 from inference.chat.refusal import ChatRefused
@@ -115,13 +114,9 @@ async def chat_admit(
     user, api_key = principal.user, principal.api_key
     sticky_key = sticky_key or f"{user.pk}:{request_id}"
     try:
-        try:
-            with local_caches_only():
-                decided = _decide(user=user, api_key=api_key, frame=frame, sticky_key=sticky_key)
-        except NotCached:
-            decided = await database_sync(_decide)(
-                user=user, api_key=api_key, frame=frame, sticky_key=sticky_key
-            )
+        decided = await cached_or_reloaded(
+            _decide, user=user, api_key=api_key, frame=frame, sticky_key=sticky_key
+        )
         guarded, redacted = (
             chat_frame_guarded(frame, decided.guard) if decided.guard is not None else (frame, Counter[str]())
         )

@@ -25,9 +25,8 @@ from django.http.request import split_domain_port, validate_host
 from accounts.client_ip import client_ip_resolve
 from accounts.principal import CredentialRejected, Principal, principal_from_bearer
 from audit.context import RequestContext, request_context_bound, request_id_new
-from gatehouse.database_calls import database_sync
+from gatehouse.database_calls import cached_or_reloaded
 from gatehouse.json_parsing import JsonUnreadable, json_document_parse
-from gatehouse.local_cache import NotCached, local_caches_only
 from gatehouse.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from gatehouse.tracing import span_request_id_tag, tracing_on
 from inference.chat.embeddings_http import embeddings_serve
@@ -201,11 +200,7 @@ class _Exchange:
         try:
             if not raw:
                 raise CredentialRejected("The Authorization header has no token.")
-            try:
-                with local_caches_only():
-                    return principal_from_bearer(raw=raw, client_ip=self.context.client_ip)
-            except NotCached:
-                return await database_sync(principal_from_bearer)(raw=raw, client_ip=self.context.client_ip)
+            return await cached_or_reloaded(principal_from_bearer, raw=raw, client_ip=self.context.client_ip)
         except CredentialRejected as rejected:
             await error_respond(
                 self,

@@ -11,8 +11,7 @@ entries (`model_entry`) and the same refusals.
 import orjson
 
 from accounts.principal import Principal
-from gatehouse.database_calls import database_sync
-from gatehouse.local_cache import NotCached, local_caches_only
+from gatehouse.database_calls import cached_or_reloaded
 from inference.chat.http import Responder, error_respond, scope_refused
 from inference.models import Model
 from inference.selectors import model_list_usable_cached
@@ -57,11 +56,7 @@ async def model_detail_serve(*, principal: Principal, responder: Responder, mode
 
 
 async def _usable(principal: Principal) -> list[Model]:
-    try:
-        with local_caches_only():
-            return model_list_usable_cached(user=principal.user, api_key=principal.api_key)
-    except NotCached:
-        return await database_sync(model_list_usable_cached)(user=principal.user, api_key=principal.api_key)
+    return await cached_or_reloaded(model_list_usable_cached, user=principal.user, api_key=principal.api_key)
 
 
 async def _json_respond(responder: Responder, document: object) -> None:
