@@ -5,16 +5,11 @@ request with a JSON body is served by `inference.chat.asgi`; anything else goes 
 A remote model runs on the event loop itself, recorded and settled by the chat pipeline.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
-from django.db import transaction
-from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 
 from accounts.models import ApiKey, QuotaPolicy, User
@@ -23,6 +18,7 @@ from audit import appender
 from audit.appender import audit_appender_close
 from audit.models import AuditEvent
 from gatehouse.local_cache import local_caches_clear
+from tests.database_transactions import transactions_counted
 from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
 from tests.profile import PRODUCTION
@@ -241,35 +237,6 @@ async def test_a_failing_upstream_is_503_recorded_and_releases_its_tokens(
     assert [row["used"] for row in standing if row["dimension"] == "tokens"] == [0]
 
 
-@dataclass
-class _Transactions:
-    """What Django sent the database, whichever thread sent it: the transactions it opened, and
-    the queries it ran in autocommit (each a transaction of its own)."""
-
-    opened: int = 0
-    autocommitted: list[str] = field(default_factory=list)
-
-
-@contextmanager
-def _transactions_counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Transactions]:
-    counted = _Transactions()
-    enter, execute = transaction.Atomic.__enter__, CursorWrapper.execute
-
-    def atomic_entered(self: transaction.Atomic) -> None:
-        counted.opened += not transaction.get_connection(self.using).in_atomic_block
-        enter(self)
-
-    def executed(self: CursorWrapper, sql: str, params: Any = None) -> Any:
-        if not self.db.in_atomic_block:
-            counted.autocommitted.append(sql[:60])
-        return execute(self, sql, params)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(transaction.Atomic, "__enter__", atomic_entered)
-        patched.setattr(CursorWrapper, "execute", executed)
-        yield counted
-
-
 @pytest.mark.skipif(not PRODUCTION, reason="the caches keep values only with Redis")
 async def test_after_the_caches_lapse_a_request_reloads_in_one_transaction_a_step(
     alice: User, bob: User, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
@@ -282,13 +249,13 @@ async def test_after_the_caches_lapse_a_request_reloads_in_one_transaction_a_ste
     key = await database_sync_to_async(api_key_mint)(bob)
     assert (await v1_post(_body(stream=True), key=key)).status_code == 200
     local_caches_clear()  # as when the entries lapse
-    with _transactions_counted(monkeypatch) as counted:
+    with transactions_counted(monkeypatch) as counted:
         response = await v1_post(_body(stream=True), key=key)
     assert response.status_code == 200, response.text
     assert counted.autocommitted == []
     # The caller, the decision, and (off PostgreSQL's appender) the record.
     assert 2 <= counted.opened <= 3
-    with _transactions_counted(monkeypatch) as cached:
+    with transactions_counted(monkeypatch) as cached:
         assert (await v1_post(_body(stream=True), key=key)).status_code == 200
     # With the caches full again only the record, if any, is Django's.
     assert cached.autocommitted == []

@@ -13,9 +13,11 @@ from django.test import override_settings
 
 from accounts.models import QuotaPolicy, User
 from audit.models import AuditEvent
+from gatehouse.local_cache import local_caches_clear
 from inference.models import ModelVersion
 from inference.services.chat import chat_prompt_digest
 from tests.accounts.helpers import quota_counter_used
+from tests.database_transactions import transactions_counted
 from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end, token_pair
 from tests.profile import PRODUCTION
 from tests.waiting import eventually
@@ -555,3 +557,31 @@ def test_a_generation_is_recorded_once_even_if_its_final_event_is_lost(
     assert [event.action for event in records] == ["inference.completed"]
     assert records[0].metadata["completion_tokens"] >= 1
     assert "reason" not in records[0].metadata  # not also recorded as "client gone"
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the caches keep values only with Redis")
+async def test_after_the_caches_lapse_a_connection_reloads_its_caller_in_one_transaction(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handshake's bearer and each chat frame's recheck read the caller from the caches the
+    # /v1 door trusts; after a lapse each reloads in one transaction, not one per query
+    # (mutation: either reload outside one, and its queries show up autocommitted).
+    token = await access_token(bob)
+    communicator = communicator_for(token=token)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to(chat_frame("warm", model=demo_version.model.name))
+    await frames_until_end(communicator, "warm")
+    await communicator.disconnect()
+    local_caches_clear()  # as when the entries lapse
+    communicator = communicator_for(token=token)
+    with transactions_counted(monkeypatch) as handshake:
+        assert (await communicator.connect())[0]
+    assert handshake.autocommitted == []
+    assert handshake.opened == 1
+    local_caches_clear()
+    with transactions_counted(monkeypatch) as chat:
+        await communicator.send_json_to(chat_frame("after", model=demo_version.model.name))
+        frames = await frames_until_end(communicator, "after")
+    assert frames[-1]["type"] == "done", frames[-1]
+    assert chat.autocommitted == []
+    await communicator.disconnect()
