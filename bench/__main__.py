@@ -18,7 +18,6 @@ import time
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 from bench.audit import audit_probe, goal_p7, goals_p6
 from bench.counters import P9_REQUESTS, count_p9, goals_p9, p9_rows
@@ -49,7 +48,7 @@ from bench.report import Goal, Row, report_markdown, report_write
 from bench.routing import measure_p10, routed_models_register
 from bench.sides import Side
 from bench.streaming import measure_p3, measure_p5, p5_against_engine
-from tests.e2e.server import REPO_ROOT, ServedGatehouse, serve
+from tests.e2e.server import REPO_ROOT, ServedGatehouse, maintenance_database_url, serve
 
 # Settings as deployed: DEBUG off (no query log, manifest static files), JSON logs. Loopback
 # is plain HTTP and the bench's admin logs in by password, so no HTTPS redirect and no
@@ -73,9 +72,7 @@ def _reachable(database_url: str | None, redis_url: str | None) -> bool:
         import redis
 
         # The stack gets a database of its own; the server's maintenance database proves it is up.
-        psycopg.connect(
-            urlunparse(urlparse(database_url)._replace(path="/postgres")), connect_timeout=3
-        ).close()
+        psycopg.connect(maintenance_database_url(database_url), connect_timeout=3).close()
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except Exception:  # noqa: BLE001 - any failure means "not available here"
         return False

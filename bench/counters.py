@@ -44,7 +44,7 @@ import httpx
 from bench.processes import connection_ports, served_roles
 from bench.report import Goal, Row
 from bench.sides import Side, request_once
-from tests.e2e.server import ServedGatehouse
+from tests.e2e.server import ServedGatehouse, maintenance_database_url
 
 P9_REDIS_GOAL = 3
 P9_TRANSACTIONS_GOAL = 1
@@ -173,9 +173,8 @@ class StackCounters:
         self.redis = redis.Redis.from_url(urlunparse(redis_url._replace(path=f"/{other}")))
         roles = served_roles(served)
         self.monitor = RedisMonitor(served.env["REDIS_URL"], roles["web"] + roles["worker"])
-        database_url = urlparse(served.env["DATABASE_URL"])
-        self.database = database_url.path.strip("/")
-        self.postgres = psycopg.connect(urlunparse(database_url._replace(path="/postgres")), autocommit=True)
+        self.database = urlparse(served.env["DATABASE_URL"]).path.strip("/")
+        self.postgres = psycopg.connect(maintenance_database_url(served.env["DATABASE_URL"]), autocommit=True)
         self.server_version = self.postgres.info.server_version
         self.settle_seconds = (
             SETTLE_SECONDS if self.server_version >= POSTGRESQL_15 else SETTLE_SECONDS_BEFORE_15

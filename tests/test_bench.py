@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import REPO_ROOT
+from tests.e2e.server import REPO_ROOT, maintenance_database_url
 from tests.profile import PRODUCTION
 
 
@@ -223,7 +223,6 @@ def test_p1_sets_the_gateway_beside_the_governed_floor_where_it_ran() -> None:
 @pytest.mark.skipif(not PRODUCTION, reason="the governed floor's round trips go to PostgreSQL and Redis")
 def test_the_governed_floor_makes_governances_round_trips_and_leaves_nothing_behind(tmp_path: Path) -> None:
     import os
-    from urllib.parse import urlparse, urlunparse
 
     import httpx
     import psycopg
@@ -234,7 +233,7 @@ def test_the_governed_floor_makes_governances_round_trips_and_leaves_nothing_beh
 
     # The suite's DATABASE_URL names the server (its database need not exist): the floor
     # writes its table into the server's maintenance database, and drops it.
-    database_url = urlunparse(urlparse(os.environ["DATABASE_URL"])._replace(path="/postgres"))
+    database_url = maintenance_database_url(os.environ["DATABASE_URL"])
     redis_url = os.environ["REDIS_URL"]
     store = redis.Redis.from_url(redis_url)
     body = {"model": "mock", "messages": [{"role": "user", "content": "Hi."}]}

@@ -34,6 +34,12 @@ def _with_path(url: str, path: str) -> str:
     return urlunparse(urlparse(url)._replace(path=path))
 
 
+def maintenance_database_url(database_url: str) -> str:
+    """The same server's maintenance database (`postgres`), which is always there: where to
+    make or drop a database, read statistics, or write what belongs to no stack."""
+    return _with_path(database_url, "/postgres")
+
+
 @dataclass
 class ServedGatehouse:
     base_url: str
@@ -100,7 +106,7 @@ def _production_env(workdir: Path) -> tuple[dict[str, str], str]:
 
     database = f"gatehouse_e2e_{uuid.uuid4().hex[:8]}"
     admin_url = os.environ["DATABASE_URL"]
-    with psycopg.connect(_with_path(admin_url, "/postgres"), autocommit=True) as connection:
+    with psycopg.connect(maintenance_database_url(admin_url), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}"')
     # The suite itself owns the Redis database in REDIS_URL; each served stack takes one of its
     # own below it. Two stacks on one Redis database would share a broker: one stack's worker
@@ -118,7 +124,7 @@ def _production_env(workdir: Path) -> tuple[dict[str, str], str]:
 def _drop_database(name: str) -> None:
     import psycopg
 
-    with psycopg.connect(_with_path(os.environ["DATABASE_URL"], "/postgres"), autocommit=True) as connection:
+    with psycopg.connect(maintenance_database_url(os.environ["DATABASE_URL"]), autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
