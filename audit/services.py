@@ -72,6 +72,39 @@ def audit_event_build(
     sealer's own events belong to no request). May create the actor's or target's audit
     subject (`audit.subjects`), in the caller's transaction.
     """
+    started = audit_event_start(
+        actor=actor,
+        actor_kind=actor_kind,
+        actor_display=actor_display,
+        target=target,
+        target_type=target_type,
+        target_id=target_id,
+        target_display=target_display,
+        target_subject=target_subject,
+        request_context=request_context,
+    )
+    return audit_event_finish(started, action=action, outcome=outcome, metadata=metadata)
+
+
+def audit_event_start(
+    *,
+    actor: AbstractBaseUser | None = None,
+    actor_kind: AuditEvent.ActorKind | None = None,
+    actor_display: str = "",
+    target: models.Model | None = None,
+    target_type: str = "",
+    target_id: str = "",
+    target_display: str = "",
+    target_subject: AbstractBaseUser | None = None,
+    request_context: bool = True,
+) -> AuditEvent:
+    """The first half of `audit_event_build` (same arguments): who acts on what, from where, and
+    their personal digests; what happened and when are left to `audit_event_finish`.
+
+    For a record whose subject is known before its outcome (a chat's, while its model answers):
+    the work is done while the caller waits anyway, and the end pays only the finish. Not an
+    event until finished: it has no action and no row digest.
+    """
     fields = _actor_fields(actor)
     if actor_kind is not None:
         fields["actor_kind"] = actor_kind
@@ -85,9 +118,7 @@ def audit_event_build(
     event = AuditEvent(
         **fields,
         uuid=uuid.uuid4(),
-        occurred_at=timezone.now(),
         actor_pseudonym=actor_subject.pseudonym if actor_subject else None,
-        action=action,
         target_type=target._meta.label_lower if target is not None else target_type,
         target_id=str(target.pk) if target is not None else target_id,
         target_pseudonym=target_subject_row.pseudonym if target_subject_row else None,
@@ -95,8 +126,6 @@ def audit_event_build(
         request_id=context.request_id if context else "",
         client_ip=ip_canonical(context.client_ip) if context else None,
         user_agent=(context.user_agent if context else "")[:512],
-        outcome=outcome,
-        metadata_json=chain.metadata_canonical(metadata or {}),
     )
     event.actor_digest = chain.personal_digest(
         actor_subject.key if actor_subject else b"", personal_values(event, chain.PERSONAL_ACTOR_FIELDS)
@@ -105,8 +134,26 @@ def audit_event_build(
         target_subject_row.key if target_subject_row else b"",
         personal_values(event, chain.PERSONAL_TARGET_FIELDS),
     )
-    event.row_digest = audit_row_digest(pending_values(event))
     return event
+
+
+def audit_event_finish(
+    started: AuditEvent,
+    *,
+    action: str,
+    outcome: AuditEvent.Outcome = AuditEvent.Outcome.SUCCESS,
+    metadata: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Finish `started` (from `audit_event_start`; once) into the event `audit_event_build` would
+    give: what happened, its outcome and metadata, the time now, and the digest of it all."""
+    if started.action:
+        raise ValueError("this audit event is already finished: start another")
+    started.action = action
+    started.outcome = outcome
+    started.occurred_at = timezone.now()
+    started.metadata_json = chain.metadata_canonical(metadata or {})
+    started.row_digest = audit_row_digest(pending_values(started))
+    return started
 
 
 def audit_event_record(

@@ -24,7 +24,7 @@ from gatehouse.database_calls import database_sync
 from guardrails.stream import answer_redaction
 from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import Begun, ChatEnd, OnTexts, OnToolCalls
-from inference.chat.outcome import ChatProgress, chat_outcome
+from inference.chat.outcome import ChatProgress, chat_outcome, chat_record_start_soon
 from inference.chat.refusal import ChatRefused
 from inference.chat.tool_call_reading import ToolCallReader
 from inference.dispatch import InferenceBusy
@@ -123,6 +123,7 @@ async def _remote(
     )
     params = admitted.plan.params
     vectors = None
+    chat_record_start_soon(admitted, progress)  # while the upstream answers
     try:
         if admitted.embedding:
             embedded = await remote_embed(

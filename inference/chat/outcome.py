@@ -6,10 +6,15 @@ loop, `audit.appender`); then, in one round trip, the tokens charged, the stream
 leases and the chat slot freed and the usage record buffered (accounts.services.chat_quotas).
 Only then is the client told the chat ended: what it reads next is already up to date.
 
+A remote chat starts its record while its model answers (`chat_record_start_soon`): who
+ran which version from where, and the prompt's digest, are known from the start, so the end
+pays only for what happened, and the record's INSERT goes out sooner.
+
 A chat run by a worker (a local model) records itself there (`inference.generation`).
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +33,17 @@ from gatehouse.metrics import GENERATION_LATENCY, GENERATIONS, TIME_TO_FIRST_TOK
 from guardrails.stream import answer_redaction, stored_reply
 from inference.chat.admission import ChatAdmitted
 from inference.engines.remote_deployments import Attempt
-from inference.services.chat import chat_outcome_event, chat_prompt_digest, chat_usage_row
+from inference.services.chat import (
+    chat_outcome_event,
+    chat_outcome_event_finish,
+    chat_outcome_event_start,
+    chat_prompt_digest,
+    chat_usage_row,
+)
 from inference.services.conversations import conversation_exchange_record
 from spend.money import Prices
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +55,34 @@ class ChatProgress:
     reply: list[str] | None = None
     # A remote version's tries: which upstream, and how each went.
     attempts: list[Attempt] = field(default_factory=list)
+    # Made ahead while the model answers (`chat_record_start_soon`); the end makes what is not.
+    prompt_sha256: str | None = None
+    record_started: AuditEvent | None = None
+
+
+def chat_record_start_soon(admitted: ChatAdmitted, progress: ChatProgress) -> None:
+    """On the event loop's next turn (the caller is then waiting for its upstream), make
+    what the chat's record holds whatever the outcome: its prompt's digest and the started
+    event (`chat_outcome_event_start`), kept in `progress` for `chat_outcome`. Where that needs
+    the database (the caller's audit subject, not cached yet) the end makes it, as it would."""
+    asyncio.get_running_loop().call_soon(_record_start, admitted, progress)
+
+
+def _record_start(admitted: ChatAdmitted, progress: ChatProgress) -> None:
+    version = admitted.plan.version
+    try:
+        progress.prompt_sha256 = chat_prompt_digest(messages=admitted.messages)
+        if version is not None:
+            with request_context_bound(_record_context(admitted)):
+                started = chat_outcome_event_start(
+                    user=admitted.user, api_key=admitted.api_key, version=version
+                )
+            progress.record_started = started
+    except SynchronousOnlyOperation:
+        pass  # not cached yet: the end loads it
+    except Exception:
+        # Nothing is lost: the end builds the record whole, as without a start.
+        logger.exception("a chat's record could not be started ahead; its end builds it")
 
 
 # Outcomes under way, kept until done: the loop holds tasks only weakly.
@@ -91,7 +132,7 @@ async def _outcome(
     metadata: dict[str, object] = {
         "client_id": admitted.request_id[:64],
         "generation_id": admitted.generation_id,
-        "prompt_sha256": chat_prompt_digest(messages=admitted.messages),
+        "prompt_sha256": progress.prompt_sha256 or chat_prompt_digest(messages=admitted.messages),
         "latency_ms": round((now - started) * 1000, 1),
         "time_to_first_token_ms": (
             round((progress.first_token_at - started) * 1000, 1) if progress.first_token_at else None
@@ -105,7 +146,7 @@ async def _outcome(
         if len(progress.attempts) > 1:
             metadata["attempts"] = [attempt.as_record() for attempt in progress.attempts]
     _observe(admitted, progress=progress, failed=failed, details=details, elapsed=now - started)
-    context = RequestContext(request_id=admitted.request_id, client_ip=admitted.client_ip)
+    context = _record_context(admitted)
     with request_context_bound(context):
         usage = chat_usage_row(
             user_id=admitted.user.pk,
@@ -139,7 +180,7 @@ async def _record(
     if audit_appends_direct() and not _exchange_stored(admitted, progress=progress, failed=failed):
         try:
             with request_context_bound(context):
-                event = _outcome_event(admitted, failed=failed, metadata=metadata)
+                event = _outcome_event(admitted, progress=progress, failed=failed, metadata=metadata)
         except SynchronousOnlyOperation:
             pass  # it needs the database (the caller's audit subject, not cached yet): a thread's way
         else:
@@ -150,9 +191,21 @@ async def _record(
     )
 
 
-def _outcome_event(admitted: ChatAdmitted, *, failed: bool, metadata: dict[str, object]) -> AuditEvent:
+def _record_context(admitted: ChatAdmitted) -> RequestContext:
+    """The request context the chat's record is made in (its request id and client address)."""
+    return RequestContext(request_id=admitted.request_id, client_ip=admitted.client_ip)
+
+
+def _outcome_event(
+    admitted: ChatAdmitted, *, progress: ChatProgress, failed: bool, metadata: dict[str, object]
+) -> AuditEvent:
     version = admitted.plan.version
     assert version is not None  # noqa: S101 - an in-process chat has its version at hand
+    started, progress.record_started = progress.record_started, None  # used once
+    if started is not None:
+        return chat_outcome_event_finish(
+            started, version=version, failed=failed, channel=admitted.channel, metadata=metadata
+        )
     return chat_outcome_event(
         user=admitted.user,
         api_key=admitted.api_key,
@@ -190,7 +243,9 @@ def _record_in_transaction(
                 model_id=admitted.plan.version.model_id if admitted.plan.version else None,
                 asked_model=admitted.fallback_from,
             )
-        audit_event_insert(event=_outcome_event(admitted, failed=failed, metadata=metadata))
+        audit_event_insert(
+            event=_outcome_event(admitted, progress=progress, failed=failed, metadata=metadata)
+        )
 
 
 def _observe(

@@ -12,7 +12,12 @@ from accounts.services.quotas import QuotaAdmission, quota_release
 from accounts.services.usage import usage_row, usage_row_enqueue
 from audit.context import RequestContext, request_context_current
 from audit.models import AuditEvent
-from audit.services import audit_event_build, audit_event_insert, audit_event_record
+from audit.services import (
+    audit_event_finish,
+    audit_event_insert,
+    audit_event_record,
+    audit_event_start,
+)
 from inference.cancellation import generation_cancel_request
 from inference.engines.base import ChatMessage, GenerationParams
 from inference.engines.loader import version_max_bytes_per_token
@@ -224,10 +229,26 @@ def chat_outcome_event(
     appended: the caller appends it (`audit.services.audit_event_insert`, or from an event loop
     `audit.appender`). Reads the database only for what is not cached: the caller's audit
     subject, the version's model."""
-    return audit_event_build(
+    started = chat_outcome_event_start(user=user, api_key=api_key, version=version)
+    return chat_outcome_event_finish(
+        started, version=version, failed=failed, channel=channel, metadata=metadata
+    )
+
+
+def chat_outcome_event_start(*, user: User, api_key: ApiKey | None, version: ModelVersion) -> AuditEvent:
+    """`chat_outcome_event`'s first half (`audit.services.audit_event_start`): who ran which
+    version, from where; made while the model answers, so that the end pays only the finish."""
+    return audit_event_start(**_audit_actor(user=user, api_key=api_key), target=version)
+
+
+def chat_outcome_event_finish(
+    started: AuditEvent, *, version: ModelVersion, failed: bool, channel: str, metadata: dict[str, object]
+) -> AuditEvent:
+    """`started` (`chat_outcome_event_start`'s, for the same caller and `version`) finished as
+    `chat_outcome_event` builds it."""
+    return audit_event_finish(
+        started,
         action="inference.failed" if failed else "inference.completed",
-        **_audit_actor(user=user, api_key=api_key),
-        target=version,
         outcome=AuditEvent.Outcome.FAILURE if failed else AuditEvent.Outcome.SUCCESS,
         metadata={"channel": channel, "model": version.model.name, "version": version.label, **metadata},
     )

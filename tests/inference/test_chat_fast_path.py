@@ -18,6 +18,8 @@ from audit import appender
 from audit.appender import audit_appender_close
 from audit.models import AuditEvent
 from gatehouse.local_cache import local_caches_clear
+from inference.chat import outcome
+from inference.services.chat import chat_prompt_digest
 from tests.database_transactions import transactions_counted
 from tests.fake_openai import FakeUpstream
 from tests.inference.fast_path import api_key_mint, remote_model_register, sse_events, v1_post
@@ -260,3 +262,29 @@ async def test_after_the_caches_lapse_a_request_reloads_in_one_transaction_a_ste
     # With the caches full again only the record, if any, is Django's.
     assert cached.autocommitted == []
     assert cached.opened <= 1
+
+
+async def test_a_remote_chats_record_is_started_while_its_model_answers(
+    alice: User, bob: User, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Who ran which version from where is made ahead: the end only finishes the record
+    # (mutation: start nothing, and the end builds it whole, refused here).
+    await database_sync_to_async(remote_model_register)(alice, upstream)
+    key = await database_sync_to_async(api_key_mint)(bob)
+    assert (await v1_post(_body(stream=True), key=key)).status_code == 200  # the caller's subject made
+
+    def built_whole(**_: object) -> None:
+        raise AssertionError("the record was built whole at the end")
+
+    monkeypatch.setattr(outcome, "chat_outcome_event", built_whole)
+    response = await v1_post(_body(stream=True), key=key, **{"X-Request-ID": "ahead-1"})
+    assert response.status_code == 200, response.text
+    assert sse_events(response)[-1] == "[DONE]"
+    event = await database_sync_to_async(AuditEvent.objects.get)(request_id="ahead-1")
+    assert (event.action, event.actor_id, event.metadata["completion_tokens"]) == (
+        "inference.completed",
+        bob.pk,
+        8,
+    )
+    assert event.metadata["prompt_sha256"] == chat_prompt_digest(messages=_body()["messages"])
+    assert event.metadata["model"] == "remote-model"
