@@ -147,7 +147,17 @@ def _workers_dispatch(job: GenerationJob) -> None:
         # The consumer gives up after the start timeout; a worker arriving later must not
         # run a generation nobody waits for.
         expires=settings.GATEHOUSE_GENERATION_START_TIMEOUT,
+        # What the task's headers show of its arguments (worker logs, `celery inspect`,
+        # monitors): which generation, not the caller's address or reply inbox. Celery's own
+        # repr of the whole job printed both, and took a third of the publish's CPU.
+        argsrepr=job_description(job),
+        kwargsrepr="{}",
     )
+
+
+def job_description(job: GenerationJob) -> str:
+    """How a queued job names itself to whoever reads the broker: nothing of its caller."""
+    return f"(generation {job.generation_id} of {job.model_name!r}, version {job.version_id})"
 
 
 def workers_dispatch_warm() -> None:

@@ -1,5 +1,7 @@
 """The waiting line of each model is measured where it lives, so a bound can hold."""
 
+import dataclasses
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -75,6 +77,39 @@ def test_the_broker_queue_depth_counts_tasks_no_worker_took(unserved_model: str)
             expires=60,
         )
     assert inference_queue_depth(model_name=unserved_model) == 3
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+def test_a_queued_generation_shows_the_broker_which_it_is_and_nothing_of_the_caller(
+    unserved_model: str, settings: Any
+) -> None:
+    """Whoever reads the broker (worker logs, `celery inspect`, a monitor) sees which generation
+    waits, not who asked from where, what, nor where its answer goes; the worker still gets the
+    whole job."""
+    from gatehouse.celery import app
+    from inference.dispatch import _workers_dispatch, job_description
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+    job = dataclasses.replace(
+        _job(unserved_model),
+        messages=[{"role": "user", "content": "my secret plan"}],
+        client_ip="203.0.113.9",
+        reply_channel="inbox.7f3a",
+    )
+    _workers_dispatch(job)
+    with app.pool.acquire(block=True) as connection:
+        message = connection.default_channel.basic_get(
+            inference_queue(model_name=unserved_model), no_ack=True
+        )
+    assert message is not None
+    assert message.headers["argsrepr"] == job_description(job)
+    assert message.headers["kwargsrepr"] == "{}"
+    shown = json.dumps(message.headers)
+    assert job.generation_id in shown
+    for private in ("secret plan", "203.0.113.9", "inbox.7f3a"):
+        assert private not in shown
+    (payload,), _, _ = message.decode()
+    assert GenerationJob.from_payload(payload) == job
 
 
 def test_remote_models_are_called_from_the_web_process_unless_told_otherwise(settings: Any) -> None:
