@@ -141,7 +141,8 @@ def _workers_dispatch(job: GenerationJob) -> None:
     depth = inference_queue_depth(model_name=job.model_name, remote=job.remote)
     if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:
         raise InferenceBusy(f"{depth} generations are already waiting for {job.model_name}")
-    inference_generate.apply_async(
+    # Celery passes argsrepr and kwargsrepr on to its message (its stubs do not list them).
+    inference_generate.apply_async(  # type: ignore[call-arg]
         args=(job.to_payload(),),
         queue=inference_queue(model_name=job.model_name),
         # The consumer gives up after the start timeout; a worker arriving later must not
