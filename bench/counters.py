@@ -12,7 +12,9 @@ Counted, not timed, read before and after `requests` streamed requests at concur
 The same counters are read over an idle window just before, of the same length, and that
 background (the worker polling its broker, autovacuum, anything periodic; for commandstats,
 everyone else on the server) is taken off, scaled to the measured window's length: the report
-keeps raw, background and net.
+keeps raw, background and net. The audit sealers' looks, the one periodic transaction, are
+counted by the sealers themselves (`gatehouse_audit_sealer_looks`, in the metrics files the
+stack's processes share) and taken off exactly, window by window.
 
 Reading the counters right:
 - commandstats counts a command once it has run, so each reading's own INFO lands in the
@@ -158,6 +160,27 @@ class Reading:
     redis_calls: Counter[str]
     transactions: int
     monitor: MonitorCounts
+    # The stack's background sealers' looks so far (each one transaction on PostgreSQL).
+    sealer_looks: float = 0.0
+
+
+SEALER_LOOKS = "gatehouse_audit_sealer_looks_total"
+
+
+def sealer_looks(metrics_directory: str) -> float:
+    """The looks of every background sealer of the stack (web server and worker), from the
+    metrics files its processes share (PROMETHEUS_MULTIPROC_DIR)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=metrics_directory)  # type: ignore[no-untyped-call]
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == SEALER_LOOKS
+    )
 
 
 class StackCounters:
@@ -174,6 +197,7 @@ class StackCounters:
         roles = served_roles(served)
         self.monitor = RedisMonitor(served.env["REDIS_URL"], roles["web"] + roles["worker"])
         self.database = urlparse(served.env["DATABASE_URL"]).path.strip("/")
+        self.metrics_directory = served.env["PROMETHEUS_MULTIPROC_DIR"]
         self.postgres = psycopg.connect(maintenance_database_url(served.env["DATABASE_URL"]), autocommit=True)
         self.server_version = self.postgres.info.server_version
         self.settle_seconds = (
@@ -193,7 +217,11 @@ class StackCounters:
         if row is None:
             raise RuntimeError(f"pg_stat_database has no row for {self.database}")
         return Reading(
-            at=time.monotonic(), redis_calls=calls, transactions=int(row[0]), monitor=self.monitor.read()
+            at=time.monotonic(),
+            redis_calls=calls,
+            transactions=int(row[0]),
+            monitor=self.monitor.read(),
+            sealer_looks=sealer_looks(self.metrics_directory),
         )
 
     def close(self) -> None:
@@ -218,6 +246,7 @@ class Window:
     scripted: Counter[str]
     foreign: Counter[str]
     transactions: int
+    sealer_looks: float = 0.0
 
     @classmethod
     def between(cls, before: Reading, after: Reading) -> "Window":
@@ -230,6 +259,7 @@ class Window:
             scripted=_moved(before.monitor.scripted, after.monitor.scripted),
             foreign=_moved(before.monitor.foreign, after.monitor.foreign),
             transactions=after.transactions - before.transactions,
+            sealer_looks=after.sealer_looks - before.sealer_looks,
         )
 
 
@@ -281,7 +311,6 @@ def count_p9(served: ServedGatehouse, side: Side, *, requests: int) -> dict[str,
         counters.close()
     idle, measured = Window.between(start, idle_end), Window.between(idle_end, end)
     scale = measured.seconds / idle.seconds
-    net_transactions = measured.transactions - idle.transactions * scale
     return {
         "requests": requests,
         "postgresql_version": counters.server_version,
@@ -308,13 +337,34 @@ def count_p9(served: ServedGatehouse, side: Side, *, requests: int) -> dict[str,
                 **_net(idle.redis_calls, measured.redis_calls, scale=scale, requests=requests),
             },
         },
-        "transactions": {
-            "scope": "xact_commit + xact_rollback of the stack's database (pg_stat_database)",
-            "raw": measured.transactions,
-            "background": round(idle.transactions * scale, 1),
-            "net": round(net_transactions, 1),
-            "net_per_request": round(net_transactions / requests, 3),
-        },
+        "transactions": transactions_net(idle, measured, requests=requests),
+    }
+
+
+def transactions_net(idle: Window, measured: Window, *, requests: int) -> dict[str, Any]:
+    """The stack database's transactions in the measured window, less the background sealers'
+    looks in it (counted by the sealers themselves), less what else the idle window ran (scaled
+    to the measured window's length); per request.
+
+    The sealers look twice a second, idle or busy, each look one transaction: estimated from
+    the idle window, they moved the figure by a look or two either way (the two windows hold a
+    whole number of them, and PostgreSQL reports a busy connection's counts up to a second
+    late). Counted, they come off exactly; the old estimate is reported beside.
+    """
+    scale = measured.seconds / idle.seconds
+    other_background = (idle.transactions - idle.sealer_looks) * scale
+    net = measured.transactions - measured.sealer_looks - other_background
+    estimated_net = measured.transactions - idle.transactions * scale
+    return {
+        "scope": "xact_commit + xact_rollback of the stack's database (pg_stat_database), less the "
+        "background sealers' looks (their own count) and other background (the idle window's)",
+        "raw": measured.transactions,
+        "sealer_looks": round(measured.sealer_looks, 1),
+        "other_background": round(other_background, 1),
+        "net": round(net, 1),
+        "net_per_request": round(net / requests, 3),
+        "idle_window": {"transactions": idle.transactions, "sealer_looks": round(idle.sealer_looks, 1)},
+        "net_per_request_with_sealers_estimated_from_the_idle_window": round(estimated_net / requests, 3),
     }
 
 

@@ -63,6 +63,12 @@ LOGINS_BLOCKED = Counter(
 # The audit sealer (audit.sealing): events linked into the hash chain, and rows it refused to
 # link because they no longer matched their digest (tampered before sealing; any is an alarm).
 AUDIT_EVENTS_SEALED = Counter("gatehouse_audit_events_sealed", "Audit events linked into the hash chain.")
+# Each look of a background sealer that opened a transaction (on PostgreSQL, every look; on
+# SQLite, only those that found rows pending): what the sealer costs the database, idle or busy.
+AUDIT_SEALER_LOOKS = Counter(
+    "gatehouse_audit_sealer_looks",
+    "Background sealer looks at the pending audit rows, each one database transaction.",
+)
 AUDIT_EVENTS_REFUSED = Counter(
     "gatehouse_audit_events_refused",
     "Audit rows the sealer refused to chain: their contents no longer match their digest (tampering).",

@@ -313,7 +313,7 @@ CELERY_BEAT_SCHEDULE = {
 # they commit. 0 starts no thread: the test suite seals explicitly; a deployment may run
 # `manage.py audit_seal --loop` instead.
 GATEHOUSE_AUDIT_SEAL_INTERVAL = env.float(
-    "GATEHOUSE_AUDIT_SEAL_INTERVAL", default=0.0 if "pytest" in sys.modules else 0.5
+    "GATEHOUSE_AUDIT_SEAL_INTERVAL", default=0.0 if "pytest" in sys.modules else 1.0
 )
 # On PostgreSQL, a chat served on the event loop (a remote model) appends its audit row on a
 # connection of the loop's own, one INSERT, concurrent chats' rows together (audit.appender),

@@ -1,6 +1,7 @@
 """`make bench` keeps working: the harness runs end to end on tiny settings (no timing asserted)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,41 @@ def test_an_unknown_goal_is_refused_before_anything_starts() -> None:
     )
     assert result.returncode == 2
     assert "unknown goal 'P12'" in result.stderr
+
+
+def test_p9_takes_the_sealers_looks_off_as_they_counted_them_and_the_rest_as_the_idle_window_ran() -> None:
+    from collections import Counter
+
+    from bench.counters import Window, transactions_net
+
+    def window(seconds: float, transactions: int, sealer_looks: float) -> Window:
+        empty: Counter[str] = Counter()
+        return Window(seconds, empty, empty, empty, empty, transactions, sealer_looks)
+
+    # The idle window held 34 looks; the measured one, as long, 33: its 200 requests made 202
+    # transactions, where the idle window's estimate says 201.
+    figures = transactions_net(window(17.0, 34, 34), window(17.0, 235, 33), requests=200)
+    assert (figures["sealer_looks"], figures["other_background"], figures["net"]) == (33, 0, 202)
+    assert figures["net_per_request"] == 1.01
+    assert figures["net_per_request_with_sealers_estimated_from_the_idle_window"] == 1.005
+    # Other background (5 transactions in 10 s idle) is scaled to the measured window's length.
+    figures = transactions_net(window(10.0, 25, 20), window(20.0, 430, 20), requests=200)
+    assert (figures["other_background"], figures["net"], figures["net_per_request"]) == (10, 400, 2.0)
+
+
+def test_p9_reads_the_sealers_looks_from_the_metrics_files_the_stacks_processes_share(tmp_path: Path) -> None:
+    from bench.counters import sealer_looks
+
+    look = "from gatehouse.metrics import AUDIT_SEALER_LOOKS; AUDIT_SEALER_LOOKS.inc({})"
+    for looks in (2, 3):  # two processes (a web server's sealer and a worker's)
+        subprocess.run(
+            [sys.executable, "-c", look.format(looks)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+            check=True,
+            timeout=60,
+        )
+    assert sealer_looks(str(tmp_path)) == 5
 
 
 def test_p7_sets_the_writers_beside_their_floor_and_judges_the_writers() -> None:

@@ -383,6 +383,23 @@ def test_a_background_look_on_postgresql_seals_in_one_transaction_without_asking
         time.sleep(0.05)
 
 
+def test_each_look_that_opens_a_transaction_is_counted(alice: User) -> None:
+    # What the sealer costs the database, told apart from what requests cost it (the bench's P9
+    # takes these looks off its count). PostgreSQL looks in a transaction every time; SQLite
+    # only when rows wait (mutation: count every look, or none, and one of these fails).
+    def looks() -> float:
+        return REGISTRY.get_sample_value("gatehouse_audit_sealer_looks_total") or 0.0
+
+    audit_seal_pending()
+    before = looks()
+    audit_seal_tick()  # nothing waits
+    idle = looks() - before
+    _record(alice, 2)
+    audit_seal_tick()  # two rows wait
+    busy = looks() - before - idle
+    assert (idle, busy) == ((1.0, 1.0) if connection.vendor == "postgresql" else (0.0, 1.0))
+
+
 def test_the_background_sealer_is_off_with_no_interval(alice: User, settings: Any) -> None:
     settings.GATEHOUSE_AUDIT_SEAL_INTERVAL = 0
     audit_sealer_ensure()

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from audit.sealer import audit_seal_interval, audit_seal_tick
+from audit.sealer import DEFAULT_SEAL_INTERVAL, audit_seal_interval, audit_seal_tick
 from audit.sealing import audit_seal_pending
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["loop"]:
-            interval = audit_seal_interval() or 0.5
+            interval = audit_seal_interval() or DEFAULT_SEAL_INTERVAL
             self.stdout.write(f"sealing every {interval:g} s; stop with Ctrl-C or SIGTERM")
             while True:
                 audit_seal_tick()
