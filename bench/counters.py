@@ -160,27 +160,30 @@ class Reading:
     redis_calls: Counter[str]
     transactions: int
     monitor: MonitorCounts
-    # The stack's background sealers' looks so far (each one transaction on PostgreSQL).
+    # Counted by the stack's processes themselves, each a transaction: the background
+    # sealers' looks, and the request path's reloads of what its caches did not hold.
     sealer_looks: float = 0.0
+    cache_reloads: float = 0.0
 
 
 SEALER_LOOKS = "gatehouse_audit_sealer_looks_total"
+CACHE_RELOADS = "gatehouse_local_cache_reloads_total"
 
 
-def sealer_looks(metrics_directory: str) -> float:
-    """The looks of every background sealer of the stack (web server and worker), from the
-    metrics files its processes share (PROMETHEUS_MULTIPROC_DIR)."""
+def stack_counts(metrics_directory: str) -> dict[str, float]:
+    """Every counter of the stack's processes (web server and worker) summed, by sample name,
+    from the metrics files they share (PROMETHEUS_MULTIPROC_DIR)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=metrics_directory)  # type: ignore[no-untyped-call]
-    return sum(
-        sample.value
-        for metric in registry.collect()
-        for sample in metric.samples
-        if sample.name == SEALER_LOOKS
-    )
+    counts: dict[str, float] = {}
+    for metric in registry.collect():
+        if metric.type == "counter":
+            for sample in metric.samples:
+                counts[sample.name] = counts.get(sample.name, 0.0) + sample.value
+    return counts
 
 
 class StackCounters:
@@ -216,12 +219,14 @@ class StackCounters:
         ).fetchone()
         if row is None:
             raise RuntimeError(f"pg_stat_database has no row for {self.database}")
+        counts = stack_counts(self.metrics_directory)
         return Reading(
             at=time.monotonic(),
             redis_calls=calls,
             transactions=int(row[0]),
             monitor=self.monitor.read(),
-            sealer_looks=sealer_looks(self.metrics_directory),
+            sealer_looks=counts.get(SEALER_LOOKS, 0.0),
+            cache_reloads=counts.get(CACHE_RELOADS, 0.0),
         )
 
     def close(self) -> None:
@@ -247,6 +252,7 @@ class Window:
     foreign: Counter[str]
     transactions: int
     sealer_looks: float = 0.0
+    cache_reloads: float = 0.0
 
     @classmethod
     def between(cls, before: Reading, after: Reading) -> "Window":
@@ -260,6 +266,7 @@ class Window:
             foreign=_moved(before.monitor.foreign, after.monitor.foreign),
             transactions=after.transactions - before.transactions,
             sealer_looks=after.sealer_looks - before.sealer_looks,
+            cache_reloads=after.cache_reloads - before.cache_reloads,
         )
 
 
@@ -346,10 +353,14 @@ def transactions_net(idle: Window, measured: Window, *, requests: int) -> dict[s
     looks in it (counted by the sealers themselves), less what else the idle window ran (scaled
     to the measured window's length); per request.
 
-    The sealers look twice a second, idle or busy, each look one transaction: estimated from
+    The sealers look once a second, idle or busy, each look one transaction: estimated from
     the idle window, they moved the figure by a look or two either way (the two windows hold a
     whole number of them, and PostgreSQL reports a busy connection's counts up to a second
     late). Counted, they come off exactly; the old estimate is reported beside.
+
+    The request path's own reloads are reported too, not taken off: they are requests' work,
+    but come once a minute (the caches' lapse, two transactions; a key's last use, one), so a
+    window holds some or none of them.
     """
     scale = measured.seconds / idle.seconds
     other_background = (idle.transactions - idle.sealer_looks) * scale
@@ -363,7 +374,13 @@ def transactions_net(idle: Window, measured: Window, *, requests: int) -> dict[s
         "other_background": round(other_background, 1),
         "net": round(net, 1),
         "net_per_request": round(net / requests, 3),
-        "idle_window": {"transactions": idle.transactions, "sealer_looks": round(idle.sealer_looks, 1)},
+        "cache_reloads": round(measured.cache_reloads, 1),
+        "net_per_request_less_cache_reloads": round((net - measured.cache_reloads) / requests, 3),
+        "idle_window": {
+            "transactions": idle.transactions,
+            "sealer_looks": round(idle.sealer_looks, 1),
+            "cache_reloads": round(idle.cache_reloads, 1),
+        },
         "net_per_request_with_sealers_estimated_from_the_idle_window": round(estimated_net / requests, 3),
     }
 

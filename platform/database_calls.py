@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 
 from gatehouse.local_cache import NotCached, local_caches_only, local_caches_trusted
+from gatehouse.metrics import LOCAL_CACHE_RELOADS
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,8 +48,9 @@ def reloaded_in_one_transaction(function: Callable[P, R]) -> Callable[P, R]:
     in one database transaction: its reads see one snapshot, and it commits once instead of
     once a query (autocommit). What it raises rolls its writes back.
 
-    Where the caches keep nothing (no Redis, the embedded default: every request reads
-    through) it runs as it is: there each read is its own, and SQLite's write lock, which its
+    Each such reload is counted (`gatehouse_local_cache_reloads_total`): how often the request
+    path still reaches the database. Where the caches keep nothing (no Redis, the embedded
+    default: every request reads through) it runs as it is, uncounted: there each read is its own, and SQLite's write lock, which its
     transactions take at once, is not held for a request's reads.
     """
 
@@ -56,6 +58,7 @@ def reloaded_in_one_transaction(function: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         if not local_caches_trusted():
             return function(*args, **kwargs)
+        LOCAL_CACHE_RELOADS.inc()
         with transaction.atomic():
             return function(*args, **kwargs)
 

@@ -60,6 +60,15 @@ LOGINS_BLOCKED = Counter(
     ["scope"],
 )
 
+# gatehouse.database_calls: a request that found governance state missing from the in-process
+# caches (they lapse together once a GATEHOUSE_LOCAL_CACHE_SECONDS; an announced change empties
+# them; a key's last use is written once a minute) and went to the database for it.
+LOCAL_CACHE_RELOADS = Counter(
+    "gatehouse_local_cache_reloads",
+    "Request-path reloads of governance state the in-process caches did not hold, each one "
+    "database transaction.",
+)
+
 # The audit sealer (audit.sealing): events linked into the hash chain, and rows it refused to
 # link because they no longer matched their digest (tampered before sealing; any is an alarm).
 AUDIT_EVENTS_SEALED = Counter("gatehouse_audit_events_sealed", "Audit events linked into the hash chain.")

@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from accounts.models import ApiKey, QuotaPolicy, User
 from accounts.services.usage import usage_records_flush
@@ -251,17 +252,24 @@ async def test_after_the_caches_lapse_a_request_reloads_in_one_transaction_a_ste
     key = await database_sync_to_async(api_key_mint)(bob)
     assert (await v1_post(_body(stream=True), key=key)).status_code == 200
     local_caches_clear()  # as when the entries lapse
+    reloads = _reloads()
     with transactions_counted(monkeypatch) as counted:
         response = await v1_post(_body(stream=True), key=key)
     assert response.status_code == 200, response.text
     assert counted.autocommitted == []
     # The caller, the decision, and (off PostgreSQL's appender) the record.
     assert 2 <= counted.opened <= 3
+    assert _reloads() - reloads == 2  # both counted, for /metrics and the bench's P9
     with transactions_counted(monkeypatch) as cached:
         assert (await v1_post(_body(stream=True), key=key)).status_code == 200
     # With the caches full again only the record, if any, is Django's.
     assert cached.autocommitted == []
     assert cached.opened <= 1
+    assert _reloads() - reloads == 2
+
+
+def _reloads() -> float:
+    return REGISTRY.get_sample_value("gatehouse_local_cache_reloads_total") or 0.0
 
 
 async def test_a_remote_chats_record_is_started_while_its_model_answers(
