@@ -259,8 +259,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._send_error(frame.id, refused.protocol_code or refused.code, refused.message)
             return
         new_messages_from = len(history.messages) if history else 0
+        # No stored history: the id was named for this chat, and its exchange starts it.
+        conversation_new = history is None
         if await self._dispatch(
-            frame.id, admitted, conversation_id=conversation_id, new_messages_from=new_messages_from
+            frame.id,
+            admitted,
+            conversation_id=conversation_id,
+            new_messages_from=new_messages_from,
+            conversation_new=conversation_new,
         ):
             return
         if not await self._fall_back(
@@ -269,6 +275,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             after=None,
             conversation_id=conversation_id,
             new_messages_from=new_messages_from,
+            conversation_new=conversation_new,
         ):
             await self._send_error(frame.id, "unavailable", "The model is busy; try again shortly.")
 
@@ -279,6 +286,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         *,
         conversation_id: str,
         new_messages_from: int,
+        conversation_new: bool,
         asked: ChatAdmitted | None = None,
     ) -> bool:
         """Queue an admitted chat and tell the client it started, naming the model that answers
@@ -300,6 +308,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             enqueued_at=admitted.admitted_at,
             conversation_id=conversation_id,
             new_messages_from=new_messages_from,
+            conversation_new=conversation_new,
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
@@ -340,6 +349,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         after: str | None,
         conversation_id: str,
         new_messages_from: int,
+        conversation_new: bool,
     ) -> bool:
         """The asked model could not answer before its first token: its next fallback the user
         may use (after `after`, one tried already) is queued, its own `start` sent. False when
@@ -350,6 +360,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 fallback,
                 conversation_id=conversation_id,
                 new_messages_from=new_messages_from,
+                conversation_new=conversation_new,
                 asked=asked,
             )
             if queued:
@@ -492,6 +503,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 after=job.model_name if job.fallback_from else None,
                 conversation_id=job.conversation_id or "",
                 new_messages_from=job.new_messages_from,
+                conversation_new=job.conversation_new,
             )
         ):
             return

@@ -18,6 +18,7 @@ from accounts.models import User
 from accounts.quotas.charge import Charge
 from accounts.services.quotas import QuotaAdmission, quota_release, quota_settle
 from audit.context import RequestContext, request_context_bound
+from audit.models import AuditEvent
 from gatehouse.metrics import (
     ACTIVE_STREAMS,
     GENERATION_LATENCY,
@@ -38,7 +39,7 @@ from inference.manifest import ManifestMismatch, UnsafeWeights
 from inference.models import ModelVersion
 from inference.relay import EventSender, ReaderGone
 from inference.selectors import model_version_for_run
-from inference.services.chat import chat_prompt_digest, chat_record_outcome
+from inference.services.chat import chat_prompt_digest, chat_record_outcome, chat_record_start
 from inference.services.conversations import conversation_exchange_record
 from inference.services.registry import model_version_load_refused_record
 from spend.money import Prices
@@ -72,6 +73,9 @@ class GenerationJob:
     # this request (the ones before are the conversation's stored history).
     conversation_id: str | None = None
     new_messages_from: int = 0
+    # The conversation was named for this request (no stored history): its exchange creates
+    # it without looking for it first.
+    conversation_new: bool = False
     # The quota reservations this generation settles when it ends (QuotaAdmission payload).
     quota: dict[str, Any] | None = None
     # The version is a remote (OpenAI-compatible) server: see GATEHOUSE_REMOTE_GENERATION.
@@ -91,11 +95,11 @@ class GenerationJob:
             object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
-        """JSON-safe; without `fallback_from` and `redaction` where unset, so that the previous
-        release's workers (which do not know them) still run every other job."""
+        """JSON-safe; without `fallback_from`, `redaction` and `conversation_new` where unset, so
+        that the previous releases' workers (which do not know them) still run every other job."""
         payload = asdict(self)
-        for added in ("fallback_from", "redaction"):
-            if payload[added] is None:
+        for added in ("fallback_from", "redaction", "conversation_new"):
+            if payload[added] in (None, False):
                 del payload[added]
         return payload
 
@@ -134,6 +138,26 @@ class _Outcome:
         self.quota_ended = False
         # The version generating, with its model, once loaded (its record needs both).
         self.version: ModelVersion | None = None
+        # Its audit record's first half, made after the first tokens left (`record_start`).
+        self.record_started: AuditEvent | None = None
+        self._record_start_tried = False
+
+    def record_start(self) -> None:
+        """Begin the audit record while the model answers: who ran which version, from where.
+        The end then only finishes it, in fewer round trips (where eight streams end together
+        in one worker, each round trip waits its turn behind the batch's own work).
+
+        Once. A failure is logged and the end builds the record whole, as it would have.
+        """
+        if self._record_start_tried or self.version is None:
+            return
+        self._record_start_tried = True
+        try:
+            self.record_started = chat_record_start(
+                user_id=self.job.user_id, api_key_id=self.job.api_key_id, version=self.version
+            )
+        except Exception:  # the end builds the record whole
+            logger.exception("generation %s: its record could not be begun early", self.job.generation_id)
 
     def quota_end(self, *, charge: Charge | None) -> None:
         """Settle the quota reservations with what was used, or release them (None); once.
@@ -185,6 +209,7 @@ class _Outcome:
             channel=self.job.channel,
             version=self.version,
             prices=Prices.from_payload((self.job.quota or {}).get("prices")),
+            started=self.record_started,
             metadata={
                 "client_id": self.job.client_id,
                 "generation_id": self.job.generation_id,
@@ -332,6 +357,8 @@ class _TokenHops:
         if job.conversation_id:
             self.reply.extend(texts)
         outcome.delivered += len(texts)
+        if texts:
+            outcome.record_start()  # once, after the first tokens left: it does not delay them
         if self._held and texts:
             self._held = False
             _held_until_cancelled(job, self._cancelled)
@@ -413,6 +440,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
         if job.conversation_id:
             conversation_exchange_record(
                 conversation_id=job.conversation_id,
+                conversation_new=job.conversation_new,
                 owner_id=job.user_id,
                 version_id=job.version_id,
                 channel=job.channel,

@@ -53,6 +53,8 @@ class ChatAdmitted:
     generation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Wall-clock time (epoch seconds) it was admitted: latency is counted from here.
     admitted_at: float = field(default_factory=time.time)
+    # Where its exchange is stored: a new conversation, named for this request by the /v1 door
+    # (the websocket door names its conversations itself, new or continued).
     conversation_id: str | None = None
     # Tools or structured outputs, for the remote version that serves them.
     features: ChatFeatures | None = None

@@ -275,6 +275,7 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: Begun, on_texts: On
             enqueued_at=admitted.admitted_at,
             channel=admitted.channel,
             conversation_id=admitted.conversation_id,
+            conversation_new=admitted.conversation_id is not None,  # named for this request
             quota=admitted.hold.quota.to_payload(),
             remote=plan.remote,
             fallback_from=admitted.fallback_from,

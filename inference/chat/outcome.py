@@ -232,6 +232,7 @@ def _record_in_transaction(
         if admitted.conversation_id and not failed and progress.reply is not None:
             conversation_exchange_record(
                 conversation_id=admitted.conversation_id,
+                conversation_new=True,  # named for this request (ChatAdmitted.conversation_id)
                 owner_id=admitted.user.pk,
                 version_id=admitted.plan.version_id,
                 channel=admitted.channel,

@@ -156,19 +156,22 @@ def chat_record_outcome(
     channel: str = "websocket",
     version: ModelVersion | None = None,
     prices: Prices | None = None,
+    started: AuditEvent | None = None,
 ) -> AuditEvent:
     """Audit one chat once it has ended, whichever way it ended, and buffer its usage record
     (its cost: the tokens in `metadata` at `prices`, those it was admitted at).
 
     Called where the generation ran (a web-process thread or a Celery worker), before the
     client is told: the record never depends on the channel layer delivering an event. A
-    caller that loaded the version (with its model) passes it: one query fewer.
+    caller that loaded the version (with its model) passes it: one query fewer. One that
+    began the record while the model answered (`chat_record_start`, for the same caller and
+    version) passes it as `started`: the end then only finishes it, and reads no caller.
     """
     prices = prices or Prices()
     if version is None or version.pk != version_id:
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
-    user = User.objects.get(pk=user_id)
-    api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
+    if started is None:
+        started = chat_record_start(user_id=user_id, api_key_id=api_key_id, version=version)
     usage_row_enqueue(
         row=chat_usage_row(
             user_id=user_id,
@@ -184,10 +187,19 @@ def chat_record_outcome(
         )
     )
     return audit_event_insert(
-        event=chat_outcome_event(
-            user=user, api_key=api_key, version=version, failed=failed, channel=channel, metadata=metadata
+        event=chat_outcome_event_finish(
+            started, version=version, failed=failed, channel=channel, metadata=metadata
         )
     )
+
+
+def chat_record_start(*, user_id: int, api_key_id: int | None, version: ModelVersion) -> AuditEvent:
+    """The first half of a chat's audit record (`chat_outcome_event_start`), its caller read
+    from the database: made while the model answers, `chat_record_outcome(started=...)` ends it.
+    Writes nothing but, the first time a user is audited, their audit subject."""
+    user = User.objects.get(pk=user_id)
+    api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
+    return chat_outcome_event_start(user=user, api_key=api_key, version=version)
 
 
 def chat_usage_row(

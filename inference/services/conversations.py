@@ -29,6 +29,7 @@ def conversation_exchange_record(
     finish_reason: str,
     model_id: int | None = None,
     asked_model: str | None = None,
+    conversation_new: bool = False,
 ) -> Conversation:
     """Store one exchange (the messages sent and the reply) at once, creating the conversation.
 
@@ -38,12 +39,16 @@ def conversation_exchange_record(
     Written where the generation ran, with its audit record: nothing here depends on the
     channel layer, and a generation that failed stores nothing (no half exchanges). A caller
     that has the version's `model_id` at hand saves a query; a continued conversation is
-    touched with one UPDATE, a new one created with one INSERT.
+    touched with one UPDATE, a new one created with one INSERT. `conversation_new`: the caller
+    named the conversation for this exchange (a fresh id, no stored history), so it is created
+    without that UPDATE first; should one exist after all, the INSERT fails (nothing is kept).
     """
     if model_id is None:
         model_id = ModelVersion.objects.values_list("model_id", flat=True).get(pk=version_id)
     key = uuid.UUID(conversation_id)
-    conversation = Conversation.objects.filter(pk=key).first() if _touched(key) else None
+    conversation = (
+        None if conversation_new or not _touched(key) else Conversation.objects.filter(pk=key).first()
+    )
     if conversation is None:
         if asked_model is not None:
             model_id = Model.objects.values_list("pk", flat=True).get(name=asked_model)

@@ -7,6 +7,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from audit.models import AuditEvent
+from inference import consumers
+from inference.generation import GenerationJob
 from inference.models import Conversation, Message, ModelVersion
 from tests.accounts.helpers import bearer_client, login
 from tests.inference.websocket import access_token, chat_once
@@ -53,6 +55,26 @@ async def test_a_conversation_continues_with_its_history(bob: User, demo_version
     stored = await database_sync_to_async(_messages)(conversation)
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
     assert stored[2].content == "and then?"
+
+
+async def test_a_new_conversation_is_created_outright_and_a_continued_one_touched(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The door knows which it is: a chat with no stored history starts the conversation it
+    # names, so its exchange skips the UPDATE that looks for it (mutation: always False, and
+    # the first job says so).
+    dispatched: list[GenerationJob] = []
+    dispatch = consumers.generation_dispatch
+
+    async def recorded(*, job: GenerationJob) -> None:
+        dispatched.append(job)
+        await dispatch(job=job)
+
+    monkeypatch.setattr(consumers, "generation_dispatch", recorded)
+    conversation = (await _chat(bob, "c1"))[0]["conversation"]
+    await _chat(bob, "c2", conversation=conversation, messages=[{"role": "user", "content": "more"}])
+    assert [job.conversation_new for job in dispatched] == [True, False]
+    assert [job.conversation_id for job in dispatched] == [conversation, conversation]
 
 
 async def test_someone_elses_conversation_cannot_be_continued(

@@ -4,7 +4,7 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
@@ -12,6 +12,7 @@ from audit.models import AuditEvent
 from inference import generation
 from inference.generation import GenerationJob, generation_run
 from inference.models import Conversation, Message, ModelVersion
+from inference.services import chat as chat_services
 from inference.services.conversations import conversation_exchange_record
 from tests.inference.jobs import generation_job
 
@@ -107,3 +108,84 @@ def test_when_the_audit_record_cannot_be_written_the_exchange_is_not_kept(
     assert relay.events[-1]["type"] == "generation.failed"
     assert not Conversation.objects.filter(pk=job.conversation_id).exists()
     assert not Message.objects.filter(conversation_id=job.conversation_id).exists()
+
+
+def test_an_exchange_that_starts_its_conversation_does_not_look_for_it_first(
+    bob: User, demo_version: ModelVersion
+) -> None:
+    def exchange(conversation_id: str, *, new: bool) -> None:
+        conversation_exchange_record(
+            conversation_id=conversation_id,
+            conversation_new=new,
+            owner_id=bob.pk,
+            version_id=demo_version.pk,
+            channel="websocket",
+            new_messages=[{"role": "user", "content": "hello"}],
+            reply="hi",
+            prompt_tokens=1,
+            completion_tokens=1,
+            finish_reason="stop",
+        )
+
+    def updates(queries: CaptureQueriesContext) -> list[str]:
+        return [query["sql"] for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
+
+    exchange(str(uuid.uuid4()), new=True)  # the stored text's data key made (once)
+    conversation_id = str(uuid.uuid4())
+    with CaptureQueriesContext(connection) as started:
+        exchange(conversation_id, new=True)
+    # One round trip fewer on every new conversation (mutation: look anyway, and it shows).
+    assert updates(started) == []
+    with CaptureQueriesContext(connection) as continued:
+        exchange(conversation_id, new=False)
+    assert len(updates(continued)) == 1
+    assert Message.objects.filter(conversation_id=conversation_id).count() == 4
+    # Named new but stored already: the INSERT fails, and nothing more is kept.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        exchange(conversation_id, new=True)
+    assert Message.objects.filter(conversation_id=conversation_id).count() == 4
+
+
+def test_a_generations_record_is_begun_after_its_first_tokens_and_the_end_only_finishes_it(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where eight streams end together in one worker, every round trip of their records waits
+    # its turn behind the batch: the caller is read, and the record begun, while the model
+    # answers (mutation: begin nothing, and the end reads the caller itself, refused here).
+    job, relay = _stored_job(bob, demo_version), _Relay()
+    begun = generation.chat_record_start
+    sent_when_begun: list[list[str]] = []
+
+    def begin(**kwargs: Any) -> AuditEvent:
+        sent_when_begun.append([event["type"] for event in relay.events])
+        return begun(**kwargs)
+
+    def read_at_the_end(**_: Any) -> AuditEvent:
+        raise AssertionError("the end read the caller")
+
+    monkeypatch.setattr(generation, "chat_record_start", begin)
+    monkeypatch.setattr(chat_services, "chat_record_start", read_at_the_end)
+    generation_run(job=job, relay=relay)
+    assert relay.events[-1]["type"] == "generation.finished"
+    # Once, after the first tokens had gone, before the end.
+    assert sent_when_begun == [["generation.tokens"]]
+    (record,) = _records(job)
+    assert (record.action, record.actor_id, record.target_id) == (
+        "inference.completed",
+        bob.pk,
+        str(demo_version.pk),
+    )
+
+
+def test_a_record_that_could_not_be_begun_early_is_built_whole_at_the_end(
+    bob: User, demo_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, relay = _stored_job(bob, demo_version), _Relay()
+
+    def unreachable(**_: Any) -> AuditEvent:
+        raise DatabaseError("the database did not answer")
+
+    monkeypatch.setattr(generation, "chat_record_start", unreachable)
+    generation_run(job=job, relay=relay)
+    assert relay.events[-1]["type"] == "generation.finished"
+    assert [(record.action, record.actor_id) for record in _records(job)] == [("inference.completed", bob.pk)]
