@@ -49,27 +49,30 @@ def test_a_finished_generation_stores_its_exchange_and_its_record(
     assert [record.action for record in _records(job)] == ["inference.completed"]
 
 
+def _exchange(owner: User, version: ModelVersion, *, conversation_id: str = "", new: bool = False) -> None:
+    """One exchange ("hello", "hi") stored, in a new conversation unless `conversation_id` names one."""
+    conversation_exchange_record(
+        conversation_id=conversation_id or str(uuid.uuid4()),
+        conversation_new=new,
+        owner_id=owner.pk,
+        version_id=version.pk,
+        channel="websocket",
+        new_messages=[{"role": "user", "content": "hello"}],
+        reply="hi",
+        prompt_tokens=1,
+        completion_tokens=1,
+        finish_reason="stop",
+    )
+
+
 def test_an_exchange_joins_the_records_transaction_without_a_savepoint(
     bob: User, demo_version: ModelVersion
 ) -> None:
-    def exchange() -> None:
-        conversation_exchange_record(
-            conversation_id=str(uuid.uuid4()),
-            owner_id=bob.pk,
-            version_id=demo_version.pk,
-            channel="websocket",
-            new_messages=[{"role": "user", "content": "hello"}],
-            reply="hi",
-            prompt_tokens=1,
-            completion_tokens=1,
-            finish_reason="stop",
-        )
-
     # A first exchange: the data key the stored text is encrypted with exists after it (making
     # one takes a savepoint of its own, once).
-    exchange()
+    _exchange(bob, demo_version)
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        exchange()
+        _exchange(bob, demo_version)
     # Two round trips saved on every stored chat: nothing to roll back to inside the record.
     assert [query["sql"] for query in queries.captured_queries if "SAVEPOINT" in query["sql"]] == []
 
@@ -114,18 +117,7 @@ def test_an_exchange_that_starts_its_conversation_does_not_look_for_it_first(
     bob: User, demo_version: ModelVersion
 ) -> None:
     def exchange(conversation_id: str, *, new: bool) -> None:
-        conversation_exchange_record(
-            conversation_id=conversation_id,
-            conversation_new=new,
-            owner_id=bob.pk,
-            version_id=demo_version.pk,
-            channel="websocket",
-            new_messages=[{"role": "user", "content": "hello"}],
-            reply="hi",
-            prompt_tokens=1,
-            completion_tokens=1,
-            finish_reason="stop",
-        )
+        _exchange(bob, demo_version, conversation_id=conversation_id, new=new)
 
     def updates(queries: CaptureQueriesContext) -> list[str]:
         return [query["sql"] for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
