@@ -50,9 +50,9 @@ from tests.e2e.server import ServedGatehouse, maintenance_database_url
 
 P9_REDIS_GOAL = 3
 P9_TRANSACTIONS_GOAL = 1
-# Streamed requests counted. Periodic work (the audit sealer looks twice a second, idle or busy)
-# comes in whole transactions that land in one window or the other: over 200 requests one more
-# or fewer moves the figure by 0.005, over 50 by 0.02.
+# Streamed requests counted. Periodic work comes in whole transactions that land in one window
+# or the other: over 200 requests one more or fewer moves the figure by 0.005, over 50 by 0.02
+# (the audit sealers' looks, once a second idle or busy, are counted and taken off exactly).
 P9_REQUESTS = 200
 # PostgreSQL 15+'s PGSTAT_IDLE_INTERVAL (10 s), and a margin.
 SETTLE_SECONDS = 11.0
