@@ -115,19 +115,25 @@ def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
     if not _on_workers(remote):
         return _inprocess_executor().waiting(model_name=model_name)
     from kombu import Connection
+    from kombu.transport.virtual import Channel as VirtualChannel
 
     from gatehouse.celery import app
 
+    queue = inference_queue(model_name=model_name)
     # The app's pool holds broker connections (the stubs call them producers).
     with cast(Connection, app.pool.acquire(block=True)) as connection:
+        channel = connection.default_channel
+        if isinstance(channel, VirtualChannel):
+            # A virtual transport (Redis): its own count, one round trip (LLEN of each priority's
+            # list; a queue never declared or emptied has none, so counts 0). A passive declare
+            # asks first whether the lists exist: a second round trip on every chat's dispatch.
+            return int(channel._size(queue))
         try:
             # A passive declare reads the broker's message count without creating the queue.
-            declared = connection.default_channel.queue_declare(  # type: ignore[attr-defined]
-                queue=inference_queue(model_name=model_name), passive=True
-            )
+            declared = channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
         except connection.channel_errors:
-            # No such queue (Redis drops an emptied one): nothing waits. AMQP closes the
-            # channel on this error; the connection opens a fresh one next time.
+            # No such queue: nothing waits. AMQP closes the channel on this error; the
+            # connection opens a fresh one next time.
             if connection.transport.driver_type == "amqp":
                 connection.close()
             return 0

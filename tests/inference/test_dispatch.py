@@ -79,6 +79,34 @@ def test_the_broker_queue_depth_counts_tasks_no_worker_took(unserved_model: str)
     assert inference_queue_depth(model_name=unserved_model) == 3
 
 
+@pytest.mark.skipif(not PRODUCTION, reason="the broker's queues exist only with Celery (production profile)")
+def test_the_queue_depth_is_one_round_trip_to_the_broker(
+    unserved_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read before every chat's dispatch: one write to Redis (the lists' lengths together), not
+    first a look whether the queue exists."""
+    from redis.connection import AbstractConnection
+
+    from inference.tasks import inference_generate
+
+    inference_generate.apply_async(
+        args=(_job(unserved_model).to_payload(),),
+        queue=inference_queue(model_name=unserved_model),
+        expires=60,
+    )
+    inference_queue_depth(model_name=unserved_model)  # the pooled connection is open
+    writes: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        writes.append(command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    assert inference_queue_depth(model_name=unserved_model) == 1
+    assert len(writes) == 1
+
+
 @pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
 def test_a_queued_generation_shows_the_broker_which_it_is_and_nothing_of_the_caller(
     unserved_model: str, settings: Any
