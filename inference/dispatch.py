@@ -115,7 +115,6 @@ def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
     if not _on_workers(remote):
         return _inprocess_executor().waiting(model_name=model_name)
     from kombu import Connection
-    from kombu.transport.virtual import Channel as VirtualChannel
 
     from gatehouse.celery import app
 
@@ -123,11 +122,11 @@ def inference_queue_depth(*, model_name: str, remote: bool = False) -> int:
     # The app's pool holds broker connections (the stubs call them producers).
     with cast(Connection, app.pool.acquire(block=True)) as connection:
         channel = connection.default_channel
-        if isinstance(channel, VirtualChannel):
-            # A virtual transport (Redis): its own count, one round trip (LLEN of each priority's
-            # list; a queue never declared or emptied has none, so counts 0). A passive declare
-            # asks first whether the lists exist: a second round trip on every chat's dispatch.
-            return int(channel._size(queue))
+        if connection.transport.driver_type == "redis":
+            # The transport's own count: one round trip (LLEN of each priority's list; a queue
+            # never declared or emptied has none, so counts 0). A passive declare asks first
+            # whether the lists exist: a second round trip on every chat's dispatch.
+            return int(channel._size(queue))  # type: ignore[attr-defined]
         try:
             # A passive declare reads the broker's message count without creating the queue.
             declared = channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
