@@ -46,7 +46,7 @@ class EnrolmentTokenEnrolsOnly(BasePermission):
 
 
 class _TwoFactorView(APIView):
-    authentication_classes = [EnrolmentTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]  # type: ignore[list-item]  # resolved to classes
+    authentication_classes = [EnrolmentTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
     permission_classes = [IsAuthenticated, InteractiveLoginOnly, EnrolmentTokenEnrolsOnly]
     enrolment_methods: tuple[str, ...] = ()
 
