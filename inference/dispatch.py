@@ -1,4 +1,5 @@
-"""Send a generation to where it runs: a thread pool here, or a Celery worker.
+"""Send a generation to where it runs: a thread pool here, or a Celery worker (pushed from the
+event loop onto a Redis broker, `inference.broker_push`; through Celery's producer onto any other).
 
 Each model's waiting line is bounded (GATEHOUSE_INFERENCE_MAX_QUEUE): past it a request
 is refused at once with `InferenceBusy`, which clients see as `unavailable` (HTTP 503),
@@ -17,6 +18,7 @@ from django.conf import settings
 
 from gatehouse.process_priority import thread_priority_lower
 from gatehouse.tracing import generation_span, handoff_context, tracing_on
+from inference.broker_push import broker_push, broker_push_available
 from inference.generation import GenerationJob, generation_run
 from inference.relay import RelaySender
 
@@ -161,6 +163,22 @@ def _workers_dispatch(job: GenerationJob) -> None:
     )
 
 
+async def _broker_push(job: GenerationJob) -> None:
+    """Queue `job` for the model's workers on the event loop, its queue's bound checked in the
+    same round trip (a Redis broker: `inference.broker_push`)."""
+    from inference.tasks import inference_generate
+
+    pushed = await broker_push(
+        job=job,
+        queue=inference_queue(model_name=job.model_name),
+        task_name=inference_generate.name,
+        max_waiting=settings.GATEHOUSE_INFERENCE_MAX_QUEUE,
+        describe=job_description(job),
+    )
+    if not pushed.queued:
+        raise InferenceBusy(f"{pushed.waiting} generations are already waiting for {job.model_name}")
+
+
 def job_description(job: GenerationJob) -> str:
     """How a queued job names itself to whoever reads the broker: nothing of its caller."""
     return f"(generation {job.generation_id} of {job.model_name!r}, version {job.version_id})"
@@ -169,8 +187,9 @@ def job_description(job: GenerationJob) -> str:
 def workers_dispatch_warm() -> None:
     """Pay the Celery client's one-time costs at start-up instead of in the first chats: the
     app's task registry, its result backend (found by scanning every installed package's entry
-    points), the task sender, and the broker connection that the queue's depth and the publish
-    share. Nothing is sent.
+    points), the task message's builder and sender, and the broker connection that the queue's
+    depth and Celery's publish share (onto a Redis broker the event loop pushes instead, on a
+    connection of its own that its first chat opens). Nothing is sent.
 
     Measured here: about 65 ms, most of it holding the interpreter lock. Paid by the first chats
     (several at once, each in its own dispatch thread), it stalled the event loop, and so every
@@ -186,7 +205,7 @@ def workers_dispatch_warm() -> None:
 
     try:
         app.finalize(auto=True)
-        _ = app.backend, app.amqp.send_task_message
+        _ = app.backend, app.amqp.create_task_message, app.amqp.send_task_message
         inference_queue_depth(model_name="celery-warm-up")
     except Exception as error:  # noqa: BLE001 - any broker failure: the first chat will meet it
         logger.warning(
@@ -200,7 +219,10 @@ async def generation_dispatch(*, job: GenerationJob) -> None:
     Raises `InferenceBusy` when the model's queue is full; nothing was queued then.
     """
     if _on_workers(job.remote):
-        await sync_to_async(_workers_dispatch, thread_sensitive=False)(job)
+        if broker_push_available():
+            await _broker_push(job)
+        else:
+            await sync_to_async(_workers_dispatch, thread_sensitive=False)(job)
         return
     depth = _inprocess_executor().waiting(model_name=job.model_name)
     if depth >= settings.GATEHOUSE_INFERENCE_MAX_QUEUE:

@@ -1,8 +1,10 @@
-"""Redis clients for the request path's short calls (routing counts, the response cache).
+"""Redis clients for the request path's short calls (routing counts, the response cache), and
+the event loop's client of a Redis broker (`inference.broker_push`).
 
 One client per process for threads, and one per event loop for coroutines (an asyncio
-client's connections belong to the loop that made them), each with a short timeout: Redis
-out of reach costs such a call at most that long, and its caller goes on without it.
+client's connections belong to the loop that made them). The short calls' clients have a short
+timeout: Redis out of reach costs such a call at most that long, and its caller goes on without
+it. The broker's has a longer one: a chat waits that long for its job to be queued, then fails.
 """
 
 import asyncio
@@ -14,10 +16,12 @@ import redis
 from django.conf import settings
 
 SHORT_TIMEOUT_SECONDS = 0.5
+BROKER_TIMEOUT_SECONDS = 5.0
 
 _sync: Any = None
 _sync_lock = threading.Lock()
 _per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+_broker_per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
 
 
 def redis_short() -> Any:
@@ -44,5 +48,21 @@ def redis_short_async() -> Any:
             settings.REDIS_URL,
             socket_timeout=SHORT_TIMEOUT_SECONDS,
             socket_connect_timeout=SHORT_TIMEOUT_SECONDS,
+        )
+    return client
+
+
+def redis_broker_async() -> Any:
+    """The running event loop's client of the Celery broker (CELERY_BROKER_URL, a Redis server;
+    made at first use on that loop)."""
+    loop = asyncio.get_running_loop()
+    client = _broker_per_loop.get(loop)
+    if client is None:
+        import redis.asyncio
+
+        client = _broker_per_loop[loop] = redis.asyncio.Redis.from_url(
+            settings.CELERY_BROKER_URL,
+            socket_timeout=BROKER_TIMEOUT_SECONDS,
+            socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
         )
     return client

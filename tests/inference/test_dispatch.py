@@ -206,3 +206,146 @@ def test_without_celery_workers_the_warm_up_touches_no_broker(
     dispatch.workers_dispatch_warm()
 
     assert depths == []
+
+
+# The event loop's push onto a Redis broker (inference.broker_push).
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "pushed_directly"),
+    [
+        ("redis://127.0.0.1:6379/1", None, True),
+        ("rediss://:secret@redis.example.internal:6380/1", None, True),
+        ("amqp://guest:guest@127.0.0.1:5672//", None, False),
+        ("memory://", None, False),
+        ("redis://a:6379/1;redis://b:6379/1", None, False),  # fail-over: Celery walks the list
+        ("redis://127.0.0.1:6379/1", {"global_keyprefix": "gh:"}, False),
+    ],
+)
+def test_only_a_plain_redis_broker_is_pushed_to_directly(
+    settings: Any, url: str, options: dict[str, str] | None, pushed_directly: bool
+) -> None:
+    from inference.broker_push import broker_push_available
+
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    assert broker_push_available() is pushed_directly
+
+
+def _queued_messages(queue: str) -> list[Any]:
+    """What waits on `queue`, read as a worker reads it (kombu's channel), oldest first."""
+    from gatehouse.celery import app
+
+    messages = []
+    with app.pool.acquire(block=True) as connection:
+        while (message := connection.default_channel.basic_get(queue, no_ack=True)) is not None:
+            messages.append(message)
+    return messages
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+async def test_a_pushed_job_is_the_message_celerys_producer_would_have_sent(unserved_model: str) -> None:
+    """A worker reads the same task, headers and properties from either; nothing of the caller
+    shows in the headers."""
+    from inference.broker_push import broker_push
+    from inference.dispatch import _workers_dispatch, job_description
+    from inference.tasks import inference_generate
+
+    queue = inference_queue(model_name=unserved_model)
+    job = dataclasses.replace(
+        _job(unserved_model),
+        messages=[{"role": "user", "content": "my secret plan"}],
+        client_ip="203.0.113.9",
+        reply_channel="inbox.7f3a",
+    )
+    _workers_dispatch(job)  # Celery's producer, for comparison
+    pushed = await broker_push(
+        job=job, queue=queue, task_name=inference_generate.name, max_waiting=10, describe=job_description(job)
+    )
+    assert pushed.queued
+    assert pushed.waiting == 1
+
+    by_celery, by_push = _queued_messages(queue)
+    assert by_push.decode() == by_celery.decode()
+    (payload,), _, _ = by_push.decode()
+    assert GenerationJob.from_payload(payload) == job
+    assert by_push.content_type == by_celery.content_type == "application/json"
+    volatile = {"id", "root_id", "expires"}  # each task's own id, and its deadline from now
+    assert {k: v for k, v in by_push.headers.items() if k not in volatile} == {
+        k: v for k, v in by_celery.headers.items() if k not in volatile
+    }
+    assert by_push.headers["root_id"] == by_push.headers["id"] != by_celery.headers["id"]
+    assert by_push.headers["expires"] is not None
+    for name in ("delivery_mode", "priority", "body_encoding", "delivery_info"):
+        assert by_push.properties[name] == by_celery.properties[name], name
+    assert by_push.properties["correlation_id"] == by_push.headers["id"]
+    shown = json.dumps(by_push.headers)
+    assert job.generation_id in shown
+    for private in ("secret plan", "203.0.113.9", "inbox.7f3a"):
+        assert private not in shown
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+async def test_a_full_queue_refuses_the_push_and_queues_nothing(unserved_model: str, settings: Any) -> None:
+    from inference.dispatch import InferenceBusy, generation_dispatch
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+    settings.GATEHOUSE_INFERENCE_MAX_QUEUE = 2
+    await generation_dispatch(job=_job(unserved_model))
+    await generation_dispatch(job=_job(unserved_model))
+    refused = _job(unserved_model)
+    with pytest.raises(InferenceBusy, match=f"2 generations are already waiting for {unserved_model}"):
+        await generation_dispatch(job=refused)
+
+    queued = [
+        message.decode()[0][0]["generation_id"]
+        for message in _queued_messages(inference_queue(model_name=unserved_model))
+    ]
+    assert len(queued) == 2
+    assert refused.generation_id not in queued
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+async def test_a_dispatch_is_one_round_trip_from_the_event_loop(
+    unserved_model: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The depth's check and the push together, without Celery's producer and its thread."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from inference import dispatch
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+    await dispatch.generation_dispatch(job=_job(unserved_model))  # the connection is open, the script known
+
+    def not_celerys(job: GenerationJob) -> None:
+        raise AssertionError("went through Celery's producer")
+
+    monkeypatch.setattr(dispatch, "_workers_dispatch", not_celerys)
+    writes: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        writes.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    await dispatch.generation_dispatch(job=_job(unserved_model))
+
+    assert len(writes) == 1
+    assert len(_queued_messages(inference_queue(model_name=unserved_model))) == 2
+
+
+@pytest.mark.skipif(not PRODUCTION, reason="the broker exists only with Celery (production profile)")
+async def test_a_pushed_job_carries_the_request_id_of_the_request_that_queued_it(
+    unserved_model: str, settings: Any
+) -> None:
+    from audit.context import RequestContext, request_context_bound
+    from gatehouse.celery import REQUEST_ID_HEADER
+    from inference.dispatch import generation_dispatch
+
+    settings.GATEHOUSE_INFERENCE_EXECUTOR = "celery"
+    with request_context_bound(RequestContext(request_id="req-7f3a")):
+        await generation_dispatch(job=_job(unserved_model))
+
+    (message,) = _queued_messages(inference_queue(model_name=unserved_model))
+    assert message.headers[REQUEST_ID_HEADER] == "req-7f3a"
