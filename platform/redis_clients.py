@@ -39,30 +39,24 @@ def redis_short() -> Any:
 
 def redis_short_async() -> Any:
     """The running event loop's client (made at first use on that loop)."""
-    loop = asyncio.get_running_loop()
-    client = _per_loop.get(loop)
-    if client is None:
-        import redis.asyncio
-
-        client = _per_loop[loop] = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=SHORT_TIMEOUT_SECONDS,
-            socket_connect_timeout=SHORT_TIMEOUT_SECONDS,
-        )
-    return client
+    return _loop_client(_per_loop, url=settings.REDIS_URL, timeout=SHORT_TIMEOUT_SECONDS)
 
 
 def redis_broker_async() -> Any:
     """The running event loop's client of the Celery broker (CELERY_BROKER_URL, a Redis server;
     made at first use on that loop)."""
+    return _loop_client(_broker_per_loop, url=settings.CELERY_BROKER_URL, timeout=BROKER_TIMEOUT_SECONDS)
+
+
+def _loop_client(
+    clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]", *, url: str, timeout: float
+) -> Any:
     loop = asyncio.get_running_loop()
-    client = _broker_per_loop.get(loop)
+    client = clients.get(loop)
     if client is None:
         import redis.asyncio
 
-        client = _broker_per_loop[loop] = redis.asyncio.Redis.from_url(
-            settings.CELERY_BROKER_URL,
-            socket_timeout=BROKER_TIMEOUT_SECONDS,
-            socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
+        client = clients[loop] = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
     return client
