@@ -64,6 +64,14 @@ DEPLOYED = {
 }
 
 
+def _worker_cpus() -> str:
+    """Web and worker share this host, as on one machine deployed: the worker is kept off the
+    first CPU this process may use, which it leaves to the web tier (GATEHOUSE_WORKER_CPUS,
+    README "CPU priority"). With one CPU there is nothing to leave."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return ",".join(map(str, cpus[1:]))
+
+
 def _reachable(database_url: str | None, redis_url: str | None) -> bool:
     if not database_url or not redis_url:
         return False
@@ -325,6 +333,7 @@ def main() -> int:
     production = not args.embedded and _reachable(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"))
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
+    worker_cpus = os.environ.get("GATEHOUSE_WORKER_CPUS", _worker_cpus())
     # One user drives every stream, 50 at once, a connection each: lift the per-user bounds.
     served, stop = serve(
         workdir,
@@ -335,6 +344,7 @@ def main() -> int:
             "GATEHOUSE_MAX_CONCURRENT_CHATS_PER_USER": "64",
             "GATEHOUSE_WS_MAX_CONNECTIONS_PER_USER": "64",
             "WEB_CONCURRENCY": str(args.web_workers),
+            "GATEHOUSE_WORKER_CPUS": worker_cpus,
             **DEPLOYED,
             **({"GATEHOUSE_DEVICE": "cuda"} if args.gpu else {}),
         },
@@ -367,6 +377,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "settings": "quick" if args.quick else "full",
         "web_workers": args.web_workers,
+        "worker_cpus": (worker_cpus or "any") if production else "none (no worker)",
         "device": "cuda (bf16)" if args.gpu else "cpu",
         "goals": ",".join(sorted(selected)),
         "duration_s": round(time.perf_counter() - started, 1),

@@ -44,14 +44,16 @@ _bound: dict[str, Token[RequestContext | None]] = {}
 @worker_init.connect
 def _yield_cpu_to_the_web_tier(**_: object) -> None:
     """Before it takes work: every thread lower than the web tier (GATEHOUSE_WORKER_NICENESS,
-    and the idle scheduling class with GATEHOUSE_WORKER_SCHED_IDLE)."""
+    and the idle scheduling class with GATEHOUSE_WORKER_SCHED_IDLE), and on the CPUs it is
+    given (GATEHOUSE_WORKER_CPUS)."""
     from django.conf import settings
 
-    from gatehouse.process_priority import process_priority_lower
+    from gatehouse.process_priority import process_cpus_confine, process_priority_lower
 
     process_priority_lower(
         niceness=settings.GATEHOUSE_WORKER_NICENESS, idle_class=settings.GATEHOUSE_WORKER_SCHED_IDLE
     )
+    process_cpus_confine(cpus=settings.GATEHOUSE_WORKER_CPUS)
 
 
 @before_task_publish.connect

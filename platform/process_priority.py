@@ -20,6 +20,11 @@ weighs only within one control group: a worker in a container of its own (Kubern
 competes with other containers as before. The embedded executor's threads keep the normal
 class: they share the web process's interpreter lock, and an idle-class thread that holds it
 while the cores are busy would stall the event loop waiting for it.
+
+Where web and worker share a few cores, the worker can also be kept to some of them
+(`GATEHOUSE_WORKER_CPUS`, Linux): its decode thread then keeps a core of its own, warm, instead
+of being moved and interrupted wherever the web tier, the database and the clients wake, and
+the web tier keeps the other cores.
 """
 
 import logging
@@ -90,3 +95,40 @@ def process_priority_lower(*, niceness: int, idle_class: bool = False) -> int:
             return lowered
         lowered += 1
     return lowered
+
+
+def cpu_list_parse(text: str) -> frozenset[int]:
+    """The CPUs a list names, as Linux writes them ("1", "2-5", "0,2-3"); none for "".
+
+    Raises ValueError on anything else (a malformed item, a range that runs backwards).
+    """
+    cpus: set[int] = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        first, dash, last = item.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"{item!r} is neither a CPU number nor a range of them (like 2-5)")
+        low, high = int(first), int(last or first)
+        if high < low:
+            raise ValueError(f"the range {item!r} runs backwards")
+        cpus.update(range(low, high + 1))
+    return frozenset(cpus)
+
+
+def process_cpus_confine(*, cpus: frozenset[int]) -> int:
+    """Keep every thread of this process, and those it starts later, to `cpus` (none: leave them
+    where they may run); returns how many threads were moved. Linux only. A thread that ended
+    meanwhile is passed over; any other refusal (CPUs this process may not use) is logged, and
+    the worker runs where it did."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return 0
+    moved = 0
+    for thread_id in _thread_ids():
+        try:
+            os.sched_setaffinity(thread_id, cpus)
+        except ProcessLookupError:
+            continue  # it ended between the listing and now
+        except OSError as error:
+            logger.warning("could not keep this worker to CPUs %s: %s", sorted(cpus), error)
+            return moved
+        moved += 1
+    return moved

@@ -1,4 +1,5 @@
-"""Generation work runs below the web tier's CPU priority (GATEHOUSE_WORKER_NICENESS).
+"""Generation work runs below the web tier's CPU priority (GATEHOUSE_WORKER_NICENESS), on the CPUs it
+is given (GATEHOUSE_WORKER_CPUS).
 
 Each case runs in a process of its own: a nice value once raised cannot be lowered again
 without privilege, and the suite's own process must keep its priority.
@@ -12,7 +13,7 @@ import textwrap
 import pytest
 from django.conf import settings
 
-from gatehouse.process_priority import IDLE_CLASS, PER_THREAD
+from gatehouse.process_priority import IDLE_CLASS, PER_THREAD, cpu_list_parse
 
 pytestmark = pytest.mark.skipif(not PER_THREAD, reason="nice values per thread are Linux's")
 
@@ -145,3 +146,89 @@ def test_a_niceness_out_of_range_is_refused_at_startup(value: str) -> None:
     result = _python("import django; django.setup()", GATEHOUSE_WORKER_NICENESS=value)
     assert result.returncode != 0
     assert "GATEHOUSE_WORKER_NICENESS" in result.stderr
+
+
+# The CPUs a worker is kept to (GATEHOUSE_WORKER_CPUS).
+
+LAST_CPU = max(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("", set()), ("1", {1}), ("2-5", {2, 3, 4, 5}), ("0,2-3", {0, 2, 3}), (" 1 , 3 ", {1, 3})],
+)
+def test_a_cpu_list_is_read_as_linux_writes_it(text: str, cpus: set[int]) -> None:
+    assert cpu_list_parse(text) == cpus
+
+
+@pytest.mark.parametrize("text", ["3-1", "one", "1-", "-1", "1-2-3"])
+def test_a_malformed_cpu_list_is_refused_with_what_is_wrong(text: str) -> None:
+    with pytest.raises(ValueError, match=r"runs backwards|neither a CPU number nor a range"):
+        cpu_list_parse(text)
+
+
+@pytest.mark.parametrize("value", ["3-1", "first"])
+def test_a_malformed_cpu_list_is_refused_at_startup(value: str) -> None:
+    result = _python("import django; django.setup()", GATEHOUSE_WORKER_CPUS=value)
+    assert result.returncode != 0
+    assert "GATEHOUSE_WORKER_CPUS" in result.stderr
+
+
+@pytest.mark.skipif(LAST_CPU == 0, reason="one CPU: there is nowhere else to keep a worker")
+def test_a_worker_keeps_every_thread_to_its_cpus_and_those_it_starts_later() -> None:
+    result = _python(
+        f"""
+        import queue
+        from gatehouse.process_priority import process_cpus_confine
+
+        def cpus_of(thread_id=0):
+            return ",".join(map(str, sorted(os.sched_getaffinity(thread_id))))
+
+        started, stop = queue.Queue(), threading.Event()
+        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
+        earlier.start()
+        earlier_id = started.get()
+        before = cpus_of()
+        moved = process_cpus_confine(cpus=frozenset({{{LAST_CPU}}}))
+        later = []
+        thread = threading.Thread(target=lambda: later.append(cpus_of()))
+        thread.start(); thread.join()
+        print(before, moved, cpus_of(), cpus_of(earlier_id), later[0])
+        stop.set(); earlier.join()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    before, moved, main, earlier, later = result.stdout.split()
+    assert before != str(LAST_CPU)  # it could run elsewhere before
+    assert int(moved) >= 2  # the main thread and the one started before
+    assert (main, earlier, later) == (str(LAST_CPU),) * 3
+
+
+def test_cpus_the_process_may_not_use_are_logged_and_it_runs_where_it_did() -> None:
+    result = _python(
+        """
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        from gatehouse.process_priority import process_cpus_confine
+
+        before = sorted(os.sched_getaffinity(0))
+        moved = process_cpus_confine(cpus=frozenset({4095}))
+        print(moved, sorted(os.sched_getaffinity(0)) == before)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
+    assert "could not keep this worker to CPUs [4095]" in result.stderr
+
+
+def test_no_cpus_named_leaves_the_worker_where_it_may_run() -> None:
+    result = _python(
+        """
+        from gatehouse.process_priority import process_cpus_confine
+
+        before = sorted(os.sched_getaffinity(0))
+        print(process_cpus_confine(cpus=frozenset()), sorted(os.sched_getaffinity(0)) == before)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]

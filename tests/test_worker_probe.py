@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from gatehouse.worker_probe import (
 from inference import tasks
 from tests.celery_worker import CeleryWorker, database_url
 from tests.profile import PRODUCTION
+
+LAST_CPU = max(os.sched_getaffinity(0))
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,6 +225,7 @@ def warming_worker(tmp_path: Path, model_root: Path) -> Iterator[tuple[CeleryWor
             "GATEHOUSE_WARM_MODELS": "demo-tiny",
             "GATEHOUSE_WORKER_PROBE_DIR": str(directory),
             "GATEHOUSE_WORKER_SCHED_IDLE": "true",
+            "GATEHOUSE_WORKER_CPUS": str(LAST_CPU),
         },
         log_path=tmp_path / "probed-worker.log",
         queues="inference.probed-model",
@@ -233,10 +236,10 @@ def warming_worker(tmp_path: Path, model_root: Path) -> Iterator[tuple[CeleryWor
     worker.stop()
 
 
-def _per_thread(pid: int, read: Callable[[int], int]) -> set[int]:
-    """What `read` says of each thread of a process (Linux keeps a nice value and a
-    scheduling class per thread)."""
-    values = set()
+def _per_thread(pid: int, read: Callable[[int], Hashable]) -> set[Hashable]:
+    """What `read` says of each thread of a process (Linux keeps a nice value, a scheduling
+    class and the CPUs it may run on per thread)."""
+    values: set[Hashable] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             values.add(read(int(task.name)))
@@ -267,6 +270,10 @@ def test_a_real_worker_is_probed_live_and_ready_after_warm_up_and_unready_once_s
     assert _per_thread(worker.process.pid, nice_of) == {min(19, nice_of(0) + 10)}
     # ... and, asked to (GATEHOUSE_WORKER_SCHED_IDLE), in the idle scheduling class.
     assert _per_thread(worker.process.pid, os.sched_getscheduler) == {os.SCHED_IDLE}
+    # ... and on the CPUs it was given (GATEHOUSE_WORKER_CPUS).
+    assert _per_thread(worker.process.pid, lambda thread: frozenset(os.sched_getaffinity(thread))) == {
+        frozenset({LAST_CPU})
+    }
     # The heartbeat is rewritten while the worker runs, not written once.
     _age(directory / HEARTBEAT, STALE_AFTER_SECONDS + 5)
     assert _probe("--live", directory=directory).returncode == 1
