@@ -67,7 +67,7 @@ DEPLOYED = {
 def _worker_cpus() -> str:
     """Web and worker share this host, as on one machine deployed: the worker is kept off the
     first CPU this process may use, which it leaves to the web tier (GATEHOUSE_WORKER_CPUS,
-    README "CPU priority"). With one CPU there is nothing to leave."""
+    README "Worker CPUs"). With one CPU there is nothing to leave."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return ",".join(map(str, cpus[1:]))
 
