@@ -18,18 +18,32 @@ from gatehouse.process_priority import IDLE_CLASS, PER_THREAD, cpu_list_parse
 pytestmark = pytest.mark.skipif(not PER_THREAD, reason="nice values per thread are Linux's")
 
 
-_NICE_OF = """
-import os, threading
+_PRELUDE = """
+import os, queue, threading
 
 def nice_of(thread_id=None):
     return os.getpriority(os.PRIO_PROCESS, thread_id or threading.get_native_id())
+
+# A thread started now that waits until `stop` is set: its native id, and `stop`.
+def thread_waiting():
+    started, stop = queue.Queue(), threading.Event()
+    threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait())).start()
+    return started.get(), stop
+
+# What `read()` says in a thread started now.
+def in_new_thread(read):
+    said = []
+    thread = threading.Thread(target=lambda: said.append(read()))
+    thread.start(); thread.join()
+    return said[0]
 """
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`code` in a fresh interpreter, with `nice_of(thread id)` (the calling thread's by default)."""
+    """`code` in a fresh interpreter, with `nice_of(thread id)` (the calling thread's by default),
+    `thread_waiting()` and `in_new_thread(read)`."""
     return subprocess.run(
-        [sys.executable, "-c", _NICE_OF + textwrap.dedent(code)],
+        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
         cwd=settings.BASE_DIR,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "gatehouse.settings", **env},
         capture_output=True,
@@ -42,20 +56,14 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_a_worker_lowers_every_thread_it_has_and_those_it_starts_later() -> None:
     result = _python(
         """
-        import queue
         from gatehouse.process_priority import process_priority_lower
 
         before = nice_of()
-        started, stop = queue.Queue(), threading.Event()
-        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
-        earlier.start()
-        earlier_id = started.get()
+        earlier_id, stop = thread_waiting()
         raised = process_priority_lower(niceness=3)
-        later = []
-        thread = threading.Thread(target=lambda: later.append(nice_of()))
-        thread.start(); thread.join()
-        print(before, raised, nice_of(), nice_of(earlier_id), later[0])
-        stop.set(); earlier.join()
+        later = in_new_thread(nice_of)
+        print(before, raised, nice_of(), nice_of(earlier_id), later)
+        stop.set()
         """
     )
     assert result.returncode == 0, result.stderr
@@ -101,23 +109,17 @@ def test_a_nice_value_is_capped_at_the_lowest_priority_and_zero_changes_nothing(
 def test_a_worker_moves_every_thread_into_the_idle_class_and_those_it_starts_later() -> None:
     result = _python(
         """
-        import queue
         from gatehouse.process_priority import process_priority_lower
 
         def policy_of(thread_id=None):
             return os.sched_getscheduler(thread_id or threading.get_native_id())
 
         before = policy_of()
-        started, stop = queue.Queue(), threading.Event()
-        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
-        earlier.start()
-        earlier_id = started.get()
+        earlier_id, stop = thread_waiting()
         lowered = process_priority_lower(niceness=0, idle_class=True)
-        later = []
-        thread = threading.Thread(target=lambda: later.append(policy_of()))
-        thread.start(); thread.join()
-        print(before, lowered, policy_of(), policy_of(earlier_id), later[0], nice_of())
-        stop.set(); earlier.join()
+        later = in_new_thread(policy_of)
+        print(before, lowered, policy_of(), policy_of(earlier_id), later, nice_of())
+        stop.set()
         """
     )
     assert result.returncode == 0, result.stderr
@@ -178,23 +180,17 @@ def test_a_malformed_cpu_list_is_refused_at_startup(value: str) -> None:
 def test_a_worker_keeps_every_thread_to_its_cpus_and_those_it_starts_later() -> None:
     result = _python(
         f"""
-        import queue
         from gatehouse.process_priority import process_cpus_confine
 
         def cpus_of(thread_id=0):
             return ",".join(map(str, sorted(os.sched_getaffinity(thread_id))))
 
-        started, stop = queue.Queue(), threading.Event()
-        earlier = threading.Thread(target=lambda: (started.put(threading.get_native_id()), stop.wait()))
-        earlier.start()
-        earlier_id = started.get()
+        earlier_id, stop = thread_waiting()
         before = cpus_of()
         moved = process_cpus_confine(cpus=frozenset({{{LAST_CPU}}}))
-        later = []
-        thread = threading.Thread(target=lambda: later.append(cpus_of()))
-        thread.start(); thread.join()
-        print(before, moved, cpus_of(), cpus_of(earlier_id), later[0])
-        stop.set(); earlier.join()
+        later = in_new_thread(cpus_of)
+        print(before, moved, cpus_of(), cpus_of(earlier_id), later)
+        stop.set()
         """
     )
     assert result.returncode == 0, result.stderr
