@@ -72,10 +72,9 @@ def queue_lists(*, queue: str) -> list[str]:
     return [queue if not step else f"{queue}{RedisChannel.sep}{step}" for step in PRIORITY_STEPS]
 
 
-def _envelope(*, queue: str, message: tuple[Any, ...]) -> str:
+def _envelope(*, queue: str, headers: dict[str, Any], properties: dict[str, Any], body: Any) -> str:
     """The message as kombu's Redis transport stores it: a JSON envelope around the body,
     which is base64 (the transport's body encoding)."""
-    headers, properties, body, _sent_event = message
     content_type, content_encoding, data = body_encode(body, serializer=settings.CELERY_TASK_SERIALIZER)
     encoded = data.encode(content_encoding) if isinstance(data, str) else data
     return json_dumps(
@@ -120,7 +119,7 @@ async def _push(
 ) -> BrokerPush:
     from gatehouse.celery import app
 
-    message = app.amqp.create_task_message(
+    headers, properties, body, _sent_event = app.amqp.create_task_message(
         uuid(),
         task_name,
         (job.to_payload(),),
@@ -133,7 +132,6 @@ async def _push(
         argsrepr=describe,
         kwargsrepr="{}",
     )
-    headers, properties, body, _ = message
     before_task_publish.send(
         sender=task_name,
         body=body,
@@ -144,7 +142,7 @@ async def _push(
         properties=properties,
         retry_policy={},
     )
-    envelope = _envelope(queue=queue, message=message)
+    envelope = _envelope(queue=queue, headers=headers, properties=properties, body=body)
     queued, waiting = await _script()(keys=queue_lists(queue=queue), args=[envelope, max_waiting])
     if queued:
         after_task_publish.send(sender=task_name, body=body, headers=headers, exchange="", routing_key=queue)
