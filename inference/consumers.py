@@ -43,6 +43,7 @@ from gatehouse.tracing import tracing_on, websocket_chat_span
 from guardrails.stream import answer_redaction
 from inference.cancellation import generation_cancel_request
 from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.arrivals import chat_arrival_end
 from inference.chat.fallback import chat_failure_falls_back, chat_fallback_admit
 from inference.chat.guarding import (
     OutputGuard,
@@ -313,6 +314,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
             redaction=answer_redaction(admitted.guard),
+            arriving_with=chat_arrival_end(admitted.arrival),
         )
         self.running[client_id] = _RunningChat(
             generation_id=job.generation_id,
@@ -406,6 +408,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             sticky_key=f"{self.user.pk}:{conversation_id}",
         )
         if history is not None and history.model_name != admitted.plan.model_name:
+            chat_arrival_end(admitted.arrival)
             await quota_chat_finish_async(hold=admitted.hold)
             raise ChatRejected(
                 f"This conversation is with {history.model_name}; continue it there.", code="invalid"

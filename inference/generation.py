@@ -88,6 +88,9 @@ class GenerationJob:
     # Test hook (GATEHOUSE_TEST_HOLD_MODELS): decided where the job is made, from that
     # process's settings, and obeyed wherever it runs.
     hold_until_cancelled: bool | None = None
+    # How many other chats for the model the web process was still admitting when it queued
+    # this one: an idle model waits a moment for them (`inference.chat.arrivals`).
+    arriving_with: int = 0
 
     def __post_init__(self) -> None:
         if self.hold_until_cancelled is None:
@@ -95,11 +98,12 @@ class GenerationJob:
             object.__setattr__(self, "hold_until_cancelled", held)
 
     def to_payload(self) -> dict[str, Any]:
-        """JSON-safe; without `fallback_from`, `redaction` and `conversation_new` where unset, so
-        that the previous releases' workers (which do not know them) still run every other job."""
+        """JSON-safe; without `fallback_from`, `redaction`, `conversation_new` and `arriving_with`
+        where unset, so that the previous releases' workers (which do not know them) still run
+        every other job."""
         payload = asdict(self)
-        for added in ("fallback_from", "redaction", "conversation_new"):
-            if payload[added] in (None, False):
+        for added in ("fallback_from", "redaction", "conversation_new", "arriving_with"):
+            if payload[added] in (None, False, 0):
                 del payload[added]
         return payload
 
@@ -408,6 +412,7 @@ def _generate(*, job: GenerationJob, relay: EventSender, outcome: _Outcome) -> N
                 params=GenerationParams(**{**job.params, "stop": tuple(job.params.get("stop", ()))}),
                 on_token=hops,
                 should_stop=hops.should_stop,
+                arriving_with=job.arriving_with,
             )
     except RemoteUnavailable as exc:
         logger.warning("generation %s: %s", job.generation_id, exc)

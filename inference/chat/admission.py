@@ -29,6 +29,7 @@ from accounts.services.chat_quotas import ChatHold, quota_chat_admit_async, quot
 from accounts.services.quotas import QuotaRefused, SpendAsk
 from gatehouse.database_calls import cached_or_reloaded, database_sync
 from guardrails.rules import Guard, guard_for
+from inference.chat.arrivals import ChatArrival, chat_arrival_begin, chat_arrival_end
 from inference.chat.guarding import chat_frame_guarded, guard_redactions_record
 from inference.chat.refusal import ChatRefused
 from inference.chat_slots import chat_slot_for
@@ -67,6 +68,9 @@ class ChatAdmitted:
     fallback_from: str | None = None
     # The guardrails it is held to (its answer is redacted by them as it is written).
     guard: Guard | None = None
+    # Counted among this process's chats for its model arriving together, until it is served
+    # (`inference.chat.arrivals`).
+    arrival: ChatArrival | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,38 @@ async def chat_admit(
     `sticky_key` keeps requests that share it on one version while a canary runs (a
     conversation's); by default each request is its own. `fallback_from` names the model
     this one stands in for (`inference.chat.fallback`).
+
+    From here until it is served (or refused), the chat counts among its model's arrivals
+    (`inference.chat.arrivals`).
     """
+    arrival = chat_arrival_begin(model_name=frame.model)
+    try:
+        admitted = await _admitted(
+            principal=principal,
+            frame=frame,
+            request_id=request_id,
+            client_ip=client_ip,
+            channel=channel,
+            sticky_key=sticky_key,
+            fallback_from=fallback_from,
+        )
+    except BaseException:
+        chat_arrival_end(arrival)
+        raise
+    admitted.arrival = arrival
+    return admitted
+
+
+async def _admitted(
+    *,
+    principal: Principal,
+    frame: ChatFrame,
+    request_id: str,
+    client_ip: str | None,
+    channel: str,
+    sticky_key: str | None,
+    fallback_from: str | None,
+) -> ChatAdmitted:
     user, api_key = principal.user, principal.api_key
     sticky_key = sticky_key or f"{user.pk}:{request_id}"
     try:

@@ -17,6 +17,7 @@ from typing import TypeVar
 from accounts.principal import Principal
 from accounts.services.chat_quotas import quota_chat_finish_async
 from inference.chat.admission import ChatAdmitted, chat_admit
+from inference.chat.arrivals import chat_arrival_end
 from inference.protocol import ChatFrame
 
 _Result = TypeVar("_Result")
@@ -45,7 +46,10 @@ async def choices_admit(
 
 
 async def _holds_give_back(admitted: list[ChatAdmitted]) -> None:
-    """What admitted choices that will never run hold goes back (nothing is charged)."""
+    """What admitted choices that will never run hold goes back (nothing is charged), and they
+    no longer count as arriving."""
+    for choice in admitted:
+        chat_arrival_end(choice.arrival)
     await asyncio.gather(*(quota_chat_finish_async(hold=choice.hold) for choice in admitted))
 
 

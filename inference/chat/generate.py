@@ -24,6 +24,7 @@ from gatehouse.database_calls import database_sync
 from guardrails.stream import answer_redaction
 from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import Begun, ChatEnd, OnTexts, OnToolCalls
+from inference.chat.arrivals import chat_arrival_end
 from inference.chat.outcome import ChatProgress, chat_outcome, chat_record_start_soon
 from inference.chat.refusal import ChatRefused
 from inference.chat.tool_call_reading import ToolCallReader
@@ -280,6 +281,7 @@ async def _dispatched(admitted: ChatAdmitted, *, on_started: Begun, on_texts: On
             remote=plan.remote,
             fallback_from=admitted.fallback_from,
             redaction=answer_redaction(admitted.guard),
+            arriving_with=chat_arrival_end(admitted.arrival),
         )
     )
     try:

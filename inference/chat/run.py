@@ -10,6 +10,7 @@ cancelled) is recorded as cancelled and charged what it was sent.
 
 from inference.chat.admission import ChatAdmitted
 from inference.chat.answer import ChatDoor, ChatEnd, OnStarted, OnTexts, OnToolCalls
+from inference.chat.arrivals import chat_arrival_end
 from inference.chat.cached import chat_cached_or_generated
 from inference.chat.fallback import chat_fallback_run, chat_refusal_falls_back
 from inference.chat.guarding import guard_redactions_record, output_guard_for
@@ -37,6 +38,8 @@ async def chat_run(
     doors: list[ChatDoor] = []
 
     async def serve(chat: ChatAdmitted) -> ChatEnd:
+        # Served now: whichever way it is answered, it no longer counts as arriving.
+        chat_arrival_end(chat.arrival)
         # Each chat's answer through its own model's guard (a fallback's may differ).
         guarded = output_guard_for(chat.guard, on_texts)
         door = ChatDoor(

@@ -136,4 +136,9 @@ class Engine(Protocol):
         params: GenerationParams,
         on_token: TokenCallback,
         should_stop: StopCheck,
-    ) -> GenerationResult: ...
+        arriving_with: int = 0,
+    ) -> GenerationResult:
+        """`arriving_with`: how many other requests for the model its caller was starting at
+        the same moment; an engine that batches may wait a moment for them to start them together
+        (`inference.chat.arrivals`); the answer never depends on it."""
+        ...

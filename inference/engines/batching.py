@@ -142,6 +142,8 @@ class BatchRequest:
     constraint: RowConstraint | None = None
     # Its own random generator, seeded (`params.seed`): its samples do not depend on the batch.
     generator: Any = None
+    # How many other requests its caller was starting with it (`Engine.generate_stream`).
+    arriving_with: int = 0
 
     def emit(self, text: str, logprob: TokenLogprob | None = None) -> bool:
         """Queue one token's text (and log probability) for the reader; False once the

@@ -5,7 +5,9 @@ for the whole batch. Here one decoding loop owns the batch: before each step it 
 whatever arrived (their first tokens come from that prefill) and merges their key/value
 cache into the running one; after each step it retires the rows that ended. Rows are
 left-padded to a common length, so every row's next token comes from the last column, and
-each row's position ids count only its own tokens.
+each row's position ids count only its own tokens. Requests that say others are on their way
+with them (`BatchRequest.arriving_with`) find an idle batch waiting a moment for those, so
+that they share one prefill and start unpadded.
 
 The cache is manipulated directly, which is exact for the plain `DynamicLayer` cache that
 most decoder-only models use. Models with other layers (sliding windows, quantised caches)
@@ -27,6 +29,11 @@ from inference.engines.sampling import PerRowSampling, seeded_rows_sample
 from inference.engines.streaming import RowStreamer
 
 logger = logging.getLogger(__name__)
+
+# How long an idle model waits for the requests that the first says are on their way
+# (`inference.chat.arrivals`). Measured here: the eighth of eight chats sent at once reaches
+# the model 15 to 20 ms after the first, through a web process, Redis and a Celery worker.
+COMPANIONS_WAIT_SECONDS = 0.03
 
 
 def continuous_batching_supported(model: Any) -> bool:
@@ -280,12 +287,26 @@ class ContinuousBatchScheduler(RequestScheduler):
         with self._ready:
             while not self._closed and not self._pending and not len(batch):
                 self._ready.wait()
+            if not len(batch):
+                self._companions_wait()
             if self._closed:
                 return None
             room = self._max_batch_size - len(batch)
             joining = self._pending[:room]
             del self._pending[: len(joining)]
         return self._take_ready(joining)
+
+    def _companions_wait(self) -> None:
+        """On an idle model, before the first prefill: wait for the requests that those waiting
+        say are on their way (`BatchRequest.arriving_with`), so that they are prefilled together
+        instead of joining one by one; at most COMPANIONS_WAIT_SECONDS after the first arrived.
+        Called holding `_ready`; a request that comes alone does not wait."""
+        while not self._closed and self._pending:
+            expected = 1 + max(request.arriving_with for request in self._pending)
+            left = self._pending[0].submitted_at + COMPANIONS_WAIT_SECONDS - time.monotonic()
+            if len(self._pending) >= min(expected, self._max_batch_size) or left <= 0:
+                return
+            self._ready.wait(left)
 
     def _loop(self) -> None:
         import torch

@@ -150,6 +150,7 @@ class LocalTransformersEngine:
         params: GenerationParams,
         on_token: TokenCallback,
         should_stop: StopCheck,
+        arriving_with: int = 0,
     ) -> GenerationResult:
         # Tokenizing costs time in proportion to the text: a prompt whose bytes cannot fit is
         # refused first (a conversation's stored history reaches here unchecked by admission).
@@ -175,6 +176,7 @@ class LocalTransformersEngine:
             params=params,
             constraint=self._constraint(params),
             generator=self._generator(params),
+            arriving_with=arriving_with,
         )
         return self.scheduler.run(request, on_token=on_token, should_stop=should_stop)
 

@@ -115,6 +115,7 @@ class OpenAICompatibleEngine:
         params: GenerationParams,
         on_token: TokenCallback,
         should_stop: StopCheck,
+        arriving_with: int = 0,  # one upstream request per call: nothing to gather
     ) -> GenerationResult:
         try:
             # Checked at every call, not only at registration: a name can resolve elsewhere later.

@@ -133,6 +133,7 @@ class RemoteDeployments:
         params: GenerationParams,
         on_token: TokenCallback,
         should_stop: StopCheck,
+        arriving_with: int = 0,  # one upstream request per call: nothing to gather
     ) -> GenerationResult:
         """A worker's call: each upstream in the drawn order (its own retries and breaker as
         `OpenAICompatibleEngine.generate_stream` has them), the next while nothing was sent on."""
