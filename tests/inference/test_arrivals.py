@@ -12,6 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from accounts.models import User
+from inference import consumers
 from inference.chat import arrivals
 from inference.chat.arrivals import ARRIVAL_STALE_SECONDS, ChatArrival, chat_arrival_begin, chat_arrival_end
 from inference.engines import continuous
@@ -21,6 +22,7 @@ from inference.generation import GenerationJob
 from inference.models import ModelVersion
 from tests.inference.engines import demo_engine
 from tests.inference.fast_path import api_key_mint, v1_post
+from tests.inference.websocket import access_token, chat_frame, communicator_for, frames_until_end
 
 
 @pytest.fixture
@@ -94,6 +96,33 @@ async def test_the_choices_of_one_request_tell_the_model_they_come_together(
     # The first served knows two more are coming, the last none.
     assert sorted(told) == [0, 1, 2]
     assert arriving == set()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("inference_backend")
+async def test_a_websocket_chat_tells_the_model_of_another_still_being_admitted(
+    bob: User,
+    demo_version: ModelVersion,
+    arriving: set[ChatArrival],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    told: list[int] = []
+    dispatch = consumers.generation_dispatch
+
+    async def noted(*, job: GenerationJob) -> None:
+        told.append(job.arriving_with)
+        await dispatch(job=job)
+
+    monkeypatch.setattr(consumers, "generation_dispatch", noted)
+    elsewhere = chat_arrival_begin(model_name="demo-tiny")  # another chat, mid-admission
+    communicator = communicator_for(token=await access_token(bob))
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to(chat_frame("c1", max_tokens=3))
+    frames = await frames_until_end(communicator, "c1")
+    await communicator.disconnect()
+    assert frames[-1]["type"] == "done"
+    assert told == [1]
+    assert arriving == {elsewhere}  # its own arrival ended with its dispatch
 
 
 @pytest.mark.django_db(transaction=True)
