@@ -71,6 +71,20 @@ def test_a_job_says_its_companions_to_a_worker_only_where_it_has_some() -> None:
 # --- the doors --------------------------------------------------------------------------------
 
 
+def _companions_told(monkeypatch: pytest.MonkeyPatch, door: Any) -> list[int]:
+    """What each job dispatched through `door` (the module whose `generation_dispatch` it calls)
+    tells the model of its companions, in order; the jobs still go out."""
+    told: list[int] = []
+    dispatch = door.generation_dispatch
+
+    async def noted(*, job: GenerationJob) -> None:
+        told.append(job.arriving_with)
+        await dispatch(job=job)
+
+    monkeypatch.setattr(door, "generation_dispatch", noted)
+    return told
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("inference_backend")
 async def test_the_choices_of_one_request_tell_the_model_they_come_together(
@@ -81,14 +95,7 @@ async def test_the_choices_of_one_request_tell_the_model_they_come_together(
 ) -> None:
     from inference import generation_session
 
-    told: list[int] = []
-    dispatch = generation_session.generation_dispatch
-
-    async def noted(*, job: GenerationJob) -> None:
-        told.append(job.arriving_with)
-        await dispatch(job=job)
-
-    monkeypatch.setattr(generation_session, "generation_dispatch", noted)
+    told = _companions_told(monkeypatch, generation_session)
     key = await database_sync_to_async(api_key_mint)(bob)
     body = {"model": "demo-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "n": 3}
     answer = await v1_post(body, key=key)
@@ -106,14 +113,7 @@ async def test_a_websocket_chat_tells_the_model_of_another_still_being_admitted(
     arriving: set[ChatArrival],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    told: list[int] = []
-    dispatch = consumers.generation_dispatch
-
-    async def noted(*, job: GenerationJob) -> None:
-        told.append(job.arriving_with)
-        await dispatch(job=job)
-
-    monkeypatch.setattr(consumers, "generation_dispatch", noted)
+    told = _companions_told(monkeypatch, consumers)
     elsewhere = chat_arrival_begin(model_name="demo-tiny")  # another chat, mid-admission
     communicator = communicator_for(token=await access_token(bob))
     assert (await communicator.connect())[0]
