@@ -31,8 +31,8 @@ from inference.engines.streaming import RowStreamer
 logger = logging.getLogger(__name__)
 
 # How long an idle model waits for the requests that the first says are on their way
-# (`inference.chat.arrivals`). Measured here: the eighth of eight chats sent at once reaches
-# the model 15 to 20 ms after the first, through a web process, Redis and a Celery worker.
+# (`inference.chat.arrivals`). Measured here (2 cores): of eight chats sent at once through a
+# web process, Redis and a Celery worker, the eighth reached the model 7 to 17 ms after the first.
 COMPANIONS_WAIT_SECONDS = 0.03
 
 
